@@ -1,0 +1,100 @@
+// Package frontend defines how a build definition (a Dockerfile, for the
+// built-in frontend) becomes Kiln's build graph.
+//
+// A Frontend is chosen by name from a map built in cmd/kilnd. It reads what
+// it needs from the Request (the Dockerfile bytes, build args, platforms) and
+// asks the ImageResolver for base-image configs; it never touches the
+// network or the daemon's storage itself. It imports graph and core only.
+package frontend
+
+import (
+	"context"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/graph"
+)
+
+// Frontend turns a request into a build graph per platform.
+type Frontend interface {
+	Solve(ctx context.Context, req Request) (*Result, error)
+}
+
+// Request is everything a frontend may use.
+type Request struct {
+	// Dockerfile is the build definition's bytes and DockerfileName the
+	// name the user gave it (for messages: "Dockerfile:3: ...").
+	Dockerfile     []byte
+	DockerfileName string
+	// Dockerignore holds the content of <Dockerfile>.dockerignore if it
+	// exists, else .dockerignore, else nil.
+	Dockerignore []byte
+
+	Target    string
+	BuildArgs map[string]string
+	Labels    map[string]string
+	// Platforms to build for; empty means BuildPlatform.
+	Platforms []ocispec.Platform
+	// BuildPlatform is the daemon's native platform.
+	BuildPlatform ocispec.Platform
+	// NamedContexts are --build-context values by name.
+	NamedContexts map[string]NamedContext
+	// NoCache ignores the cache for every step; NoCacheFilter for the
+	// steps of the named stages only.
+	NoCache       bool
+	NoCacheFilter []string
+	// ContextName is the LocalSource name of the main build context
+	// ("context"); SharedKeyHint is passed on to its LocalSource.
+	ContextName   string
+	SharedKeyHint string
+
+	// Resolver looks up base images. Required unless every stage is FROM
+	// scratch.
+	Resolver ImageResolver
+}
+
+// NamedContext is a --build-context value: a local directory the client
+// syncs (by its LocalSource name) or an image reference.
+type NamedContext struct {
+	Local string // LocalSource name for a directory context
+	Image string // image reference for docker-image://
+}
+
+// ImageResolver resolves an image reference for a platform to a pinned
+// reference and its config.
+type ImageResolver interface {
+	// ResolveImageConfig returns the digest of the platform's manifest and
+	// the raw image config JSON for ref.
+	ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (ResolvedImage, error)
+}
+
+// ResolvedImage is the answer of an ImageResolver.
+type ResolvedImage struct {
+	// Ref is the normalised reference pinned by digest, e.g.
+	// "docker.io/library/busybox:latest@sha256:...".
+	Ref    string
+	Digest digest.Digest // the manifest digest for the platform
+	Config []byte        // the image config JSON (ocispec.Image)
+}
+
+// Result is what a frontend produces: one image per platform.
+type Result struct {
+	Images []Image
+}
+
+// Image is the build result for one platform.
+type Image struct {
+	Platform ocispec.Platform
+	// Root is the final filesystem; nil means an empty one (FROM scratch
+	// with no changes).
+	Root *graph.Vertex
+	// Config is the image config the frontend computed: the base image's
+	// config updated per instruction, with one history entry per
+	// instruction (EmptyLayer set for metadata-only steps). RootFS and
+	// the layer part of History are completed by the exporter.
+	Config ocispec.Image
+	// BaseLayers is the number of layers that come from the base image
+	// (exporters reuse those blobs as they are).
+	BaseImage string
+}
