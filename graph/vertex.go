@@ -31,6 +31,11 @@ type Meta struct {
 	// IgnoreCache makes the solver run the step even if a cache record
 	// exists (--no-cache, --no-cache-filter).
 	IgnoreCache bool `json:"ignoreCache,omitempty"`
+	// StepID identifies "the same step" across builds even when its
+	// definition changes (the build context, the Dockerfile, the stage and
+	// the instruction's position). The solver uses it to find the previous
+	// record of a step and explain a cache miss.
+	StepID string `json:"stepId,omitempty"`
 }
 
 // Location is a range of lines in a source file, 1-based and inclusive.
