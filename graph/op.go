@@ -109,7 +109,7 @@ const digestPrefix = "kiln/op/v1\x00"
 // order, map keys sorted by encoding/json, no pointers or times). Fields that
 // must not affect caching (proxy variables) are cleared first.
 func (o Op) Digest() digest.Digest {
-	b, err := json.Marshal(o.forDigest())
+	b, err := json.Marshal(o.ForDigest())
 	if err != nil {
 		// Every type in Op is plain data; marshalling cannot fail.
 		panic(fmt.Sprintf("graph: marshal op: %v", err))
@@ -120,9 +120,9 @@ func (o Op) Digest() digest.Digest {
 	return digest.NewDigest(digest.SHA256, h)
 }
 
-// forDigest returns a copy of o without the fields that are excluded from
+// ForDigest returns a copy of o without the fields that are excluded from
 // the cache key.
-func (o Op) forDigest() Op {
+func (o Op) ForDigest() Op {
 	if o.Exec != nil && len(o.Exec.ProxyEnv) > 0 {
 		e := *o.Exec
 		e.ProxyEnv = nil

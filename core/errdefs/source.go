@@ -41,16 +41,24 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // VertexError marks an error as coming from one vertex of the build graph, so
 // progress renderers and the client can point at the step that failed.
 type VertexError struct {
-	Vertex string // the vertex digest
-	Name   string // the vertex's display name, e.g. "[2/3] RUN make"
-	Err    error
+	Vertex   string // the vertex digest
+	Name     string // the vertex's display name, e.g. "[2/3] RUN make"
+	Location string // where the step comes from, e.g. "Dockerfile:3"
+	Err      error
 }
 
 func (e *VertexError) Error() string {
-	if e.Name == "" {
-		return e.Err.Error()
+	var b strings.Builder
+	if e.Location != "" {
+		b.WriteString(e.Location)
+		b.WriteString(": ")
 	}
-	return e.Name + ": " + e.Err.Error()
+	if e.Name != "" {
+		b.WriteString(e.Name)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
 }
 
 // Unwrap returns the underlying error.
