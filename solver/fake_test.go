@@ -35,6 +35,8 @@ type fakeWorker struct {
 	started chan string
 	// cancelled records commands whose context ended while running.
 	cancelled chan string
+	// failGate, if not nil, holds "fail" commands until it is closed.
+	failGate chan struct{}
 }
 
 func newFakeWorker() *fakeWorker {
@@ -197,6 +199,9 @@ func (o *fakeOp) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		}
 		switch op.Exec.Args[0] {
 		case "fail":
+			if o.w.failGate != nil {
+				<-o.w.failGate
+			}
 			return nil, fmt.Errorf("process %q did not complete successfully: exit code: 1", cmd)
 		case "sleep":
 			d, _ := time.ParseDuration(op.Exec.Args[1])

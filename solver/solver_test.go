@@ -268,7 +268,8 @@ func TestFailure(t *testing.T) {
 		graph.Meta{Name: "[2/3] RUN fail now", Location: &graph.Location{File: "Dockerfile", Start: 7, End: 7}})
 	slow := graph.NewVertex(graph.Op{Exec: &graph.ExecOp{Args: []string{"block"}, Root: graph.NoInput}}, graph.Meta{Name: "slow"})
 	root := graph.NewVertex(graph.Op{Merge: &graph.MergeOp{}}, graph.Meta{}, bad, slow)
-	go func() { <-w.started }()
+	w.failGate = make(chan struct{})
+	go func() { <-w.started; close(w.failGate) }()
 	_, err := s.Solve(context.Background(), []*graph.Vertex{root}, SolveOpt{})
 	var ve *errdefs.VertexError
 	if !errors.As(err, &ve) {
