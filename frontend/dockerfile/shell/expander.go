@@ -1,0 +1,69 @@
+package shell
+
+// Expander expands the words of one instruction against one environment
+// and remembers which variables they used. It satisfies the Expander
+// interface of the instructions package:
+//
+//	ex := shell.NewExpander(shell.Lex{Escape: df.Directives.Escape}, env)
+//	cmd, err := copyCmd.Expand(ex)
+//	// ex.Used(): the variables the instruction depends on (for its cache key)
+//	// ex.Undefined(): references to unset variables (for the lint)
+//
+// An Expander is not safe for concurrent use.
+type Expander struct {
+	lex       Lex
+	env       Env
+	used      []string
+	undefined []string
+}
+
+// NewExpander returns an Expander using lex's escape character and options
+// for words and env (nil means empty) for every lookup.
+func NewExpander(lex Lex, env Env) *Expander {
+	return &Expander{lex: lex, env: env}
+}
+
+// ExpandWord expands word in single-word mode.
+func (e *Expander) ExpandWord(word string) (string, error) {
+	r, err := e.process(e.lex, word)
+	return r.Value, err
+}
+
+// ExpandWords expands word in word-list mode.
+func (e *Expander) ExpandWords(word string) ([]string, error) {
+	r, err := e.process(e.lex, word)
+	return r.Words, err
+}
+
+// ExpandHeredoc expands the body of a heredoc whose delimiter was not
+// quoted: $ references are replaced, quotes are left alone, and the escape
+// character quotes only `$`, '`' and itself.
+func (e *Expander) ExpandHeredoc(body string) (string, error) {
+	lex := e.lex
+	lex.SkipQuotes = true
+	lex.RawQuotes = false
+	lex.RawEscapes = false
+	r, err := e.process(lex, body)
+	return r.Value, err
+}
+
+func (e *Expander) process(lex Lex, word string) (Result, error) {
+	r, err := lex.Process(word, e.env)
+	if err != nil {
+		return r, err
+	}
+	for _, n := range r.Used {
+		e.used = appendOnce(e.used, n)
+	}
+	for _, n := range r.Undefined {
+		e.undefined = appendOnce(e.undefined, n)
+	}
+	return r, nil
+}
+
+// Used returns the variables referenced so far, in order of first use.
+func (e *Expander) Used() []string { return append([]string(nil), e.used...) }
+
+// Undefined returns the unset variables referenced so far without a
+// default, in order of first use.
+func (e *Expander) Undefined() []string { return append([]string(nil), e.undefined...) }
