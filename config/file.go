@@ -1,0 +1,318 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// The file* types are what the TOML decoder fills. They embed the public
+// types and shadow the fields whose TOML form is more than one type (sizes:
+// integer or string), that have buildkitd.toml aliases (keepBytes), or
+// that mix shapes ([registry]); convert turns them into a Config.
+
+type fileConfig struct {
+	Config
+	Worker   fileWorker     `toml:"worker"`
+	Cache    fileCache      `toml:"cache"`
+	Registry map[string]any `toml:"registry"`
+}
+
+type fileWorker struct {
+	Worker
+	OCI fileOCI `toml:"oci"`
+}
+
+type fileOCI struct {
+	OCIWorker
+	CacheSize     any `toml:"cache-size"`
+	GCKeepStorage any `toml:"gckeepstorage"` // buildkitd.toml: integer MB or a size
+	// NetworkMode is buildkitd.toml's spelling of network-mode.
+	NetworkMode string         `toml:"networkMode"`
+	GCPolicy    []fileGCPolicy `toml:"gcpolicy"`
+}
+
+// fileGCPolicy takes both buildkitd.toml's camelCase and kebab-case keys.
+type fileGCPolicy struct {
+	All            bool     `toml:"all"`
+	Filters        []string `toml:"filters"`
+	KeepDuration   any      `toml:"keepDuration"`
+	KeepDurationK  any      `toml:"keep-duration"`
+	KeepBytes      any      `toml:"keepBytes"`
+	KeepBytesK     any      `toml:"keep-bytes"`
+	ReservedSpace  any      `toml:"reservedSpace"`
+	ReservedSpaceK any      `toml:"reserved-space"`
+	MaxUsedSpace   any      `toml:"maxUsedSpace"`
+	MaxUsedSpaceK  any      `toml:"max-used-space"`
+	MinFreeSpace   any      `toml:"minFreeSpace"`
+	MinFreeSpaceK  any      `toml:"min-free-space"`
+}
+
+type fileCache struct {
+	Cache
+	Registry []fileCacheRegistry `toml:"registry"`
+}
+
+type fileCacheRegistry struct {
+	CacheRegistry
+	TTL any `toml:"ttl"`
+}
+
+// fileRegistryHost is one [registry."host"] table or [[registry.config]]
+// entry.
+type fileRegistryHost struct {
+	RegistryHost
+	Host string `toml:"host"`
+}
+
+// convert builds the Config from what was decoded, recording problems in l.
+func (l *loader) convert(fc *fileConfig) *Config {
+	cfg := fc.Config
+	cfg.Worker = fc.Worker.Worker
+	cfg.Worker.OCI = fc.Worker.OCI.OCIWorker
+	cfg.Cache = fc.Cache.Cache
+	l.convertOCI(&cfg.Worker.OCI, &fc.Worker.OCI)
+	cfg.Cache.Registry = nil
+	for i, r := range fc.Cache.Registry {
+		p := keyPath{}.key("cache", "registry").at(i)
+		cr := r.CacheRegistry
+		if r.TTL != nil {
+			d, err := durationOf(r.TTL)
+			if err != nil {
+				l.fail(p.key("ttl"), "%v", err)
+			}
+			cr.TTL = d
+		}
+		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
+	}
+	cfg.Registry = l.convertRegistry(fc.Registry)
+	return &cfg
+}
+
+func (l *loader) convertOCI(dst *OCIWorker, src *fileOCI) {
+	base := keyPath{}.key("worker", "oci")
+	if src.CacheSize != nil {
+		s, err := sizeOf(src.CacheSize)
+		if err != nil {
+			l.fail(base.key("cache-size"), "%v", err)
+		}
+		dst.CacheSize = s
+	}
+	if src.GCKeepStorage != nil {
+		if l.pos.has(base.key("cache-size")) {
+			l.fail(base.key("gckeepstorage"), "cache-size is set too; keep only cache-size")
+		} else {
+			v := src.GCKeepStorage
+			if mb, ok := v.(int64); ok {
+				// buildkitd.toml counts an integer gckeepstorage in MB.
+				v = mb * 1e6
+			}
+			s, err := sizeOf(v)
+			if err != nil {
+				l.fail(base.key("gckeepstorage"), "%v", err)
+			}
+			dst.CacheSize = s
+		}
+	}
+	if src.NetworkMode != "" {
+		if l.pos.has(base.key("network-mode")) {
+			l.fail(base.key("networkMode"), "network-mode is set too; keep only network-mode")
+		} else {
+			dst.NetworkMode = src.NetworkMode
+		}
+	}
+	dst.GCPolicy = nil
+	for i, fp := range src.GCPolicy {
+		dst.GCPolicy = append(dst.GCPolicy, l.convertPolicy(base.key("gcpolicy").at(i), fp))
+	}
+}
+
+// pick returns whichever spelling is set, failing when both are.
+func (l *loader) pick(p keyPath, camel string, cv any, kebab string, kv any) (any, keyPath) {
+	switch {
+	case cv != nil && kv != nil:
+		l.fail(p.key(camel), "%s is set too; keep one spelling", kebab)
+		return nil, nil
+	case cv != nil:
+		return cv, p.key(camel)
+	default:
+		return kv, p.key(kebab)
+	}
+}
+
+func (l *loader) convertPolicy(p keyPath, fp fileGCPolicy) GCPolicy {
+	out := GCPolicy{All: fp.All, Filters: fp.Filters}
+	if v, at := l.pick(p, "keepDuration", fp.KeepDuration, "keep-duration", fp.KeepDurationK); v != nil {
+		d, err := durationOf(v)
+		if err != nil {
+			l.fail(at, "%v", err)
+		}
+		out.KeepDuration = d
+	}
+	space := func(camel string, cv any, kebab string, kv any, dst *DiskSpace) {
+		v, at := l.pick(p, camel, cv, kebab, kv)
+		if v == nil {
+			return
+		}
+		d, err := diskSpaceOf(v)
+		if err != nil {
+			l.fail(at, "%v", err)
+		}
+		*dst = d
+	}
+	space("keepBytes", fp.KeepBytes, "keep-bytes", fp.KeepBytesK, &out.KeepBytes)
+	space("reservedSpace", fp.ReservedSpace, "reserved-space", fp.ReservedSpaceK, &out.ReservedSpace)
+	space("maxUsedSpace", fp.MaxUsedSpace, "max-used-space", fp.MaxUsedSpaceK, &out.MaxUsedSpace)
+	space("minFreeSpace", fp.MinFreeSpace, "min-free-space", fp.MinFreeSpaceK, &out.MinFreeSpace)
+	return out
+}
+
+// convertRegistry merges [registry."host"] tables and [[registry.config]]
+// entries into one map keyed by host.
+func (l *loader) convertRegistry(raw map[string]any) map[string]RegistryHost {
+	if len(raw) == 0 {
+		return nil
+	}
+	out := map[string]RegistryHost{}
+	l.hosts = map[string]keyPath{}
+	base := keyPath{}.key("registry")
+	add := func(p keyPath, host string, h RegistryHost) {
+		if first, ok := l.hosts[host]; ok {
+			at := p
+			if p[len(p)-1].index >= 0 {
+				at = p.key("host")
+			}
+			l.errs = append(l.errs, l.located(at, &FieldError{Key: hostKey(at),
+				Err: fmt.Errorf("registry %q is already configured at line %d", host, l.pos.lineOf(first))}))
+			return
+		}
+		l.hosts[host] = p
+		out[host] = h
+	}
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	// Hosts are taken in the order they appear in the file so that a
+	// duplicate is reported at its second occurrence.
+	type entry struct {
+		path keyPath
+		host string
+		val  map[string]any
+	}
+	var entries []entry
+	for _, k := range keys {
+		if k == "config" {
+			list, ok := raw[k].([]any)
+			if !ok {
+				l.fail(base.key("config"), "want [[registry.config]] entries (an array of tables), got %s", tomlKind(raw[k]))
+				continue
+			}
+			for i, v := range list {
+				p := base.key("config").at(i)
+				m, ok := v.(map[string]any)
+				if !ok {
+					l.fail(p, "want a table, got %s", tomlKind(v))
+					continue
+				}
+				entries = append(entries, entry{path: p, val: m})
+			}
+			continue
+		}
+		m, ok := raw[k].(map[string]any)
+		if !ok {
+			l.fail(base.key(k), "want a [registry.%s] table, got %s", quoteKey(k), tomlKind(raw[k]))
+			continue
+		}
+		entries = append(entries, entry{path: base.key(k), host: k, val: m})
+	}
+	sort.SliceStable(entries, func(i, j int) bool { return l.pos.lineOf(entries[i].path) < l.pos.lineOf(entries[j].path) })
+	for _, e := range entries {
+		h, ok := l.decodeHost(e.path, e.val, e.host == "")
+		if !ok {
+			continue
+		}
+		host := e.host
+		if host == "" {
+			if h.Host == "" {
+				l.fail(e.path.key("host"), "missing: each [[registry.config]] needs host = \"registry.example.com\"")
+				continue
+			}
+			host = h.Host
+		}
+		add(e.path, host, h.RegistryHost)
+	}
+	return out
+}
+
+// decodeHost decodes one registry table strictly by re-encoding it.
+func (l *loader) decodeHost(p keyPath, m map[string]any, wantHost bool) (fileRegistryHost, bool) {
+	var h fileRegistryHost
+	if !wantHost {
+		if _, ok := m["host"]; ok {
+			l.fail(p.key("host"), "unknown key (the host is the table name, %s)", quoteKey(p[len(p)-1].name))
+			return h, false
+		}
+	}
+	b, err := toml.Marshal(m)
+	if err != nil {
+		l.fail(p, "%v", err)
+		return h, false
+	}
+	err = toml.NewDecoder(bytes.NewReader(b)).DisallowUnknownFields().Decode(&h)
+	if err == nil {
+		return h, true
+	}
+	var sm *toml.StrictMissingError
+	var de *toml.DecodeError
+	switch {
+	case errors.As(err, &sm):
+		for i := range sm.Errors {
+			l.fail(l.subPath(p, sm.Errors[i].Key()), "unknown key")
+		}
+	case errors.As(err, &de):
+		l.fail(l.subPath(p, de.Key()), "%s", typeMessage(stripToml(de.Error())))
+	default:
+		l.fail(p, "%v", err)
+	}
+	return h, false
+}
+
+// subPath maps a key inside a re-encoded registry table back to the
+// document, finding the array index of keypair entries by line order.
+func (l *loader) subPath(p keyPath, names []string) keyPath {
+	q := p.key(names...)
+	if len(names) > 1 && names[0] == "keypair" {
+		for i := 0; ; i++ {
+			c := p.key("keypair").at(i)
+			if !l.pos.has(c) {
+				break
+			}
+			if l.pos.has(c.key(names[1:]...)) {
+				return c.key(names[1:]...)
+			}
+		}
+	}
+	return q
+}
+
+func stripToml(s string) string {
+	const prefix = "toml: "
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
+
+// hostKey names a registry entry in messages: the host key of a
+// [[registry.config]] entry, or the [registry."host"] header.
+func hostKey(p keyPath) string {
+	if len(p) > 0 && p[len(p)-1].index < 0 && p[len(p)-1].name == "host" {
+		return p.Display()
+	}
+	return p.Header()
+}

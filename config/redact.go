@@ -1,0 +1,113 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// masked replaces secrets in printed configurations.
+const masked = "****"
+
+// RedactURL returns s with the password of a URL (redis://user:pass@host)
+// masked. Strings that are not URLs are returned unchanged.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return redactUserinfo(s)
+	}
+	if u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), masked)
+	out := u.String()
+	// url.String escapes the mask; keep it readable.
+	if r, err := url.PathUnescape(out); err == nil {
+		return r
+	}
+	return out
+}
+
+// Redacted returns a copy of c with every secret masked: registry
+// passwords and passwords inside redis URLs.
+func (c *Config) Redacted() *Config {
+	out := *c
+	out.Cache.Registry = append([]CacheRegistry(nil), c.Cache.Registry...)
+	for i := range out.Cache.Registry {
+		out.Cache.Registry[i].RedisAddr = RedactURL(out.Cache.Registry[i].RedisAddr)
+	}
+	if c.Registry != nil {
+		out.Registry = maps.Clone(c.Registry)
+		for h, r := range out.Registry {
+			if r.Password != "" {
+				r.Password = masked
+				out.Registry[h] = r
+			}
+		}
+	}
+	return &out
+}
+
+// WriteTOML writes the configuration as TOML with secrets masked, as
+// `kilnd --validate` prints it.
+func (c *Config) WriteTOML(w io.Writer) error {
+	b, err := toml.Marshal(c.Redacted())
+	if err != nil {
+		return fmt.Errorf("encode configuration: %w", err)
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// warn records the warnings for a loaded configuration.
+func (l *loader) warn(c *Config) {
+	add := func(p keyPath, msg string) {
+		l.warns = append(l.warns, Warning{File: l.file, Line: l.pos.lineOf(p), Key: p.Display(), Message: msg})
+	}
+	for _, host := range sortedKeys(c.Registry) {
+		h := c.Registry[host]
+		p := l.hostPath(host)
+		if h.Password != "" {
+			add(p.key("password"), fmt.Sprintf("plaintext password for %s in the config file; anyone who can read the file can use it (prefer config-file or a credential helper)", host))
+		}
+		if h.HTTP && h.Insecure {
+			add(p.key("insecure"), "http and insecure are both set; http (plain HTTP) wins")
+		}
+	}
+	for i, r := range c.Cache.Registry {
+		if u, err := url.Parse(r.RedisAddr); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				add(keyPath{}.key("cache", "registry").at(i).key("redis-addr"), "plaintext redis password in the config file; anyone who can read the file can use it")
+			}
+		}
+	}
+}
+
+// redactUserinfo masks the password of scheme://user:password@host in a
+// string that does not parse as a URL.
+func redactUserinfo(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return s
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return s
+	}
+	return scheme + "://" + user + ":" + masked + rest[at:]
+}

@@ -1,0 +1,313 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/platforms"
+)
+
+// Supported values, in the order messages list them.
+var (
+	supportedEntitlements = []string{"network.host", "security.insecure"}
+	supportedBlobTypes    = []string{"filesystem", "registry"}
+	supportedIndexTypes   = []string{"redis"}
+	supportedSnapshotters = []string{"auto", "overlayfs", "native"}
+	supportedNetworkModes = []string{"auto", "host", "none", "bridge"}
+	supportedRuntimes     = []string{"runc", "crun"}
+	supportedLogFormats   = []string{"text", "json"}
+	supportedLogLevels    = []string{"trace", "debug", "info", "warn", "warning", "error"}
+	knownArchs            = []string{"amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64"}
+)
+
+// fieldError is a FieldError that still knows its path.
+type fieldError struct {
+	FieldError
+	path keyPath
+}
+
+// Validate checks the configuration's values. It returns nil or the
+// problems joined, each a *FieldError naming its key.
+func (c *Config) Validate() error {
+	errs := c.validate(func(h string) keyPath { return keyPath{}.key("registry", h) })
+	if len(errs) == 0 {
+		return nil
+	}
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = &e.FieldError
+	}
+	return errors.Join(out...)
+}
+
+type checker struct{ errs []*fieldError }
+
+func (c *checker) fail(p keyPath, format string, args ...any) {
+	c.errs = append(c.errs, &fieldError{FieldError: FieldError{Key: p.Display(), Err: fmt.Errorf(format, args...)}, path: p})
+}
+
+// oneOf checks that v is one of allowed; what names the kind of value.
+func (c *checker) oneOf(p keyPath, what, v string, allowed []string) {
+	if v == "" {
+		c.fail(p, "missing: want one of %s", strings.Join(allowed, ", "))
+		return
+	}
+	if !slices.Contains(allowed, v) {
+		c.fail(p, "unsupported %s %q (supported: %s)", what, v, strings.Join(allowed, ", "))
+	}
+}
+
+func (c *Config) validate(hostPath func(string) keyPath) []*fieldError {
+	var ck checker
+	top := keyPath{}
+	if c.Version != 0 && c.Version != Version {
+		ck.fail(top.key("version"), "unsupported version %d (this kilnd reads version %d)", c.Version, Version)
+	}
+	if c.Root != "" && !filepath.IsAbs(c.Root) {
+		ck.fail(top.key("root"), "must be an absolute path, got %q", c.Root)
+	}
+	for i, e := range c.InsecureEntitlements {
+		if !slices.Contains(supportedEntitlements, e) {
+			ck.fail(top.key("insecure-entitlements").at(i), "unknown entitlement %q (supported: %s)", e, strings.Join(supportedEntitlements, ", "))
+		}
+	}
+	ck.oneOf(top.key("log", "format"), "log format", c.Log.Format, supportedLogFormats)
+	ck.oneOf(top.key("log", "level"), "log level", c.Log.Level, supportedLogLevels)
+	c.validateGRPC(&ck)
+	c.validateWorker(&ck)
+	c.validateCache(&ck)
+	rl := top.key("rootless")
+	if c.Rootless.UIDMap != "" {
+		if _, err := ParseIDMap(c.Rootless.UIDMap); err != nil {
+			ck.fail(rl.key("uid-map"), "%v", err)
+		}
+	}
+	if c.Rootless.GIDMap != "" {
+		if _, err := ParseIDMap(c.Rootless.GIDMap); err != nil {
+			ck.fail(rl.key("gid-map"), "%v", err)
+		}
+	}
+	for _, host := range sortedKeys(c.Registry) {
+		validateHost(&ck, hostPath(host), host, c.Registry[host])
+	}
+	return ck.errs
+}
+
+func (c *Config) validateGRPC(ck *checker) {
+	g := keyPath{}.key("grpc")
+	seen := map[string]int{}
+	for i, a := range c.GRPC.Address {
+		p := g.key("address").at(i)
+		if _, _, err := ParseAddress(a); err != nil {
+			ck.fail(p, "%v", err)
+			continue
+		}
+		if j, ok := seen[a]; ok {
+			ck.fail(p, "%q is listed twice (also address[%d])", a, j)
+		}
+		seen[a] = i
+	}
+	if c.GRPC.UID != nil && *c.GRPC.UID < 0 {
+		ck.fail(g.key("uid"), "must not be negative, got %d", *c.GRPC.UID)
+	}
+	if c.GRPC.GID != nil && *c.GRPC.GID < 0 {
+		ck.fail(g.key("gid"), "must not be negative, got %d", *c.GRPC.GID)
+	}
+	t := g.key("tls")
+	tls := c.GRPC.TLS
+	switch {
+	case tls.Cert != "" && tls.Key == "":
+		ck.fail(t.key("cert"), "key is not set: a TLS listener needs both cert and key")
+	case tls.Key != "" && tls.Cert == "":
+		ck.fail(t.key("key"), "cert is not set: a TLS listener needs both cert and key")
+	case tls.CA != "" && tls.Cert == "":
+		ck.fail(t.key("ca"), "cert and key are not set: client verification needs a TLS listener")
+	}
+}
+
+// ParseAddress splits a listener address into a network ("unix" or "tcp")
+// and an address for net.Listen: unix:///run/kiln/kilnd.sock,
+// tcp://127.0.0.1:1234, tcp://[::1]:1234.
+func ParseAddress(addr string) (network, address string, err error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		return "", "", fmt.Errorf("bad address %q: want unix:///path/to/socket or tcp://host:port", addr)
+	}
+	switch scheme {
+	case "unix":
+		if rest == "" || !strings.HasPrefix(rest, "/") {
+			return "", "", fmt.Errorf("bad address %q: a unix socket needs an absolute path (unix:///run/kiln/kilnd.sock)", addr)
+		}
+		return "unix", filepath.Clean(rest), nil
+	case "tcp":
+		if strings.ContainsAny(rest, "/?#@") {
+			return "", "", fmt.Errorf("bad address %q: want tcp://host:port", addr)
+		}
+		host, port, err := net.SplitHostPort(rest)
+		if err != nil {
+			return "", "", fmt.Errorf("bad address %q: want tcp://host:port", addr)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return "", "", fmt.Errorf("bad address %q: port %q is not a number from 0 to 65535", addr, port)
+		}
+		return "tcp", net.JoinHostPort(host, port), nil
+	default:
+		return "", "", fmt.Errorf("bad address %q: unsupported scheme %q (supported: unix://, tcp://)", addr, scheme+"://")
+	}
+}
+
+func (c *Config) validateWorker(ck *checker) {
+	w := keyPath{}.key("worker", "oci")
+	o := c.Worker.OCI
+	if !o.Enabled {
+		ck.fail(w.key("enabled"), "the OCI worker cannot be disabled: it is kilnd's only worker")
+	}
+	if c.Worker.Containerd.Enabled {
+		ck.fail(keyPath{}.key("worker", "containerd", "enabled"), "kilnd has no containerd worker; set enabled = false or remove [worker.containerd]")
+	}
+	if o.CacheSize < 0 {
+		ck.fail(w.key("cache-size"), "must not be negative")
+	}
+	if o.MaxParallelism < 0 {
+		ck.fail(w.key("max-parallelism"), "must not be negative, got %d", o.MaxParallelism)
+	}
+	for i, p := range o.Platforms {
+		pl, err := platforms.Parse(p)
+		switch {
+		case err != nil || !slices.Contains(knownArchs, pl.Architecture):
+			ck.fail(w.key("platforms").at(i), "bad platform %q: want os/arch[/variant], e.g. linux/arm64", p)
+		case pl.OS != "linux":
+			ck.fail(w.key("platforms").at(i), "unsupported platform %q: kiln builds linux images only", p)
+		}
+	}
+	switch {
+	case o.Binary == "":
+		ck.fail(w.key("binary"), "missing: want runc, crun or an absolute path to one")
+	case filepath.IsAbs(o.Binary):
+	case !slices.Contains(supportedRuntimes, o.Binary):
+		ck.fail(w.key("binary"), "unsupported runtime %q (supported: runc, crun, or an absolute path to one)", o.Binary)
+	}
+	ck.oneOf(w.key("snapshotter"), "snapshotter", o.Snapshotter, supportedSnapshotters)
+	ck.oneOf(w.key("network-mode"), "network mode", o.NetworkMode, supportedNetworkModes)
+	for i, p := range o.GCPolicy {
+		for j, f := range p.Filters {
+			if !strings.Contains(f, "=") {
+				ck.fail(w.key("gcpolicy").at(i).key("filters").at(j), "bad filter %q: want key==value (type==source.local) or key=value", f)
+			}
+		}
+	}
+}
+
+func (c *Config) validateCache(ck *checker) {
+	for i, b := range c.Cache.Blob {
+		p := keyPath{}.key("cache", "blob").at(i)
+		if b.Type == "" {
+			ck.fail(p.key("type"), "missing: want one of %s", strings.Join(supportedBlobTypes, ", "))
+			continue
+		}
+		if !slices.Contains(supportedBlobTypes, b.Type) {
+			ck.fail(p.key("type"), "unsupported cache type %q (supported: %s)", b.Type, strings.Join(supportedBlobTypes, ", "))
+			continue
+		}
+		switch b.Type {
+		case "filesystem":
+			if b.Path == "" {
+				ck.fail(p.key("path"), `missing: a filesystem cache needs path = "/var/lib/kiln/cache"`)
+			} else if !filepath.IsAbs(b.Path) {
+				ck.fail(p.key("path"), "must be an absolute path, got %q", b.Path)
+			}
+			if b.Ref != "" {
+				ck.fail(p.key("ref"), "only a registry cache takes ref")
+			}
+		case "registry":
+			if b.Ref == "" {
+				ck.fail(p.key("ref"), `missing: a registry cache needs ref = "registry.example.com/app/cache"`)
+			} else if strings.Contains(b.Ref, "://") {
+				ck.fail(p.key("ref"), "bad reference %q: write it without a scheme (registry.example.com/app/cache)", b.Ref)
+			}
+			if b.Path != "" {
+				ck.fail(p.key("path"), "only a filesystem cache takes path")
+			}
+		}
+	}
+	for i, r := range c.Cache.Registry {
+		p := keyPath{}.key("cache", "registry").at(i)
+		if r.Type == "" {
+			ck.fail(p.key("type"), "missing: want one of %s", strings.Join(supportedIndexTypes, ", "))
+			continue
+		}
+		if !slices.Contains(supportedIndexTypes, r.Type) {
+			ck.fail(p.key("type"), "unsupported cache type %q (supported: %s)", r.Type, strings.Join(supportedIndexTypes, ", "))
+			continue
+		}
+		if r.RedisAddr == "" {
+			ck.fail(p.key("redis-addr"), `missing: a redis cache needs redis-addr = "redis://host:6379"`)
+		} else if err := checkRedisURL(r.RedisAddr); err != nil {
+			ck.fail(p.key("redis-addr"), "%v", err)
+		}
+	}
+}
+
+// checkRedisURL accepts redis://[user:pass@]host:port[/db] and rediss://.
+func checkRedisURL(s string) error {
+	u, err := url.Parse(s)
+	shown := RedactURL(s)
+	if err != nil {
+		return fmt.Errorf("bad redis address %s: want redis://[user:password@]host:port[/db]", shown)
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("bad redis address %s: scheme must be redis:// or rediss://", shown)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" {
+		return fmt.Errorf("bad redis address %s: want redis://[user:password@]host:port[/db]", shown)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return fmt.Errorf("bad redis address %s: port %q is not a number from 1 to 65535", shown, port)
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		if n, err := strconv.Atoi(db); err != nil || n < 0 {
+			return fmt.Errorf("bad redis address %s: database %q is not a number", shown, db)
+		}
+	}
+	return nil
+}
+
+func validateHost(ck *checker, p keyPath, host string, h RegistryHost) {
+	hostKey := p
+	if len(p) > 0 && p[len(p)-1].index >= 0 {
+		hostKey = p.key("host")
+	}
+	if strings.Contains(host, "://") || strings.ContainsAny(host, "/ ") || host == "" {
+		ck.fail(hostKey, "bad registry host %q: want a host name with an optional port (docker.io, registry.local:5000)", host)
+	}
+	if h.Password != "" && h.Username == "" {
+		ck.fail(p.key("password"), "username is not set: a password needs a username")
+	}
+	for i, m := range h.Mirrors {
+		if m == "" || strings.Contains(m, "://") {
+			ck.fail(p.key("mirrors").at(i), "bad mirror %q: want host[:port][/path] without a scheme (set http = true on the mirror's own entry for plain HTTP)", m)
+		}
+	}
+	for i, kp := range h.KeyPair {
+		if kp.Key == "" || kp.Cert == "" {
+			kp := p.key("keypair").at(i)
+			ck.errs = append(ck.errs, &fieldError{FieldError: FieldError{Key: kp.Header(), Err: errors.New("a keypair needs both key and cert")}, path: kp})
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
