@@ -76,7 +76,7 @@ func diff(ctx context.Context, sn snapshots.Snapshotter, info snapshots.Info, w 
 		case err == nil:
 			return withBase(ctx, sn, info.Parent, func(base string) error {
 				return writeLayer(ctx, w, upper, o, true, func(cw *archive.ChangeWriter) error {
-					return fs.DiffDirChanges(ctx, base, upper, fs.DiffSourceOverlayFS, cw.HandleChange)
+					return overlayChanges(ctx, base, upper, cw.HandleChange)
 				})
 			})
 		case !errors.Is(err, errdefs.ErrUnimplemented):

@@ -19,9 +19,7 @@ const paxXattr = "SCHILY.xattr."
 // normalize copies the layer tar from r to w entry by entry, fixing what
 // containerd's ChangeWriter leaves: it records only the
 // security.capability xattr (user.* xattrs are added here from source),
-// can only clamp times (WithFixedModTime sets them), and emits overlay
-// whiteouts that have nothing beneath them as 0/0 character devices
-// (dropped here: they delete nothing). It also rejects upper directories
+// and can only clamp times (WithFixedModTime sets them). It also rejects upper directories
 // the kernel filled with redirects or metacopy files, whose data lives
 // elsewhere.
 func normalize(ctx context.Context, r io.Reader, w io.Writer, source string, o diffOptions, overlay bool) error {
@@ -37,9 +35,6 @@ func normalize(ctx context.Context, r io.Reader, w io.Writer, source string, o d
 		}
 		if err != nil {
 			return err
-		}
-		if overlay && hdr.Typeflag == tar.TypeChar && hdr.Devmajor == 0 && hdr.Devminor == 0 {
-			continue
 		}
 		whiteout := strings.HasPrefix(filepath.Base(hdr.Name), ".wh.")
 		records := map[string]string{}
