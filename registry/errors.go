@@ -75,6 +75,20 @@ func WrapError(op string, ref name.Reference, err error) error {
 	return classify(op, ref, ref.Context().RegistryStr(), credential{}, "manifest", err)
 }
 
+// classifyAt is classify for a request to ep. When a TLS endpoint dropped
+// the connection, it probes the endpoint to tell why (a wanted client
+// certificate, typically) instead of reporting a bare "broken pipe".
+func (r *Resolver) classifyAt(ctx context.Context, op string, ref name.Reference, ep endpoint, cred credential, what string, err error) *Error {
+	if !ep.plain && ctx.Err() == nil && connDropped(err) {
+		// Only the server's own TLS alert explains the drop; other probe
+		// failures say nothing about the request that failed.
+		if perr := probeTLS(ctx, ep.conf.transport, ep.host); perr != nil && strings.Contains(perr.Error(), "remote error: tls:") {
+			err = errors.Join(perr, err)
+		}
+	}
+	return classify(op, ref, ep.host, cred, what, err)
+}
+
 // classify builds the *Error for err from a request for what ("manifest" or
 // "blob") of ref at registry, made with cred.
 func classify(op string, ref name.Reference, registry string, cred credential, what string, err error) *Error {
@@ -88,6 +102,8 @@ func classify(op string, ref name.Reference, registry string, cred credential, w
 		e.class, e.reason = errdefs.ErrCanceled, "canceled"
 	case errors.Is(err, context.DeadlineExceeded):
 		e.class, e.reason = errdefs.ErrDeadlineExceeded, "timed out talking to registry "+reg
+	case errors.As(err, new(*platformError)):
+		e.class, e.reason = errdefs.ErrNotFound, err.Error()
 	case classifyTLS(e, err):
 	case classifyNetwork(e, err):
 	case classifyStatus(e, cred, what, err):
@@ -123,6 +139,8 @@ func classifyTLS(e *Error, err error) bool {
 		e.reason = "cannot reach registry " + reg + ": it speaks plain HTTP: set http = true for " + reg
 	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "bad certificate"):
 		e.reason = "cannot reach registry " + reg + ": it wants a client certificate (TLS " + tlsAlert(msg) + "): set a keypair for " + reg
+	case strings.Contains(msg, "HTTP request to an HTTPS server"):
+		e.reason = "cannot reach registry " + reg + ": it speaks HTTPS, not plain HTTP: do not set http = true for " + reg
 	default:
 		return false
 	}

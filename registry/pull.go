@@ -1,10 +1,13 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,7 +38,7 @@ func (r *Resolver) pull(ctx context.Context, ref name.Reference, what string, do
 			}
 			return nil
 		}
-		e := classify("pull", ref, ep.host, cred, what, err)
+		e := r.classifyAt(ctx, "pull", ref, ep, cred, what, err)
 		if ctx.Err() != nil || errors.Is(e, errdefs.ErrCanceled) {
 			return e
 		}
@@ -100,9 +103,50 @@ func (r *Resolver) Image(ctx context.Context, ref name.Reference, platform v1.Pl
 			return err
 		}
 		img, err = d.Image()
+		if err != nil && d.MediaType.IsIndex() {
+			if perr := missingPlatform(d, platform); perr != nil {
+				return perr
+			}
+		}
 		return err
 	})
 	return img, err
+}
+
+// platformError says an index has no image for the wanted platform.
+type platformError struct {
+	want v1.Platform
+	have []string
+}
+
+func (e *platformError) Error() string {
+	return fmt.Sprintf("no %s image in the index (it has %s)", e.want.String(), strings.Join(e.have, ", "))
+}
+
+// missingPlatform returns a *platformError when no entry of the index d
+// satisfies platform (entries without a platform count as linux/amd64, as
+// go-containerregistry treats them), and nil otherwise.
+func missingPlatform(d *remote.Descriptor, platform v1.Platform) error {
+	raw, err := d.RawManifest()
+	if err != nil {
+		return nil
+	}
+	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	have := make([]string, 0, len(m.Manifests))
+	for _, c := range m.Manifests {
+		p := v1.Platform{OS: "linux", Architecture: "amd64"}
+		if c.Platform != nil {
+			p = *c.Platform
+		}
+		if p.Satisfies(platform) {
+			return nil
+		}
+		have = append(have, p.String())
+	}
+	return &platformError{want: platform, have: have}
 }
 
 // Index returns the index ref names. It is an error (from the registry

@@ -29,7 +29,7 @@ func (r *Resolver) pushEndpoint(ctx context.Context, ref name.Reference) (endpoi
 	ep := eps[len(eps)-1]
 	opts, cred, err := r.remoteOptions(ctx, ep)
 	if err != nil {
-		return endpoint{}, nil, cred, classify("push", ref, ep.host, cred, "manifest", err)
+		return endpoint{}, nil, cred, r.classifyAt(ctx, "push", ref, ep, cred, "manifest", err)
 	}
 	return ep, opts, cred, nil
 }
@@ -42,7 +42,7 @@ func (r *Resolver) Write(ctx context.Context, ref name.Reference, img v1.Image, 
 		return err
 	}
 	if err := remote.Write(ep.ref, img, append(opts, extra...)...); err != nil {
-		return classify("push", ref, ep.host, cred, "manifest", err)
+		return r.classifyAt(ctx, "push", ref, ep, cred, "manifest", err)
 	}
 	return nil
 }
@@ -54,7 +54,7 @@ func (r *Resolver) WriteIndex(ctx context.Context, ref name.Reference, idx v1.Im
 		return err
 	}
 	if err := remote.WriteIndex(ep.ref, idx, append(opts, extra...)...); err != nil {
-		return classify("push", ref, ep.host, cred, "manifest", err)
+		return r.classifyAt(ctx, "push", ref, ep, cred, "manifest", err)
 	}
 	return nil
 }

@@ -27,9 +27,10 @@ type HostConfig struct {
 	// ("harbor.local/hub-proxy") and an "http://" or "https://" scheme;
 	// otherwise the mirror host's own HostConfig says how to reach it.
 	Mirrors []string
-	// PlainHTTP talks HTTP instead of HTTPS to this host. Without it only
-	// loopback hosts (localhost, 127.0.0.0/8, ::1) may fall back to HTTP,
-	// as with Docker.
+	// PlainHTTP talks HTTP instead of HTTPS to this host (with Insecure
+	// too: HTTPS without verification first, then HTTP, as BuildKit does).
+	// Without it only loopback hosts (localhost, 127.0.0.0/8, ::1) may fall
+	// back to HTTP, as with Docker.
 	PlainHTTP bool
 	// Insecure skips TLS certificate verification for this host.
 	Insecure bool
@@ -56,7 +57,9 @@ type KeyPair struct {
 // CredentialFunc returns the credentials a build's client has for host (a
 // HostKey: "docker.io" for Docker Hub, else host[:port]). ok is false when
 // the client has none. The daemon implements it per build by asking the
-// client over the build stream.
+// client over the build stream. The Resolver calls it once per request per
+// endpoint (mirror or origin), so an implementation should cache answers for
+// the build's lifetime; an error fails that endpoint.
 type CredentialFunc func(ctx context.Context, host string) (cfg authn.AuthConfig, ok bool, err error)
 
 // Option configures a Resolver.
@@ -289,12 +292,7 @@ func (r *Resolver) remoteOptions(ctx context.Context, ep endpoint) ([]remote.Opt
 	if !cred.empty() {
 		auth = authn.FromConfig(cred.cfg)
 	}
-	guard := &schemeGuard{
-		base:      ep.conf.transport,
-		host:      ep.host,
-		plainHTTP: ep.plain,
-		allowHTTP: ep.plain || isLoopback(ep.host),
-	}
+	guard := newSchemeGuard(ep.conf.transport, ep.host, ep.plain, ep.conf.cfg.Insecure)
 	opts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithTransport(guard),
