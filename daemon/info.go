@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
+	"github.com/containerd/platforms"
+
+	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/config"
+)
+
+// DetectWorker describes the worker the configuration asks for on this
+// machine: the runtime binary resolved on PATH (and the sbin directories),
+// the snapshotter ("auto" becomes "overlayfs" when an overlay mount works
+// in the root directory, else "native"), the native platform plus the
+// configured ones, max-parallelism, cache size and network mode.
+//
+// It fails when the snapshotter is "overlayfs" and overlay does not work in
+// the root. A runtime that is not installed is not an error here (Info
+// reports an empty runtime_path; builds fail with a clear message).
+func DetectWorker(ctx context.Context, cfg *config.Config) (*api.WorkerInfo, error) {
+	o := cfg.Worker.OCI
+	w := &api.WorkerInfo{
+		Runtime:        runtimeName(o.Binary),
+		RuntimePath:    lookRuntime(o.Binary),
+		MaxParallelism: int32(o.MaxParallelism),
+		CacheSize:      int64(o.CacheSize),
+		NetworkMode:    o.NetworkMode,
+	}
+	if w.MaxParallelism <= 0 {
+		w.MaxParallelism = int32(runtime.NumCPU())
+	}
+	switch o.Snapshotter {
+	case "native":
+		w.Snapshotter = "native"
+	case "overlayfs":
+		if err := probeOverlay(cfg.Root); err != nil {
+			return nil, fmt.Errorf("[worker.oci] snapshotter = \"overlayfs\", but overlay does not work in %s: %w (use \"auto\" or \"native\")", cfg.Root, err)
+		}
+		w.Snapshotter = "overlayfs"
+	default:
+		w.Snapshotter = "native"
+		if probeOverlay(cfg.Root) == nil {
+			w.Snapshotter = "overlayfs"
+		}
+	}
+	w.Platforms = []string{platforms.Format(platforms.DefaultSpec())}
+	for _, p := range o.Platforms {
+		pl, err := platforms.Parse(p)
+		if err != nil {
+			return nil, fmt.Errorf("[worker.oci] platforms: %w", err)
+		}
+		if s := platforms.Format(pl); !slices.Contains(w.Platforms, s) {
+			w.Platforms = append(w.Platforms, s)
+		}
+	}
+	return w, ctx.Err()
+}
+
+// probeOverlay mounts a tiny overlay under root/tmp to see whether the
+// overlay snapshotter can work there.
+func probeOverlay(root string) error {
+	dir := filepath.Join(root, "tmp")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return overlayutils.Supported(dir)
+}
+
+func runtimeName(binary string) string {
+	return filepath.Base(binary)
+}
+
+// lookRuntime resolves the runtime binary on PATH, then in the sbin
+// directories a non-root PATH may lack.
+func lookRuntime(binary string) string {
+	if p, err := exec.LookPath(binary); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+		return p
+	}
+	if filepath.IsAbs(binary) {
+		return ""
+	}
+	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		p := filepath.Join(dir, binary)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return ""
+}
+
+// cacheBackends describes the configured remote caches for Info, without
+// secrets.
+func cacheBackends(c config.Cache) []string {
+	var out []string
+	for _, b := range c.Blob {
+		switch b.Type {
+		case "filesystem":
+			out = append(out, "filesystem:"+b.Path)
+		default:
+			out = append(out, b.Type+":"+b.Ref)
+		}
+	}
+	for _, r := range c.Registry {
+		host := r.RedisAddr
+		if u, err := url.Parse(r.RedisAddr); err == nil {
+			host = u.Host
+		}
+		out = append(out, r.Type+":"+host)
+	}
+	return out
+}
