@@ -18,8 +18,9 @@ import (
 // credential is a set of credentials and where they came from, so that a
 // 401 can say which ones to check. Secrets never enter messages.
 type credential struct {
-	cfg    authn.AuthConfig
-	source string // "" when anonymous
+	cfg     authn.AuthConfig
+	source  string // "" when anonymous
+	unknown bool   // WrapError: the request's credentials are not known here
 }
 
 func (c credential) empty() bool {

@@ -72,7 +72,7 @@ func WrapError(op string, ref name.Reference, err error) error {
 	if errors.As(err, &re) {
 		return err
 	}
-	return classify(op, ref, ref.Context().RegistryStr(), credential{}, "manifest", err)
+	return classify(op, ref, ref.Context().RegistryStr(), credential{unknown: true}, "manifest", err)
 }
 
 // classifyAt is classify for a request to ep. When a TLS endpoint dropped
@@ -197,18 +197,24 @@ func classifyStatus(e *Error, cred credential, what string, err error) bool {
 	switch {
 	case te.StatusCode == http.StatusUnauthorized:
 		e.class = errdefs.ErrUnauthenticated
-		if cred.empty() {
+		switch {
+		case cred.unknown:
+			e.reason = fmt.Sprintf("registry %s answered %s: check the credentials for %s", reg, status, reg)
+		case cred.empty():
 			e.reason = fmt.Sprintf("registry %s answered %s: no credentials for %s: log in on the client (docker login %s) or configure username/password or config-file for %s", reg, status, reg, reg, reg)
 			if reg == DockerHub {
 				e.reason += " (Docker Hub also answers so when the repository does not exist)"
 			}
-		} else {
+		default:
 			e.reason = fmt.Sprintf("registry %s answered %s: check the credentials for %s (wrong password?); they came from %s", reg, status, reg, cred.source)
 		}
 	case te.StatusCode == http.StatusForbidden:
 		e.class = errdefs.ErrPermissionDenied
 		who := "anonymous access"
-		if !cred.empty() {
+		switch {
+		case cred.unknown:
+			who = "the credentials used"
+		case !cred.empty():
 			who = "the credentials from " + cred.source
 		}
 		e.reason = fmt.Sprintf("registry %s answered %s: %s may not %s this repository%s", reg, status, who, e.Op, suffix(detail))
