@@ -59,6 +59,7 @@ func layerEntries(t *testing.T, img v1.Image) ([]string, map[string]tarEntry) {
 }
 
 func TestBusyboxImage(t *testing.T) {
+	t.Parallel()
 	bin, err := BusyboxBinary(hostArch())
 	if errors.Is(err, errdefs.ErrNotFound) {
 		t.Skip(err)
@@ -167,6 +168,7 @@ func TestBusyboxImage(t *testing.T) {
 }
 
 func TestBusyboxImageRuns(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: chroot needs root")
 	}
@@ -208,6 +210,7 @@ func TestBusyboxImageRuns(t *testing.T) {
 }
 
 func TestBusyboxForeignArch(t *testing.T) {
+	t.Parallel()
 	arch := "arm64"
 	if hostArch() == "arm64" {
 		arch = "amd64"
@@ -235,6 +238,7 @@ func TestBusyboxForeignArch(t *testing.T) {
 }
 
 func TestBusyboxIndex(t *testing.T) {
+	t.Parallel()
 	idx := BusyboxIndex(t)
 	if err := validate.Index(idx); err != nil {
 		t.Fatalf("validate: %v", err)
@@ -253,6 +257,7 @@ func TestBusyboxIndex(t *testing.T) {
 }
 
 func TestBusyboxBinaryMissing(t *testing.T) {
+	t.Parallel()
 	_, err := BusyboxBinary("kiln-no-such-arch")
 	if !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("err = %v, want not found", err)
@@ -263,6 +268,7 @@ func TestBusyboxBinaryMissing(t *testing.T) {
 }
 
 func TestRelPath(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ dir, want string }{
 		{".", "bin/busybox"},
 		{"bin", "busybox"},
@@ -276,6 +282,7 @@ func TestRelPath(t *testing.T) {
 }
 
 func TestExtractBusyboxDeb(t *testing.T) {
+	t.Parallel()
 	debs, _ := filepath.Glob(filepath.Join(KilnShareDir, "busybox-static*_arm64.deb"))
 	if len(debs) == 0 {
 		t.Skipf("skipping: no busybox-static arm64 .deb in %s", KilnShareDir)
