@@ -4,15 +4,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-// reWhitespace separates the keyword from the rest and the words of the
-// whitespace-split argument forms.
-var reWhitespace = regexp.MustCompile(`[\t\v\f\r ]+`)
+// isBlank reports whether r separates the keyword from the rest and the
+// words of the whitespace-split argument forms.
+func isBlank(r rune) bool {
+	switch r {
+	case ' ', '\t', '\v', '\f', '\r':
+		return true
+	}
+	return false
+}
+
+// cutBlank splits s at its first run of blanks.
+func cutBlank(s string) (string, string, bool) {
+	i := strings.IndexFunc(s, isBlank)
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], strings.TrimLeftFunc(s[i:], isBlank), true
+}
 
 // ErrNotStringArray is the error for a JSON array with a non-string
 // element, e.g. CMD ["a", 1].
@@ -62,12 +76,12 @@ func parseLine(line string, esc rune) (*Node, error) {
 // splitCommand splits a logical line into its keyword, its flags and the
 // rest (trimmed).
 func splitCommand(line string, esc rune) (string, []string, string, error) {
-	parts := reWhitespace.Split(strings.TrimSpace(line), 2)
-	if len(parts) < 2 {
-		return parts[0], nil, "", nil
+	keyword, args, ok := cutBlank(strings.TrimSpace(line))
+	if !ok {
+		return keyword, nil, "", nil
 	}
-	flags, rest := extractFlags(parts[1], esc)
-	return parts[0], flags, strings.TrimSpace(rest), nil
+	flags, rest := extractFlags(args, esc)
+	return keyword, flags, strings.TrimSpace(rest), nil
 }
 
 // extractFlags takes the "--name=value" words from the start of s. Quotes
@@ -130,10 +144,7 @@ func readFlagWord(s string, pos int, esc rune) (string, int) {
 
 // splitWhitespace splits s on runs of blanks; "" gives no words.
 func splitWhitespace(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return reWhitespace.Split(s, -1)
+	return strings.FieldsFunc(s, isBlank)
 }
 
 // parseJSON parses s as a JSON array of strings. ok is false if s is not a
@@ -206,11 +217,11 @@ func parseNameValues(s, keyword string, esc rune) ([]string, error) {
 		return nil, nil
 	}
 	if !strings.Contains(words[0], "=") {
-		parts := reWhitespace.Split(s, 2)
-		if len(parts) < 2 {
+		key, value, ok := cutBlank(s)
+		if !ok {
 			return nil, fmt.Errorf("%s must have two arguments", keyword)
 		}
-		return []string{parts[0], parts[1], ""}, nil
+		return []string{key, value, ""}, nil
 	}
 	args := make([]string, 0, 3*len(words))
 	for _, w := range words {

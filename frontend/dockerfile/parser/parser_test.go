@@ -302,3 +302,23 @@ func FuzzParse(f *testing.F) {
 		_ = res.Dump()
 	})
 }
+
+// BenchmarkParse parses every positive corpus Dockerfile once per iteration.
+func BenchmarkParse(b *testing.B) {
+	var srcs [][]byte
+	for _, dir := range caseDirs(b, "testfiles") {
+		src, err := os.ReadFile(filepath.Join(dir, "Dockerfile"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		srcs = append(srcs, src)
+	}
+	b.ResetTimer()
+	for range b.N {
+		for _, src := range srcs {
+			if _, err := Parse(src, "Dockerfile"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -214,6 +214,10 @@ func parsePattern(pat string, esc rune) ([]patTok, error) {
 	for i := 0; i < len(pat); {
 		r, n := utf8.DecodeRuneInString(pat[i:])
 		switch {
+		case r == '*' && len(toks) > 0 && toks[len(toks)-1].kind == '*':
+			// "**" matches what "*" matches.
+			i += n
+			continue
 		case r == '*' || r == '?':
 			toks = append(toks, patTok{kind: byte(r)})
 			i += n

@@ -15,6 +15,7 @@ type Expander struct {
 	env       Env
 	used      []string
 	undefined []string
+	seen      map[string]bool // names in used; "!"+name for undefined
 }
 
 // NewExpander returns an Expander using lex's escape character and options
@@ -52,11 +53,20 @@ func (e *Expander) process(lex Lex, word string) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	if e.seen == nil {
+		e.seen = map[string]bool{}
+	}
 	for _, n := range r.Used {
-		e.used = appendOnce(e.used, n)
+		if !e.seen[n] {
+			e.seen[n] = true
+			e.used = append(e.used, n)
+		}
 	}
 	for _, n := range r.Undefined {
-		e.undefined = appendOnce(e.undefined, n)
+		if !e.seen["!"+n] {
+			e.seen["!"+n] = true
+			e.undefined = append(e.undefined, n)
+		}
 	}
 	return r, nil
 }

@@ -122,6 +122,7 @@ type lexer struct {
 	env       Env
 	used      []string
 	undefined []string
+	seen      map[string]bool // names in used; "!"+name for undefined
 }
 
 func (x *lexer) peek() rune {
@@ -407,18 +408,16 @@ func (x *lexer) get(name string, guarded bool) (string, bool) {
 		return "", false
 	}
 	v, ok := x.env.Lookup(name)
-	x.used = appendOnce(x.used, name)
-	if !ok && !guarded {
-		x.undefined = appendOnce(x.undefined, name)
+	if x.seen == nil {
+		x.seen = map[string]bool{}
+	}
+	if !x.seen[name] {
+		x.seen[name] = true
+		x.used = append(x.used, name)
+	}
+	if !ok && !guarded && !x.seen["!"+name] {
+		x.seen["!"+name] = true
+		x.undefined = append(x.undefined, name)
 	}
 	return v, ok
-}
-
-func appendOnce(list []string, s string) []string {
-	for _, v := range list {
-		if v == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
