@@ -1,0 +1,211 @@
+package runc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/executor/user"
+)
+
+// DefaultHostname is the container's hostname when the Process names none
+// (BuildKit's is "buildkitsandbox").
+const DefaultHostname = "kilnsandbox"
+
+// stateDirName is the runtime's --root below <root>/executor, so that Kiln's
+// containers are separate from anything else the runtime runs.
+const stateDirName = "runc-state"
+
+// Executor runs processes with runc or crun. Create it with New.
+type Executor struct {
+	dir string // <root>/executor
+	rt  *runtime
+	cfg config
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+type config struct {
+	binary        string
+	allowInsecure bool
+	resolvConf    string
+	cgroupParent  string
+	hostname      string
+}
+
+// Option configures an Executor.
+type Option func(*config)
+
+// WithRuntime selects the OCI runtime binary: "runc" (the default), "crun"
+// or a path to either.
+func WithRuntime(binary string) Option {
+	return func(c *config) { c.binary = binary }
+}
+
+// WithInsecureAllowed lets processes run with executor.SecurityInsecure
+// (kilnd --allow-insecure-entitlement security.insecure). Without it such a
+// Run fails with errdefs.ErrPermissionDenied.
+func WithInsecureAllowed(allowed bool) Option {
+	return func(c *config) { c.allowInsecure = allowed }
+}
+
+// WithResolvConf sets the host file the container's /etc/resolv.conf is
+// generated from (default /etc/resolv.conf).
+func WithResolvConf(path string) Option {
+	return func(c *config) { c.resolvConf = path }
+}
+
+// WithCgroupParent puts each container's cgroup at /<parent>/<id> (default
+// "kiln"); "" leaves cgroupsPath unset and the runtime picks one.
+func WithCgroupParent(parent string) Option {
+	return func(c *config) { c.cgroupParent = parent }
+}
+
+// WithDefaultHostname sets the hostname for processes that name none
+// (default DefaultHostname).
+func WithDefaultHostname(name string) Option {
+	return func(c *config) { c.hostname = name }
+}
+
+// New returns an Executor that keeps its bundles and the runtime's state
+// under <root>/executor. It checks that the runtime binary exists but does
+// not start anything; call Cleanup once before the first Run after a
+// restart.
+func New(root string, opts ...Option) (*Executor, error) {
+	cfg := config{
+		binary:       "runc",
+		resolvConf:   "/etc/resolv.conf",
+		cgroupParent: "kiln",
+		hostname:     DefaultHostname,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if !filepath.IsAbs(root) {
+		return nil, errdefs.Invalidf("executor root %q is not an absolute path", root)
+	}
+	bin, err := exec.LookPath(cfg.binary)
+	if err != nil {
+		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("OCI runtime %q: %w", cfg.binary, err))
+	}
+	dir := filepath.Join(root, "executor")
+	if err := os.MkdirAll(filepath.Join(dir, stateDirName), 0o700); err != nil {
+		return nil, fmt.Errorf("create executor directory: %w", err)
+	}
+	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName))
+	if err != nil {
+		return nil, err
+	}
+	return &Executor{dir: dir, rt: rt, cfg: cfg}, nil
+}
+
+// Runtime returns the name of the OCI runtime in use ("runc" or "crun").
+func (e *Executor) Runtime() string { return e.rt.name }
+
+// Run implements executor.Executor.
+func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []executor.Mount, p executor.Process) (retErr error) {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if len(root.Source) == 0 {
+		return errdefs.Invalidf("executor: the root mount has no source")
+	}
+	for _, m := range mounts {
+		if err := m.Validate(); err != nil {
+			return err
+		}
+		if cleanAbs(m.Dest) == "/" {
+			return errdefs.Invalidf("mount destination / is the root filesystem; pass it as root")
+		}
+	}
+	if p.Security == executor.SecurityInsecure && !e.cfg.allowInsecure {
+		return errdefs.WithClass(errdefs.ErrPermissionDenied,
+			errors.New("security.insecure is not allowed: the daemon must be started with --allow-insecure-entitlement security.insecure"))
+	}
+	if p.Hostname == "" {
+		p.Hostname = e.cfg.hostname
+	}
+
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	b, err := newBundle(filepath.Join(e.dir, id))
+	if err != nil {
+		return err
+	}
+	ms := newMountSet(b)
+	defer func() {
+		if err := ms.release(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("release mounts of container %s: %w", id, err))
+			var se *stubError
+			if !errors.As(err, &se) {
+				return // something may still be mounted: keep the bundle for Cleanup
+			}
+		}
+		if err := b.remove(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	if err := ms.mountRoot(root); err != nil {
+		return err
+	}
+	u, err := user.Resolve(b.rootfs(), p.User)
+	if err != nil {
+		return err
+	}
+	etc, err := b.writeEtcFiles(etcConfig{
+		hostname:   p.Hostname,
+		extraHosts: p.ExtraHosts,
+		resolvConf: e.cfg.resolvConf,
+		hostNet:    p.Net != executor.NetNone,
+	})
+	if err != nil {
+		return err
+	}
+	runtimeMounts, err := ms.setup(withEtcMounts(mounts, etc))
+	if err != nil {
+		return err
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := ms.ensureWorkdir(cwd, u.UID, u.GID); err != nil {
+		return err
+	}
+	spec, err := generateSpec(ctx, specConfig{
+		id:            id,
+		rootfs:        b.rootfs(),
+		readonlyRoot:  root.Readonly,
+		proc:          p,
+		cwd:           cleanAbs(cwd),
+		user:          u,
+		cgroupParent:  e.cfg.cgroupParent,
+		runtimeMounts: runtimeMounts,
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.writeSpec(spec); err != nil {
+		return err
+	}
+	return e.rt.run(ctx, id, b, p)
+}
+
+// newID returns a random container id.
+func newID() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("container id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}

@@ -1,0 +1,260 @@
+package runc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/executor"
+)
+
+// The runtime's command line is small (run, kill, delete, list), so it is
+// called directly rather than through github.com/containerd/go-runc, whose
+// package-level process monitor does not fit Kiln's no-globals rule.
+
+const (
+	// killInterval is how often a cancelled container is sent SIGKILL
+	// until its runtime process exits (the first kill may come before the
+	// container exists).
+	killInterval = 50 * time.Millisecond
+	// killTimeout is how long to keep trying before the runtime process
+	// itself is killed.
+	killTimeout = 10 * time.Second
+	// commandTimeout bounds the short runtime commands (kill, delete, list).
+	commandTimeout = 10 * time.Second
+)
+
+// runtime calls one OCI runtime binary with one state directory.
+type runtime struct {
+	bin   string
+	name  string // "runc" or "crun"
+	state string
+	// hideCgroupV2 starts the runtime in a private mount namespace without
+	// /sys/fs/cgroup/unified (crun on a hybrid host, see the package doc).
+	hideCgroupV2 bool
+}
+
+func newRuntime(bin, state string) (*runtime, error) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("OCI runtime %s --version: %w", bin, err)
+	}
+	r := &runtime{bin: bin, name: filepath.Base(bin), state: state}
+	switch first, _, _ := strings.Cut(string(out), "\n"); {
+	case strings.HasPrefix(first, "crun"):
+		r.name = "crun"
+		r.hideCgroupV2 = hybridWithV2Controllers()
+	case strings.HasPrefix(first, "runc"):
+		r.name = "runc"
+	}
+	return r, nil
+}
+
+func (r *runtime) command(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, r.bin, append([]string{"--root", r.state}, args...)...)
+}
+
+func (r *runtime) start(cmd *exec.Cmd) error {
+	if r.hideCgroupV2 {
+		return startWithoutCgroupV2(cmd)
+	}
+	return cmd.Start()
+}
+
+// output runs a short runtime command and returns its stdout.
+func (r *runtime) output(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	cmd := r.command(ctx, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := r.start(cmd); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", r.name, args[0], err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("%s %s: %w: %s", r.name, args[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// run runs the container in the foreground and waits for it; see
+// executor.Executor.Run for the errors.
+func (r *runtime) run(ctx context.Context, id string, b *bundle, p executor.Process) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx))
+	}
+	// The command gets no context: cancelling must go through `kill`, not
+	// by killing the runtime process, which would orphan the container.
+	cmd := r.command(context.Background(), "--log", b.logPath(), "--log-format", "json", "run", "--bundle", b.dir, id)
+	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
+	stdin, err := stdinFor(cmd, p.Stdin)
+	if err != nil {
+		return err
+	}
+	defer stdin.Close()
+	// Everything in the container dies with its pid 1, so the output pipes
+	// close right after; this only guards against a stuck copy.
+	cmd.WaitDelay = 5 * time.Second
+	if err := r.start(cmd); err != nil {
+		return fmt.Errorf("start %s: %w", r.name, err)
+	}
+	stdin.started()
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+
+	var werr error
+	canceled := false
+	select {
+	case werr = <-waitc:
+	case <-ctx.Done():
+		canceled = true
+		werr = r.killUntilExit(id, cmd, waitc)
+	}
+	derr := r.deleteIfExists(id)
+	if canceled {
+		return errors.Join(fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx)), derr)
+	}
+	if werr == nil {
+		return derr
+	}
+	var ee *exec.ExitError
+	if !errors.As(werr, &ee) {
+		return errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
+	}
+	if msg := runtimeError(b.logPath()); msg != "" {
+		if !strings.HasPrefix(msg, r.name+" ") {
+			msg = r.name + " run failed: " + msg
+		}
+		return errors.Join(errors.New(msg), derr)
+	}
+	if ee.ExitCode() < 0 {
+		return errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
+	}
+	return errors.Join(&executor.ExitError{Code: ee.ExitCode(), Args: append([]string(nil), p.Args...)}, derr)
+}
+
+// stdinPipe feeds a non-file Stdin to the runtime. os/exec would do that
+// itself, but its Wait then waits for the copy, which never ends while the
+// caller's reader blocks; this copy is abandoned when the process is gone.
+type stdinPipe struct {
+	r, w *os.File
+}
+
+func stdinFor(cmd *exec.Cmd, in io.Reader) (*stdinPipe, error) {
+	if in == nil {
+		return &stdinPipe{}, nil
+	}
+	if f, ok := in.(*os.File); ok {
+		cmd.Stdin = f
+		return &stdinPipe{}, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("stdin pipe: %w", err)
+	}
+	cmd.Stdin = r
+	go func() {
+		_, _ = io.Copy(w, in)
+		w.Close()
+	}()
+	return &stdinPipe{r: r, w: w}, nil
+}
+
+// started closes the child's end in the parent.
+func (s *stdinPipe) started() {
+	if s.r != nil {
+		s.r.Close()
+	}
+}
+
+// Close makes the copy fail at its next write. A read of the caller's
+// reader that is blocked at that moment still finishes in the background.
+func (s *stdinPipe) Close() {
+	if s.r != nil {
+		s.r.Close()
+	}
+	if s.w != nil {
+		s.w.Close()
+	}
+}
+
+// killUntilExit sends SIGKILL to the container until the foreground
+// runtime process exits, and returns its Wait error.
+func (r *runtime) killUntilExit(id string, cmd *exec.Cmd, waitc <-chan error) error {
+	deadline := time.Now().Add(killTimeout)
+	for {
+		// Errors are expected while the container does not exist yet or
+		// has already gone; the loop ends when the runtime exits.
+		_, _ = r.output(context.Background(), "kill", id, "KILL")
+		select {
+		case err := <-waitc:
+			return err
+		case <-time.After(killInterval):
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return <-waitc
+		}
+	}
+}
+
+// deleteIfExists removes the container's runtime state if it is still
+// there (`run` normally deletes it itself).
+func (r *runtime) deleteIfExists(id string) error {
+	if _, err := os.Stat(filepath.Join(r.state, id)); err != nil {
+		return nil
+	}
+	if _, err := r.output(context.Background(), "delete", "--force", id); err != nil {
+		if _, serr := os.Stat(filepath.Join(r.state, id)); serr != nil {
+			return nil // gone meanwhile
+		}
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	return nil
+}
+
+// list returns the ids of the containers in the state directory.
+func (r *runtime) list(ctx context.Context) ([]string, error) {
+	out, err := r.output(ctx, "list", "-q")
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// runtimeError returns the runtime's own error from its JSON log, "" if it
+// logged none (the process itself failed).
+func runtimeError(logPath string) string {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return ""
+	}
+	var msgs []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var entry struct {
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if json.Unmarshal(sc.Bytes(), &entry) != nil {
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
+			msgs = append(msgs, entry.Msg)
+		}
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return msgs[len(msgs)-1]
+}
