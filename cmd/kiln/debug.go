@@ -64,7 +64,9 @@ stages) and lint warnings are printed to standard error.`,
 					return err
 				}
 				for _, w := range df.Warnings {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s:%d: %s: %s\n", name, w.Range.Start, w.Rule, w.Message)
+					if _, err := fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s:%d: %s: %s\n", name, w.Range.Start, w.Rule, w.Message); err != nil {
+						return err
+					}
 				}
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), res.Dump())

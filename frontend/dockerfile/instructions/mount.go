@@ -80,7 +80,7 @@ var mountKeys = map[MountType][]string{
 var allMountKeys = []string{"type", "target", "dst", "destination", "source", "src", "from", "readonly", "ro",
 	"readwrite", "rw", "id", "sharing", "required", "env", "mode", "uid", "gid", "size"}
 
-var reVariable = regexp.MustCompile(`\$[A-Za-z0-9_{@*#?!$-]`)
+var reVariable = regexp.MustCompile(`\$[\p{L}\p{N}_{@*#?!$-]`)
 
 // hasVariable reports whether s refers to a variable, so that checking its
 // value must wait until it is expanded.

@@ -262,3 +262,15 @@ func TestParsePort(t *testing.T) {
 		}
 	}
 }
+
+func TestHasVariable(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"$A": true, "${A}": true, "a$1": true, "$한": true, "$$": true, "$@": true,
+		"a": false, "$": false, "a$": false, "$.": false, "$/x": false,
+	} {
+		if got := hasVariable(s); got != want {
+			t.Errorf("hasVariable(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -32,7 +32,7 @@ type Directives struct {
 	// Check is the value of "# check=" (e.g. "skip=JSONArgsRecommended;
 	// error=true"), "" if absent.
 	Check string
-	// Lines maps each directive given to the line it was on, for messages.
+	// Lines lists the directives given, in order, with their lines.
 	Lines []DirectiveLine
 }
 
