@@ -1,0 +1,156 @@
+// Package exec runs graph.ExecOp steps (Dockerfile RUN): it prepares the
+// step's root filesystem as a new snapshot on its root input, builds the
+// RUN --mount mounts (bind, cache, tmpfs, secret, ssh), runs the command
+// through an executor.Executor with its output streamed as progress logs,
+// and commits the root filesystem as the step's result.
+//
+// Secrets are fetched from the build's session, written to a private tmpfs
+// that is unmounted when the step ends, and never enter a snapshot, a log or
+// the cache key.
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/progress"
+	"github.com/kiln-build/kiln/session"
+)
+
+// Deps are what an exec op needs from the worker.
+type Deps struct {
+	Snapshots   ops.Snapshots
+	Executor    executor.Executor
+	CacheMounts *CacheMounts
+	// StateDir holds temporary mount points and secret tmpfs mounts of
+	// running steps (under the daemon root; emptied at start by Cleanup).
+	StateDir string
+	// Hostname of the build containers, if set.
+	Hostname string
+}
+
+// Op is an exec step.
+type Op struct {
+	op     *graph.ExecOp
+	vertex digest.Digest
+	digest digest.Digest
+	name   string
+	deps   Deps
+	sess   session.Session
+}
+
+var _ ops.Op = (*Op)(nil)
+
+// New returns the op for v, whose Op.Exec must be set.
+func New(v *graph.Vertex, sess session.Session, deps Deps) *Op {
+	return &Op{op: v.Op.Exec, vertex: v.Digest(), digest: v.Op.Digest(), name: v.Meta.Name, deps: deps, sess: sess}
+}
+
+// CacheMap implements ops.Op.
+func (o *Op) CacheMap(context.Context) (*ops.CacheMap, error) {
+	cm := &ops.CacheMap{Digest: o.digest, UsesExecutor: true}
+	// A bind mount of a local context reads exactly its selector.
+	for _, m := range o.op.Mounts {
+		if m.Input < 0 || m.Type != graph.MountBind {
+			continue
+		}
+		for len(cm.Deps) <= m.Input {
+			cm.Deps = append(cm.Deps, ops.Dep{})
+		}
+		sel := strings.Trim(m.Selector, "/")
+		if sel == "" {
+			// The whole input: an empty selector list.
+			cm.Deps[m.Input].Selectors = nil
+			continue
+		}
+		cm.Deps[m.Input].Selectors = append(cm.Deps[m.Input].Selectors, sel)
+	}
+	return cm, nil
+}
+
+// Exec implements ops.Op.
+func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
+	var parent ops.Ref
+	if o.op.Root >= 0 {
+		parent = inputs[o.op.Root]
+	}
+	active, err := o.deps.Snapshots.New(ctx, parent, o.name)
+	if err != nil {
+		return nil, err
+	}
+	defer active.Discard(context.WithoutCancel(ctx))
+
+	env := &runEnv{deps: o.deps, sess: o.sess}
+	defer env.cleanup()
+	mounts, secretEnv, err := env.mounts(ctx, o.op.Mounts, inputs)
+	if err != nil {
+		return nil, err
+	}
+
+	pw := progress.FromContext(ctx)
+	proc := executor.Process{
+		Args:      o.op.Args,
+		Env:       append(append([]string(nil), o.op.Env...), o.op.ProxyEnv...),
+		SecretEnv: secretEnv,
+		User:      o.op.User,
+		Cwd:       o.op.Cwd,
+		Net:       executor.NetMode(o.op.Network),
+		Security:  executor.SecurityMode(o.op.Security),
+		Hostname:  o.deps.Hostname,
+		Stdout:    progress.LogWriter(pw, o.vertex, 1),
+		Stderr:    progress.LogWriter(pw, o.vertex, 2),
+	}
+	if env.sshSocket != "" {
+		proc.Env = append(proc.Env, "SSH_AUTH_SOCK="+env.sshTarget)
+	}
+	root := executor.Mount{Dest: "/", Source: active.Mounts()}
+	if err := o.deps.Executor.Run(ctx, root, mounts, proc); err != nil {
+		return nil, err
+	}
+	return active.Commit(ctx)
+}
+
+// Cleanup removes what crashed steps left in stateDir. Call it at daemon
+// start, before any step runs.
+func Cleanup(stateDir string) error {
+	ents, err := os.ReadDir(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		p := filepath.Join(stateDir, e.Name())
+		if err := unmountTree(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func notFound(what, id string) error {
+	return errdefs.NotFoundf("%s %s: not found (pass it with --%s id=%s,...)", what, id, what, id)
+}
+
+func describeMount(m graph.Mount) string {
+	if m.Target != "" {
+		return fmt.Sprintf("--mount=type=%s,target=%s", m.Type, m.Target)
+	}
+	return fmt.Sprintf("--mount=type=%s", m.Type)
+}
