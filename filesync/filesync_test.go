@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +22,7 @@ func sampleTree() []node {
 		file("Dockerfile", "FROM scratch\n", 0o644),
 		dir("bin", 0o755),
 		file("bin/tool", "#!/bin/sh\necho hi\n", 0o755),
-		file("bin/suid", "x", 0o4755),
+		file("bin/suid", "x", 0o755|fs.ModeSetuid),
 		dir("docs", 0o555),
 		file("docs/README", "read me", 0o444),
 		file("empty", "", 0o600),
@@ -396,5 +398,58 @@ func TestCancel(t *testing.T) {
 	_, err := Local(ctx, src, dest, session.SyncOptions{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// A large file streams through in chunks: the heap stays small whatever the
+// file's size.
+func TestLargeFileMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams 256 MiB")
+	}
+	src, dest := memTempDir(t), memTempDir(t)
+	const size = 256 << 20
+	f, err := os.Create(filepath.Join(src, "big.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse except for a few marks, so reading it costs no disk.
+	for _, off := range []int64{0, size / 2, size - 8} {
+		if _, err := f.WriteAt([]byte("kilnmark"), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	runtime.GC()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	st := syncDirs(t, src, dest, session.SyncOptions{})
+	close(stop)
+	<-sampled
+	if st.Bytes != size {
+		t.Fatalf("transferred %d bytes, want %d", st.Bytes, size)
+	}
+	sameTree(t, src, dest)
+	if p := peak.Load(); p > 64<<20 {
+		t.Errorf("heap in use peaked at %d MiB while streaming a %d MiB file", p>>20, size>>20)
 	}
 }

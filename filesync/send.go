@@ -222,7 +222,7 @@ func fileStat(full, rel string, d fs.DirEntry) (*api.FileStat, bool, error) {
 	}
 	st := &api.FileStat{
 		Path:    rel,
-		Mode:    uint32(fi.Mode()),
+		Mode:    uint32(wireMode(fi.Mode())),
 		ModTime: fi.ModTime().UnixNano(),
 	}
 	st.Uid, st.Gid = owner(fi)

@@ -9,6 +9,15 @@ import (
 
 func owner(fs.FileInfo) (uid, gid uint32) { return 0, 0 }
 
+// wireMode gives files and directories the permissions Docker gives a
+// context sent from Windows (rwxr-xr-x): Windows has no unix modes.
+func wireMode(m fs.FileMode) fs.FileMode {
+	if m&fs.ModeSymlink != 0 {
+		return m
+	}
+	return m.Type() | 0o755
+}
+
 func openNoFollow(name string) (*os.File, error) {
 	fi, err := os.Lstat(name)
 	if err != nil {

@@ -18,6 +18,9 @@ func owner(fi fs.FileInfo) (uid, gid uint32) {
 	return 0, 0
 }
 
+// wireMode is the mode sent for an entry.
+func wireMode(m fs.FileMode) fs.FileMode { return m }
+
 // openNoFollow opens a regular file for reading, failing if the final
 // component has become a symbolic link since the walk.
 func openNoFollow(name string) (*os.File, error) {
