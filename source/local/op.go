@@ -57,7 +57,8 @@ var (
 // NewOp returns the op for vertex v, a local source, syncing through sess.
 // The copy is kept under (client id, v's SharedKeyHint, v's name); without a
 // client id (no option, the session does not implement ClientIdentifier)
-// it is kept per session, so nothing is reused across builds.
+// each Exec syncs into a private copy that is removed when released, so
+// nothing is reused across builds.
 func NewOp(store *Store, v *graph.Vertex, sess session.Session, opts ...Option) (*Op, error) {
 	if store == nil {
 		return nil, errdefs.Invalidf("local source: no context store")
@@ -76,9 +77,6 @@ func NewOp(store *Store, v *graph.Vertex, sess session.Session, opts ...Option) 
 	clientID := cfg.clientID
 	if ci, ok := sess.(ClientIdentifier); ok && clientID == "" {
 		clientID = ci.ClientID()
-	}
-	if clientID == "" && sess != nil {
-		clientID = "session:" + sess.ID()
 	}
 	return &Op{
 		store: store, vertex: v.Digest(), src: src, sess: sess,

@@ -61,13 +61,28 @@ type Store struct {
 	bg      sync.WaitGroup // background removals
 }
 
-// NewStore opens (creating it if needed) a store rooted at root.
+// NewStore opens (creating it if needed) a store rooted at root. Private
+// copies left by an earlier process are removed.
 func NewStore(root string) (*Store, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("open context store: %w", err)
 	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("open context store: %w", err)
+	}
+	for _, d := range ents {
+		if strings.HasPrefix(d.Name(), privatePrefix) {
+			if err := os.RemoveAll(filepath.Join(root, d.Name())); err != nil {
+				return nil, fmt.Errorf("open context store: %w", err)
+			}
+		}
+	}
 	return &Store{root: root, entries: map[string]*entry{}}, nil
 }
+
+// privatePrefix names the directories of copies kept for one sync only.
+const privatePrefix = "private-"
 
 // Close waits for background removals of old generations.
 func (s *Store) Close() error {
@@ -77,9 +92,10 @@ func (s *Store) Close() error {
 
 // entry is one key's state in this process.
 type entry struct {
-	s      *Store
-	dir    string
-	syncMu chan struct{} // one sync at a time; a channel so waiting honours ctx
+	s       *Store
+	dir     string
+	private bool          // removed entirely when released
+	syncMu  chan struct{} // one sync at a time; a channel so waiting honours ctx
 
 	mu     sync.Mutex
 	cur    *gen
@@ -168,7 +184,15 @@ func (e *entry) genPath(n int) string { return filepath.Join(e.dir, "gen-"+strco
 // sync must make dir mirror the client and may only replace files by
 // rename (filesync.Receive does). If sync fails the previous copy stays
 // current.
+//
+// A key without a ClientID gets a private copy, synced from scratch and
+// removed when released: copies are shared only between builds known to
+// come from the same client, since a sync trusts that a file with the same
+// size, mtime and mode as the copy's has the same content.
 func (s *Store) Sync(ctx context.Context, k Key, sync func(ctx context.Context, dir string) error) (*Ref, error) {
+	if k.ClientID == "" {
+		return s.syncPrivate(ctx, sync)
+	}
 	e, err := s.entry(k)
 	if err != nil {
 		return nil, err
@@ -220,6 +244,24 @@ func (s *Store) Sync(ctx context.Context, k Key, sync func(ctx context.Context, 
 	return &Ref{e: e, g: target}, nil
 }
 
+func (s *Store) syncPrivate(ctx context.Context, sync func(ctx context.Context, dir string) error) (*Ref, error) {
+	dir, err := os.MkdirTemp(s.root, privatePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("prepare context copy: %w", err)
+	}
+	g := &gen{path: filepath.Join(dir, "gen-0"), readers: 1}
+	if err := os.Mkdir(g.path, 0o755); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("prepare context copy: %w", err)
+	}
+	if err := sync(ctx, g.path); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	e := &entry{s: s, dir: dir, private: true, hashes: newHashCache("")}
+	return &Ref{e: e, g: g}, nil
+}
+
 func (s *Store) removeBG(path string) {
 	s.bg.Add(1)
 	go func() {
@@ -256,7 +298,10 @@ func (r *Ref) Release(context.Context) error {
 		r.g.readers--
 		drop := r.g.readers == 0 && r.g != e.cur
 		e.mu.Unlock()
-		if drop {
+		switch {
+		case drop && e.private:
+			e.s.removeBG(e.dir)
+		case drop:
 			e.s.removeBG(r.g.path)
 		}
 	})

@@ -356,3 +356,45 @@ func TestStoreFailureAndRestart(t *testing.T) {
 		t.Error("hash cache not reloaded after restart")
 	}
 }
+
+// Without a client id a sync gets a private copy, transferred in full and
+// removed when released.
+func TestStorePrivateCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	src, root := t.TempDir(), t.TempDir()
+	mkTree(t, src, baseTree()...)
+	store, err := NewStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := Key{Path: "/p", Name: "context"}
+	var st1, st2 session.SyncStats
+	a, err := store.Sync(ctx, key, syncFrom(src, &st1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := store.Sync(ctx, key, syncFrom(src, &st2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Dir() == b.Dir() || st2.Transferred != st1.Transferred || st2.Transferred == 0 {
+		t.Errorf("private copies shared or reused: %s (%+v), %s (%+v)", a.Dir(), st1, b.Dir(), st2)
+	}
+	if _, err := a.Checksum(ctx, []string{"src"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Release(ctx)
+	_ = store.Close()
+	if _, err := os.Stat(a.Dir()); !os.IsNotExist(err) {
+		t.Errorf("released private copy still exists (err = %v)", err)
+	}
+
+	// A restarted store removes private copies left behind.
+	if _, err := NewStore(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b.Dir()); !os.IsNotExist(err) {
+		t.Errorf("private copy of a dead process survived a restart (err = %v)", err)
+	}
+}
