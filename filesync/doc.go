@@ -39,9 +39,11 @@
 // to a temporary file and renamed into place, so a file in dest is never
 // modified in place (snapshots may hard-link it). Entries the client no
 // longer has are removed. Every path from the client is checked: relative,
-// clean, no "..", its parent must be a directory the client sent earlier in
-// the same sync, and every change to dest goes through an os.Root, so a
-// malicious client cannot write outside dest. Memory does not grow with
+// clean, no "..", sent once, and its parent must be a directory the client
+// sent earlier in the same sync (so never a symbolic link). On top of that,
+// entries of dest are created, renamed and removed through an os.Root, so
+// even a bug in those checks cannot make a malicious client write outside
+// dest. Memory does not grow with
 // file sizes (chunks are streamed to disk); it grows with the number of
 // entries (a path and a few words each).
 //
