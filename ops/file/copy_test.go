@@ -1,0 +1,293 @@
+package file
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/ops"
+)
+
+// Shared fixtures of the rule tests.
+var (
+	contextFixture = []fsOp{
+		wfile("a.txt", "A", 0o644),
+		wfile("b.txt", "B", 0o600),
+		wfile("c.md", "C", 0o644),
+		wfile("exec.sh", "#!/bin/sh\n", 0o755),
+		wfile("owned.txt", "O", 0o644), wchown("owned.txt", 1234, 1234),
+		wfile("file1.txt", "1", 0o644), wfile("file2.txt", "2", 0o644), wfile("fileA.txt", "a", 0o644),
+		wdir("dir", 0o750),
+		wfile("dir/x.txt", "X", 0o644),
+		wfile("dir/n.md", "N", 0o644),
+		wdir("dir/sub", 0o755),
+		wfile("dir/sub/y.txt", "Y", 0o644),
+		wfile("dir/sub/n.md", "NN", 0o644),
+		wlink("x.txt", "dir/link"),
+		wfile("d1/one.txt", "one", 0o644), wfile("d2/two.txt", "two", 0o644),
+		wfile("p/q/r.txt", "R", 0o644),
+		wlink("a.txt", "lnfile"),
+		wlink("dir", "lndir"),
+		wfile("rootfs/lib/m.so", "M", 0o644),
+	}
+	baseFixture = []fsOp{
+		wfile("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n", 0o644),
+		wfile("etc/group", "root:x:0:\nstaff:x:50:\napp:x:1000:\n", 0o644),
+		wdir("existing", 0o700), wchown("existing", 5, 5),
+		wfile("existing/old.txt", "old", 0o644),
+		wdir("usr/lib", 0o755), wlink("usr/lib", "lib"),
+		wdir("run", 0o755), wlink("/run", "var/run"),
+		wfile("file-there", "old", 0o644),
+		wfile("t/x.txt/inner", "in", 0o644),
+	}
+)
+
+func chown(user, group string) func(*graph.CopyAction) {
+	return func(a *graph.CopyAction) { a.Chown = &graph.Chown{User: user, Group: group} }
+}
+func chmod(m string) func(*graph.CopyAction) { return func(a *graph.CopyAction) { a.Chmod = m } }
+func parents(a *graph.CopyAction)            { a.Parents = true }
+func nofollow(a *graph.CopyAction)           { a.FollowSymlinks = false }
+func exclude(p ...string) func(*graph.CopyAction) {
+	return func(a *graph.CopyAction) { a.Exclude = p }
+}
+
+const (
+	rw   = "-rw-r--r--"
+	dir  = "drwxr-xr-x"
+	root = "0:0"
+)
+
+func file(mode, owner, data string) node { return node{Mode: mode, Owner: owner, Data: data} }
+func d(mode, owner string) node          { return node{Mode: mode, Owner: owner} }
+
+func TestCopyRules(t *testing.T) {
+	cases := []struct {
+		name   string
+		action graph.FileAction
+		want   map[string]node
+		absent []string
+	}{
+		{"file into directory ending in slash", cp([]string{"a.txt"}, "/dst/"),
+			map[string]node{"dst": d(dir, root), "dst/a.txt": file(rw, root, "A")}, nil},
+		{"file to a path creates parents", cp([]string{"a.txt"}, "/x/y/z.txt"),
+			map[string]node{"x": d(dir, root), "x/y": d(dir, root), "x/y/z.txt": file(rw, root, "A")}, nil},
+		{"file into existing directory without slash", cp([]string{"a.txt"}, "/existing"),
+			map[string]node{"existing": d("drwx------", "5:5"), "existing/a.txt": file(rw, root, "A"), "existing/old.txt": file(rw, root, "old")}, nil},
+		{"directory copies its contents", cp([]string{"dir"}, "/dst/"),
+			map[string]node{"dst/x.txt": file(rw, root, "X"), "dst/sub": d(dir, root), "dst/sub/y.txt": file(rw, root, "Y"),
+				"dst/link": {Mode: "lrwxrwxrwx", Owner: root, Target: "x.txt"}},
+			[]string{"dst/dir"}},
+		{"directory to a new path takes its metadata", cp([]string{"dir"}, "/newdir"),
+			map[string]node{"newdir": d("drwxr-x---", root), "newdir/x.txt": file(rw, root, "X")}, nil},
+		{"dot copies the whole context", cp([]string{"."}, "/ctx/"),
+			map[string]node{"ctx/a.txt": file(rw, root, "A"), "ctx/dir/sub/y.txt": file(rw, root, "Y"), "ctx": d(dir, root)}, nil},
+		{"star wildcard", cp([]string{"*.txt"}, "/dst/"),
+			map[string]node{"dst/a.txt": file(rw, root, "A"), "dst/b.txt": file("-rw-------", root, "B"), "dst/file1.txt": file(rw, root, "1")},
+			[]string{"dst/c.md", "dst/x.txt"}},
+		{"question mark and class wildcards", cp([]string{"file?.txt", "fil[e]?.md"}, "/dst/"),
+			map[string]node{"dst/file1.txt": file(rw, root, "1"), "dst/fileA.txt": file(rw, root, "a")}, []string{"dst/a.txt"}},
+		{"class wildcard", cp([]string{"file[0-9].txt"}, "/dst/"),
+			map[string]node{"dst/file1.txt": file(rw, root, "1"), "dst/file2.txt": file(rw, root, "2")}, []string{"dst/fileA.txt"}},
+		{"wildcard in a directory element", cp([]string{"d*/*.txt"}, "/dst/"),
+			map[string]node{"dst/one.txt": file(rw, root, "one"), "dst/two.txt": file(rw, root, "two")}, nil},
+		{"several sources", cp([]string{"a.txt", "c.md"}, "/dst/"),
+			map[string]node{"dst/a.txt": file(rw, root, "A"), "dst/c.md": file(rw, root, "C")}, nil},
+		{"empty wildcard next to a match", cp([]string{"nope*", "a.txt"}, "/dst/"),
+			map[string]node{"dst/a.txt": file(rw, root, "A")}, nil},
+		{"owner reset to root", cp([]string{"owned.txt"}, "/o.txt"),
+			map[string]node{"o.txt": file(rw, root, "O")}, nil},
+		{"mode kept", cp([]string{"exec.sh"}, "/bin/"),
+			map[string]node{"bin/exec.sh": file("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
+		{"chown by name in the destination passwd", cp([]string{"a.txt"}, "/cdir/sub/", chown("app", "")),
+			map[string]node{"cdir": d(dir, "1000:1000"), "cdir/sub": d(dir, "1000:1000"), "cdir/sub/a.txt": file(rw, "1000:1000", "A")}, nil},
+		{"chown name:group", cp([]string{"a.txt"}, "/a.txt", chown("app", "staff")),
+			map[string]node{"a.txt": file(rw, "1000:50", "A")}, nil},
+		{"chown numeric uid only", cp([]string{"a.txt"}, "/a.txt", chown("1234", "")),
+			map[string]node{"a.txt": file(rw, "1234:1234", "A")}, nil},
+		{"chown uid:gid", cp([]string{"dir"}, "/o/", chown("1234", "5")),
+			map[string]node{"o": d(dir, "1234:5"), "o/sub": d(dir, "1234:5"), "o/x.txt": file(rw, "1234:5", "X"),
+				"o/link": {Mode: "lrwxrwxrwx", Owner: "1234:5", Target: "x.txt"}}, nil},
+		{"chmod octal on files and directories", cp([]string{"dir"}, "/m", chmod("0750")),
+			map[string]node{"m": d("drwxr-x---", root), "m/sub": d("drwxr-x---", root), "m/x.txt": file("-rwxr-x---", root, "X")}, nil},
+		{"chmod symbolic", cp([]string{"a.txt"}, "/a.txt", chmod("u+x,go-w")),
+			map[string]node{"a.txt": file("-rwxr--r--", root, "A")}, nil},
+		{"chmod a+X", cp([]string{"dir", "exec.sh"}, "/m/", chmod("a+X")),
+			map[string]node{"m/sub": d(dir, root), "m/x.txt": file(rw, root, "X"), "m/exec.sh": file("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
+		{"chmod assignment", cp([]string{"exec.sh"}, "/e", chmod("u=rw,g=r,o=r")),
+			map[string]node{"e": file(rw, root, "#!/bin/sh\n")}, nil},
+		{"parents keep the path", cp([]string{"p/q/r.txt"}, "/dst/", parents),
+			map[string]node{"dst/p": d(dir, root), "dst/p/q": d(dir, root), "dst/p/q/r.txt": file(rw, root, "R")}, nil},
+		{"parents from a /./ marker", cp([]string{"p/./q/r.txt"}, "/dst/", parents),
+			map[string]node{"dst/q/r.txt": file(rw, root, "R")}, []string{"dst/p"}},
+		{"parents with wildcards", cp([]string{"d*/*.txt"}, "/dst/", parents),
+			map[string]node{"dst/d1/one.txt": file(rw, root, "one"), "dst/d2/two.txt": file(rw, root, "two")}, nil},
+		{"parents of a directory", cp([]string{"dir/sub"}, "/dst", parents),
+			map[string]node{"dst/dir": d("drwxr-x---", root), "dst/dir/sub/y.txt": file(rw, root, "Y")}, []string{"dst/y.txt"}},
+		{"exclude is relative to the source", cp([]string{"dir"}, "/dst/", exclude("*.md")),
+			map[string]node{"dst/x.txt": file(rw, root, "X"), "dst/sub/n.md": file(rw, root, "NN")}, []string{"dst/n.md"}},
+		{"exclude with **", cp([]string{"dir"}, "/dst/", exclude("**/*.md")),
+			map[string]node{"dst/sub/y.txt": file(rw, root, "Y")}, []string{"dst/n.md", "dst/sub/n.md"}},
+		{"exclude a directory but re-include a file", cp([]string{"dir"}, "/dst/", exclude("sub", "!sub/y.txt")),
+			map[string]node{"dst/sub/y.txt": file(rw, root, "Y")}, []string{"dst/sub/n.md"}},
+		{"exclude a wildcard match", cp([]string{"*.txt"}, "/dst/", exclude("b*", "file*")),
+			map[string]node{"dst/a.txt": file(rw, root, "A")}, []string{"dst/b.txt", "dst/file1.txt"}},
+		{"top-level link is followed", cp([]string{"lnfile"}, "/f.txt"),
+			map[string]node{"f.txt": file(rw, root, "A")}, nil},
+		{"top-level link to a directory is followed", cp([]string{"lndir"}, "/ld/"),
+			map[string]node{"ld/x.txt": file(rw, root, "X")}, nil},
+		{"top-level link kept without follow", cp([]string{"lnfile"}, "/dst/", nofollow),
+			map[string]node{"dst/lnfile": {Mode: "lrwxrwxrwx", Owner: root, Target: "a.txt"}}, nil},
+		{"file replaces a file", cp([]string{"a.txt"}, "/file-there"),
+			map[string]node{"file-there": file(rw, root, "A")}, nil},
+		{"file replaces a directory inside a tree", cp([]string{"dir"}, "/t/"),
+			map[string]node{"t/x.txt": file(rw, root, "X")}, []string{"t/x.txt/inner"}},
+		{"destination through a relative link", cp([]string{"a.txt"}, "/lib/a.txt"),
+			map[string]node{"usr/lib/a.txt": file(rw, root, "A"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
+		{"destination through an absolute link", cp([]string{"a.txt"}, "/var/run/a.txt"),
+			map[string]node{"run/a.txt": file(rw, root, "A"), "var/run": {Mode: "lrwxrwxrwx", Owner: root, Target: "/run"}}, nil},
+		{"directory tree merges through a link to a directory", cp([]string{"rootfs"}, "/"),
+			map[string]node{"usr/lib/m.so": file(rw, root, "M"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind)
+			e.context(contextFixture...)
+			base := e.base(baseFixture...)
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					e.t = t
+					ref := e.mustRun(base, tc.action)
+					checkTree(t, e.tree(ref), tc.want, tc.absent)
+				})
+			}
+		})
+	}
+}
+
+func checkTree(t *testing.T, got, want map[string]node, absent []string) {
+	t.Helper()
+	for p, w := range want {
+		g, ok := got[p]
+		if !ok {
+			t.Errorf("%s missing; have %v", p, keys(got))
+			continue
+		}
+		if diff := cmp.Diff(w, g); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", p, diff)
+		}
+	}
+	for _, p := range absent {
+		if _, ok := got[p]; ok {
+			t.Errorf("%s present, want absent", p)
+		}
+	}
+}
+
+func TestCopyTimestamp(t *testing.T) {
+	e := newEnv(t, kinds[0])
+	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	e.context(wfile("dir/f", "F", 0o644), wfile("dir/sub/g", "G", 0o644), wmtime("dir/f", old), wmtime("dir/sub", old), wmtime("dir", old))
+	base := e.base()
+
+	kept := e.mustRun(base, cp([]string{"dir"}, "/kept/"))
+	want := map[string]int64{"kept/f": old.Unix(), "kept/sub": old.Unix()}
+	if diff := cmp.Diff(want, e.mtimes(kept, "kept/f", "kept/sub")); diff != "" {
+		t.Errorf("mtimes kept (-want +got):\n%s", diff)
+	}
+
+	ts := int64(1700000000)
+	set := e.mustRun(base, cp([]string{"dir"}, "/a/b/", func(a *graph.CopyAction) { a.Timestamp = &ts }))
+	got := e.mtimes(set, "a", "a/b", "a/b/f", "a/b/sub", "a/b/sub/g")
+	for p, m := range got {
+		if m != ts {
+			t.Errorf("%s mtime = %d, want %d", p, m, ts)
+		}
+	}
+}
+
+func TestCopyErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		action  graph.FileAction
+		wantErr string
+	}{
+		{"wildcard matches nothing", cp([]string{"nope*"}, "/x/"),
+			`COPY nope* /x/: no files match "nope*" in the build context`},
+		{"missing plain file", cp([]string{"missing.txt"}, "/x"),
+			`COPY missing.txt /x: "missing.txt" not found in the build context`},
+		{"missing plain file next to a match", cp([]string{"a.txt", "missing.txt"}, "/x/"),
+			`"missing.txt" not found in the build context`},
+		{"several sources into a file path", cp([]string{"a.txt", "b.txt"}, "/x"),
+			"COPY a.txt b.txt /x: When using COPY with more than one source file, the destination must be a directory and end with a /"},
+		{"wildcard with several matches into a file path", cp([]string{"*.txt"}, "/x"),
+			"destination must be a directory and end with a /"},
+		{"unknown chown user", cp([]string{"a.txt"}, "/x", chown("nobody", "")),
+			`COPY a.txt /x: --chown=nobody:`},
+		{"bad chmod", cp([]string{"a.txt"}, "/x", chmod("u+q")),
+			`COPY a.txt /x: --chmod: invalid mode "u+q"`},
+		{"bad exclude", cp([]string{"a.txt"}, "/x", exclude("[")),
+			`COPY a.txt /x: --exclude=[: syntax error in pattern`},
+		{"bad pattern", cp([]string{"a[.txt"}, "/x"), `bad pattern "a[.txt"`},
+		{"dangling top-level link", cp([]string{"dangling"}, "/x"),
+			`"dangling" is a symbolic link to a missing file in the build context`},
+		{"absolute path is inside the context", cp([]string{"/etc/passwd"}, "/x"),
+			`"/etc/passwd" not found in the build context`},
+		{"ADD names itself", cp([]string{"missing"}, "/x", func(a *graph.CopyAction) { a.Unpack = true }),
+			`ADD missing /x: "missing" not found`},
+	}
+	e := newEnv(t, kinds[1])
+	e.context(wfile("a.txt", "A", 0o644), wfile("b.txt", "B", 0o644), wlink("nowhere", "dangling"))
+	base := e.base(wfile("etc/passwd", "root:x:0:0::/:/bin/sh\n", 0o644))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.t = t
+			_, err := e.run(base, nil, tc.action)
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.wantErr)
+			}
+			t.Logf("error: %v", err)
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q\ndoes not contain %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCacheMap(t *testing.T) {
+	v := fileVertex(
+		cp([]string{"b.txt", "src/*.go", "./a.txt"}, "/x/"),
+		cp([]string{"/a.txt", "p/./q"}, "/y/", parents),
+		graph.FileAction{Mkdir: &graph.MkdirAction{Path: "/m", Mode: 0o755}},
+	)
+	op, err := New(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := op.CacheMap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &ops.CacheMap{Digest: v.Op.Digest(), Deps: []ops.Dep{{}, {Selectors: []string{"a.txt", "b.txt", "p/q", "src/*.go"}}}}
+	if diff := cmp.Diff(want, cm, cmp.Comparer(func(a, b func()) bool { return true })); diff != "" {
+		t.Errorf("CacheMap (-want +got):\n%s", diff)
+	}
+	if cm.UsesExecutor {
+		t.Error("UsesExecutor set for a file op")
+	}
+
+	whole, err := New(fileVertex(cp([]string{"a.txt", "."}, "/x/")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err = whole.CacheMap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cm.Deps) != 2 || cm.Deps[1].Selectors != nil {
+		t.Errorf("copy of . : deps = %+v, want input 1 read whole", cm.Deps)
+	}
+}

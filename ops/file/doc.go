@@ -1,0 +1,52 @@
+// Package file runs the file steps of a build: FileOp (COPY, ADD of local
+// archives, the mkdir/mkfile/rm/symlink actions the frontend emits) and
+// MergeOp (COPY --link layers stacked on their base).
+//
+// # COPY rules
+//
+// The rules are Docker's and BuildKit's:
+//
+//   - A source directory copies its contents, not itself; wildcards (per
+//     path element, filepath.Match syntax) expand to every match, and a
+//     wildcard that matches nothing is an error unless another source of the
+//     same COPY matched something. A missing plain path is always an error.
+//   - A destination ending in "/" (or an existing directory) receives the
+//     sources inside it; several sources need a destination ending in "/".
+//     Missing parent directories are created (0755, owned by the --chown
+//     user or root).
+//   - Copied entries keep their mode and modification time; the owner is
+//     0:0 unless --chown (names are looked up in the destination's
+//     /etc/passwd and /etc/group); --chmod takes an octal or a chmod(1)
+//     symbolic mode and applies to the files and directories copied.
+//   - --parents keeps the source path (from a "/./" marker if there is one),
+//     --exclude leaves out what the dockerignore-style patterns match
+//     (relative to each matched source).
+//   - Symbolic links inside a source are copied as links. A top-level source
+//     that is a link is followed when the action says so.
+//   - ADD of a local tar archive (plain, gzip, bzip2, xz or zstd, detected by
+//     content) extracts it; anything else is copied as a file.
+//
+// # Containment
+//
+// No path leaves its root. A source path that climbs out with "..", or that
+// goes through a symbolic link leaving a build context (an absolute link, or
+// one with too many ".."), is an error naming the path; in a filesystem
+// source (an image or a stage) links resolve as they would in a container
+// whose root is that filesystem. Destination paths resolve their links inside
+// the destination root (github.com/cyphar/filepath-securejoin), and the last
+// element of every path the op writes is opened without following links.
+//
+// # The link fast path
+//
+// Copying a regular file from a build context (ops.Dir, whose files are only
+// ever replaced by rename) into an overlay snapshot hard-links the context
+// file into the snapshot's upper directory instead of copying its bytes, when
+// the file needs no owner, mode or time change. The links are made while the
+// overlay is not mounted, after the rest of the action; parent directories
+// the upper directory lacks are created with the metadata the lower layers
+// have for them. Anything unusual (native snapshotter, --chown, --chmod,
+// --timestamp, a directory in the way, a link across filesystems) copies
+// instead.
+//
+// This package imports graph, ops, snapshot, executor/user and core only.
+package file
