@@ -3,6 +3,7 @@ package runc
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,58 +52,83 @@ func runtimes(t testing.TB) []string {
 	return rts
 }
 
-// busyboxLower builds a root filesystem from the host's /bin/busybox: the
-// binary, a symlink per applet, /etc/passwd and /etc/group (user app, uid
-// 1000, in group staff) and /tmp. It has no /proc, /dev, /sys or
-// /etc/hosts: the executor must provide them and leave no trace.
+// sharedLower is the busybox root filesystem all tests of the package use
+// as their (never written) lower dir; TestMain removes it.
+var sharedLower struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedLower.dir != "" {
+		os.RemoveAll(sharedLower.dir)
+	}
+	os.Exit(code)
+}
+
+// busyboxLower returns a root filesystem built from the host's
+// /bin/busybox: the binary, a symlink per applet, /etc/passwd and
+// /etc/group (user app, uid 1000, in group staff) and /tmp. It has no
+// /proc, /dev, /sys or /etc/hosts: the executor must provide them and leave
+// no trace. Tests must not modify it; add a layer with overlayRoot instead.
 func busyboxLower(t testing.TB) string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		t.Skip("skipping: busybox-static is not installed")
 	}
-	dir := t.TempDir()
+	sharedLower.once.Do(func() {
+		sharedLower.dir, sharedLower.err = os.MkdirTemp("", "kiln-executor-lower-")
+		if sharedLower.err == nil {
+			sharedLower.err = buildBusyboxRootfs(bb, sharedLower.dir)
+		}
+	})
+	if sharedLower.err != nil {
+		t.Fatalf("build busybox rootfs: %v", sharedLower.err)
+	}
+	return sharedLower.dir
+}
+
+func buildBusyboxRootfs(bb, dir string) error {
 	for _, d := range []string{"bin", "etc", "tmp", "home/app"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	data, err := os.ReadFile(bb)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), data, 0o755); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if out, err := exec.Command(filepath.Join(dir, "bin/busybox"), "--install", "-s", filepath.Join(dir, "bin")).CombinedOutput(); err != nil {
-		t.Fatalf("busybox --install: %v: %s", err, out)
-	}
-	// --install links to the binary's host path; point them at /bin/busybox.
-	entries, err := os.ReadDir(filepath.Join(dir, "bin"))
+	out, err := exec.Command(bb, "--list").Output()
 	if err != nil {
-		t.Fatal(err)
+		return fmt.Errorf("busybox --list: %w", err)
 	}
-	for _, e := range entries {
-		if e.Name() == "busybox" {
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" || strings.Contains(applet, "/") {
 			continue
 		}
-		p := filepath.Join(dir, "bin", e.Name())
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink("busybox", p); err != nil {
-			t.Fatal(err)
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", applet)); err != nil {
+			return err
 		}
 	}
-	writeFile(t, filepath.Join(dir, "etc/passwd"), testPasswd)
-	writeFile(t, filepath.Join(dir, "etc/group"), testGroup)
-	if err := os.Chown(filepath.Join(dir, "home/app"), 1000, 1000); err != nil {
-		t.Fatal(err)
+	files := map[string]string{"etc/passwd": testPasswd, "etc/group": testGroup}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
 	}
-	return dir
+	return os.Chown(filepath.Join(dir, "home/app"), 1000, 1000)
 }
 
 func writeFile(t testing.TB, p, content string) {
@@ -112,10 +138,10 @@ func writeFile(t testing.TB, p, content string) {
 	}
 }
 
-// overlayRoot returns the root Mount of an overlay with lower as its lower
-// dir (a snapshot, as the snapshotter hands it out) and the upper dir that
-// receives the writes.
-func overlayRoot(t testing.TB, lower string) (executor.Mount, string) {
+// overlayRoot returns the root Mount of an overlay over the lower dirs
+// (topmost first; a snapshot, as the snapshotter hands it out) and the
+// upper dir that receives the writes.
+func overlayRoot(t testing.TB, lower ...string) (executor.Mount, string) {
 	t.Helper()
 	d := t.TempDir()
 	upper, work := filepath.Join(d, "upper"), filepath.Join(d, "work")
@@ -129,7 +155,7 @@ func overlayRoot(t testing.TB, lower string) (executor.Mount, string) {
 		Source: []mount.Mount{{
 			Type:    "overlay",
 			Source:  "overlay",
-			Options: []string{"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
+			Options: []string{"lowerdir=" + strings.Join(lower, ":"), "upperdir=" + upper, "workdir=" + work},
 		}},
 	}, upper
 }

@@ -173,7 +173,7 @@ func mountPointError(err error) error {
 	case errors.Is(err, unix.EROFS):
 		return errdefs.Invalidf("cannot create the mount point: it is inside a read-only mount (%v)", err)
 	case errors.Is(err, unix.ENOTDIR):
-		return errdefs.Invalidf("the destination or one of its parents is not a directory (%v)", err)
+		return errdefs.Invalidf("the destination or one of its parents is not a directory, or is a symlink to a missing one (%v)", err)
 	case errors.Is(err, unix.EISDIR):
 		return errdefs.Invalidf("cannot mount a file on a directory (%v)", err)
 	}
