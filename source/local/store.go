@@ -279,7 +279,10 @@ type Ref struct {
 	once sync.Once
 }
 
-var _ ops.Ref = (*Ref)(nil)
+var (
+	_ ops.Ref = (*Ref)(nil)
+	_ ops.Dir = (*Ref)(nil)
+)
 
 // ID returns "": a synced context cannot be loaded again by id.
 func (r *Ref) ID() string { return "" }
