@@ -37,7 +37,9 @@ type ReceiveConn struct {
 	Files <-chan *api.FileData
 	// Request sends a FileRequest to the client. Receive calls it from one
 	// goroutine at a time, never from the goroutine that reads Stats and
-	// Files, so a blocking stream cannot deadlock the sync.
+	// Files, so a blocking stream cannot deadlock the sync. It must return
+	// (with an error) once the stream is gone: Receive waits for it before
+	// returning.
 	Request func(*api.FileRequest) error
 }
 
