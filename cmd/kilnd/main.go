@@ -4,6 +4,7 @@
 //
 //	kilnd [--config FILE] [--addr ADDR]... [--root DIR] [--debug]
 //	kilnd --config FILE --validate
+//	kilnd --print-default-config > /etc/kiln/kilnd.toml
 package main
 
 import (
@@ -24,8 +25,13 @@ import (
 	"github.com/kiln-build/kiln/daemon"
 )
 
-// version is set at link time: -ldflags "-X main.version=v0.1.0".
-var version = "dev"
+// version and revision are set at link time:
+// -ldflags "-X main.version=v0.1.0 -X main.revision=abc1234". Without a
+// revision, the VCS revision Go stamps into the binary is used.
+var (
+	version  = "dev"
+	revision = ""
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -38,6 +44,7 @@ type flags struct {
 	root     string
 	debug    bool
 	logFmt   string
+	printDef bool
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -63,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fl.StringVar(&f.root, "root", "", "state directory (default "+config.HostEnv().DefaultRoot()+")")
 	fl.BoolVar(&f.debug, "debug", false, "debug logging")
 	fl.StringVar(&f.logFmt, "log-format", "", `log format, "text" or "json" (replaces [log] format)`)
+	fl.BoolVar(&f.printDef, "print-default-config", false, "print the built-in configuration, every key documented, and exit")
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintf(stderr, "kilnd: %s\n", err)
 		return 1
@@ -116,6 +124,10 @@ func flagErrors(err error) error {
 }
 
 func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
+	if f.printDef {
+		_, err := stdout.Write(config.DefaultTOML())
+		return err
+	}
 	cfg, warns, err := loadConfig(f)
 	for _, w := range warns {
 		fmt.Fprintf(stderr, "kilnd: warning: %s\n", w)
@@ -143,7 +155,7 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	defer stop()
 	srv, err := daemon.New(ctx, cfg,
 		daemon.WithLogger(log),
-		daemon.WithVersion(version, ""),
+		daemon.WithVersion(version, revision),
 		// The engine plugs in here: daemon.WithBackend(engine).
 	)
 	if err != nil {

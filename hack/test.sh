@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of the project: go vet, gofmt, and go test ./... with the
+# root-only and end-to-end tests (run it as root, as CI does). Installs the
+# Debian packages the tests use when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. hack/lib.sh
+
+ensure_go
+# runc/crun run build steps, busybox-static is the test base image,
+# redis-server and docker-registry are started by e2e tests on 127.0.0.1,
+# apache2-utils provides htpasswd for the registry auth tests.
+ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils
+
+if [ "$(id -u)" != 0 ]; then
+	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"
+fi
+
+say "go vet ./..."
+go vet ./...
+
+say "gofmt"
+unformatted=$(find . -name '*.go' -not -path './bin/*' -not -path './.state/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l)
+if [ -n "$unformatted" ]; then
+	printf 'gofmt: these files need formatting (gofmt -w):\n%s\n' "$unformatted" >&2
+	exit 1
+fi
+
+say "go test ./..."
+race=()
+if [ "${KILN_TEST_RACE:-}" = 1 ]; then
+	race=(-race)
+fi
+go test "${race[@]}" -count=1 -timeout 20m ./...
