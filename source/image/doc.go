@@ -31,10 +31,11 @@
 // # Credentials
 //
 // Puller.WithCredentials derives a per-build view that asks a build's
-// client for credentials (cached per host for the view's life); the
-// daemon's own credentials come from its registry configuration.
+// client for credentials (cached per host for the view's life;
+// SessionCredentials adapts a build session); the daemon's own credentials
+// come from its registry configuration.
 //
 // This package imports content, snapshot, imagestore, registry, ops,
-// graph, frontend (for its resolver types), progress and core; never the
-// worker or the solver.
+// graph, session, frontend (for its resolver types), progress and core;
+// never the worker or the solver.
 package image

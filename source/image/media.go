@@ -19,7 +19,12 @@ const (
 	dockerLayerZstd         = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 	dockerManifest          = "application/vnd.docker.distribution.manifest.v2+json"
 	dockerManifestList      = "application/vnd.docker.distribution.manifest.list.v2+json"
-	dockerConfig            = "application/vnd.docker.container.image.v1+json"
+
+	// Non-distributable layers are deprecated in image-spec but still
+	// found in images (Windows bases); they unpack like the others.
+	ociLayerNondistributable     = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+	ociLayerNondistributableGzip = ociLayerNondistributable + "+gzip"
+	ociLayerNondistributableZstd = ociLayerNondistributable + "+zstd"
 )
 
 // Layer compressions, as core/labels.Blob names them.
@@ -34,13 +39,13 @@ const (
 // unpack (encrypted layers, artifacts).
 func layerCompression(mt string) (string, error) {
 	switch mt {
-	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in images
+	case ocispec.MediaTypeImageLayerGzip, ociLayerNondistributableGzip,
 		dockerLayerGzip, dockerLayerForeignGzip:
 		return compGzip, nil
-	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck // still found in images
+	case ocispec.MediaTypeImageLayerZstd, ociLayerNondistributableZstd,
 		dockerLayerZstd:
 		return compZstd, nil
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, //nolint:staticcheck // still found in images
+	case ocispec.MediaTypeImageLayer, ociLayerNondistributable,
 		dockerLayerUncompressed:
 		return compUncompressed, nil
 	}

@@ -8,8 +8,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/kiln-build/kiln/content"
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/registry"
+	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -118,5 +120,22 @@ func cacheCredentials(fn registry.CredentialFunc) registry.CredentialFunc {
 		}
 		e.cfg, e.ok, e.done = cfg, ok, true
 		return cfg, ok, nil
+	}
+}
+
+// SessionCredentials adapts a build session's Credentials to a
+// registry.CredentialFunc for WithCredentials and WithOpCredentials. A
+// client that has no credentials for a host, or cannot answer at all
+// (errdefs.ErrNotFound), leaves the daemon's own credentials in use.
+func SessionCredentials(s session.Session) registry.CredentialFunc {
+	return func(ctx context.Context, host string) (authn.AuthConfig, bool, error) {
+		c, ok, err := s.Credentials(ctx, host)
+		if errdefs.IsNotFound(err) {
+			return authn.AuthConfig{}, false, nil
+		}
+		if err != nil || !ok {
+			return authn.AuthConfig{}, false, err
+		}
+		return authn.AuthConfig{Username: c.Username, Password: c.Secret, IdentityToken: c.IdentityToken}, true, nil
 	}
 }
