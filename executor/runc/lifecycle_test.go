@@ -60,6 +60,7 @@ func processRunning(t testing.TB, argv ...string) bool {
 
 func TestRunCancel(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
@@ -122,6 +123,7 @@ func TestRunCancel(t *testing.T) {
 
 func TestCleanupAfterCrash(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
@@ -220,4 +222,35 @@ func crash(t *testing.T, e *Executor, lower string, args []string) string {
 		am.tree.Close()
 	}
 	return stderr.Name()
+}
+
+func TestRunConcurrent(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	lower := busyboxLower(t)
+	for _, rt := range runtimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			e := newTestExecutor(t, rt)
+			const n = 6
+			errs := make(chan error, n)
+			outs := make([]syncBuffer, n)
+			for i := range n {
+				root, _ := overlayRoot(t, lower)
+				go func() {
+					errs <- e.Run(context.Background(), root, []executor.Mount{executor.TmpfsMount("/scratch", 0)},
+						executor.Process{Args: sh("echo " + strconv.Itoa(i) + " > /scratch/n; cat /scratch/n"), Stdout: &outs[i]})
+				}()
+			}
+			for range n {
+				if err := <-errs; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}
+			for i := range n {
+				if got := outs[i].String(); got != strconv.Itoa(i)+"\n" {
+					t.Errorf("container %d printed %q", i, got)
+				}
+			}
+		})
+	}
 }

@@ -45,10 +45,12 @@ func newMountSet(b *bundle) *mountSet { return &mountSet{b: b} }
 // mountRoot mounts the root filesystem at the bundle's rootfs and creates
 // the mount points the runtime needs (/proc, /dev, /sys) when missing.
 func (s *mountSet) mountRoot(root executor.Mount) error {
+	// Set first: with several sources, an error may come after some of
+	// them are mounted (unmounting an unmounted rootfs is a no-op).
+	s.rootMounted = true
 	if err := mount.All(root.Source, s.b.rootfs()); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}
-	s.rootMounted = true
 	// The root's own read-only flag is applied by the runtime (root.readonly
 	// in the spec), after every mount point exists.
 	h, err := os.OpenFile(s.b.rootfs(), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -98,10 +100,13 @@ func (s *mountSet) setup(mounts []executor.Mount) ([]specs.Mount, error) {
 			continue
 		}
 		err = s.attach(dest, staging, isDir, m.Readonly)
-		if uerr := mount.UnmountAll(staging, unix.MNT_DETACH); uerr != nil && err == nil {
-			err = fmt.Errorf("unmount staging directory: %w", uerr)
+		// The attached clone stays; the staging mount goes now (release
+		// retries it if this fails).
+		if uerr := mount.UnmountAll(staging, unix.MNT_DETACH); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmount staging directory: %w", uerr))
+		} else {
+			s.staged = s.staged[:len(s.staged)-1]
 		}
-		s.staged = s.staged[:len(s.staged)-1]
 		if err != nil {
 			return nil, fmt.Errorf("mount %s: %w", dest, err)
 		}

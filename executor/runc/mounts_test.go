@@ -16,6 +16,7 @@ import (
 
 func TestRunMounts(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	base := busyboxLower(t)
 	// A layer over the busybox rootfs with a file and symlinks that try to
 	// lead a mount out of the root filesystem.

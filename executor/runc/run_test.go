@@ -19,6 +19,7 @@ import (
 
 func TestRunOutputAndExit(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
@@ -102,6 +103,7 @@ func TestRunOutputAndExit(t *testing.T) {
 
 func TestRunEnvCwdUser(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
@@ -184,6 +186,7 @@ echo "cwd=$(pwd)"`
 
 func TestRunWritesLandInUpperDir(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
@@ -214,6 +217,7 @@ func TestRunWritesLandInUpperDir(t *testing.T) {
 
 func TestRunReadonlyRoot(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	e := newTestExecutor(t, "runc")
 	root, upper := overlayRoot(t, lower)

@@ -23,6 +23,7 @@ const dockerDefaultCaps = "00000000a80425fb"
 
 func TestRunSandbox(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	hostStatus, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -111,6 +112,7 @@ func parseKV(out string) map[string]string {
 
 func TestRunEtcFiles(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	writeFile(t, resolv, "# host\nnameserver 127.0.0.53\nnameserver 10.1.2.3\nnameserver ::1\nsearch example.org\n")
@@ -151,6 +153,7 @@ func TestRunEtcFiles(t *testing.T) {
 
 func TestRunNetwork(t *testing.T) {
 	requireRoot(t)
+	t.Parallel()
 	lower := busyboxLower(t)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
