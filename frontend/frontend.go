@@ -9,10 +9,12 @@ package frontend
 
 import (
 	"context"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -81,6 +83,22 @@ type ResolvedImage struct {
 // Result is what a frontend produces: one image per platform.
 type Result struct {
 	Images []Image
+	// Warnings are problems that did not stop the build (lint findings,
+	// build args no stage consumed), in file order, each once.
+	Warnings []Warning
+}
+
+// Warning is a finding about the build definition that does not fail the
+// build.
+type Warning struct {
+	// Rule names the check, e.g. "UnusedBuildArg" or a lint rule such as
+	// "JSONArgsRecommended".
+	Rule    string
+	Message string
+	// File and Range place the finding; both are zero when it concerns
+	// the request rather than a line (an unused --build-arg).
+	File  string
+	Range errdefs.Range
 }
 
 // Image is the build result for one platform.
@@ -94,7 +112,57 @@ type Image struct {
 	// instruction (EmptyLayer set for metadata-only steps). RootFS and
 	// the layer part of History are completed by the exporter.
 	Config ocispec.Image
-	// BaseLayers is the number of layers that come from the base image
-	// (exporters reuse those blobs as they are).
+	// ConfigExt holds the Docker image config fields that ocispec.Image
+	// lacks (Healthcheck, OnBuild, Shell). DockerConfig joins both into
+	// the config an exporter writes.
+	ConfigExt ConfigExt
+	// BaseImage is the pinned reference of the image the result's first
+	// stage starts from ("" for FROM scratch); exporters reuse the layer
+	// blobs of the base image as they are.
 	BaseImage string
+}
+
+// ConfigExt holds the fields Docker's image config adds to the OCI image
+// config's "config" object.
+type ConfigExt struct {
+	Healthcheck *HealthConfig `json:"Healthcheck,omitempty"`
+	OnBuild     []string      `json:"OnBuild,omitempty"`
+	Shell       []string      `json:"Shell,omitempty"`
+}
+
+// HealthConfig is Docker's HEALTHCHECK configuration. Zero durations and
+// Retries mean "inherit the default". Field order and names match Docker's,
+// so history lines format the same way.
+type HealthConfig struct {
+	// Test is ["NONE"], ["CMD", argv...] or ["CMD-SHELL", command].
+	Test          []string      `json:",omitempty"`
+	Interval      time.Duration `json:",omitempty"`
+	Timeout       time.Duration `json:",omitempty"`
+	StartPeriod   time.Duration `json:",omitempty"`
+	StartInterval time.Duration `json:",omitempty"`
+	Retries       int           `json:",omitempty"`
+}
+
+// DockerImageConfig is the "config" object of a Docker image config: the
+// OCI fields plus Docker's extensions.
+type DockerImageConfig struct {
+	ocispec.ImageConfig
+	ConfigExt
+}
+
+// DockerImage is an image config in Docker's format: ocispec.Image whose
+// "config" object carries Docker's extensions. Its JSON encoding is the
+// config blob exporters write; decoding one reads both parts.
+type DockerImage struct {
+	ocispec.Image
+	Config DockerImageConfig `json:"config,omitempty"`
+}
+
+// DockerConfig returns the image's config with ConfigExt folded into its
+// "config" object.
+func (im Image) DockerConfig() DockerImage {
+	d := DockerImage{Image: im.Config}
+	d.Config = DockerImageConfig{ImageConfig: im.Config.Config, ConfigExt: im.ConfigExt}
+	d.Image.Config = ocispec.ImageConfig{}
+	return d
 }
