@@ -17,7 +17,7 @@ type copyRequest struct {
 	cmd   instructions.Command
 	sd    instructions.SourcesAndDest
 	flags instructions.CopyFlags
-	from  string                    // COPY --from
+	from  string                   // COPY --from
 	add   *instructions.AddCommand // set for ADD
 }
 
