@@ -1,0 +1,184 @@
+package exporter
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/containerd/containerd/v2/pkg/archive/compression"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/core/errdefs"
+)
+
+// Layer compressions, as core/labels.Blob names them and as the
+// compression attribute spells them.
+const (
+	Gzip         = "gzip"
+	Zstd         = "zstd"
+	Uncompressed = "uncompressed"
+)
+
+// compressions lists them in the order blobs are looked for when any
+// compression will do.
+var compressions = []string{Gzip, Zstd, Uncompressed}
+
+// Compression says how new layer blobs are compressed.
+type Compression struct {
+	// Type is Gzip (the default when empty), Zstd or Uncompressed.
+	Type string
+	// Level is the compression level: 0-9 for gzip, 0-22 for zstd (zstd
+	// levels map to the encoder's four speeds as zstd's own do). Nil is
+	// the compressor's default.
+	Level *int
+	// Force recompresses layers whose existing blob has another
+	// compression (base image layers) too. Without it, existing blobs are
+	// reused in whatever compression they have.
+	Force bool
+}
+
+func (c Compression) typ() string {
+	if c.Type == "" {
+		return Gzip
+	}
+	return c.Type
+}
+
+// Validate reports an unknown type or a level out of range.
+func (c Compression) Validate() error {
+	switch c.typ() {
+	case Gzip:
+		if c.Level != nil && (*c.Level < 0 || *c.Level > 9) {
+			return errdefs.Invalidf("compression-level=%d: gzip levels are 0 to 9", *c.Level)
+		}
+	case Zstd:
+		if c.Level != nil && (*c.Level < 0 || *c.Level > 22) {
+			return errdefs.Invalidf("compression-level=%d: zstd levels are 0 to 22", *c.Level)
+		}
+	case Uncompressed:
+	default:
+		return errdefs.Invalidf("compression=%s: unknown compression (want %s, %s or %s)", c.Type, Gzip, Zstd, Uncompressed)
+	}
+	return nil
+}
+
+// gzipBlockSize is the size of the blocks pgzip compresses in parallel.
+// It is fixed (not derived from the CPU count) so that the output, which
+// depends on it, is the same on every machine.
+const gzipBlockSize = 1 << 20
+
+// compressor returns a writer that compresses into w. Close flushes it
+// (and does not close w).
+func (c Compression) compressor(w io.Writer) (io.WriteCloser, error) {
+	switch c.typ() {
+	case Gzip:
+		level := pgzip.DefaultCompression
+		if c.Level != nil {
+			level = *c.Level
+		}
+		zw, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		if err := zw.SetConcurrency(gzipBlockSize, max(2, runtime.GOMAXPROCS(0))); err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zw, nil
+	case Zstd:
+		opts := []zstd.EOption{zstd.WithEncoderConcurrency(max(2, runtime.GOMAXPROCS(0)))}
+		if c.Level != nil {
+			opts = append(opts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(*c.Level)))
+		}
+		zw, err := zstd.NewWriter(w, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zw, nil
+	case Uncompressed:
+		return nopWriteCloser{w}, nil
+	}
+	return nil, c.Validate()
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// decompress returns the tar inside a layer blob; the stream's magic bytes
+// decide the compression.
+func decompress(r io.Reader) (io.ReadCloser, error) {
+	rc, err := compression.DecompressStream(r)
+	if err != nil {
+		return nil, errdefs.WithClass(errdefs.ErrInvalidArgument, fmt.Errorf("decompress layer: %w", err))
+	}
+	return rc, nil
+}
+
+// Docker's media types (image-spec has only the OCI ones).
+const (
+	mediaDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
+	mediaDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaDockerConfig       = "application/vnd.docker.container.image.v1+json"
+	mediaDockerLayerGzip    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	mediaDockerLayerZstd    = "application/vnd.docker.image.rootfs.diff.tar.zstd"
+	mediaDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
+	mediaDockerForeignGzip  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+)
+
+// layerMediaType is the media type of a layer blob of compression comp.
+func layerMediaType(comp string, oci bool) string {
+	switch {
+	case comp == Zstd && oci:
+		return ocispec.MediaTypeImageLayerZstd
+	case comp == Zstd:
+		return mediaDockerLayerZstd
+	case comp == Uncompressed && oci:
+		return ocispec.MediaTypeImageLayer
+	case comp == Uncompressed:
+		return mediaDockerLayer
+	case oci:
+		return ocispec.MediaTypeImageLayerGzip
+	default:
+		return mediaDockerLayerGzip
+	}
+}
+
+// compressionOf returns the compression a layer media type names, or ""
+// for media types that are not layers.
+func compressionOf(mt string) string {
+	switch mt {
+	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in images
+		mediaDockerLayerGzip, mediaDockerForeignGzip:
+		return Gzip
+	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck // still found in images
+		mediaDockerLayerZstd:
+		return Zstd
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, //nolint:staticcheck // still found in images
+		mediaDockerLayer:
+		return Uncompressed
+	}
+	return ""
+}
+
+func manifestMediaType(oci bool) string {
+	if oci {
+		return ocispec.MediaTypeImageManifest
+	}
+	return mediaDockerManifest
+}
+
+func indexMediaType(oci bool) string {
+	if oci {
+		return ocispec.MediaTypeImageIndex
+	}
+	return mediaDockerManifestList
+}
+
+func configMediaType(oci bool) string {
+	if oci {
+		return ocispec.MediaTypeImageConfig
+	}
+	return mediaDockerConfig
+}

@@ -1,0 +1,48 @@
+// Package exporter turns a build's result into its outputs: an image in the
+// daemon's image store and/or a registry (type=image, type=registry), an
+// OCI or docker-load tarball (type=oci, type=docker), or the final
+// filesystem as a tar stream (type=local, type=tar).
+//
+// # Vocabulary
+//
+// A Result holds one Image per platform: the committed snapshot of the
+// final filesystem (an ops.Ref whose ID is the snapshot name) and the
+// image config the frontend computed. An Exporter writes one output;
+// Multi fans one Result out to several exporters at once. Parse builds an
+// exporter from a buildx-style `--output type=...,key=value` (typ and
+// attrs), turning the string attributes into the typed options of
+// NewImage, NewTarball and NewFilesystem at this edge; nothing past Parse
+// sees a string map.
+//
+// # Layers
+//
+// An image's layers are the snapshot's parent chain, bottom first: each
+// committed snapshot is one layer, the changes it made on its parent.
+// Layers (one per daemon, shared by every export) makes each layer's blob
+// once: it reuses the blob a snapshot's labels (core/labels) name, in the
+// wanted compression or, unless force-compression is set, in any
+// compression; otherwise it converts an existing blob of another
+// compression (base layers keep their diffID) or diffs the snapshot
+// (snapshot.Diff) and compresses the tar, stores the blob in the content
+// store and labels the snapshot. An unchanged layer is thus never diffed or
+// compressed twice, base image layers are exported byte-identical, and
+// concurrent exports of one layer (Multi, or two builds) share the work.
+//
+// With a SOURCE_DATE_EPOCH (Deps.SourceDateEpoch) the layers the build made
+// are diffed with their timestamps clamped to it, and the config and
+// history times too, so equal inputs give equal image digests. Such blobs
+// are labelled under epoch-specific keys, apart from the unclamped ones.
+//
+// # Outputs
+//
+// Tarballs and filesystem streams go to the io.WriteCloser Deps.Writer
+// opens (the engine connects it to the client); they are streamed, blob
+// by blob as each layer becomes ready, never staged in a temporary file.
+// Pushes go through the registry.Resolver: blobs the registry has are
+// skipped, base layers from the same registry are mounted across
+// repositories, uploads run in parallel and errors name the registry and
+// its HTTP status.
+//
+// This package imports content, snapshot, imagestore, registry, ops and
+// core from Kiln. It must not import the solver, the worker or the engine.
+package exporter

@@ -1,0 +1,189 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/content"
+	"github.com/kiln-build/kiln/core/errdefs"
+)
+
+// ContentLayer returns a go-containerregistry layer whose bytes are the
+// content-store blob desc describes, diffID being the digest of its
+// uncompressed tar. Its media type is desc's. go-containerregistry writers
+// (remote, layout, tarball) read it straight from the store.
+func ContentLayer(ctx context.Context, cs content.Store, desc ocispec.Descriptor, diffID digest.Digest) v1.Layer {
+	return &contentLayer{ctx: ctx, cs: cs, desc: desc, diffID: diffID}
+}
+
+type contentLayer struct {
+	ctx    context.Context // ggcr's interfaces take none; reads use this one
+	cs     content.Store
+	desc   ocispec.Descriptor
+	diffID digest.Digest
+}
+
+var _ v1.Layer = (*contentLayer)(nil)
+
+func (l *contentLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.desc.Digest.String()) }
+func (l *contentLayer) DiffID() (v1.Hash, error) { return v1.NewHash(l.diffID.String()) }
+func (l *contentLayer) Size() (int64, error)     { return l.desc.Size, nil }
+func (l *contentLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.desc.MediaType), nil
+}
+
+func (l *contentLayer) Compressed() (io.ReadCloser, error) {
+	ra, err := l.cs.ReaderAt(l.ctx, l.desc)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", l.desc.Digest, err)
+	}
+	return readerAtCloser{Reader: io.NewSectionReader(ra, 0, ra.Size()), c: ra}, nil
+}
+
+func (l *contentLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	tr, err := decompress(rc)
+	if err != nil {
+		_ = rc.Close()
+		return nil, err
+	}
+	return multiCloser{Reader: tr, cs: []io.Closer{tr, rc}}, nil
+}
+
+type readerAtCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (r readerAtCloser) Close() error { return r.c.Close() }
+
+type multiCloser struct {
+	io.Reader
+	cs []io.Closer
+}
+
+func (m multiCloser) Close() error {
+	var first error
+	for _, c := range m.cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// contentImage is a go-containerregistry image over a manifest, config and
+// layers in the content store. Its layers may be wrapped (cross-repository
+// mounts), which is why it does not go through partial: partial would wrap
+// them again and hide the wrapper.
+type contentImage struct {
+	manifest    []byte
+	mediaType   types.MediaType
+	config      []byte
+	layers      []v1.Layer
+	parsed      *v1.Manifest
+	configLayer v1.Layer
+}
+
+var _ v1.Image = (*contentImage)(nil)
+
+func newContentImage(manifest []byte, mediaType string, config []byte, layers []v1.Layer) (*contentImage, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(manifest))
+	if err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	img := &contentImage{manifest: manifest, mediaType: types.MediaType(mediaType), config: config, layers: layers, parsed: m}
+	cl, err := partial.ConfigLayer(img)
+	if err != nil {
+		return nil, err
+	}
+	img.configLayer = cl
+	return img, nil
+}
+
+func (i *contentImage) Layers() ([]v1.Layer, error)         { return i.layers, nil }
+func (i *contentImage) MediaType() (types.MediaType, error) { return i.mediaType, nil }
+func (i *contentImage) Size() (int64, error)                { return int64(len(i.manifest)), nil }
+func (i *contentImage) ConfigName() (v1.Hash, error)        { return i.parsed.Config.Digest, nil }
+func (i *contentImage) RawConfigFile() ([]byte, error)      { return i.config, nil }
+func (i *contentImage) RawManifest() ([]byte, error)        { return i.manifest, nil }
+func (i *contentImage) Manifest() (*v1.Manifest, error)     { return i.parsed.DeepCopy(), nil }
+func (i *contentImage) ConfigFile() (*v1.ConfigFile, error) {
+	return v1.ParseConfigFile(bytes.NewReader(i.config))
+}
+func (i *contentImage) Digest() (v1.Hash, error)            { return partial.Digest(i) }
+func (i *contentImage) ConfigLayer() (v1.Layer, error)      { return i.configLayer, nil }
+func (i *contentImage) Descriptor() (*v1.Descriptor, error) { return partial.Descriptor(i) }
+func (i *contentImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
+	for _, l := range i.layers {
+		if d, err := l.DiffID(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	return nil, errdefs.NotFoundf("image has no layer with diffID %s", h)
+}
+
+func (i *contentImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	if h == i.parsed.Config.Digest {
+		return i.configLayer, nil
+	}
+	for _, l := range i.layers {
+		if d, err := l.Digest(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	return nil, errdefs.NotFoundf("image has no blob %s", h)
+}
+
+// contentIndex is a go-containerregistry index over images it holds.
+type contentIndex struct {
+	raw       []byte
+	mediaType types.MediaType
+	parsed    *v1.IndexManifest
+	images    map[v1.Hash]v1.Image
+}
+
+var _ v1.ImageIndex = (*contentIndex)(nil)
+
+func newContentIndex(raw []byte, mediaType string, images []*contentImage) (*contentIndex, error) {
+	m, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parse index: %w", err)
+	}
+	idx := &contentIndex{raw: raw, mediaType: types.MediaType(mediaType), parsed: m, images: map[v1.Hash]v1.Image{}}
+	for _, img := range images {
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		idx.images[d] = img
+	}
+	return idx, nil
+}
+
+func (x *contentIndex) MediaType() (types.MediaType, error)       { return x.mediaType, nil }
+func (x *contentIndex) Digest() (v1.Hash, error)                  { return partial.Digest(x) }
+func (x *contentIndex) Size() (int64, error)                      { return int64(len(x.raw)), nil }
+func (x *contentIndex) IndexManifest() (*v1.IndexManifest, error) { return x.parsed.DeepCopy(), nil }
+func (x *contentIndex) RawManifest() ([]byte, error)              { return x.raw, nil }
+func (x *contentIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	return nil, errdefs.NotFoundf("index has no nested index %s", h)
+}
+
+func (x *contentIndex) Image(h v1.Hash) (v1.Image, error) {
+	if img, ok := x.images[h]; ok {
+		return img, nil
+	}
+	return nil, errdefs.NotFoundf("index has no image %s", h)
+}
