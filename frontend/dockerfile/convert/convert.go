@@ -162,6 +162,9 @@ type source struct {
 	local string           // srcLocal: the LocalSource name
 	plat  ocispec.Platform // srcImage: the platform to resolve for
 	loc   instructions.Location
+	// what and name say, for errors, which instruction referred to it and
+	// by what name ("FROM", "golang"; "COPY --from", "biuld").
+	what, name string
 }
 
 // stage is one stage of the Dockerfile during a conversion.
@@ -237,9 +240,9 @@ func (b *build) fromSource(s *stage, from *instructions.FromCommand) (source, er
 	}
 	ref, err := normalizeRef(name)
 	if err != nil {
-		return source{}, from.Errorf("FROM %s: %v", name, err)
+		return source{}, from.Errorf("FROM %s: invalid image reference: %v%s", name, err, stageHint(b.stages, name))
 	}
-	return source{kind: srcImage, ref: ref, plat: s.platform, loc: from.Location}, nil
+	return source{kind: srcImage, ref: ref, plat: s.platform, loc: from.Location, what: "FROM", name: name}, nil
 }
 
 // namedContext finds a --build-context for a FROM or --from name: by the
@@ -270,7 +273,7 @@ func (b *build) namedSource(nc frontend.NamedContext, plat ocispec.Platform, loc
 	if err != nil {
 		ref = nc.Image // the resolver reports it
 	}
-	return source{kind: srcImage, ref: ref, plat: plat, loc: loc}
+	return source{kind: srcImage, ref: ref, plat: plat, loc: loc, name: nc.Image}
 }
 
 // fromValue resolves the value of COPY --from or mount from= used in stage
@@ -308,7 +311,7 @@ func (b *build) fromValue(cur *stage, from string, loc instructions.Location, wh
 	if err != nil {
 		return source{}, loc.Errorf("%s=%s: no stage named %q%s, and it is not an image reference (%v)", what, from, from, stageHint(b.stages, from), err)
 	}
-	return source{kind: srcImage, ref: norm, plat: b.platform, loc: loc}, nil
+	return source{kind: srcImage, ref: norm, plat: b.platform, loc: loc, what: what, name: from}, nil
 }
 
 // stageHint returns " (did you mean NAME?)" when name is close to a stage
@@ -345,7 +348,7 @@ func (b *build) resolveReachable(ctx context.Context, target *stage) (map[*stage
 				need = append(need, src)
 			}
 		}
-		if err := b.c.images.resolveAll(ctx, need); err != nil {
+		if err := b.c.images.resolveAll(ctx, need, b.stages); err != nil {
 			return nil, err
 		}
 		grew := false

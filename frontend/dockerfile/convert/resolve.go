@@ -94,8 +94,9 @@ func (c *resolveCache) resolve(ctx context.Context, src source) (resolved, error
 }
 
 // resolveAll resolves every image source in srcs, concurrently, each once.
-// An error is placed at the line that asked for the image.
-func (c *resolveCache) resolveAll(ctx context.Context, srcs []source) error {
+// An error is placed at the line that asked for the image and suggests a
+// stage whose name is close to the one written.
+func (c *resolveCache) resolveAll(ctx context.Context, srcs []source, stages []*stage) error {
 	seen := map[string]bool{}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, src := range srcs {
@@ -104,11 +105,19 @@ func (c *resolveCache) resolveAll(ctx context.Context, srcs []source) error {
 		}
 		seen[resolveKey(src)] = true
 		g.Go(func() error {
-			if _, err := c.get(gctx, src); err != nil {
-				return &errdefs.SourceError{File: src.loc.File, Range: src.loc.Range,
-					Err: fmt.Errorf("%s: resolve image %s for %s: %w", src.loc.Keyword, src.ref, platforms.FormatAll(src.plat), err)}
+			_, err := c.get(gctx, src)
+			if err == nil {
+				return nil
 			}
-			return nil
+			err = fmt.Errorf("resolve image %s for %s: %w", src.ref, platforms.FormatAll(src.plat), err)
+			hint := stageHint(stages, src.name)
+			switch {
+			case src.what == "" || src.what == "FROM":
+				err = fmt.Errorf("FROM %s: %w%s", src.name, err, hint)
+			default:
+				err = fmt.Errorf("%s=%s: no stage named %q%s; as an image: %w", src.what, src.name, src.name, hint, err)
+			}
+			return &errdefs.SourceError{File: src.loc.File, Range: src.loc.Range, Err: err}
 		})
 	}
 	return g.Wait()
