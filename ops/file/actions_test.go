@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"errors"
@@ -37,7 +37,7 @@ func TestActions(t *testing.T) {
 		{"mkdir -p with owner", []graph.FileAction{mkdir("/a/b/c", 0o700, true, app)},
 			map[string]node{"a": d(dir, "1000:1000"), "a/b": d(dir, "1000:1000"), "a/b/c": d("drwx------", "1000:1000")}, nil, "", nil},
 		{"mkdir -p of an existing directory", []graph.FileAction{mkdir("/keep", 0o700, true, nil)},
-			map[string]node{"keep": d(dir, root), "keep/f": file(rw, root, "f")}, nil, "", nil},
+			map[string]node{"keep": d(dir, root), "keep/f": reg(rw, root, "f")}, nil, "", nil},
 		{"mkdir of an existing directory", []graph.FileAction{mkdir("/keep", 0o700, false, nil)},
 			nil, nil, "mkdir /keep: file exists", errdefs.ErrAlreadyExists},
 		{"mkdir without parent", []graph.FileAction{mkdir("/no/such", 0o755, false, nil)},
@@ -45,26 +45,26 @@ func TestActions(t *testing.T) {
 		{"mkdir timestamp", []graph.FileAction{{Mkdir: &graph.MkdirAction{Path: "/t/u", Mode: 0o755, MakeParents: true, Timestamp: &ts}}},
 			map[string]node{"t/u": d(dir, root)}, nil, "", nil},
 		{"mkfile heredoc", []graph.FileAction{mkfile("/h/run.sh", 0o755, "echo hi\n", app)},
-			map[string]node{"h": d(dir, "1000:1000"), "h/run.sh": file("-rwxr-xr-x", "1000:1000", "echo hi\n")}, nil, "", nil},
+			map[string]node{"h": d(dir, "1000:1000"), "h/run.sh": reg("-rwxr-xr-x", "1000:1000", "echo hi\n")}, nil, "", nil},
 		{"mkfile replaces a file", []graph.FileAction{mkfile("/keep/f", 0o600, "new", nil)},
-			map[string]node{"keep/f": file("-rw-------", root, "new")}, nil, "", nil},
+			map[string]node{"keep/f": reg("-rw-------", root, "new")}, nil, "", nil},
 		{"mkfile onto a directory", []graph.FileAction{mkfile("/keep", 0o644, "x", nil)},
 			nil, nil, "mkfile /keep: is a directory", errdefs.ErrInvalidArgument},
 		{"rm file", []graph.FileAction{rm("/keep/f", false, false)},
 			map[string]node{"keep": d(dir, root)}, []string{"keep/f"}, "", nil},
 		{"rm directory", []graph.FileAction{rm("/keep", false, false)}, nil, []string{"keep", "keep/f"}, "", nil},
 		{"rm link removes the link", []graph.FileAction{rm("/kl", false, false)},
-			map[string]node{"keep/f": file(rw, root, "f")}, []string{"kl"}, "", nil},
+			map[string]node{"keep/f": reg(rw, root, "f")}, []string{"kl"}, "", nil},
 		{"rm missing", []graph.FileAction{rm("/nope", false, false)}, nil, nil, "rm /nope: no such file or directory", errdefs.ErrNotFound},
 		{"rm missing allowed", []graph.FileAction{rm("/nope", true, false)}, map[string]node{"keep": d(dir, root)}, nil, "", nil},
 		{"rm wildcard", []graph.FileAction{rm("/w/*.log", false, true)},
-			map[string]node{"w/keep.txt": file(rw, root, "k")}, []string{"w/a.log", "w/b.log"}, "", nil},
+			map[string]node{"w/keep.txt": reg(rw, root, "k")}, []string{"w/a.log", "w/b.log"}, "", nil},
 		{"rm of the root", []graph.FileAction{rm("/", true, false)}, nil, nil, "cannot remove the root directory", errdefs.ErrInvalidArgument},
 		{"symlink", []graph.FileAction{symlink("../keep/f", "/l/link")},
 			map[string]node{"l/link": {Mode: "lrwxrwxrwx", Owner: root, Target: "../keep/f"}}, nil, "", nil},
 		{"symlink over an existing entry", []graph.FileAction{symlink("x", "/keep")}, nil, nil, "symlink /keep -> x: file exists", errdefs.ErrAlreadyExists},
 		{"actions run in order", []graph.FileAction{mkdir("/o", 0o755, false, nil), mkfile("/o/f", 0o644, "1", nil), rm("/o/f", false, false), mkfile("/o/g", 0o644, "2", nil)},
-			map[string]node{"o/g": file(rw, root, "2")}, []string{"o/f"}, "", nil},
+			map[string]node{"o/g": reg(rw, root, "2")}, []string{"o/f"}, "", nil},
 	}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package file
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -96,16 +98,19 @@ func TestCleanRel(t *testing.T) {
 
 func TestResolveStrict(t *testing.T) {
 	root := t.TempDir()
-	for _, op := range []fsOp{
-		wfile("dir/f", "f", 0o644),
-		wlink("dir", "in"),
-		wlink("../dir/f", "dir2/up"),
-		wlink("/etc", "abs"),
-		wlink("../..", "dir/out"),
-		wlink("loop2", "loop1"), wlink("loop1", "loop2"),
-		wlink("missing/x", "dangling"),
+	for _, p := range []string{"dir", "dir2"} {
+		if err := os.Mkdir(filepath.Join(root, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "dir/f"), []byte("f"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{
+		"in": "dir", "dir2/up": "../dir/f", "abs": "/etc", "dir/out": "../..",
+		"loop1": "loop2", "loop2": "loop1", "dangling": "missing/x",
 	} {
-		if err := op(root); err != nil {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,7 +156,18 @@ func TestResolveStrict(t *testing.T) {
 }
 
 func TestIsTarHeader(t *testing.T) {
-	archive := makeTar(t, tarEntry{name: "x", body: "y"})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "x", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	archive := buf.Bytes()
 	if !isTarHeader(archive[:512]) {
 		t.Error("a tar header is not recognized")
 	}

@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"strings"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/ops/file"
 )
 
 // Shared fixtures of the rule tests.
@@ -61,8 +62,8 @@ const (
 	root = "0:0"
 )
 
-func file(mode, owner, data string) node { return node{Mode: mode, Owner: owner, Data: data} }
-func d(mode, owner string) node          { return node{Mode: mode, Owner: owner} }
+func reg(mode, owner, data string) node { return node{Mode: mode, Owner: owner, Data: data} }
+func d(mode, owner string) node         { return node{Mode: mode, Owner: owner} }
 
 func TestCopyRules(t *testing.T) {
 	cases := []struct {
@@ -72,85 +73,85 @@ func TestCopyRules(t *testing.T) {
 		absent []string
 	}{
 		{"file into directory ending in slash", cp([]string{"a.txt"}, "/dst/"),
-			map[string]node{"dst": d(dir, root), "dst/a.txt": file(rw, root, "A")}, nil},
+			map[string]node{"dst": d(dir, root), "dst/a.txt": reg(rw, root, "A")}, nil},
 		{"file to a path creates parents", cp([]string{"a.txt"}, "/x/y/z.txt"),
-			map[string]node{"x": d(dir, root), "x/y": d(dir, root), "x/y/z.txt": file(rw, root, "A")}, nil},
+			map[string]node{"x": d(dir, root), "x/y": d(dir, root), "x/y/z.txt": reg(rw, root, "A")}, nil},
 		{"file into existing directory without slash", cp([]string{"a.txt"}, "/existing"),
-			map[string]node{"existing": d("drwx------", "5:5"), "existing/a.txt": file(rw, root, "A"), "existing/old.txt": file(rw, root, "old")}, nil},
+			map[string]node{"existing": d("drwx------", "5:5"), "existing/a.txt": reg(rw, root, "A"), "existing/old.txt": reg(rw, root, "old")}, nil},
 		{"directory copies its contents", cp([]string{"dir"}, "/dst/"),
-			map[string]node{"dst/x.txt": file(rw, root, "X"), "dst/sub": d(dir, root), "dst/sub/y.txt": file(rw, root, "Y"),
+			map[string]node{"dst/x.txt": reg(rw, root, "X"), "dst/sub": d(dir, root), "dst/sub/y.txt": reg(rw, root, "Y"),
 				"dst/link": {Mode: "lrwxrwxrwx", Owner: root, Target: "x.txt"}},
 			[]string{"dst/dir"}},
 		{"directory to a new path takes its metadata", cp([]string{"dir"}, "/newdir"),
-			map[string]node{"newdir": d("drwxr-x---", root), "newdir/x.txt": file(rw, root, "X")}, nil},
+			map[string]node{"newdir": d("drwxr-x---", root), "newdir/x.txt": reg(rw, root, "X")}, nil},
 		{"dot copies the whole context", cp([]string{"."}, "/ctx/"),
-			map[string]node{"ctx/a.txt": file(rw, root, "A"), "ctx/dir/sub/y.txt": file(rw, root, "Y"), "ctx": d(dir, root)}, nil},
+			map[string]node{"ctx/a.txt": reg(rw, root, "A"), "ctx/dir/sub/y.txt": reg(rw, root, "Y"), "ctx": d(dir, root)}, nil},
 		{"star wildcard", cp([]string{"*.txt"}, "/dst/"),
-			map[string]node{"dst/a.txt": file(rw, root, "A"), "dst/b.txt": file("-rw-------", root, "B"), "dst/file1.txt": file(rw, root, "1")},
+			map[string]node{"dst/a.txt": reg(rw, root, "A"), "dst/b.txt": reg("-rw-------", root, "B"), "dst/file1.txt": reg(rw, root, "1")},
 			[]string{"dst/c.md", "dst/x.txt"}},
 		{"question mark and class wildcards", cp([]string{"file?.txt", "fil[e]?.md"}, "/dst/"),
-			map[string]node{"dst/file1.txt": file(rw, root, "1"), "dst/fileA.txt": file(rw, root, "a")}, []string{"dst/a.txt"}},
+			map[string]node{"dst/file1.txt": reg(rw, root, "1"), "dst/fileA.txt": reg(rw, root, "a")}, []string{"dst/a.txt"}},
 		{"class wildcard", cp([]string{"file[0-9].txt"}, "/dst/"),
-			map[string]node{"dst/file1.txt": file(rw, root, "1"), "dst/file2.txt": file(rw, root, "2")}, []string{"dst/fileA.txt"}},
+			map[string]node{"dst/file1.txt": reg(rw, root, "1"), "dst/file2.txt": reg(rw, root, "2")}, []string{"dst/fileA.txt"}},
 		{"wildcard in a directory element", cp([]string{"d*/*.txt"}, "/dst/"),
-			map[string]node{"dst/one.txt": file(rw, root, "one"), "dst/two.txt": file(rw, root, "two")}, nil},
+			map[string]node{"dst/one.txt": reg(rw, root, "one"), "dst/two.txt": reg(rw, root, "two")}, nil},
 		{"several sources", cp([]string{"a.txt", "c.md"}, "/dst/"),
-			map[string]node{"dst/a.txt": file(rw, root, "A"), "dst/c.md": file(rw, root, "C")}, nil},
+			map[string]node{"dst/a.txt": reg(rw, root, "A"), "dst/c.md": reg(rw, root, "C")}, nil},
 		{"empty wildcard next to a match", cp([]string{"nope*", "a.txt"}, "/dst/"),
-			map[string]node{"dst/a.txt": file(rw, root, "A")}, nil},
+			map[string]node{"dst/a.txt": reg(rw, root, "A")}, nil},
 		{"owner reset to root", cp([]string{"owned.txt"}, "/o.txt"),
-			map[string]node{"o.txt": file(rw, root, "O")}, nil},
+			map[string]node{"o.txt": reg(rw, root, "O")}, nil},
 		{"mode kept", cp([]string{"exec.sh"}, "/bin/"),
-			map[string]node{"bin/exec.sh": file("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
+			map[string]node{"bin/exec.sh": reg("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
 		{"chown by name in the destination passwd", cp([]string{"a.txt"}, "/cdir/sub/", chown("app", "")),
-			map[string]node{"cdir": d(dir, "1000:1000"), "cdir/sub": d(dir, "1000:1000"), "cdir/sub/a.txt": file(rw, "1000:1000", "A")}, nil},
+			map[string]node{"cdir": d(dir, "1000:1000"), "cdir/sub": d(dir, "1000:1000"), "cdir/sub/a.txt": reg(rw, "1000:1000", "A")}, nil},
 		{"chown name:group", cp([]string{"a.txt"}, "/a.txt", chown("app", "staff")),
-			map[string]node{"a.txt": file(rw, "1000:50", "A")}, nil},
+			map[string]node{"a.txt": reg(rw, "1000:50", "A")}, nil},
 		{"chown numeric uid only", cp([]string{"a.txt"}, "/a.txt", chown("1234", "")),
-			map[string]node{"a.txt": file(rw, "1234:1234", "A")}, nil},
+			map[string]node{"a.txt": reg(rw, "1234:1234", "A")}, nil},
 		{"chown uid:gid", cp([]string{"dir"}, "/o/", chown("1234", "5")),
-			map[string]node{"o": d(dir, "1234:5"), "o/sub": d(dir, "1234:5"), "o/x.txt": file(rw, "1234:5", "X"),
+			map[string]node{"o": d(dir, "1234:5"), "o/sub": d(dir, "1234:5"), "o/x.txt": reg(rw, "1234:5", "X"),
 				"o/link": {Mode: "lrwxrwxrwx", Owner: "1234:5", Target: "x.txt"}}, nil},
 		{"chmod octal on files and directories", cp([]string{"dir"}, "/m", chmod("0750")),
-			map[string]node{"m": d("drwxr-x---", root), "m/sub": d("drwxr-x---", root), "m/x.txt": file("-rwxr-x---", root, "X")}, nil},
+			map[string]node{"m": d("drwxr-x---", root), "m/sub": d("drwxr-x---", root), "m/x.txt": reg("-rwxr-x---", root, "X")}, nil},
 		{"chmod symbolic", cp([]string{"a.txt"}, "/a.txt", chmod("u+x,go-w")),
-			map[string]node{"a.txt": file("-rwxr--r--", root, "A")}, nil},
+			map[string]node{"a.txt": reg("-rwxr--r--", root, "A")}, nil},
 		{"chmod a+X", cp([]string{"dir", "exec.sh"}, "/m/", chmod("a+X")),
-			map[string]node{"m/sub": d(dir, root), "m/x.txt": file(rw, root, "X"), "m/exec.sh": file("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
+			map[string]node{"m/sub": d(dir, root), "m/x.txt": reg(rw, root, "X"), "m/exec.sh": reg("-rwxr-xr-x", root, "#!/bin/sh\n")}, nil},
 		{"chmod assignment", cp([]string{"exec.sh"}, "/e", chmod("u=rw,g=r,o=r")),
-			map[string]node{"e": file(rw, root, "#!/bin/sh\n")}, nil},
+			map[string]node{"e": reg(rw, root, "#!/bin/sh\n")}, nil},
 		{"parents keep the path", cp([]string{"p/q/r.txt"}, "/dst/", parents),
-			map[string]node{"dst/p": d(dir, root), "dst/p/q": d(dir, root), "dst/p/q/r.txt": file(rw, root, "R")}, nil},
+			map[string]node{"dst/p": d(dir, root), "dst/p/q": d(dir, root), "dst/p/q/r.txt": reg(rw, root, "R")}, nil},
 		{"parents from a /./ marker", cp([]string{"p/./q/r.txt"}, "/dst/", parents),
-			map[string]node{"dst/q/r.txt": file(rw, root, "R")}, []string{"dst/p"}},
+			map[string]node{"dst/q/r.txt": reg(rw, root, "R")}, []string{"dst/p"}},
 		{"parents with wildcards", cp([]string{"d*/*.txt"}, "/dst/", parents),
-			map[string]node{"dst/d1/one.txt": file(rw, root, "one"), "dst/d2/two.txt": file(rw, root, "two")}, nil},
+			map[string]node{"dst/d1/one.txt": reg(rw, root, "one"), "dst/d2/two.txt": reg(rw, root, "two")}, nil},
 		{"parents of a directory", cp([]string{"dir/sub"}, "/dst", parents),
-			map[string]node{"dst/dir": d("drwxr-x---", root), "dst/dir/sub/y.txt": file(rw, root, "Y")}, []string{"dst/y.txt"}},
+			map[string]node{"dst/dir": d("drwxr-x---", root), "dst/dir/sub/y.txt": reg(rw, root, "Y")}, []string{"dst/y.txt"}},
 		{"exclude is relative to the source", cp([]string{"dir"}, "/dst/", exclude("*.md")),
-			map[string]node{"dst/x.txt": file(rw, root, "X"), "dst/sub/n.md": file(rw, root, "NN")}, []string{"dst/n.md"}},
+			map[string]node{"dst/x.txt": reg(rw, root, "X"), "dst/sub/n.md": reg(rw, root, "NN")}, []string{"dst/n.md"}},
 		{"exclude with **", cp([]string{"dir"}, "/dst/", exclude("**/*.md")),
-			map[string]node{"dst/sub/y.txt": file(rw, root, "Y")}, []string{"dst/n.md", "dst/sub/n.md"}},
+			map[string]node{"dst/sub/y.txt": reg(rw, root, "Y")}, []string{"dst/n.md", "dst/sub/n.md"}},
 		{"exclude a directory but re-include a file", cp([]string{"dir"}, "/dst/", exclude("sub", "!sub/y.txt")),
-			map[string]node{"dst/sub/y.txt": file(rw, root, "Y")}, []string{"dst/sub/n.md"}},
+			map[string]node{"dst/sub/y.txt": reg(rw, root, "Y")}, []string{"dst/sub/n.md"}},
 		{"exclude a wildcard match", cp([]string{"*.txt"}, "/dst/", exclude("b*", "file*")),
-			map[string]node{"dst/a.txt": file(rw, root, "A")}, []string{"dst/b.txt", "dst/file1.txt"}},
+			map[string]node{"dst/a.txt": reg(rw, root, "A")}, []string{"dst/b.txt", "dst/file1.txt"}},
 		{"top-level link is followed", cp([]string{"lnfile"}, "/f.txt"),
-			map[string]node{"f.txt": file(rw, root, "A")}, nil},
+			map[string]node{"f.txt": reg(rw, root, "A")}, nil},
 		{"top-level link to a directory is followed", cp([]string{"lndir"}, "/ld/"),
-			map[string]node{"ld/x.txt": file(rw, root, "X")}, nil},
+			map[string]node{"ld/x.txt": reg(rw, root, "X")}, nil},
 		{"top-level link kept without follow", cp([]string{"lnfile"}, "/dst/", nofollow),
 			map[string]node{"dst/lnfile": {Mode: "lrwxrwxrwx", Owner: root, Target: "a.txt"}}, nil},
 		{"file replaces a file", cp([]string{"a.txt"}, "/file-there"),
-			map[string]node{"file-there": file(rw, root, "A")}, nil},
+			map[string]node{"file-there": reg(rw, root, "A")}, nil},
 		{"file replaces a directory inside a tree", cp([]string{"dir"}, "/t/"),
-			map[string]node{"t/x.txt": file(rw, root, "X")}, []string{"t/x.txt/inner"}},
+			map[string]node{"t/x.txt": reg(rw, root, "X")}, []string{"t/x.txt/inner"}},
 		{"destination through a relative link", cp([]string{"a.txt"}, "/lib/a.txt"),
-			map[string]node{"usr/lib/a.txt": file(rw, root, "A"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
+			map[string]node{"usr/lib/a.txt": reg(rw, root, "A"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
 		{"destination through an absolute link", cp([]string{"a.txt"}, "/var/run/a.txt"),
-			map[string]node{"run/a.txt": file(rw, root, "A"), "var/run": {Mode: "lrwxrwxrwx", Owner: root, Target: "/run"}}, nil},
+			map[string]node{"run/a.txt": reg(rw, root, "A"), "var/run": {Mode: "lrwxrwxrwx", Owner: root, Target: "/run"}}, nil},
 		{"directory tree merges through a link to a directory", cp([]string{"rootfs"}, "/"),
-			map[string]node{"usr/lib/m.so": file(rw, root, "M"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
+			map[string]node{"usr/lib/m.so": reg(rw, root, "M"), "lib": {Mode: "lrwxrwxrwx", Owner: root, Target: "usr/lib"}}, nil},
 	}
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -263,7 +264,7 @@ func TestCacheMap(t *testing.T) {
 		cp([]string{"/a.txt", "p/./q"}, "/y/", parents),
 		graph.FileAction{Mkdir: &graph.MkdirAction{Path: "/m", Mode: 0o755}},
 	)
-	op, err := New(v, nil)
+	op, err := file.New(v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func TestCacheMap(t *testing.T) {
 		t.Error("UsesExecutor set for a file op")
 	}
 
-	whole, err := New(fileVertex(cp([]string{"a.txt", "."}, "/x/")), nil)
+	whole, err := file.New(fileVertex(cp([]string{"a.txt", "."}, "/x/")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

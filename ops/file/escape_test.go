@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"archive/tar"
@@ -104,7 +104,7 @@ func TestSourceEscapes(t *testing.T) {
 				checkTree(t, got, map[string]node{
 					"all/hostdir":   {Mode: "lrwxrwxrwx", Owner: root, Target: host},
 					"all/up":        {Mode: "lrwxrwxrwx", Owner: root, Target: "../../../../../../../../"},
-					"all/sub/f.txt": file(rw, root, "F"),
+					"all/sub/f.txt": reg(rw, root, "F"),
 				}, nil)
 			})
 			t.Run("unfollowed top-level link is a link", func(t *testing.T) {
@@ -118,7 +118,7 @@ func TestSourceEscapes(t *testing.T) {
 			t.Run("links inside the context are followed", func(t *testing.T) {
 				e.t = t
 				got := e.tree(e.mustRun(base, cp([]string{"inner/f.txt"}, "/out/")))
-				checkTree(t, got, map[string]node{"out/f.txt": file(rw, root, "F")}, nil)
+				checkTree(t, got, map[string]node{"out/f.txt": reg(rw, root, "F")}, nil)
 			})
 			unchanged()
 		})

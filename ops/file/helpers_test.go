@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/ops/file"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/worker"
 )
@@ -160,9 +161,9 @@ func fileVertex(actions ...graph.FileAction) *graph.Vertex {
 }
 
 // run executes actions on base with the build context as input 1.
-func (e *env) run(base ops.Ref, opts []Option, actions ...graph.FileAction) (ops.Ref, error) {
+func (e *env) run(base ops.Ref, opts []file.Option, actions ...graph.FileAction) (ops.Ref, error) {
 	e.t.Helper()
-	op, err := New(fileVertex(actions...), e.snaps, append([]Option{WithMountDir(e.mnt)}, opts...)...)
+	op, err := file.New(fileVertex(actions...), e.snaps, append([]file.Option{file.WithMountDir(e.mnt)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

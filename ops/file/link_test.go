@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"os"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/ops/file"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -55,34 +56,34 @@ func TestLinkFastPath(t *testing.T) {
 	}{
 		{"file under a lower directory", []graph.FileAction{cp([]string{"a.txt"}, "/existing/deep/")},
 			map[string]node{"existing": d("drwx------", "5:5"), "existing/deep": d(dir, root),
-				"existing/deep/a.txt": file(rw, root, "A"), "existing/old.txt": file(rw, root, "old")},
+				"existing/deep/a.txt": reg(rw, root, "A"), "existing/old.txt": reg(rw, root, "old")},
 			nil, map[string]string{"existing/deep/a.txt": "a.txt"}, nil},
 		{"directory tree", []graph.FileAction{cp([]string{"tree"}, "/app/")},
-			map[string]node{"app/x": file(rw, root, "X"), "app/sub/y": file("-rwxr-xr-x", root, "Y")},
+			map[string]node{"app/x": reg(rw, root, "X"), "app/sub/y": reg("-rwxr-xr-x", root, "Y")},
 			nil, map[string]string{"app/x": "tree/x", "app/sub/y": "tree/sub/y"}, nil},
 		{"replaces a lower file", []graph.FileAction{cp([]string{"a.txt"}, "/replace.txt")},
-			map[string]node{"replace.txt": file(rw, root, "A")}, nil, map[string]string{"replace.txt": "a.txt"}, nil},
+			map[string]node{"replace.txt": reg(rw, root, "A")}, nil, map[string]string{"replace.txt": "a.txt"}, nil},
 		{"chown copies", []graph.FileAction{cp([]string{"a.txt"}, "/c/", chown("app", ""))},
-			map[string]node{"c/a.txt": file(rw, "1000:1000", "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
+			map[string]node{"c/a.txt": reg(rw, "1000:1000", "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
 		{"chmod copies", []graph.FileAction{cp([]string{"a.txt"}, "/c/", chmod("0600"))},
-			map[string]node{"c/a.txt": file("-rw-------", root, "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
+			map[string]node{"c/a.txt": reg("-rw-------", root, "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
 		{"timestamp copies", []graph.FileAction{cp([]string{"a.txt"}, "/c/", func(a *graph.CopyAction) { a.Timestamp = &ts })},
-			map[string]node{"c/a.txt": file(rw, root, "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
+			map[string]node{"c/a.txt": reg(rw, root, "A")}, nil, nil, map[string]string{"c/a.txt": "a.txt"}},
 		{"context file not owned by root copies", []graph.FileAction{cp([]string{"owned"}, "/c/")},
-			map[string]node{"c/owned": file(rw, root, "O")}, nil, nil, map[string]string{"c/owned": "owned"}},
+			map[string]node{"c/owned": reg(rw, root, "O")}, nil, nil, map[string]string{"c/owned": "owned"}},
 		{"file replacing a lower directory copies", []graph.FileAction{cp([]string{"t"}, "/t/")},
-			map[string]node{"t/x": file(rw, root, "file over dir")}, []string{"t/x/inner"}, nil, map[string]string{"t/x": "t/x"}},
+			map[string]node{"t/x": reg(rw, root, "file over dir")}, []string{"t/x/inner"}, nil, map[string]string{"t/x": "t/x"}},
 		{"a later directory replaces a scheduled link", []graph.FileAction{cp([]string{"s1", "s2"}, "/d/")},
-			map[string]node{"d/x": d(dir, root), "d/x/y": file(rw, root, "in dir")}, nil, map[string]string{"d/x/y": "s2/x/y"}, nil},
+			map[string]node{"d/x": d(dir, root), "d/x/y": reg(rw, root, "in dir")}, nil, map[string]string{"d/x/y": "s2/x/y"}, nil},
 		{"a later file replaces a directory", []graph.FileAction{cp([]string{"s2", "s1"}, "/d/")},
-			map[string]node{"d/x": file(rw, root, "file")}, []string{"d/x/y"}, nil, nil},
+			map[string]node{"d/x": reg(rw, root, "file")}, []string{"d/x/y"}, nil, nil},
 		{"actions around links", []graph.FileAction{
 			cp([]string{"a.txt"}, "/d/"),
 			{Mkdir: &graph.MkdirAction{Path: "/d/sub", Mode: 0o700}},
 			cp([]string{"b.txt"}, "/d/sub/"),
 			{Rm: &graph.RmAction{Path: "/d/a.txt"}},
 			{Mkfile: &graph.MkfileAction{Path: "/d/sub/new", Mode: 0o644, Data: []byte("new")}},
-		}, map[string]node{"d/sub": d("drwx------", root), "d/sub/b.txt": file("-rw-------", root, "B"), "d/sub/new": file(rw, root, "new")},
+		}, map[string]node{"d/sub": d("drwx------", root), "d/sub/b.txt": reg("-rw-------", root, "B"), "d/sub/new": reg(rw, root, "new")},
 			[]string{"d/a.txt"}, map[string]string{"d/sub/b.txt": "b.txt"}, nil},
 	}
 	for _, tc := range cases {
@@ -105,7 +106,7 @@ func TestLinkFastPath(t *testing.T) {
 
 	t.Run("links off", func(t *testing.T) {
 		e.t = t
-		ref, err := e.run(base, []Option{WithoutLinks()}, cp([]string{"a.txt"}, "/d/"))
+		ref, err := e.run(base, []file.Option{file.WithoutLinks()}, cp([]string{"a.txt"}, "/d/"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +119,7 @@ func TestLinkFastPath(t *testing.T) {
 		e.t = t
 		v := fileVertex(cp([]string{"tree"}, "/app/"))
 		v.Op.File.Base = graph.NoInput
-		op, err := New(v, e.snaps, WithMountDir(e.mnt))
+		op, err := file.New(v, e.snaps, file.WithMountDir(e.mnt))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func TestLinkFastPath(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ref.Release(e.ctx)
-		checkTree(t, e.tree(ref), map[string]node{"app": d(dir, root), "app/sub/y": file("-rwxr-xr-x", root, "Y")}, nil)
+		checkTree(t, e.tree(ref), map[string]node{"app": d(dir, root), "app/sub/y": reg("-rwxr-xr-x", root, "Y")}, nil)
 		if !e.linked(ref, "app/sub/y", "tree/sub/y") {
 			t.Error("app/sub/y is not a hard link of the context file")
 		}

@@ -1,4 +1,4 @@
-package file
+package file_test
 
 import (
 	"archive/tar"
@@ -78,9 +78,9 @@ func TestUnpack(t *testing.T) {
 	)
 	base := e.base(wfile("etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n", 0o644))
 	extracted := map[string]node{
-		"out/top/f.txt":    file(rw, root, "F"),
+		"out/top/f.txt":    reg(rw, root, "F"),
 		"out/top/ln":       {Mode: "lrwxrwxrwx", Owner: root, Target: "f.txt"},
-		"out/top/.wh.keep": file(rw, root, "not a whiteout"),
+		"out/top/.wh.keep": reg(rw, root, "not a whiteout"),
 	}
 	add := func(src, dest string, mod ...func(*graph.CopyAction)) graph.FileAction {
 		a := cp([]string{src}, dest, mod...)
@@ -100,15 +100,15 @@ func TestUnpack(t *testing.T) {
 		{"zstd", add("a.zst", "/out/"), extracted, nil},
 		{"destination without slash is a directory", add("a.tgz", "/out"), extracted, nil},
 		{"not an archive despite its name", add("fake.tar.gz", "/out/"),
-			map[string]node{"out/fake.tar.gz": file(rw, root, "just text")}, nil},
+			map[string]node{"out/fake.tar.gz": reg(rw, root, "just text")}, nil},
 		{"compressed file that is not a tar stays compressed", add("text.gz", "/out/"),
-			map[string]node{"out/text.gz": file(rw, root, string(gzipped(t, []byte("compressed text"))))}, nil},
+			map[string]node{"out/text.gz": reg(rw, root, string(gzipped(t, []byte("compressed text"))))}, nil},
 		{"archive owners kept", add("owned.tar", "/out/"),
-			map[string]node{"out/o.txt": file("-rw-r-----", "1234:99", "O")}, nil},
+			map[string]node{"out/o.txt": reg("-rw-r-----", "1234:99", "O")}, nil},
 		{"chown applies to extracted files", add("owned.tar", "/out/", chown("app", "")),
-			map[string]node{"out/o.txt": file("-rw-r-----", "1000:1000", "O"), "out": d(dir, "1000:1000")}, nil},
+			map[string]node{"out/o.txt": reg("-rw-r-----", "1000:1000", "O"), "out": d(dir, "1000:1000")}, nil},
 		{"COPY does not unpack", cp([]string{"plain.tar"}, "/out/"),
-			map[string]node{"out/plain.tar": file(rw, root, string(archive))}, []string{"out/top"}},
+			map[string]node{"out/plain.tar": reg(rw, root, string(archive))}, []string{"out/top"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
