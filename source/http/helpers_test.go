@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
-	"github.com/kiln-build/kiln/snapshot"
-	"github.com/kiln-build/kiln/worker"
 )
 
 // file is one resource the test server serves.
@@ -134,22 +131,4 @@ func newOp(t *testing.T, src graph.HTTPSource, snaps ops.Snapshots, c *Cache) *O
 		t.Fatal(err)
 	}
 	return o
-}
-
-// newSnapshots returns real snapshots of kind (root only).
-func newSnapshots(t *testing.T, kind string) *worker.Snapshots {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("snapshots need root")
-	}
-	sn, err := snapshot.New(t.TempDir(), kind)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sn.Close() })
-	s, err := worker.NewSnapshots(context.Background(), sn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/snapshot"
-	"github.com/kiln-build/kiln/worker"
 )
 
 func TestNewOpInvalid(t *testing.T) {
@@ -149,13 +148,12 @@ type result struct {
 
 func readResult(t *testing.T, r any) result {
 	t.Helper()
-	ref, ok := r.(*worker.SnapshotRef)
+	ref, ok := r.(*testRef)
 	if !ok {
 		t.Fatalf("result is a %T", r)
 	}
-	defer ref.Release(context.Background())
 	var res result
-	err := ref.WithDir(context.Background(), func(dir string) error {
+	err := ref.withDir(func(dir string) error {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return err
@@ -186,6 +184,7 @@ func readResult(t *testing.T, r any) result {
 }
 
 func TestExec(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("needs snapshots (root)")
 	}
@@ -241,6 +240,7 @@ func TestExec(t *testing.T) {
 
 // Exec uses the body CacheMap downloaded, without another request.
 func TestExecReusesBody(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("needs snapshots (root)")
 	}
@@ -279,6 +279,7 @@ func TestExecReusesBody(t *testing.T) {
 }
 
 func TestExecChecksumMismatch(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("needs snapshots (root)")
 	}
