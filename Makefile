@@ -2,7 +2,7 @@
 # install what is missing first (see hack/).
 
 GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION  ?= $(shell git describe --tags --dirty 2>/dev/null || echo v0.0.0-dev)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.revision=$(REVISION)
 TOOLS    := $(CURDIR)/bin/tools

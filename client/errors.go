@@ -108,6 +108,7 @@ func (c *Client) unreachable(derr error) error {
 	if c.addr != DefaultAddress {
 		start = fmt.Sprintf(`"sudo kilnd --addr %s"`, c.addr)
 	}
+	//lint:ignore ST1005 the message is a sentence that kiln prints as is.
 	return errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf(
 		"cannot reach kilnd at %s: %s. Start it with %s (or set %s / --addr).", c.addr, why, start, EnvHost))
 }

@@ -10,7 +10,7 @@ ensure_go
 ensure_apt runc crun busybox-static
 
 say "building bin/kilnd and bin/kiln"
-version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
+version=$(git describe --tags --dirty 2>/dev/null || echo v0.0.0-dev)
 revision=$(git rev-parse --short HEAD 2>/dev/null || true)
 ldflags="-X main.version=$version -X main.revision=$revision"
 go build -ldflags "$ldflags" -o bin/kilnd ./cmd/kilnd

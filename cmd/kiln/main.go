@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,6 +35,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(stderr, "error: %s\n", err)
+		if debug, _ := root.PersistentFlags().GetBool("debug"); debug {
+			for e := err; e != nil; e = errors.Unwrap(e) {
+				fmt.Fprintf(stderr, "debug: %T: %v\n", e, e)
+			}
+		}
 		return 1
 	}
 	return 0
@@ -52,7 +58,7 @@ func newRootCmd() *cobra.Command {
 	pf.String("tlscacert", "", "CA certificate that signed kilnd's certificate (tcp:// only)")
 	pf.String("tlscert", "", "client certificate for mutual TLS")
 	pf.String("tlskey", "", "client key for mutual TLS")
-	pf.Bool("debug", false, "print debugging details with errors")
+	pf.Bool("debug", false, "print the chain of an error after its message")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
 	})

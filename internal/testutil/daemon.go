@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,7 +23,12 @@ import (
 func BuildCommand(dir, name string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// go test runs test binaries with GOROOT set; /usr/local/go is
+		// where the project's machines keep Go.
+		goBin = "/usr/local/go/bin/go"
+		if r := os.Getenv("GOROOT"); r != "" {
+			goBin = filepath.Join(r, "bin", "go")
+		}
 	}
 	out := filepath.Join(dir, name)
 	cmd := exec.Command(goBin, "build", "-o", out, "github.com/kiln-build/kiln/cmd/"+name)
