@@ -65,6 +65,11 @@ func (b *build) dispatchCopy(sp step, r copyRequest) error {
 			a.Unpack = r.add.Unpacks(as)
 			actions = append(actions, graph.FileAction{Copy: a})
 		case instructions.SourceGit:
+			if r.add.Checksum != "" {
+				// GitSource cannot verify a commit yet; ignoring the
+				// checksum would be worse than refusing it.
+				return loc.Errorf("ADD --checksum is not supported for Git sources yet (%s)", s)
+			}
 			g := &graph.GitSource{Remote: as.Remote, Ref: as.Ref, Subdir: as.Subdir, KeepGitDir: r.add.KeepGitDir}
 			v := graph.NewVertex(graph.Op{Source: &graph.SourceOp{Git: g}}, b.meta(st, name, loc, sp.key+"/src-"+itoa(srcIdx)))
 			actions = append(actions, graph.FileAction{Copy: newCopy(in.add(v), []string{"."})})
@@ -83,6 +88,9 @@ func (b *build) dispatchCopy(sp step, r copyRequest) error {
 			v, err := b.sourceVertex(st, st.s.froms[r.from])
 			if err != nil {
 				return err
+			}
+			if v == nil {
+				return loc.Errorf("COPY --from=%s: nothing to copy: its filesystem is empty (FROM scratch with no changes)", r.from)
 			}
 			src = v
 		}

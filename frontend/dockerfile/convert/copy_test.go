@@ -150,6 +150,9 @@ func TestCopyErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, src, want string }{
 		{"copy url", "FROM busybox\nCOPY https://example.com/a /a\n", "Dockerfile:2: COPY does not download URLs (https://example.com/a); use ADD for a remote file"},
+		{"git checksum", "FROM busybox\nADD --checksum=0123456789abcdef https://github.com/a/b.git /b\n", "Dockerfile:2: ADD --checksum is not supported for Git sources yet"},
+		{"copy from empty stage", "FROM scratch AS empty\nFROM busybox\nCOPY --from=empty /a /a\n", "Dockerfile:3: COPY --from=empty: nothing to copy: its filesystem is empty"},
+		{"copy from scratch", "FROM busybox\nCOPY --from=scratch /a /a\n", "Dockerfile:2: COPY --from=scratch: nothing to copy"},
 		{"bad checksum", "FROM busybox\nARG C=md5:abc\nADD --checksum=$C https://example.com/a /a\n", "Dockerfile:3: ADD --checksum: invalid checksum \"md5:abc\""},
 	}
 	for _, tt := range tests {
