@@ -1,0 +1,266 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/progress"
+)
+
+type harness struct {
+	e     *Engine
+	p     *Parts
+	base  string // FROM reference of the busybox image
+	ctx   string // build context directory
+	sess  *testutil.Session
+	steps *stepLog
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	e, p, err := Open(context.Background(), Options{
+		Root:      t.TempDir(),
+		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	dir := t.TempDir()
+	return &harness{e: e, p: p, base: base, ctx: dir, steps: &stepLog{},
+		sess: &testutil.Session{Ref: "test", Client: "client-1", Dirs: map[string]string{"context": dir}}}
+}
+
+// stepLog remembers the last status of each named step.
+type stepLog struct {
+	mu     sync.Mutex
+	status map[string]progress.VertexStatus
+	logs   strings.Builder
+	warns  []string
+}
+
+func (l *stepLog) Write(e progress.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.status == nil {
+		l.status = map[string]progress.VertexStatus{}
+	}
+	switch {
+	case e.Vertex != nil:
+		l.status[e.Vertex.Name] = *e.Vertex
+	case e.Log != nil:
+		l.logs.Write(e.Log.Data)
+	case e.Warning != nil:
+		l.warns = append(l.warns, e.Warning.Message)
+	}
+}
+
+func (l *stepLog) find(prefix string) (progress.VertexStatus, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, st := range l.status {
+		if strings.Contains(name, prefix) {
+			return st, true
+		}
+	}
+	return progress.VertexStatus{}, false
+}
+
+func (h *harness) write(t *testing.T, name, data string) {
+	t.Helper()
+	p := filepath.Join(h.ctx, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) build(t *testing.T, dockerfile string, req Request) (*Result, error) {
+	t.Helper()
+	h.steps = &stepLog{}
+	req.Dockerfile = []byte(strings.ReplaceAll(dockerfile, "BASE", h.base))
+	req.DockerfileName = "Dockerfile"
+	req.ContextPath = h.ctx
+	req.HasContext = true
+	if req.Ref == "" {
+		req.Ref = "build"
+	}
+	return h.e.Build(context.Background(), req, h.sess, h.steps)
+}
+
+func TestBuildHello(t *testing.T) {
+	h := newHarness(t)
+	df := "FROM BASE\nRUN echo \"Hello, Kiln!\" > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n"
+	res, err := h.build(t, df, Request{Tags: []string{"my-hello-app"}})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if res.Stats.Cached != 0 {
+		t.Errorf("cold build: %+v", res.Stats)
+	}
+	img, err := h.p.Images.Get(context.Background(), "my-hello-app")
+	if err != nil {
+		t.Fatalf("image not stored: %v", err)
+	}
+	if res.ExporterResponse["containerimage.digest"] != img.Target.Digest.String() {
+		t.Errorf("response digest %s, stored %s", res.ExporterResponse["containerimage.digest"], img.Target.Digest)
+	}
+	// The RUN step's result holds the file.
+	st, ok := h.steps.find("RUN echo")
+	if !ok || st.Completed == nil || st.Cached {
+		t.Fatalf("RUN step status = %+v", st)
+	}
+
+	// Again: everything is cached.
+	res, err = h.build(t, df, Request{Tags: []string{"my-hello-app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := h.steps.find("RUN echo"); !st.Cached {
+		t.Errorf("second build did not use the cache: %+v (stats %+v)", st, res.Stats)
+	}
+}
+
+func TestBuildCopyCacheKeys(t *testing.T) {
+	h := newHarness(t)
+	h.write(t, "a.txt", "A")
+	h.write(t, "b.txt", "B")
+	df := "FROM BASE\nCOPY a.txt /a.txt\nRUN cat /a.txt > /seen\n"
+	if _, err := h.build(t, df, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	// b.txt changes, a.txt is touched: nothing re-runs.
+	h.write(t, "b.txt", "B2")
+	now := mustStat(t, filepath.Join(h.ctx, "a.txt"))
+	_ = os.Chtimes(filepath.Join(h.ctx, "a.txt"), now.Add(1e9), now.Add(1e9))
+	if _, err := h.build(t, df, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := h.steps.find("COPY a.txt"); !st.Cached {
+		t.Errorf("COPY a.txt re-ran after b.txt changed / a.txt was touched: %+v", st)
+	}
+	// a.txt changes: COPY and RUN re-run, and the progress says why.
+	h.write(t, "a.txt", "A2")
+	if _, err := h.build(t, df, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := h.steps.find("COPY a.txt")
+	if st.Cached || st.MissReason != "a.txt changed" {
+		t.Errorf("COPY after a.txt changed: cached=%v reason=%q", st.Cached, st.MissReason)
+	}
+	if st, _ := h.steps.find("RUN cat"); st.Cached {
+		t.Errorf("RUN after COPY was cached")
+	}
+}
+
+func TestBuildFailureNamesStep(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.build(t, "FROM BASE\nRUN echo ok\nRUN exit 3\n", Request{})
+	if err == nil {
+		t.Fatal("build succeeded")
+	}
+	for _, want := range []string{"Dockerfile:3", "RUN exit 3", `"/bin/sh -c exit 3" did not complete successfully: exit code: 3`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// Nothing of the failed step was recorded; the earlier one was.
+	var descs []string
+	_ = h.p.CacheStore.Walk(context.Background(), func(r cache.Record) error {
+		descs = append(descs, r.Description)
+		return nil
+	})
+	joined := strings.Join(descs, "\n")
+	if strings.Contains(joined, "exit 3") || !strings.Contains(joined, "RUN echo ok") {
+		t.Errorf("cache records after a failed build: %q", joined)
+	}
+}
+
+func mustStat(t *testing.T, p string) time.Time {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.ModTime()
+}
+
+func TestEntitlements(t *testing.T) {
+	h := newHarness(t)
+	_, err := h.build(t, "FROM BASE\nRUN --security=insecure true\n", Request{})
+	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "--allow security.insecure") {
+		t.Errorf("insecure without --allow: %v", err)
+	}
+	_, err = h.build(t, "FROM BASE\nRUN --security=insecure true\n", Request{Entitlements: []string{EntitlementSecurityInsecure}})
+	if err == nil || !strings.Contains(err.Error(), "insecure-entitlements") {
+		t.Errorf("insecure not granted by the daemon: %v", err)
+	}
+}
+
+func TestImageConfig(t *testing.T) {
+	h := newHarness(t)
+	df := "FROM BASE\nENV A=1\nWORKDIR /app\nCMD [\"cat\",\"/hello.txt\"]\n"
+	if _, err := h.build(t, df, Request{Tags: []string{"cfg"}}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := h.p.Images.Get(context.Background(), "cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Config struct{ Digest string } `json:"config"`
+	}
+	readJSON(t, h, img.Target.Digest.String(), &m)
+	var cfg struct {
+		Config struct {
+			Env        []string
+			Cmd        []string
+			WorkingDir string
+		} `json:"config"`
+		History []struct {
+			CreatedBy  string `json:"created_by"`
+			EmptyLayer bool   `json:"empty_layer"`
+		} `json:"history"`
+	}
+	readJSON(t, h, m.Config.Digest, &cfg)
+	if cfg.Config.WorkingDir != "/app" || strings.Join(cfg.Config.Cmd, " ") != "cat /hello.txt" {
+		t.Errorf("config = %+v", cfg.Config)
+	}
+	if len(cfg.History) < 4 {
+		t.Errorf("history = %+v", cfg.History)
+	}
+}
+
+func readJSON(t *testing.T, h *harness, dgst string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.p.Root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
