@@ -74,7 +74,7 @@ func (x *execution) doCopy(ctx context.Context, ca *copyAction) error {
 		}
 	}
 
-	c := &copier{src: src, dst: d, chmod: ca.chmod, exclude: ca.exclude, inodes: map[inode]string{}}
+	c := &copier{ctx: ctx, src: src, dst: d, chmod: ca.chmod, exclude: ca.exclude, inodes: map[inode]string{}}
 	c.keepXattrs = !src.strict
 	if ca.Chown != nil {
 		if c.owner.uid, c.owner.gid, err = resolveOwner(d.dir, ca.Chown); err != nil {
@@ -208,10 +208,12 @@ func (x *execution) parentsDirs(c *copier, m match, dir, keepDir string) (string
 }
 
 // linkerFor returns the fast path for a copy, or nil when the copy must
-// copy bytes: not from a build context, owner/mode/time changes, no overlay
-// upper directory, or a layout it cannot write.
+// copy bytes: not from a build context, ADD, owner/mode/time changes, no
+// overlay upper directory, or a layout it cannot write.
 func (x *execution) linkerFor(ca *copyAction, src *tree, d *dest) *linker {
-	if x.op.opts.noLink || !src.strict || ca.Chown != nil || ca.chmod != nil || ca.Timestamp != nil {
+	// ADD extracts archives through the mount; a link scheduled for the
+	// same path would wrongly win over it, so ADD copies.
+	if x.op.opts.noLink || !src.strict || ca.Unpack || ca.Chown != nil || ca.chmod != nil || ca.Timestamp != nil {
 		return nil
 	}
 	if _, ok := x.inputs[ca.Input].(ops.Dir); !ok {

@@ -1,11 +1,13 @@
 package file_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
@@ -290,5 +292,72 @@ func TestCacheMap(t *testing.T) {
 	}
 	if len(cm.Deps) != 2 || cm.Deps[1].Selectors != nil {
 		t.Errorf("copy of . : deps = %+v, want input 1 read whole", cm.Deps)
+	}
+}
+
+// TestCopyFromFilesystem copies from a snapshot (COPY --from): links
+// resolve as inside a container with that root, owners become 0:0 and
+// extended attributes stay.
+func TestCopyFromFilesystem(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			e := newEnv(t, kind)
+			src := e.base(
+				wfile("usr/bin/real", "REAL", 0o755), wchown("usr/bin/real", 1000, 1000),
+				wlink("/usr/bin/real", "bin/alias"),
+				wlink("../../../../../../usr/bin/real", "etc/up"),
+				wlink("/usr", "abs-usr"),
+				func(dir string) error {
+					return unix.Lsetxattr(filepath.Join(dir, "usr/bin/real"), "user.kiln", []byte("x"), 0)
+				},
+			)
+			from := func(srcs []string, dest string, mod ...func(*graph.CopyAction)) graph.FileAction {
+				a := cp(srcs, dest, mod...)
+				a.Copy.Input = 0
+				return a
+			}
+			// The file op's base and source are the same snapshot here:
+			// the vertex's input 0 is both.
+			cases := []struct {
+				name   string
+				action graph.FileAction
+				want   map[string]node
+			}{
+				{"absolute link followed inside the root", from([]string{"/bin/alias"}, "/out/a"),
+					map[string]node{"out/a": reg("-rwxr-xr-x", root, "REAL")}},
+				{"climbing link stops at the root", from([]string{"/etc/up"}, "/out/u"),
+					map[string]node{"out/u": reg("-rwxr-xr-x", root, "REAL")}},
+				{"path through an absolute link", from([]string{"/abs-usr/bin/real"}, "/out/r"),
+					map[string]node{"out/r": reg("-rwxr-xr-x", root, "REAL")}},
+				{"links inside a directory stay links", from([]string{"/bin"}, "/out/bin/"),
+					map[string]node{"out/bin/alias": {Mode: "lrwxrwxrwx", Owner: root, Target: "/usr/bin/real"}}},
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					e.t = t
+					ref := e.mustRun(src, tc.action)
+					checkTree(t, e.tree(ref), tc.want, nil)
+				})
+			}
+			t.Run("xattrs kept", func(t *testing.T) {
+				e.t = t
+				ref := e.mustRun(src, from([]string{"/usr/bin/real"}, "/out/x"))
+				e.withDir(ref, func(dir string) error {
+					v := make([]byte, 8)
+					n, err := unix.Lgetxattr(filepath.Join(dir, "out/x"), "user.kiln", v)
+					if err != nil || string(v[:n]) != "x" {
+						t.Errorf("user.kiln = %q, %v; want \"x\"", v[:max(n, 0)], err)
+					}
+					return nil
+				})
+			})
+			t.Run("dot-dot names the source filesystem", func(t *testing.T) {
+				e.t = t
+				_, err := e.run(src, nil, from([]string{"../x"}, "/out/"))
+				if err == nil || !strings.Contains(err.Error(), `"../x" is outside the source filesystem`) {
+					t.Errorf("error %v, want it to say the path is outside the source filesystem", err)
+				}
+			})
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -12,6 +13,7 @@ import (
 // action. The zero owner and mode rules are COPY's: owner 0:0, mode and
 // mtime kept.
 type copier struct {
+	ctx context.Context
 	src *tree
 	dst *dest
 
@@ -110,6 +112,9 @@ func (c *copier) copyDir(srcPath string, ensure func() (string, error), exclRel 
 		return err
 	}
 	for _, e := range entries {
+		if err := c.ctx.Err(); err != nil {
+			return context.Cause(c.ctx)
+		}
 		childSrc := srcPath + "/" + e.Name()
 		childExcl := join(exclRel, e.Name())
 		skip, childMI, err := c.excluded(childExcl, mi)

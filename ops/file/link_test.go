@@ -1,6 +1,8 @@
 package file_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -167,5 +169,21 @@ func TestHardLinksKept(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+func TestExecCanceled(t *testing.T) {
+	e := newEnv(t, snapshot.KindNative)
+	e.context(wfile("a.txt", "A", 0o644))
+	base := e.base()
+	op, err := file.New(fileVertex(cp([]string{"a.txt"}, "/x")), e.snaps, file.WithMountDir(e.mnt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(e.ctx)
+	stop := errors.New("build canceled by the client")
+	cancel(stop)
+	if _, err := op.Exec(ctx, []ops.Ref{base, dirRef{e.ctxt}}); !errors.Is(err, stop) {
+		t.Errorf("Exec with a canceled context = %v, want %v", err, stop)
 	}
 }

@@ -100,7 +100,7 @@ func (x *execution) mergeInput(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	c := &copier{src: src, dst: d, keepOwner: true, keepXattrs: true, inodes: map[inode]string{}}
+	c := &copier{ctx: ctx, src: src, dst: d, keepOwner: true, keepXattrs: true, inodes: map[inode]string{}}
 	if err := c.copy(src.dir, fi, "", true); err != nil {
 		return err
 	}
