@@ -26,8 +26,8 @@ type builder struct {
 	created time.Time  // the config's created time
 }
 
-func newBuilder(deps Deps, format ImageFormat) *builder {
-	b := &builder{layers: deps.Layers, format: format, epoch: deps.SourceDateEpoch, created: deps.now()}
+func newBuilder(deps Deps, format ImageFormat, r Result) *builder {
+	b := &builder{layers: deps.Layers, format: format, epoch: deps.SourceDateEpoch, created: r.created()}
 	if b.epoch != nil {
 		e := b.epoch.UTC()
 		b.epoch, b.created = &e, e
@@ -52,9 +52,13 @@ type built struct {
 	target    ocispec.Descriptor // the manifest, or the index
 }
 
-// blobSink receives each blob of an image as soon as it is in the content
-// store, once per digest, one call at a time: the tarball exporters write
-// it out while later layers are still being made.
+// blobSink receives each blob of an image once it is in the content store,
+// once per digest, one call at a time: the tarball exporters write it out
+// while later layers are still being made. Blobs come in a fixed order
+// (each image's layers bottom first, its config and manifest, then the
+// next image, then the index), so one result always gives the same
+// tarball: a blob is handed over as soon as it and every blob before it
+// are ready.
 type blobSink func(ctx context.Context, desc ocispec.Descriptor) error
 
 // serialSink makes a sink safe to call from several goroutines and drops
@@ -91,13 +95,21 @@ func (b *builder) build(ctx context.Context, r Result, sink blobSink) (*built, e
 
 	out := &built{images: make([]builtImage, len(r.Images))}
 	errs := make([]error, len(r.Images))
+	// Images are built at once; turns[i] is closed when image i may hand
+	// its blobs to sink.
+	turns := make([]chan struct{}, len(r.Images)+1)
+	for i := range turns {
+		turns[i] = make(chan struct{})
+	}
+	close(turns[0])
 	var wg sync.WaitGroup
 	for i, img := range r.Images {
 		wg.Go(func() {
-			out.images[i], errs[i] = b.buildImage(ctx, img, sink)
+			out.images[i], errs[i] = b.buildImage(ctx, img, sink, turns[i])
 			if errs[i] != nil {
 				cancel(errs[i])
 			}
+			close(turns[i+1])
 		})
 	}
 	wg.Wait()
@@ -148,10 +160,12 @@ func firstError(errs []error) error {
 	return first
 }
 
-func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink) (builtImage, error) {
+// buildImage builds one image, handing its blobs to sink once turn is
+// closed.
+func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink, turn <-chan struct{}) (builtImage, error) {
 	p := img.Platform
 	out := builtImage{platform: p}
-	layers, err := b.makeLayers(ctx, img, sink)
+	layers, err := b.makeLayers(ctx, img, sink, turn)
 	if err != nil {
 		return out, fmt.Errorf("export %s: %w", platformString(p), err)
 	}
@@ -190,12 +204,12 @@ func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink) (bui
 	return out, nil
 }
 
-// makeLayers makes the blobs of img's layers in parallel, handing each to
-// sink as it is ready, and returns them bottom first with the media types
-// of the format.
-func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink) ([]LayerBlob, error) {
+// makeLayers makes the blobs of img's layers in parallel and returns them
+// bottom first with the media types of the format. Once turn is closed,
+// it hands each to sink, in order, as soon as it is ready.
+func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink, turn <-chan struct{}) ([]LayerBlob, error) {
 	if img.Ref == nil {
-		return nil, nil
+		return nil, waitTurn(ctx, turn)
 	}
 	name := img.Ref.ID()
 	if name == "" {
@@ -213,25 +227,47 @@ func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink) ([]L
 	defer cancel(nil)
 	blobs := make([]LayerBlob, len(chain))
 	errs := make([]error, len(chain))
+	done := make([]chan struct{}, len(chain))
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for i, n := range chain {
+		done[i] = make(chan struct{})
 		wg.Go(func() {
+			defer close(done[i])
 			lb, err := b.layers.Blob(ctx, n, opts)
-			if err == nil {
-				lb.Desc = ocispec.Descriptor{MediaType: layerMediaType(lb.Compression, b.format.OCIMediaTypes), Digest: lb.Desc.Digest, Size: lb.Desc.Size}
-				err = sink(ctx, lb.Desc)
-			}
+			lb.Desc = ocispec.Descriptor{MediaType: layerMediaType(lb.Compression, b.format.OCIMediaTypes), Digest: lb.Desc.Digest, Size: lb.Desc.Size}
 			blobs[i], errs[i] = lb, err
 			if err != nil {
 				cancel(err)
 			}
 		})
 	}
-	wg.Wait()
-	if err := firstError(errs); err != nil {
-		return nil, err
+	if err := waitTurn(ctx, turn); err != nil {
+		wg.Wait()
+		return nil, firstError(append(errs, err))
+	}
+	for i := range chain {
+		<-done[i]
+		if errs[i] != nil {
+			wg.Wait()
+			return nil, firstError(errs)
+		}
+		if err := sink(ctx, blobs[i].Desc); err != nil {
+			cancel(err)
+			return nil, err
+		}
 	}
 	return blobs, nil
+}
+
+// waitTurn waits for turn to be closed.
+func waitTurn(ctx context.Context, turn <-chan struct{}) error {
+	select {
+	case <-turn:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 // putJSON stores v as a JSON blob of media type mt and hands it to sink.

@@ -27,6 +27,20 @@ type Exporter interface {
 // Result is what a build produced: one image per platform.
 type Result struct {
 	Images []Image
+	// Created is when the build made the result: the time in the image
+	// configs and in history entries without one (unless a
+	// SOURCE_DATE_EPOCH is set). Zero means the time of the export; Multi
+	// sets it once for all its exporters, so that they describe the same
+	// image.
+	Created time.Time
+}
+
+// created returns r.Created, or now.
+func (r Result) created() time.Time {
+	if r.Created.IsZero() {
+		return time.Now().UTC()
+	}
+	return r.Created.UTC()
 }
 
 // Image is the result for one platform.
@@ -85,16 +99,6 @@ type Deps struct {
 	// time every new layer's file times are clamped to and that the config
 	// and history carry.
 	SourceDateEpoch *time.Time
-	// Now returns the current time for the config's created fields; nil
-	// means time.Now.
-	Now func() time.Time
-}
-
-func (d Deps) now() time.Time {
-	if d.Now != nil {
-		return d.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 // Multi returns an exporter that exports to each of es concurrently. Layer
@@ -113,7 +117,12 @@ type multi []Exporter
 
 var _ Exporter = multi(nil)
 
+// errOtherOutput is the cause Multi cancels the other exports with when
+// one fails.
+var errOtherOutput = errors.New("export to another output failed")
+
 func (m multi) Export(ctx context.Context, r Result) (Response, error) {
+	r.Created = r.created()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	resps := make([]Response, len(m))
@@ -123,25 +132,28 @@ func (m multi) Export(ctx context.Context, r Result) (Response, error) {
 		wg.Go(func() {
 			resps[i], errs[i] = e.Export(ctx, r)
 			if errs[i] != nil {
-				cancel(errs[i])
+				cancel(errOtherOutput)
 			}
 		})
 	}
 	wg.Wait()
-	// Report the failures that caused cancellations, not the echoes.
-	var first error
-	var rest []error
+	// Report the failures, not the cancellations they caused.
+	siblingFailed := errors.Is(context.Cause(ctx), errOtherOutput)
+	var failed, all []error
 	for _, err := range errs {
-		switch {
-		case err == nil:
-		case first == nil:
-			first = err
-		case !errors.Is(err, context.Canceled):
-			rest = append(rest, err)
+		if err == nil {
+			continue
+		}
+		all = append(all, err)
+		if !errors.Is(err, errOtherOutput) && !(siblingFailed && errors.Is(err, context.Canceled)) {
+			failed = append(failed, err)
 		}
 	}
-	if first != nil {
-		return nil, errors.Join(append([]error{first}, rest...)...)
+	switch {
+	case len(failed) > 0:
+		return nil, errors.Join(failed...)
+	case len(all) > 0:
+		return nil, all[0]
 	}
 	return mergeResponses(resps), nil
 }

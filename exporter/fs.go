@@ -69,7 +69,7 @@ func (e *fsExporter) Export(ctx context.Context, r Result) (resp Response, err e
 		prefix := ""
 		if split {
 			prefix = platformDir(img) + "/"
-			hdr := &tar.Header{Typeflag: tar.TypeDir, Name: prefix, Mode: 0o755, ModTime: e.dirTime(), Format: tar.FormatPAX}
+			hdr := &tar.Header{Typeflag: tar.TypeDir, Name: prefix, Mode: 0o755, ModTime: e.dirTime(r), Format: tar.FormatPAX}
 			if err := tw.WriteHeader(hdr); err != nil {
 				return nil, fmt.Errorf("export filesystem: %w", err)
 			}
@@ -84,11 +84,11 @@ func (e *fsExporter) Export(ctx context.Context, r Result) (resp Response, err e
 	return Response{}, nil
 }
 
-func (e *fsExporter) dirTime() time.Time {
+func (e *fsExporter) dirTime(r Result) time.Time {
 	if e.deps.SourceDateEpoch != nil {
 		return e.deps.SourceDateEpoch.UTC()
 	}
-	return e.deps.now()
+	return r.created()
 }
 
 // platformDir names a platform's directory as BuildKit does: linux_amd64,

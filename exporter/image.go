@@ -81,7 +81,7 @@ type imageExporter struct {
 var _ Exporter = (*imageExporter)(nil)
 
 func (e *imageExporter) Export(ctx context.Context, r Result) (Response, error) {
-	b, err := newBuilder(e.deps, e.opts.Format).build(ctx, r, nil)
+	b, err := newBuilder(e.deps, e.opts.Format, r).build(ctx, r, nil)
 	if err != nil {
 		return nil, err
 	}

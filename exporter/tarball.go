@@ -94,7 +94,7 @@ func (e *tarballExporter) Export(ctx context.Context, r Result) (resp Response, 
 	}
 	cs := e.deps.Layers.Content()
 	sink := func(ctx context.Context, desc ocispec.Descriptor) error { return ts.blob(ctx, cs, desc) }
-	b, err := newBuilder(e.deps, e.opts.Format).build(ctx, r, sink)
+	b, err := newBuilder(e.deps, e.opts.Format, r).build(ctx, r, sink)
 	if err != nil {
 		return nil, err
 	}
