@@ -48,5 +48,9 @@
 // --timestamp, a directory in the way, a link across filesystems) copies
 // instead.
 //
-// This package imports graph, ops, snapshot, executor/user and core only.
+// The op's CacheMap lists, per input, the COPY sources it reads as clean
+// paths relative to the input's root (wildcards kept; none when a COPY
+// reads the whole input), for the solver's content checksum.
+//
+// This package imports graph, ops, executor/user and core only.
 package file
