@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kiln-build/kiln/core/errdefs"
 )
@@ -328,12 +329,65 @@ func (c *Cache) lockRepo(ctx context.Context, remote string, write bool) (string
 			return "", nil, err
 		}
 	}
+	now := time.Now()
+	_ = os.Chtimes(repo, now, now) // last use, for Prune
 	if write {
 		return repo, l.Unlock, nil
 	}
 	l.Unlock()
 	l.RLock()
 	return repo, l.RUnlock, nil
+}
+
+// Prune removes the repositories no build has used since unusedSince
+// and returns the bytes freed. Repositories in use are left alone.
+func (c *Cache) Prune(ctx context.Context, unusedSince time.Time) (int64, error) {
+	dir := filepath.Join(c.dir, "repos")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("git cache: prune: %w", err)
+	}
+	var freed int64
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return freed, context.Cause(ctx)
+		}
+		repo := filepath.Join(dir, e.Name())
+		c.mu.Lock()
+		l := c.repos[repo]
+		if l == nil {
+			l = &sync.RWMutex{}
+			c.repos[repo] = l
+		}
+		c.mu.Unlock()
+		if !l.TryLock() {
+			continue // in use
+		}
+		info, err := os.Stat(repo)
+		if err == nil && info.ModTime().Before(unusedSince) {
+			size := diskUsage(repo)
+			if err := os.RemoveAll(repo); err != nil {
+				l.Unlock()
+				return freed, fmt.Errorf("git cache: prune: %w", err)
+			}
+			freed += size
+		}
+		l.Unlock()
+	}
+	return freed, nil
+}
+
+func diskUsage(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // initRepo creates a bare repository at repo atomically (a crash leaves

@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -249,5 +250,109 @@ func TestNewCacheRemovesStaleLocks(t *testing.T) {
 	}
 	if !exists(repo + "/HEAD") {
 		t.Error("repository removed")
+	}
+}
+
+func TestPrune(t *testing.T) {
+	t.Parallel()
+	old, used := newRepo(t), newRepo(t)
+	c := newCache(t)
+	ctx := context.Background()
+	for _, r := range []*testRepo{old, used} {
+		if err := c.ensure(ctx, r.fileURL(), Resolved{Commit: r.c2, Ref: "refs/heads/main"}, Auth{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldRepo, unlock, err := c.lockRepo(ctx, old.fileURL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(oldRepo, past, past); err != nil {
+		t.Fatal(err)
+	}
+	freed, err := c.Prune(ctx, time.Now().Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if freed == 0 || exists(oldRepo) {
+		t.Errorf("Prune freed %d bytes; old repository still there: %v", freed, exists(oldRepo))
+	}
+	usedRepo, unlock, err := c.lockRepo(ctx, used.fileURL(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if !c.hasCommit(ctx, usedRepo, used.c2) {
+		t.Error("Prune removed a repository in use")
+	}
+}
+
+func TestEnv(t *testing.T) { // not parallel: sets the process environment
+	needGit(t)
+	t.Setenv("GIT_DIR", "/elsewhere")
+	t.Setenv("XDG_CONFIG_HOME", "/elsewhere")
+	t.Setenv("GIT_SSH", "/bin/false")
+	t.Setenv("HTTPS_PROXY", "http://proxy.example:3128")
+	c := newCache(t)
+	env, cleanup, err := c.env(runOpts{
+		remote: "https://user:pw@git.example.com/r.git?x=1",
+		auth:   Auth{Header: "Bearer tok", SSHAuthSock: "/run/agent.sock", KnownHosts: "host ssh-ed25519 AAAA"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	knownHosts := ""
+	if f := strings.Fields(m["GIT_SSH_COMMAND"]); len(f) > 0 {
+		knownHosts = strings.Trim(strings.TrimPrefix(f[len(f)-1], "UserKnownHostsFile="), "'")
+	}
+	if b, err := os.ReadFile(knownHosts); err != nil || string(b) != "host ssh-ed25519 AAAA" {
+		t.Errorf("known hosts file %q: %q, %v", knownHosts, b, err)
+	}
+	cleanup()
+	if exists(knownHosts) {
+		t.Error("known hosts file left behind")
+	}
+	want := map[string]string{
+		"HOME":                c.home,
+		"GIT_CONFIG_NOSYSTEM": "1",
+		"GIT_CONFIG_GLOBAL":   "/dev/null",
+		"GIT_TERMINAL_PROMPT": "0",
+		"GIT_ALLOW_PROTOCOL":  "https:http:ssh:git:file",
+		"SSH_AUTH_SOCK":       "/run/agent.sock",
+		"HTTPS_PROXY":         "http://proxy.example:3128",
+		"GIT_CONFIG_KEY_5":    "http.https://git.example.com/r.git.extraHeader",
+		"GIT_CONFIG_VALUE_5":  "Authorization: Bearer tok",
+		"GIT_SSH_COMMAND":     "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='" + knownHosts + "'",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s=%q, want %q", k, m[k], v)
+		}
+	}
+	for _, k := range []string{"GIT_DIR", "XDG_CONFIG_HOME", "GIT_SSH"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s leaked from the daemon's environment", k)
+		}
+	}
+
+	env, cleanup, err = c.env(runOpts{remote: "git@host:r.git", auth: Auth{Header: "Bearer tok"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	for _, kv := range env {
+		if strings.Contains(kv, "tok") {
+			t.Errorf("an Authorization header for an ssh remote: %s", kv)
+		}
+		if strings.HasPrefix(kv, "GIT_SSH_COMMAND=") && !strings.Contains(kv, "StrictHostKeyChecking=accept-new -o UserKnownHostsFile='"+c.knownHosts+"'") {
+			t.Errorf("without known hosts: %s, want trust on first use", kv)
+		}
 	}
 }
