@@ -122,10 +122,7 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := o.cache.ensure(ctx, o.src.Remote, r, o.auth); err != nil {
-		return nil, err
-	}
-	repo, unlock, err := o.cache.lockRepo(ctx, o.src.Remote, false)
+	repo, unlock, err := o.fetched(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +153,25 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		return nil, fmt.Errorf("%s: checkout: %w", o.describe(), err)
 	}
 	return a.Commit(ctx)
+}
+
+// fetched makes sure r's commit is in the cache and returns its
+// repository locked for reading. The commit is checked again under the
+// lock: a Prune may have removed the repository in between.
+func (o *Op) fetched(ctx context.Context, r Resolved) (string, func(), error) {
+	for attempt := 0; ; attempt++ {
+		if err := o.cache.ensure(ctx, o.src.Remote, r, o.auth); err != nil {
+			return "", nil, err
+		}
+		repo, unlock, err := o.cache.lockRepo(ctx, o.src.Remote, false)
+		if err != nil {
+			return "", nil, err
+		}
+		if o.cache.hasCommit(ctx, repo, r.Commit) || attempt == 1 {
+			return repo, unlock, nil
+		}
+		unlock()
+	}
 }
 
 func (o *Op) keepGitDir() bool { return o.src.KeepGitDir && o.subdir == "" }

@@ -39,6 +39,8 @@ func TestNewOpInvalid(t *testing.T) {
 		{"option", graph.GitSource{Remote: "-oProxyCommand=x"}, "invalid remote", errdefs.ErrInvalidArgument},
 		{"scheme", graph.GitSource{Remote: "ftp://h/r.git"}, `unsupported transport "ftp"`, errdefs.ErrInvalidArgument},
 		{"newline", graph.GitSource{Remote: "https://h/r.git\n"}, "invalid remote", errdefs.ErrInvalidArgument},
+		{"ssh option host", graph.GitSource{Remote: "ssh://-oProxyCommand=x/r.git"}, "invalid host", errdefs.ErrInvalidArgument},
+		{"scp option host", graph.GitSource{Remote: "git@-oProxyCommand=x:r.git"}, "invalid host", errdefs.ErrInvalidArgument},
 		{"ref option", graph.GitSource{Remote: "https://h/r.git", Ref: "--upload-pack=x"}, `invalid ref "--upload-pack=x"`, errdefs.ErrInvalidArgument},
 		{"ref range", graph.GitSource{Remote: "https://h/r.git", Ref: "a..b"}, `invalid ref`, errdefs.ErrInvalidArgument},
 		{"ref revision syntax", graph.GitSource{Remote: "https://h/r.git", Ref: "main~1"}, `invalid ref`, errdefs.ErrInvalidArgument},

@@ -41,6 +41,13 @@ func checkRemote(remote string, allowFile bool) (string, error) {
 	}
 	if !strings.Contains(remote, "://") {
 		if scpLike.MatchString(remote) {
+			host, _, _ := strings.Cut(remote, ":")
+			if _, h, ok := strings.Cut(host, "@"); ok {
+				host = h
+			}
+			if strings.HasPrefix(host, "-") {
+				return "", errdefs.Invalidf("git source %q: invalid host", remote)
+			}
 			return "ssh", nil
 		}
 		return "", errdefs.Invalidf("git source %s: not a remote URL (want https://, ssh://, git:// or user@host:path)", redact(remote))
@@ -61,6 +68,10 @@ func checkRemote(remote string, allowFile bool) (string, error) {
 		if scheme == p {
 			if u.Host == "" {
 				return "", errdefs.Invalidf("git source %s: no host", redact(remote))
+			}
+			if strings.HasPrefix(u.Hostname(), "-") || strings.HasPrefix(u.User.Username(), "-") {
+				// ssh would take them for options.
+				return "", errdefs.Invalidf("git source %s: invalid host or user", redact(remote))
 			}
 			return scheme, nil
 		}
