@@ -8,6 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -103,13 +104,10 @@ func newContentImage(manifest []byte, mediaType string, config []byte, layers []
 	if err != nil {
 		return nil, fmt.Errorf("parse manifest: %w", err)
 	}
-	img := &contentImage{manifest: manifest, mediaType: types.MediaType(mediaType), config: config, layers: layers, parsed: m}
-	cl, err := partial.ConfigLayer(img)
-	if err != nil {
-		return nil, err
-	}
-	img.configLayer = cl
-	return img, nil
+	return &contentImage{
+		manifest: manifest, mediaType: types.MediaType(mediaType), config: config, layers: layers, parsed: m,
+		configLayer: static.NewLayer(config, m.Config.MediaType),
+	}, nil
 }
 
 func (i *contentImage) Layers() ([]v1.Layer, error)         { return i.layers, nil }

@@ -317,3 +317,68 @@ func TestExportMultiPlatform(t *testing.T) {
 		validateIndex(t, inner)
 	}
 }
+
+// TestMultiSharesLayerWork exports one result to three outputs at once,
+// twice in parallel: each new layer is diffed and compressed once.
+func TestMultiSharesLayerWork(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, "docker.io/library/busybox")
+	res, news := f.result3(t)
+	mk := func() (Exporter, *bufWriter, *bufWriter) {
+		var oci, docker bufWriter
+		img, err := Parse(TypeImage, map[string]string{"name": "app"}, f.deps())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := Parse(TypeOCI, map[string]string{"dest": "-"}, f.writerDeps(&oci))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Parse(TypeDocker, map[string]string{"name": "app"}, f.writerDeps(&docker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Multi(img, o, d), &oci, &docker
+	}
+	type out struct {
+		resp        Response
+		err         error
+		oci, docker *bufWriter
+	}
+	outs := make(chan out, 2)
+	for range 2 {
+		e, oci, docker := mk()
+		go func() {
+			resp, err := e.Export(ctx, res)
+			outs <- out{resp, err, oci, docker}
+		}()
+	}
+	for range 2 {
+		o := <-outs
+		if o.err != nil {
+			t.Fatal(o.err)
+		}
+		if o.resp[KeyDigest] == "" || o.resp[KeyImageName] != "app" {
+			t.Errorf("response %v", o.resp)
+		}
+		// The image and oci outputs of one Multi describe one image (the
+		// docker output has other media types, so another digest).
+		for _, w := range []*bufWriter{o.oci} {
+			var idx ocispec.Index
+			for _, en := range readTar(t, w.Bytes()) {
+				if en.hdr.Name == "index.json" {
+					if err := json.Unmarshal(en.data, &idx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if len(idx.Manifests) != 1 || idx.Manifests[0].Digest.String() != o.resp[KeyDigest] {
+				t.Errorf("tarball holds %v, the response says %s", idx.Manifests, o.resp[KeyDigest])
+			}
+		}
+	}
+	if diff := cmp.Diff(news, f.diffd, sortStrings); diff != "" {
+		t.Errorf("diffed (-want +got):\n%s", diff)
+	}
+}
