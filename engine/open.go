@@ -17,9 +17,7 @@ import (
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
-	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
-	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
@@ -144,7 +142,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	}
 	p.Worker, err = worker.New(worker.Config{
 		Snapshots: p.Snapshots, Executor: p.Executor, CacheMounts: p.CacheMounts, Contexts: p.Contexts,
-		Puller: p.Puller, HTTP: httpCache, Git: gitSource{gitCache}, StateDir: filepath.Join(root, "executor", "steps"),
+		Puller: p.Puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "executor", "steps"),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -185,11 +183,4 @@ func (e *Engine) Close() error {
 	}
 	e.closers = nil
 	return errors.Join(errs...)
-}
-
-// gitSource adapts the git cache to worker.GitSource.
-type gitSource struct{ c *git.Cache }
-
-func (g gitSource) NewOp(v *graph.Vertex, snaps ops.Snapshots) (ops.Op, error) {
-	return git.NewOp(v.Op.Source.Git, v.Op.Digest(), snaps, g.c)
 }

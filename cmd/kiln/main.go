@@ -65,6 +65,8 @@ func newRootCmd() *cobra.Command {
 
 	cmd.AddCommand(
 		newInfoCmd(),
+		newBuildCmd(),
+		newDebugCmd(),
 	)
 	return cmd
 }

@@ -153,10 +153,19 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	eng, parts, err := openEngine(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("open root %s: %w", cfg.Root, err)
+	}
+	defer func() {
+		if err := eng.Close(); err != nil {
+			log.Warn("close engine", slog.Any("error", err))
+		}
+	}()
 	srv, err := daemon.New(ctx, cfg,
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
-		// The engine plugs in here: daemon.WithBackend(engine).
+		daemon.WithBackend(daemon.EngineBackend(eng, parts)),
 	)
 	if err != nil {
 		return err

@@ -1,0 +1,238 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/progress"
+)
+
+// BuildEngine is what the Build stream needs of the engine.
+type BuildEngine interface {
+	Build(ctx context.Context, req engine.Request, sess *StreamSession, pw progress.Writer) (*engine.Result, error)
+}
+
+// engineBuild adapts an *engine.Engine to BuildEngine.
+type engineBuild struct{ e *engine.Engine }
+
+func (b engineBuild) Build(ctx context.Context, req engine.Request, sess *StreamSession, pw progress.Writer) (*engine.Result, error) {
+	return b.e.Build(ctx, req, sess, pw)
+}
+
+// EngineBackend returns a Backend that runs builds on e: it turns the Build
+// stream into an engine.Request, a session (context sync, secrets, ssh,
+// credentials over the stream) and progress messages. parts serve the
+// image list and the build history.
+func EngineBackend(e *engine.Engine, parts *engine.Parts) *BuildBackend {
+	return &BuildBackend{engine: engineBuild{e}, parts: parts}
+}
+
+// BuildBackend serves the Build stream, the image list and the history.
+type BuildBackend struct {
+	engine BuildEngine
+	parts  *engine.Parts
+}
+
+var _ Backend = (*BuildBackend)(nil)
+
+// progressInterval is how long progress events are gathered into one
+// message at most.
+const progressInterval = 50 * time.Millisecond
+
+// Build implements Backend.
+func (b *BuildBackend) Build(ctx context.Context, stream BuildStream) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("build: read request: %w", err)
+	}
+	req := first.GetRequest()
+	if req == nil {
+		return errdefs.Invalidf("build: the first message must be a BuildRequest, got %T", first.GetMsg())
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	sess := newStreamSession(req, stream)
+	go sess.receive(ctx, cancel)
+
+	buf := progress.NewBuffer()
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		sess.sendProgress(buf)
+	}()
+
+	ereq, err := engineRequest(req, sess)
+	if err == nil {
+		var res *engine.Result
+		res, err = b.engine.Build(ctx, ereq, sess, buf)
+		buf.Close()
+		<-progressDone
+		if err == nil {
+			return sess.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Result{Result: &api.BuildResult{
+				ExporterResponse: res.ExporterResponse,
+				Steps:            int32(res.Stats.Steps),
+				Cached:           int32(res.Stats.Cached),
+				DurationNs:       int64(res.Duration),
+			}}})
+		}
+	} else {
+		buf.Close()
+		<-progressDone
+	}
+	if cause := context.Cause(ctx); cause != nil && errors.Is(err, context.Canceled) && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	return err
+}
+
+// engineRequest converts the wire request.
+func engineRequest(r *api.BuildRequest, sess *StreamSession) (engine.Request, error) {
+	req := engine.Request{
+		Ref: r.GetRef(), Frontend: r.GetFrontend(),
+		Dockerfile: r.GetDockerfile(), DockerfileName: r.GetDockerfileName(),
+		Target: r.GetTarget(), BuildArgs: r.GetBuildArgs(), Labels: r.GetLabels(),
+		Platforms: r.GetPlatforms(), NoCache: r.GetNoCache(), NoCacheFilter: r.GetNoCacheFilter(),
+		Tags: r.GetTags(), Entitlements: r.GetEntitlements(),
+		ContextPath: r.GetContextPath(), HasContext: r.GetHasContext(),
+	}
+	if r.GetHasDockerignore() {
+		req.Dockerignore = r.GetDockerignore()
+		if req.Dockerignore == nil {
+			req.Dockerignore = []byte{}
+		}
+	}
+	if len(r.GetNamedContexts()) > 0 {
+		req.NamedContexts = map[string]frontend.NamedContext{}
+		for _, nc := range r.GetNamedContexts() {
+			switch {
+			case nc.GetImage() != "":
+				req.NamedContexts[nc.GetName()] = frontend.NamedContext{Image: nc.GetImage()}
+			case nc.GetLocalPath() != "":
+				req.NamedContexts[nc.GetName()] = frontend.NamedContext{Local: "context:" + nc.GetName()}
+			default:
+				return req, errdefs.Invalidf("--build-context %s: neither a directory nor an image", nc.GetName())
+			}
+		}
+	}
+	for i, o := range r.GetOutputs() {
+		out := engine.Output{Type: o.GetType(), Attrs: o.GetAttrs()}
+		if o.GetClientSide() {
+			out.Writer = sess.exportWriter(uint32(i))
+		}
+		req.Outputs = append(req.Outputs, out)
+	}
+	if len(r.GetCacheFrom()) > 0 || len(r.GetCacheTo()) > 0 {
+		return req, errdefs.WithClass(errdefs.ErrUnimplemented, errors.New("--cache-from and --cache-to are not supported yet by this kilnd"))
+	}
+	return req, nil
+}
+
+// sendProgress forwards progress events in batches until buf is closed.
+func (s *StreamSession) sendProgress(buf *progress.Buffer) {
+	ctx := context.Background()
+	for {
+		events, ok := buf.Next(ctx)
+		if !ok {
+			return
+		}
+		batch := &api.StatusBatch{}
+		for _, e := range events {
+			addEvent(batch, e)
+		}
+		if err := s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Status{Status: batch}}); err != nil {
+			// The client is gone; drain so writers never block.
+			for {
+				if _, ok := buf.Next(ctx); !ok {
+					return
+				}
+			}
+		}
+		time.Sleep(progressInterval)
+	}
+}
+
+func ts(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
+}
+
+func addEvent(b *api.StatusBatch, e progress.Event) {
+	switch {
+	case e.Vertex != nil:
+		v := e.Vertex
+		st := &api.VertexStatus{
+			Digest: v.Digest.String(), Name: v.Name, Started: ts(v.Started), Completed: ts(v.Completed),
+			Cached: v.Cached, CacheSource: v.CacheSource, Error: v.Error, MissReason: v.MissReason,
+			Current: v.Current, Total: v.Total, Location: v.Location,
+		}
+		for _, in := range v.Inputs {
+			st.Inputs = append(st.Inputs, in.String())
+		}
+		b.Vertexes = append(b.Vertexes, st)
+	case e.Log != nil:
+		b.Logs = append(b.Logs, &api.VertexLog{Digest: e.Log.Vertex.String(), Stream: int32(e.Log.Stream), Data: e.Log.Data, Time: timestamppb.New(e.Log.Time)})
+	case e.Warning != nil:
+		b.Warnings = append(b.Warnings, &api.Warning{Digest: e.Warning.Vertex.String(), Message: e.Warning.Message, Location: e.Warning.Location})
+	}
+}
+
+// exportWriter returns the opener of a client-side output's stream.
+func (s *StreamSession) exportWriter(index uint32) func() (io.WriteCloser, error) {
+	return func() (io.WriteCloser, error) {
+		return &exportStream{s: s, index: index}, nil
+	}
+}
+
+// exportStream sends what is written to it as ExportData chunks.
+type exportStream struct {
+	s      *StreamSession
+	index  uint32
+	mu     sync.Mutex
+	closed bool
+}
+
+const exportChunk = 1 << 20
+
+func (w *exportStream) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return 0, errors.New("export stream closed")
+	}
+	n := 0
+	for len(p) > 0 {
+		c := p
+		if len(c) > exportChunk {
+			c = c[:exportChunk]
+		}
+		if err := w.s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Export{Export: &api.ExportData{Output: w.index, Data: c}}}); err != nil {
+			return n, err
+		}
+		n += len(c)
+		p = p[len(c):]
+	}
+	return n, nil
+}
+
+func (w *exportStream) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return w.s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Export{Export: &api.ExportData{Output: w.index, Eof: true}}})
+}
