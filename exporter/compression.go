@@ -124,7 +124,6 @@ const (
 	mediaDockerLayerGzip    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 	mediaDockerLayerZstd    = "application/vnd.docker.image.rootfs.diff.tar.zstd"
 	mediaDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
-	mediaDockerForeignGzip  = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 )
 
 // layerMediaType is the media type of a layer blob of compression comp.
@@ -143,23 +142,6 @@ func layerMediaType(comp string, oci bool) string {
 	default:
 		return mediaDockerLayerGzip
 	}
-}
-
-// compressionOf returns the compression a layer media type names, or ""
-// for media types that are not layers.
-func compressionOf(mt string) string {
-	switch mt {
-	case ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in images
-		mediaDockerLayerGzip, mediaDockerForeignGzip:
-		return Gzip
-	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck // still found in images
-		mediaDockerLayerZstd:
-		return Zstd
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerNonDistributable, //nolint:staticcheck // still found in images
-		mediaDockerLayer:
-		return Uncompressed
-	}
-	return ""
 }
 
 func manifestMediaType(oci bool) string {

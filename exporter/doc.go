@@ -14,6 +14,14 @@
 // NewImage, NewTarball and NewFilesystem at this edge; nothing past Parse
 // sees a string map.
 //
+//	layers := exporter.NewLayers(cs, sn) // once per daemon
+//	deps := exporter.Deps{Layers: layers, Images: images, Resolver: resolver.WithCredentials(creds)}
+//	img, err := exporter.Parse("image", map[string]string{"name": "app:1", "push": "true"}, deps)
+//	ociDeps := exporter.Deps{Layers: layers, Writer: openClientStream}
+//	oci, err := exporter.Parse("oci", map[string]string{"dest": "app.tar"}, ociDeps)
+//	resp, err := exporter.Multi(img, oci).Export(ctx, exporter.Result{Images: images})
+//	fmt.Println(resp[exporter.KeyDigest])
+//
 // # Layers
 //
 // An image's layers are the snapshot's parent chain, bottom first: each

@@ -19,8 +19,10 @@ const (
 	TypeTar      = "tar"
 )
 
-// Types lists the exporter types Parse knows.
-var Types = []string{TypeImage, TypeRegistry, TypeOCI, TypeDocker, TypeLocal, TypeTar}
+// Types returns the exporter types Parse knows.
+func Types() []string {
+	return []string{TypeImage, TypeRegistry, TypeOCI, TypeDocker, TypeLocal, TypeTar}
+}
 
 // Parse returns the exporter for a buildx-style output: typ is its type=
 // and attrs its other key=value pairs. Each type accepts the attributes
@@ -97,7 +99,7 @@ func Parse(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
 		e, err := NewFilesystem(deps, o)
 		return typed(typ, e, err)
 	}
-	return nil, errdefs.Invalidf("unknown exporter type %q (valid types: %s)", typ, strings.Join(Types, ", "))
+	return nil, errdefs.Invalidf("unknown exporter type %q (valid types: %s)", typ, strings.Join(Types(), ", "))
 }
 
 // typed prefixes a constructor's error with the output type.
