@@ -19,7 +19,7 @@
 //	img, err := exporter.Parse("image", map[string]string{"name": "app:1", "push": "true"}, deps)
 //	ociDeps := exporter.Deps{Layers: layers, Writer: openClientStream}
 //	oci, err := exporter.Parse("oci", map[string]string{"dest": "app.tar"}, ociDeps)
-//	resp, err := exporter.Multi(img, oci).Export(ctx, exporter.Result{Images: images})
+//	resp, err := exporter.Multi(img, oci).Export(ctx, exporter.Result{Images: perPlatform})
 //	fmt.Println(resp[exporter.KeyDigest])
 //
 // # Layers
