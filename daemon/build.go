@@ -158,7 +158,11 @@ func (s *StreamSession) sendProgress(buf *progress.Buffer) {
 				}
 			}
 		}
-		time.Sleep(progressInterval)
+		// Gather events for a moment, unless the build is over.
+		select {
+		case <-time.After(progressInterval):
+		case <-buf.Done():
+		}
 	}
 }
 

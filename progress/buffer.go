@@ -12,12 +12,16 @@ type Buffer struct {
 	events []Event
 	closed bool
 	notify chan struct{}
+	done   chan struct{} // closed by Close
 }
 
 // NewBuffer returns an empty buffer.
 func NewBuffer() *Buffer {
-	return &Buffer{notify: make(chan struct{}, 1)}
+	return &Buffer{notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
+
+// Done is closed when the buffer is closed.
+func (b *Buffer) Done() <-chan struct{} { return b.done }
 
 // Write queues e. Events written after Close are dropped.
 func (b *Buffer) Write(e Event) {
@@ -35,7 +39,10 @@ func (b *Buffer) Write(e Event) {
 // Close ends the stream: Next returns the queued events, then ok=false.
 func (b *Buffer) Close() {
 	b.mu.Lock()
-	b.closed = true
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
 	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:

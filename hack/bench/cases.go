@@ -1,0 +1,161 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// BuildKit v0.32.2 on the same kind of machine (2 cores, runc, overlayfs,
+// local registry; medians of 5), from the issue.
+const (
+	bkHelloCold      = 420 * time.Millisecond
+	bkHelloNoChange  = 90 * time.Millisecond
+	bkParallelCold   = 3100 * time.Millisecond
+	bkContextCold    = 5 * time.Second
+	bkContextNoChg   = 340 * time.Millisecond
+	bkContextOneFile = 2 * time.Second
+	bkChainCold      = 2300 * time.Millisecond
+	bkChainNoChange  = 110 * time.Millisecond
+)
+
+var benchCases = map[string]func(e *env, runs int) ([]row, error){
+	"hello":    helloCase,
+	"parallel": parallelCase,
+	"context":  contextCase,
+	"chain":    chainCase,
+}
+
+func writeDockerfile(dir, content string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(content), 0o644)
+}
+
+// coldAndNoChange measures a build on a fresh daemon root each run, then
+// repeated builds with nothing changed.
+func coldAndNoChange(e *env, runs int, dir string, args ...string) (cold, noChange time.Duration, err error) {
+	all := append(append([]string{}, args...), dir)
+	cold, err = timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(all...) })
+	if err != nil {
+		return 0, 0, err
+	}
+	noChange, err = timeIt(runs, nil, func() error { return e.build(all...) })
+	return cold, noChange, err
+}
+
+func helloCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "hello")
+	if err := writeDockerfile(dir, "FROM busybox\nRUN echo \"Hello, Kiln!\" > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n"); err != nil {
+		return nil, err
+	}
+	cold, noChange, err := coldAndNoChange(e, runs, dir, "-t", "my-hello-app")
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{name: "hello cold", kiln: cold, buildkit: bkHelloCold},
+		{name: "hello no-change", kiln: noChange, buildkit: bkHelloNoChange, target: bkHelloNoChange / 2},
+	}, nil
+}
+
+func parallelCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "parallel")
+	var b strings.Builder
+	for i := 1; i <= 4; i++ {
+		fmt.Fprintf(&b, "FROM busybox AS s%d\nRUN sleep 2 && dd if=/dev/urandom of=/out bs=1M count=20 2>/dev/null && echo %d\n\n", i, i)
+	}
+	b.WriteString("FROM busybox\n")
+	for i := 1; i <= 4; i++ {
+		fmt.Fprintf(&b, "COPY --from=s%d /out /out%d\n", i, i)
+	}
+	if err := writeDockerfile(dir, b.String()); err != nil {
+		return nil, err
+	}
+	cold, err := timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(dir) })
+	if err != nil {
+		return nil, err
+	}
+	return []row{{name: "parallel cold", kiln: cold, buildkit: bkParallelCold, target: 2500 * time.Millisecond}}, nil
+}
+
+// makeContext writes 5,000 small files and a few large ones (~200 MB).
+func makeContext(dir string) error {
+	for i := 0; i < 5000; i++ {
+		p := filepath.Join(dir, "src", fmt.Sprintf("d%02d", i%50), fmt.Sprintf("f%04d.txt", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(fmt.Sprintf("file %d\n%s\n", i, strings.Repeat("x", i%200))), 0o644); err != nil {
+			return err
+		}
+	}
+	big := make([]byte, 1<<20)
+	for i := 0; i < 4; i++ {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("big%d.bin", i)))
+		if err != nil {
+			return err
+		}
+		for j := 0; j < 50; j++ {
+			_, _ = rand.Read(big)
+			if _, err := f.Write(big); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contextCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "context")
+	if err := makeContext(dir); err != nil {
+		return nil, err
+	}
+	if err := writeDockerfile(dir, "FROM busybox\nCOPY . /src\nRUN find /src | wc -l\n"); err != nil {
+		return nil, err
+	}
+	cold, noChange, err := coldAndNoChange(e, runs, dir)
+	if err != nil {
+		return nil, err
+	}
+	small := filepath.Join(dir, "src", "d07", "f0007.txt")
+	oneFile, err := timeIt(runs, func(i int) error {
+		return os.WriteFile(small, []byte(fmt.Sprintf("changed %d %d\n", i, time.Now().UnixNano())), 0o644)
+	}, func() error { return e.build(dir) })
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{name: "context cold", kiln: cold, buildkit: bkContextCold},
+		{name: "context no-change", kiln: noChange, buildkit: bkContextNoChg, target: bkContextNoChg / 2},
+		{name: "context one-file change", kiln: oneFile, buildkit: bkContextOneFile, target: 600 * time.Millisecond},
+	}, nil
+}
+
+func chainCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "chain")
+	var b strings.Builder
+	b.WriteString("FROM busybox\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&b, "RUN echo step %d >> /steps\n", i)
+	}
+	if err := writeDockerfile(dir, b.String()); err != nil {
+		return nil, err
+	}
+	cold, noChange, err := coldAndNoChange(e, runs, dir)
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{name: "chain cold", kiln: cold, buildkit: bkChainCold, target: 1500 * time.Millisecond},
+		{name: "chain no-change", kiln: noChange, buildkit: bkChainNoChange, target: bkChainNoChange / 2},
+	}, nil
+}
