@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: all build test demo bench proto lint clean
+.PHONY: all build test demo bench bench-go proto lint clean
 
 all: build
 
@@ -29,8 +29,12 @@ test:
 demo:
 	bash hack/demo.sh
 
-## bench: run the benchmarks (no tests)
+## bench: end-to-end benchmarks against a real kilnd, beside BuildKit's figures
 bench:
+	bash hack/bench.sh
+
+## bench-go: the Go micro-benchmarks of every package
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## proto: regenerate api/*.pb.go with the pinned protoc plugins

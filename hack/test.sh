@@ -10,7 +10,7 @@ ensure_go
 # runc/crun run build steps, busybox-static is the test base image,
 # redis-server and docker-registry are started by e2e tests on 127.0.0.1,
 # apache2-utils provides htpasswd for the registry auth tests.
-ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils
+ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd
 
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"

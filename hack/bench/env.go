@@ -198,7 +198,7 @@ func (e *env) status(field string) (int64, error) {
 	return 0, fmt.Errorf("no %s in /proc status", field)
 }
 
-func (e *env) rss() (int64, error)     { return e.status("VmRSS") }
+func (e *env) rss() (int64, error) { return e.status("VmRSS") }
 func (e *env) peakRSS() (int64, error) {
 	p, err := e.status("VmHWM")
 	if p < e.maxPeak {
