@@ -191,8 +191,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if exp != nil {
 		r := exporter.Result{}
 		for i, img := range fres.Images {
-			r.Images = append(r.Images, exporter.Image{Platform: img.Platform, Ref: sol.Results[i].Ref, Config: img.Config})
+			r.Images = append(r.Images, exporter.Image{Platform: img.Platform, Ref: sol.Results[i].Ref, Config: img.Config, ConfigExt: img.ConfigExt})
 		}
+		r.Created = e.resultTime(ctx, r)
 		out, err := e.export(ctx, exp, r, pw)
 		if err != nil {
 			return nil, err
@@ -281,6 +282,28 @@ func (e *Engine) export(ctx context.Context, ex exporter.Exporter, r exporter.Re
 	resp, err := ex.Export(ctx, r)
 	done(err)
 	return resp, err
+}
+
+// resultTime is when the result's filesystems were made: the newest of
+// their snapshots' creation times. A rebuild that is fully cached reuses
+// the snapshots, so it produces the same config and image digest, as
+// BuildKit does. An empty result gets the current time.
+func (e *Engine) resultTime(ctx context.Context, r exporter.Result) time.Time {
+	var t time.Time
+	sn := e.c.Layers.Snapshotter()
+	for _, img := range r.Images {
+		if img.Ref == nil || img.Ref.ID() == "" {
+			continue
+		}
+		info, err := sn.Stat(ctx, img.Ref.ID())
+		if err == nil && info.Created.After(t) {
+			t = info.Created
+		}
+	}
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UTC()
 }
 
 // checkEntitlements refuses privileged steps the build did not ask for or

@@ -264,3 +264,30 @@ func readJSON(t *testing.T, h *harness, dgst string, v any) {
 		t.Fatal(err)
 	}
 }
+
+func TestNoChangeRebuildKeepsDigest(t *testing.T) {
+	h := newHarness(t)
+	df := "FROM BASE\nRUN echo hi > /x\nHEALTHCHECK --interval=5s CMD true\nSHELL [\"/bin/sh\", \"-ec\"]\n"
+	first, err := h.build(t, df, Request{Tags: []string{"same"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := h.build(t, df, Request{Tags: []string{"same"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, d2 := first.ExporterResponse["containerimage.digest"], second.ExporterResponse["containerimage.digest"]
+	if d1 == "" || d1 != d2 {
+		t.Errorf("a fully cached rebuild changed the image digest: %s → %s", d1, d2)
+	}
+	var cfg struct {
+		Config struct {
+			Healthcheck *struct{ Test []string }
+			Shell       []string
+		} `json:"config"`
+	}
+	readJSON(t, h, second.ExporterResponse["containerimage.config.digest"], &cfg)
+	if cfg.Config.Healthcheck == nil || strings.Join(cfg.Config.Shell, " ") != "/bin/sh -ec" {
+		t.Errorf("Docker config fields lost: %+v", cfg.Config)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/frontend"
 	"sync"
 	"time"
 
@@ -180,7 +181,10 @@ func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink, turn
 	created := b.created
 	cfg.Created = &created
 	cfg.History = alignHistory(cfg.History, len(layers), b.created, b.epoch)
-	out.config, out.configJSON, err = b.putJSON(ctx, configMediaType(b.format.OCIMediaTypes), cfg, sink)
+	// The Docker form of the config carries Healthcheck, OnBuild and Shell
+	// next to the OCI fields.
+	full := frontend.Image{Config: cfg, ConfigExt: img.ConfigExt}.DockerConfig()
+	out.config, out.configJSON, err = b.putJSON(ctx, configMediaType(b.format.OCIMediaTypes), full, sink)
 	if err != nil {
 		return out, fmt.Errorf("export %s: config: %w", platformString(p), err)
 	}

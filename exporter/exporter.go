@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/registry"
@@ -54,6 +55,9 @@ type Image struct {
 	// entry per instruction (EmptyLayer set for metadata-only ones) after
 	// the base image's. RootFS is ignored: the exporter sets it.
 	Config ocispec.Image
+	// ConfigExt holds the Docker config fields ocispec.Image lacks
+	// (Healthcheck, OnBuild, Shell); they are written into the config.
+	ConfigExt frontend.ConfigExt
 }
 
 // Response describes what an export made, keyed by the Key* constants.
