@@ -1,4 +1,4 @@
-package exec
+package exec_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/snapshot"
@@ -28,7 +29,7 @@ type env struct {
 	root  string
 	snaps *worker.Snapshots
 	base  ops.Ref
-	deps  Deps
+	deps  exec.Deps
 }
 
 func newEnv(t *testing.T) *env {
@@ -59,11 +60,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := NewCacheMounts(filepath.Join(root, "cachemounts"))
+	cm, err := exec.NewCacheMounts(filepath.Join(root, "cachemounts"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{root: root, snaps: snaps, base: base, deps: Deps{
+	return &env{root: root, snaps: snaps, base: base, deps: exec.Deps{
 		Snapshots: snaps, Executor: ex, CacheMounts: cm, StateDir: filepath.Join(root, "exec"),
 	}}
 }
@@ -94,7 +95,7 @@ func (e *env) run(t *testing.T, sess session.Session, script string, mounts []gr
 	v := graph.NewVertex(graph.Op{Exec: &graph.ExecOp{
 		Args: []string{"/bin/sh", "-c", script}, Env: []string{testutil.DefaultPathEnv}, Cwd: "/", Root: 0, Mounts: mounts,
 	}}, graph.Meta{Name: "RUN " + script})
-	op := New(v, sess, e.deps)
+	op := exec.New(v, sess, e.deps)
 	l := &logs{}
 	ctx := progress.WithWriter(context.Background(), l)
 	ref, err := op.Exec(ctx, append([]ops.Ref{e.base}, extra...))
@@ -335,7 +336,7 @@ func TestCacheMapSelectors(t *testing.T) {
 		{Type: graph.MountBind, Target: "/ctx", Input: 1, Selector: "/src"},
 		{Type: graph.MountCache, Target: "/c", Input: graph.NoInput},
 	}}}, graph.Meta{})
-	cm, err := New(v, nil, Deps{}).CacheMap(context.Background())
+	cm, err := exec.New(v, nil, exec.Deps{}).CacheMap(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
