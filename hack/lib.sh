@@ -64,3 +64,38 @@ ensure_go_tool() {
 	GOBIN="$dir" go install "$pkg@$version"
 	echo "$version" >"$dir/.$name.version"
 }
+
+# ensure_binfmt makes foreign-architecture binaries run (multi-platform
+# builds): binfmt_misc mounted, Debian's qemu-user-static registered.
+ensure_binfmt() {
+	if [ "$(id -u)" != 0 ]; then
+		return 0
+	fi
+	if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+		say "mounting binfmt_misc (to run foreign-architecture steps with QEMU)"
+		mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || { say "binfmt_misc cannot be mounted here: multi-platform steps will not run"; return 0; }
+	fi
+	ensure_apt qemu-user-static binfmt-support
+	if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+		say "registering QEMU binfmt handlers"
+		update-binfmts --enable >/dev/null 2>&1 || true
+	fi
+}
+
+# ensure_arm64_busybox fetches Debian's busybox-static for arm64 into
+# /usr/share/kiln (the multi-platform test image); failure only skips
+# those tests.
+ensure_arm64_busybox() {
+	if [ "$(id -u)" != 0 ] || [ -x /usr/share/kiln/busybox-arm64 ]; then
+		return 0
+	fi
+	say "fetching busybox-static:arm64 from Debian (multi-platform tests)"
+	(
+		set -e
+		dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -qq; }
+		mkdir -p /usr/share/kiln && cd /usr/share/kiln
+		apt-get download -qq busybox-static:arm64 2>/dev/null
+		dpkg-deb --fsys-tarfile busybox-static_*_arm64.deb | tar -xO ./bin/busybox > busybox-arm64.tmp
+		chmod 755 busybox-arm64.tmp && mv busybox-arm64.tmp busybox-arm64
+	) || say "could not fetch busybox-static:arm64: the arm64 tests will skip"
+}

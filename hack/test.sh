@@ -11,6 +11,8 @@ ensure_go
 # redis-server and docker-registry are started by e2e tests on 127.0.0.1,
 # apache2-utils provides htpasswd for the registry auth tests.
 ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd
+ensure_binfmt
+ensure_arm64_busybox
 
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"
