@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -291,3 +292,43 @@ func TestNoChangeRebuildKeepsDigest(t *testing.T) {
 		t.Errorf("Docker config fields lost: %+v", cfg.Config)
 	}
 }
+
+func TestMultiPlatformBuild(t *testing.T) {
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
+		t.Skip("no QEMU binfmt handler for arm64 (hack/test.sh registers one)")
+	}
+	h := newHarness(t)
+	if _, err := testutil.BusyboxBinary("arm64"); err != nil {
+		t.Skipf("no arm64 busybox: %v", err)
+	}
+	testutil.PushIndex(t, h.base, testutil.BusyboxIndex(t))
+	df := "FROM BASE\nARG TARGETARCH\nRUN echo $TARGETARCH $(uname -m) > /arch\n"
+	var buf strings.Builder
+	_, err := h.build(t, df, Request{
+		Platforms: []string{"linux/amd64,linux/arm64"},
+		Tags:      []string{"multi"},
+		Outputs: []Output{{Type: "tar", Attrs: map[string]string{"dest": "x"}, Writer: func() (io.WriteCloser, error) {
+			return nopWriteCloser{&buf}, nil
+		}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarText := buf.String()
+	for _, want := range []string{"linux_amd64/arch", "linux_arm64/arch", "amd64 x86_64", "arm64 aarch64"} {
+		if !strings.Contains(tarText, want) {
+			t.Errorf("multi-platform tar lacks %q", want)
+		}
+	}
+	img, err := h.p.Images.Get(context.Background(), "multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(img.Target.MediaType, "index") {
+		t.Errorf("stored image is %s, want an index", img.Target.MediaType)
+	}
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
