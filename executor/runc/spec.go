@@ -159,6 +159,7 @@ func withDefaultSeccomp(_ context.Context, _ oci.Client, _ *containers.Container
 	if err != nil {
 		return fmt.Errorf("default seccomp profile: %w", err)
 	}
+	sc.Architectures = runnableArchitectures(sc.Architectures)
 	s.Linux.Seccomp = sc
 	return nil
 }
