@@ -2814,6 +2814,1250 @@ func (x *BuildRecord) GetDockerfileName() string {
 	return ""
 }
 
+type RemoveImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImagesRequest) Reset() {
+	*x = RemoveImagesRequest{}
+	mi := &file_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImagesRequest) ProtoMessage() {}
+
+func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImagesRequest.ProtoReflect.Descriptor instead.
+func (*RemoveImagesRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RemoveImagesRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type RemoveImagesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Removed []*Image               `protobuf:"bytes,1,rep,name=removed,proto3" json:"removed,omitempty"` // what each removed name pointed at
+	// errors holds one message per name that could not be removed (not
+	// found, malformed), in request order.
+	Errors        []string `protobuf:"bytes,2,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImagesResponse) Reset() {
+	*x = RemoveImagesResponse{}
+	mi := &file_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImagesResponse) ProtoMessage() {}
+
+func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImagesResponse.ProtoReflect.Descriptor instead.
+func (*RemoveImagesResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RemoveImagesResponse) GetRemoved() []*Image {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+func (x *RemoveImagesResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+type InspectImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectImageRequest) Reset() {
+	*x = InspectImageRequest{}
+	mi := &file_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectImageRequest) ProtoMessage() {}
+
+func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectImageRequest.ProtoReflect.Descriptor instead.
+func (*InspectImageRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *InspectImageRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type InspectImageResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Image     *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	Index     []byte                 `protobuf:"bytes,2,opt,name=index,proto3" json:"index,omitempty"`         // the index JSON, for a multi-platform image
+	Manifests []*InspectedManifest   `protobuf:"bytes,3,rep,name=manifests,proto3" json:"manifests,omitempty"` // one per platform the store has
+	// missing names the platforms the index lists whose manifests are not
+	// in the content store (never pulled).
+	Missing       []string `protobuf:"bytes,4,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectImageResponse) Reset() {
+	*x = InspectImageResponse{}
+	mi := &file_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectImageResponse) ProtoMessage() {}
+
+func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectImageResponse.ProtoReflect.Descriptor instead.
+func (*InspectImageResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *InspectImageResponse) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *InspectImageResponse) GetIndex() []byte {
+	if x != nil {
+		return x.Index
+	}
+	return nil
+}
+
+func (x *InspectImageResponse) GetManifests() []*InspectedManifest {
+	if x != nil {
+		return x.Manifests
+	}
+	return nil
+}
+
+func (x *InspectImageResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+type InspectedManifest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Platform      string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	MediaType     string                 `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
+	Manifest      []byte                 `protobuf:"bytes,4,opt,name=manifest,proto3" json:"manifest,omitempty"` // JSON
+	Config        []byte                 `protobuf:"bytes,5,opt,name=config,proto3" json:"config,omitempty"`     // JSON
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectedManifest) Reset() {
+	*x = InspectedManifest{}
+	mi := &file_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectedManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectedManifest) ProtoMessage() {}
+
+func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectedManifest.ProtoReflect.Descriptor instead.
+func (*InspectedManifest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *InspectedManifest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *InspectedManifest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *InspectedManifest) GetMediaType() string {
+	if x != nil {
+		return x.MediaType
+	}
+	return ""
+}
+
+func (x *InspectedManifest) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *InspectedManifest) GetConfig() []byte {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type TagImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagImageRequest) Reset() {
+	*x = TagImageRequest{}
+	mi := &file_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagImageRequest) ProtoMessage() {}
+
+func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagImageRequest.ProtoReflect.Descriptor instead.
+func (*TagImageRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TagImageRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *TagImageRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+type TagImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         *Image                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TagImageResponse) Reset() {
+	*x = TagImageResponse{}
+	mi := &file_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TagImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TagImageResponse) ProtoMessage() {}
+
+func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TagImageResponse.ProtoReflect.Descriptor instead.
+func (*TagImageResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *TagImageResponse) GetImage() *Image {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type ImportImageMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ImportImageHeader     `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"` // first message only
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`     // the file, in chunks
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageMessage) Reset() {
+	*x = ImportImageMessage{}
+	mi := &file_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageMessage) ProtoMessage() {}
+
+func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageMessage.ProtoReflect.Descriptor instead.
+func (*ImportImageMessage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ImportImageMessage) GetHeader() *ImportImageHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ImportImageMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ImportImageHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                               // optional for archives, required for a root filesystem
+	SourceName    string                 `protobuf:"bytes,2,opt,name=source_name,json=sourceName,proto3" json:"source_name,omitempty"` // the file name as the user gave it, for messages
+	Platform      string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`                       // of a root filesystem image (default: the daemon's)
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`                         // history comment of a root filesystem image
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageHeader) Reset() {
+	*x = ImportImageHeader{}
+	mi := &file_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageHeader) ProtoMessage() {}
+
+func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageHeader.ProtoReflect.Descriptor instead.
+func (*ImportImageHeader) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ImportImageHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportImageHeader) GetSourceName() string {
+	if x != nil {
+		return x.SourceName
+	}
+	return ""
+}
+
+func (x *ImportImageHeader) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *ImportImageHeader) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ImportImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Images        []*Image               `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	Kind          string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // "rootfs", "oci-layout" or "docker-archive"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportImageResponse) Reset() {
+	*x = ImportImageResponse{}
+	mi := &file_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportImageResponse) ProtoMessage() {}
+
+func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
+func (*ImportImageResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ImportImageResponse) GetImages() []*Image {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+func (x *ImportImageResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+type PushImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// credentials are the client's logins for the registries the push
+	// talks to (the image's), ahead of the daemon's own.
+	Credentials   []*RegistryCredential `protobuf:"bytes,2,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushImageRequest) Reset() {
+	*x = PushImageRequest{}
+	mi := &file_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushImageRequest) ProtoMessage() {}
+
+func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
+func (*PushImageRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PushImageRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PushImageRequest) GetCredentials() []*RegistryCredential {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+type RegistryCredential struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Host          string                 `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Secret        string                 `protobuf:"bytes,3,opt,name=secret,proto3" json:"secret,omitempty"`
+	IdentityToken string                 `protobuf:"bytes,4,opt,name=identity_token,json=identityToken,proto3" json:"identity_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryCredential) Reset() {
+	*x = RegistryCredential{}
+	mi := &file_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryCredential) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryCredential) ProtoMessage() {}
+
+func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
+func (*RegistryCredential) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RegistryCredential) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *RegistryCredential) GetIdentityToken() string {
+	if x != nil {
+		return x.IdentityToken
+	}
+	return ""
+}
+
+type PushImageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`       // the pushed reference, normalised
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"` // the manifest or index digest
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushImageResponse) Reset() {
+	*x = PushImageResponse{}
+	mi := &file_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushImageResponse) ProtoMessage() {}
+
+func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
+func (*PushImageResponse) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PushImageResponse) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *PushImageResponse) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *PushImageResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type SaveImageRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Format        string                 `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`     // "oci" (default) or "docker"
+	Platform      string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"` // pick one platform of multi-platform images
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveImageRequest) Reset() {
+	*x = SaveImageRequest{}
+	mi := &file_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveImageRequest) ProtoMessage() {}
+
+func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveImageRequest.ProtoReflect.Descriptor instead.
+func (*SaveImageRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SaveImageRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *SaveImageRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *SaveImageRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+type SaveImageChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SaveImageChunk) Reset() {
+	*x = SaveImageChunk{}
+	mi := &file_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SaveImageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SaveImageChunk) ProtoMessage() {}
+
+func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SaveImageChunk.ProtoReflect.Descriptor instead.
+func (*SaveImageChunk) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SaveImageChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RunClientMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *RunRequest            `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"` // the first message only
+	Stdin         []byte                 `protobuf:"bytes,2,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	StdinEof      bool                   `protobuf:"varint,3,opt,name=stdin_eof,json=stdinEof,proto3" json:"stdin_eof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunClientMessage) Reset() {
+	*x = RunClientMessage{}
+	mi := &file_control_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunClientMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunClientMessage) ProtoMessage() {}
+
+func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunClientMessage.ProtoReflect.Descriptor instead.
+func (*RunClientMessage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RunClientMessage) GetRequest() *RunRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RunClientMessage) GetStdin() []byte {
+	if x != nil {
+		return x.Stdin
+	}
+	return nil
+}
+
+func (x *RunClientMessage) GetStdinEof() bool {
+	if x != nil {
+		return x.StdinEof
+	}
+	return false
+}
+
+type RunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Image string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	Args  []string               `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"` // replaces the image's CMD when not empty
+	// entrypoint replaces the image's ENTRYPOINT when has_entrypoint is set
+	// (an empty list clears it, as --entrypoint "").
+	Entrypoint    []string `protobuf:"bytes,3,rep,name=entrypoint,proto3" json:"entrypoint,omitempty"`
+	HasEntrypoint bool     `protobuf:"varint,4,opt,name=has_entrypoint,json=hasEntrypoint,proto3" json:"has_entrypoint,omitempty"`
+	Env           []string `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"` // KEY=value, added to the image's
+	Workdir       string   `protobuf:"bytes,6,opt,name=workdir,proto3" json:"workdir,omitempty"`
+	User          string   `protobuf:"bytes,7,opt,name=user,proto3" json:"user,omitempty"`
+	Network       string   `protobuf:"bytes,8,opt,name=network,proto3" json:"network,omitempty"`   // "default", "none" or "host"
+	Platform      string   `protobuf:"bytes,9,opt,name=platform,proto3" json:"platform,omitempty"` // of a multi-platform image
+	Stdin         bool     `protobuf:"varint,10,opt,name=stdin,proto3" json:"stdin,omitempty"`     // the client sends stdin
+	Rm            bool     `protobuf:"varint,11,opt,name=rm,proto3" json:"rm,omitempty"`           // accepted; the container is always removed
+	Hostname      string   `protobuf:"bytes,12,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunRequest) Reset() {
+	*x = RunRequest{}
+	mi := &file_control_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunRequest) ProtoMessage() {}
+
+func (x *RunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
+func (*RunRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RunRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *RunRequest) GetArgs() []string {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *RunRequest) GetEntrypoint() []string {
+	if x != nil {
+		return x.Entrypoint
+	}
+	return nil
+}
+
+func (x *RunRequest) GetHasEntrypoint() bool {
+	if x != nil {
+		return x.HasEntrypoint
+	}
+	return false
+}
+
+func (x *RunRequest) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *RunRequest) GetWorkdir() string {
+	if x != nil {
+		return x.Workdir
+	}
+	return ""
+}
+
+func (x *RunRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *RunRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+func (x *RunRequest) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *RunRequest) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *RunRequest) GetRm() bool {
+	if x != nil {
+		return x.Rm
+	}
+	return false
+}
+
+func (x *RunRequest) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+type RunServerMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Started       *RunStarted            `protobuf:"bytes,1,opt,name=started,proto3" json:"started,omitempty"`
+	Output        *RunOutput             `protobuf:"bytes,2,opt,name=output,proto3" json:"output,omitempty"`
+	Exit          *RunExit               `protobuf:"bytes,3,opt,name=exit,proto3" json:"exit,omitempty"` // the last message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunServerMessage) Reset() {
+	*x = RunServerMessage{}
+	mi := &file_control_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunServerMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunServerMessage) ProtoMessage() {}
+
+func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunServerMessage.ProtoReflect.Descriptor instead.
+func (*RunServerMessage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RunServerMessage) GetStarted() *RunStarted {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *RunServerMessage) GetOutput() *RunOutput {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+func (x *RunServerMessage) GetExit() *RunExit {
+	if x != nil {
+		return x.Exit
+	}
+	return nil
+}
+
+type RunStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Image         string                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`   // the image's name
+	Digest        string                 `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"` // the manifest that runs
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunStarted) Reset() {
+	*x = RunStarted{}
+	mi := &file_control_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunStarted) ProtoMessage() {}
+
+func (x *RunStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
+func (*RunStarted) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RunStarted) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *RunStarted) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+type RunOutput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stream        int32                  `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"` // 1 stdout, 2 stderr
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunOutput) Reset() {
+	*x = RunOutput{}
+	mi := &file_control_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunOutput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunOutput) ProtoMessage() {}
+
+func (x *RunOutput) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunOutput.ProtoReflect.Descriptor instead.
+func (*RunOutput) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RunOutput) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *RunOutput) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RunExit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunExit) Reset() {
+	*x = RunExit{}
+	mi := &file_control_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunExit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunExit) ProtoMessage() {}
+
+func (x *RunExit) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunExit.ProtoReflect.Descriptor instead.
+func (*RunExit) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RunExit) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
 var File_control_proto protoreflect.FileDescriptor
 
 const file_control_proto_rawDesc = "" +
@@ -3077,7 +4321,95 @@ const file_control_proto_rawDesc = "" +
 	" \x01(\tR\x0edockerfileName\x1aC\n" +
 	"\x15ExporterResponseEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x86\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
+	"\x13RemoveImagesRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"X\n" +
+	"\x14RemoveImagesResponse\x12(\n" +
+	"\aremoved\x18\x01 \x03(\v2\x0e.kiln.v1.ImageR\aremoved\x12\x16\n" +
+	"\x06errors\x18\x02 \x03(\tR\x06errors\")\n" +
+	"\x13InspectImageRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa6\x01\n" +
+	"\x14InspectImageResponse\x12$\n" +
+	"\x05image\x18\x01 \x01(\v2\x0e.kiln.v1.ImageR\x05image\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\fR\x05index\x128\n" +
+	"\tmanifests\x18\x03 \x03(\v2\x1a.kiln.v1.InspectedManifestR\tmanifests\x12\x18\n" +
+	"\amissing\x18\x04 \x03(\tR\amissing\"\x9a\x01\n" +
+	"\x11InspectedManifest\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x1d\n" +
+	"\n" +
+	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x1a\n" +
+	"\bmanifest\x18\x04 \x01(\fR\bmanifest\x12\x16\n" +
+	"\x06config\x18\x05 \x01(\fR\x06config\"A\n" +
+	"\x0fTagImageRequest\x12\x16\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\"8\n" +
+	"\x10TagImageResponse\x12$\n" +
+	"\x05image\x18\x01 \x01(\v2\x0e.kiln.v1.ImageR\x05image\"\\\n" +
+	"\x12ImportImageMessage\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.kiln.v1.ImportImageHeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"~\n" +
+	"\x11ImportImageHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vsource_name\x18\x02 \x01(\tR\n" +
+	"sourceName\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"Q\n" +
+	"\x13ImportImageResponse\x12&\n" +
+	"\x06images\x18\x01 \x03(\v2\x0e.kiln.v1.ImageR\x06images\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\"e\n" +
+	"\x10PushImageRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
+	"\vcredentials\x18\x02 \x03(\v2\x1b.kiln.v1.RegistryCredentialR\vcredentials\"\x83\x01\n" +
+	"\x12RegistryCredential\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x16\n" +
+	"\x06secret\x18\x03 \x01(\tR\x06secret\x12%\n" +
+	"\x0eidentity_token\x18\x04 \x01(\tR\ridentityToken\"Q\n" +
+	"\x11PushImageResponse\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\"\\\n" +
+	"\x10SaveImageRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\"$\n" +
+	"\x0eSaveImageChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"t\n" +
+	"\x10RunClientMessage\x12-\n" +
+	"\arequest\x18\x01 \x01(\v2\x13.kiln.v1.RunRequestR\arequest\x12\x14\n" +
+	"\x05stdin\x18\x02 \x01(\fR\x05stdin\x12\x1b\n" +
+	"\tstdin_eof\x18\x03 \x01(\bR\bstdinEof\"\xb5\x02\n" +
+	"\n" +
+	"RunRequest\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\tR\x04args\x12\x1e\n" +
+	"\n" +
+	"entrypoint\x18\x03 \x03(\tR\n" +
+	"entrypoint\x12%\n" +
+	"\x0ehas_entrypoint\x18\x04 \x01(\bR\rhasEntrypoint\x12\x10\n" +
+	"\x03env\x18\x05 \x03(\tR\x03env\x12\x18\n" +
+	"\aworkdir\x18\x06 \x01(\tR\aworkdir\x12\x12\n" +
+	"\x04user\x18\a \x01(\tR\x04user\x12\x18\n" +
+	"\anetwork\x18\b \x01(\tR\anetwork\x12\x1a\n" +
+	"\bplatform\x18\t \x01(\tR\bplatform\x12\x14\n" +
+	"\x05stdin\x18\n" +
+	" \x01(\bR\x05stdin\x12\x0e\n" +
+	"\x02rm\x18\v \x01(\bR\x02rm\x12\x1a\n" +
+	"\bhostname\x18\f \x01(\tR\bhostname\"\x93\x01\n" +
+	"\x10RunServerMessage\x12-\n" +
+	"\astarted\x18\x01 \x01(\v2\x13.kiln.v1.RunStartedR\astarted\x12*\n" +
+	"\x06output\x18\x02 \x01(\v2\x12.kiln.v1.RunOutputR\x06output\x12$\n" +
+	"\x04exit\x18\x03 \x01(\v2\x10.kiln.v1.RunExitR\x04exit\":\n" +
+	"\n" +
+	"RunStarted\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\"7\n" +
+	"\tRunOutput\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x05R\x06stream\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x1d\n" +
+	"\aRunExit\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code2\xf5\x06\n" +
 	"\aControl\x123\n" +
 	"\x04Info\x12\x14.kiln.v1.InfoRequest\x1a\x15.kiln.v1.InfoResponse\x12E\n" +
 	"\x05Build\x12\x1b.kiln.v1.BuildClientMessage\x1a\x1b.kiln.v1.BuildServerMessage(\x010\x01\x12B\n" +
@@ -3085,7 +4417,14 @@ const file_control_proto_rawDesc = "" +
 	"\x05Prune\x12\x15.kiln.v1.PruneRequest\x1a\x14.kiln.v1.UsageRecord0\x01\x12E\n" +
 	"\n" +
 	"ListImages\x12\x1a.kiln.v1.ListImagesRequest\x1a\x1b.kiln.v1.ListImagesResponse\x12<\n" +
-	"\aHistory\x12\x17.kiln.v1.HistoryRequest\x1a\x18.kiln.v1.HistoryResponseB$Z\"github.com/kiln-build/kiln/api;apib\x06proto3"
+	"\aHistory\x12\x17.kiln.v1.HistoryRequest\x1a\x18.kiln.v1.HistoryResponse\x12K\n" +
+	"\fRemoveImages\x12\x1c.kiln.v1.RemoveImagesRequest\x1a\x1d.kiln.v1.RemoveImagesResponse\x12K\n" +
+	"\fInspectImage\x12\x1c.kiln.v1.InspectImageRequest\x1a\x1d.kiln.v1.InspectImageResponse\x12?\n" +
+	"\bTagImage\x12\x18.kiln.v1.TagImageRequest\x1a\x19.kiln.v1.TagImageResponse\x12J\n" +
+	"\vImportImage\x12\x1b.kiln.v1.ImportImageMessage\x1a\x1c.kiln.v1.ImportImageResponse(\x01\x12B\n" +
+	"\tPushImage\x12\x19.kiln.v1.PushImageRequest\x1a\x1a.kiln.v1.PushImageResponse\x12A\n" +
+	"\tSaveImage\x12\x19.kiln.v1.SaveImageRequest\x1a\x17.kiln.v1.SaveImageChunk0\x01\x12?\n" +
+	"\x03Run\x12\x19.kiln.v1.RunClientMessage\x1a\x19.kiln.v1.RunServerMessage(\x010\x01B$Z\"github.com/kiln-build/kiln/api;apib\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -3099,7 +4438,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_control_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: kiln.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: kiln.v1.InfoResponse
@@ -3136,14 +4475,35 @@ var file_control_proto_goTypes = []any{
 	(*HistoryRequest)(nil),        // 32: kiln.v1.HistoryRequest
 	(*HistoryResponse)(nil),       // 33: kiln.v1.HistoryResponse
 	(*BuildRecord)(nil),           // 34: kiln.v1.BuildRecord
-	nil,                           // 35: kiln.v1.BuildRequest.BuildArgsEntry
-	nil,                           // 36: kiln.v1.BuildRequest.LabelsEntry
-	nil,                           // 37: kiln.v1.Output.AttrsEntry
-	nil,                           // 38: kiln.v1.CacheOptions.AttrsEntry
-	nil,                           // 39: kiln.v1.FileStat.XattrsEntry
-	nil,                           // 40: kiln.v1.BuildResult.ExporterResponseEntry
-	nil,                           // 41: kiln.v1.BuildRecord.ExporterResponseEntry
-	(*timestamppb.Timestamp)(nil), // 42: google.protobuf.Timestamp
+	(*RemoveImagesRequest)(nil),   // 35: kiln.v1.RemoveImagesRequest
+	(*RemoveImagesResponse)(nil),  // 36: kiln.v1.RemoveImagesResponse
+	(*InspectImageRequest)(nil),   // 37: kiln.v1.InspectImageRequest
+	(*InspectImageResponse)(nil),  // 38: kiln.v1.InspectImageResponse
+	(*InspectedManifest)(nil),     // 39: kiln.v1.InspectedManifest
+	(*TagImageRequest)(nil),       // 40: kiln.v1.TagImageRequest
+	(*TagImageResponse)(nil),      // 41: kiln.v1.TagImageResponse
+	(*ImportImageMessage)(nil),    // 42: kiln.v1.ImportImageMessage
+	(*ImportImageHeader)(nil),     // 43: kiln.v1.ImportImageHeader
+	(*ImportImageResponse)(nil),   // 44: kiln.v1.ImportImageResponse
+	(*PushImageRequest)(nil),      // 45: kiln.v1.PushImageRequest
+	(*RegistryCredential)(nil),    // 46: kiln.v1.RegistryCredential
+	(*PushImageResponse)(nil),     // 47: kiln.v1.PushImageResponse
+	(*SaveImageRequest)(nil),      // 48: kiln.v1.SaveImageRequest
+	(*SaveImageChunk)(nil),        // 49: kiln.v1.SaveImageChunk
+	(*RunClientMessage)(nil),      // 50: kiln.v1.RunClientMessage
+	(*RunRequest)(nil),            // 51: kiln.v1.RunRequest
+	(*RunServerMessage)(nil),      // 52: kiln.v1.RunServerMessage
+	(*RunStarted)(nil),            // 53: kiln.v1.RunStarted
+	(*RunOutput)(nil),             // 54: kiln.v1.RunOutput
+	(*RunExit)(nil),               // 55: kiln.v1.RunExit
+	nil,                           // 56: kiln.v1.BuildRequest.BuildArgsEntry
+	nil,                           // 57: kiln.v1.BuildRequest.LabelsEntry
+	nil,                           // 58: kiln.v1.Output.AttrsEntry
+	nil,                           // 59: kiln.v1.CacheOptions.AttrsEntry
+	nil,                           // 60: kiln.v1.FileStat.XattrsEntry
+	nil,                           // 61: kiln.v1.BuildResult.ExporterResponseEntry
+	nil,                           // 62: kiln.v1.BuildRecord.ExporterResponseEntry
+	(*timestamppb.Timestamp)(nil), // 63: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: kiln.v1.InfoResponse.worker:type_name -> kiln.v1.WorkerInfo
@@ -3161,49 +4521,74 @@ var file_control_proto_depIdxs = []int32{
 	20, // 12: kiln.v1.BuildServerMessage.status:type_name -> kiln.v1.StatusBatch
 	19, // 13: kiln.v1.BuildServerMessage.export:type_name -> kiln.v1.ExportData
 	24, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
-	35, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
-	36, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
+	56, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
+	57, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
 	6,  // 17: kiln.v1.BuildRequest.named_contexts:type_name -> kiln.v1.NamedContext
 	7,  // 18: kiln.v1.BuildRequest.outputs:type_name -> kiln.v1.Output
 	8,  // 19: kiln.v1.BuildRequest.cache_from:type_name -> kiln.v1.CacheOptions
 	8,  // 20: kiln.v1.BuildRequest.cache_to:type_name -> kiln.v1.CacheOptions
-	37, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
-	38, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
+	58, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
+	59, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
 	11, // 23: kiln.v1.SyncStats.stats:type_name -> kiln.v1.FileStat
-	39, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
+	60, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
 	21, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
 	22, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
 	23, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
-	42, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
-	42, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
-	42, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
-	40, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
+	63, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
+	63, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
+	63, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
+	61, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
 	27, // 32: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
-	42, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
-	42, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
+	63, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
+	63, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
 	31, // 35: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
-	42, // 36: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
+	63, // 36: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
 	34, // 37: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
-	42, // 38: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
-	42, // 39: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
-	41, // 40: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
-	0,  // 41: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
-	3,  // 42: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
-	25, // 43: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
-	28, // 44: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
-	29, // 45: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
-	32, // 46: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
-	1,  // 47: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
-	4,  // 48: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
-	26, // 49: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
-	27, // 50: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
-	30, // 51: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
-	33, // 52: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
-	47, // [47:53] is the sub-list for method output_type
-	41, // [41:47] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	63, // 38: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
+	63, // 39: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
+	62, // 40: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
+	31, // 41: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
+	31, // 42: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
+	39, // 43: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
+	31, // 44: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
+	43, // 45: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
+	31, // 46: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
+	46, // 47: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
+	51, // 48: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
+	53, // 49: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
+	54, // 50: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
+	55, // 51: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
+	0,  // 52: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
+	3,  // 53: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
+	25, // 54: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
+	28, // 55: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
+	29, // 56: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
+	32, // 57: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
+	35, // 58: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
+	37, // 59: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
+	40, // 60: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
+	42, // 61: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
+	45, // 62: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
+	48, // 63: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
+	50, // 64: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
+	1,  // 65: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
+	4,  // 66: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
+	26, // 67: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
+	27, // 68: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
+	30, // 69: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
+	33, // 70: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
+	36, // 71: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
+	38, // 72: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
+	41, // 73: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
+	44, // 74: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
+	47, // 75: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
+	49, // 76: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
+	52, // 77: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
+	65, // [65:78] is the sub-list for method output_type
+	52, // [52:65] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -3235,7 +4620,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,12 +24,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_Info_FullMethodName       = "/kiln.v1.Control/Info"
-	Control_Build_FullMethodName      = "/kiln.v1.Control/Build"
-	Control_DiskUsage_FullMethodName  = "/kiln.v1.Control/DiskUsage"
-	Control_Prune_FullMethodName      = "/kiln.v1.Control/Prune"
-	Control_ListImages_FullMethodName = "/kiln.v1.Control/ListImages"
-	Control_History_FullMethodName    = "/kiln.v1.Control/History"
+	Control_Info_FullMethodName         = "/kiln.v1.Control/Info"
+	Control_Build_FullMethodName        = "/kiln.v1.Control/Build"
+	Control_DiskUsage_FullMethodName    = "/kiln.v1.Control/DiskUsage"
+	Control_Prune_FullMethodName        = "/kiln.v1.Control/Prune"
+	Control_ListImages_FullMethodName   = "/kiln.v1.Control/ListImages"
+	Control_History_FullMethodName      = "/kiln.v1.Control/History"
+	Control_RemoveImages_FullMethodName = "/kiln.v1.Control/RemoveImages"
+	Control_InspectImage_FullMethodName = "/kiln.v1.Control/InspectImage"
+	Control_TagImage_FullMethodName     = "/kiln.v1.Control/TagImage"
+	Control_ImportImage_FullMethodName  = "/kiln.v1.Control/ImportImage"
+	Control_PushImage_FullMethodName    = "/kiln.v1.Control/PushImage"
+	Control_SaveImage_FullMethodName    = "/kiln.v1.Control/SaveImage"
+	Control_Run_FullMethodName          = "/kiln.v1.Control/Run"
 )
 
 // ControlClient is the client API for Control service.
@@ -55,6 +62,28 @@ type ControlClient interface {
 	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	// History lists finished builds, newest first.
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	// RemoveImages removes names from the local image store (kiln image rm).
+	// The blobs stay until a prune finds no image needs them.
+	RemoveImages(ctx context.Context, in *RemoveImagesRequest, opts ...grpc.CallOption) (*RemoveImagesResponse, error)
+	// InspectImage returns a stored image's index, manifests and configs.
+	InspectImage(ctx context.Context, in *InspectImageRequest, opts ...grpc.CallOption) (*InspectImageResponse, error)
+	// TagImage stores an image of the store under another name too.
+	TagImage(ctx context.Context, in *TagImageRequest, opts ...grpc.CallOption) (*TagImageResponse, error)
+	// ImportImage loads a tarball the client streams: an OCI layout or
+	// docker save archive (like docker load), or a root filesystem tarball
+	// that becomes a one-layer image (like docker import). The first
+	// message carries the header, the others the file's bytes in order.
+	ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageMessage, ImportImageResponse], error)
+	// PushImage pushes a stored image to its registry.
+	PushImage(ctx context.Context, in *PushImageRequest, opts ...grpc.CallOption) (*PushImageResponse, error)
+	// SaveImage streams stored images as one OCI layout tarball (or docker
+	// save archive).
+	SaveImage(ctx context.Context, in *SaveImageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SaveImageChunk], error)
+	// Run runs a stored image's process in a container and streams its
+	// output. The client sends a RunRequest first, then optionally stdin;
+	// the daemon's last message is the exit status. Closing the stream
+	// kills the container.
+	Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RunClientMessage, RunServerMessage], error)
 }
 
 type controlClient struct {
@@ -137,6 +166,91 @@ func (c *controlClient) History(ctx context.Context, in *HistoryRequest, opts ..
 	return out, nil
 }
 
+func (c *controlClient) RemoveImages(ctx context.Context, in *RemoveImagesRequest, opts ...grpc.CallOption) (*RemoveImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveImagesResponse)
+	err := c.cc.Invoke(ctx, Control_RemoveImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) InspectImage(ctx context.Context, in *InspectImageRequest, opts ...grpc.CallOption) (*InspectImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InspectImageResponse)
+	err := c.cc.Invoke(ctx, Control_InspectImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) TagImage(ctx context.Context, in *TagImageRequest, opts ...grpc.CallOption) (*TagImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TagImageResponse)
+	err := c.cc.Invoke(ctx, Control_TagImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) ImportImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportImageMessage, ImportImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[2], Control_ImportImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportImageMessage, ImportImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ImportImageClient = grpc.ClientStreamingClient[ImportImageMessage, ImportImageResponse]
+
+func (c *controlClient) PushImage(ctx context.Context, in *PushImageRequest, opts ...grpc.CallOption) (*PushImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushImageResponse)
+	err := c.cc.Invoke(ctx, Control_PushImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) SaveImage(ctx context.Context, in *SaveImageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SaveImageChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[3], Control_SaveImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SaveImageRequest, SaveImageChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_SaveImageClient = grpc.ServerStreamingClient[SaveImageChunk]
+
+func (c *controlClient) Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RunClientMessage, RunServerMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[4], Control_Run_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RunClientMessage, RunServerMessage]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_RunClient = grpc.BidiStreamingClient[RunClientMessage, RunServerMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -160,6 +274,28 @@ type ControlServer interface {
 	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	// History lists finished builds, newest first.
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	// RemoveImages removes names from the local image store (kiln image rm).
+	// The blobs stay until a prune finds no image needs them.
+	RemoveImages(context.Context, *RemoveImagesRequest) (*RemoveImagesResponse, error)
+	// InspectImage returns a stored image's index, manifests and configs.
+	InspectImage(context.Context, *InspectImageRequest) (*InspectImageResponse, error)
+	// TagImage stores an image of the store under another name too.
+	TagImage(context.Context, *TagImageRequest) (*TagImageResponse, error)
+	// ImportImage loads a tarball the client streams: an OCI layout or
+	// docker save archive (like docker load), or a root filesystem tarball
+	// that becomes a one-layer image (like docker import). The first
+	// message carries the header, the others the file's bytes in order.
+	ImportImage(grpc.ClientStreamingServer[ImportImageMessage, ImportImageResponse]) error
+	// PushImage pushes a stored image to its registry.
+	PushImage(context.Context, *PushImageRequest) (*PushImageResponse, error)
+	// SaveImage streams stored images as one OCI layout tarball (or docker
+	// save archive).
+	SaveImage(*SaveImageRequest, grpc.ServerStreamingServer[SaveImageChunk]) error
+	// Run runs a stored image's process in a container and streams its
+	// output. The client sends a RunRequest first, then optionally stdin;
+	// the daemon's last message is the exit status. Closing the stream
+	// kills the container.
+	Run(grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -187,6 +323,27 @@ func (UnimplementedControlServer) ListImages(context.Context, *ListImagesRequest
 }
 func (UnimplementedControlServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedControlServer) RemoveImages(context.Context, *RemoveImagesRequest) (*RemoveImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveImages not implemented")
+}
+func (UnimplementedControlServer) InspectImage(context.Context, *InspectImageRequest) (*InspectImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InspectImage not implemented")
+}
+func (UnimplementedControlServer) TagImage(context.Context, *TagImageRequest) (*TagImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TagImage not implemented")
+}
+func (UnimplementedControlServer) ImportImage(grpc.ClientStreamingServer[ImportImageMessage, ImportImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportImage not implemented")
+}
+func (UnimplementedControlServer) PushImage(context.Context, *PushImageRequest) (*PushImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PushImage not implemented")
+}
+func (UnimplementedControlServer) SaveImage(*SaveImageRequest, grpc.ServerStreamingServer[SaveImageChunk]) error {
+	return status.Error(codes.Unimplemented, "method SaveImage not implemented")
+}
+func (UnimplementedControlServer) Run(grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]) error {
+	return status.Error(codes.Unimplemented, "method Run not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -299,6 +456,103 @@ func _Control_History_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_RemoveImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RemoveImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RemoveImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RemoveImages(ctx, req.(*RemoveImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_InspectImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InspectImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).InspectImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_InspectImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).InspectImage(ctx, req.(*InspectImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_TagImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TagImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).TagImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_TagImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).TagImage(ctx, req.(*TagImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_ImportImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControlServer).ImportImage(&grpc.GenericServerStream[ImportImageMessage, ImportImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ImportImageServer = grpc.ClientStreamingServer[ImportImageMessage, ImportImageResponse]
+
+func _Control_PushImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).PushImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_PushImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).PushImage(ctx, req.(*PushImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_SaveImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SaveImageRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).SaveImage(m, &grpc.GenericServerStream[SaveImageRequest, SaveImageChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_SaveImageServer = grpc.ServerStreamingServer[SaveImageChunk]
+
+func _Control_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControlServer).Run(&grpc.GenericServerStream[RunClientMessage, RunServerMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_RunServer = grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -322,6 +576,22 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "History",
 			Handler:    _Control_History_Handler,
 		},
+		{
+			MethodName: "RemoveImages",
+			Handler:    _Control_RemoveImages_Handler,
+		},
+		{
+			MethodName: "InspectImage",
+			Handler:    _Control_InspectImage_Handler,
+		},
+		{
+			MethodName: "TagImage",
+			Handler:    _Control_TagImage_Handler,
+		},
+		{
+			MethodName: "PushImage",
+			Handler:    _Control_PushImage_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -334,6 +604,22 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Prune",
 			Handler:       _Control_Prune_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ImportImage",
+			Handler:       _Control_ImportImage_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "SaveImage",
+			Handler:       _Control_SaveImage_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Run",
+			Handler:       _Control_Run_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "control.proto",
