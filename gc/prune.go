@@ -1,0 +1,265 @@
+package gc
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	ctrcontent "github.com/containerd/containerd/v2/core/content"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/source/local"
+)
+
+// Policy selects what Prune removes (kiln prune's flags).
+type Policy struct {
+	// All removes the records of pulled base image layers too.
+	All bool
+	// KeepDuration keeps what was used within this long (0: no limit).
+	KeepDuration time.Duration
+	// KeepBytes, if positive, removes least recently used records only
+	// until the records' total size is at most KeepBytes.
+	KeepBytes int64
+}
+
+// Prune removes what p selects (see the package documentation) and calls
+// removed for each removed item, with the bytes its removal freed. An
+// error from removed stops the prune.
+func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) error) error {
+	if removed == nil {
+		removed = func(Item) error { return nil }
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, err := c.scan(ctx)
+	if err != nil {
+		return err
+	}
+	cutoff := st.now
+	if p.KeepDuration > 0 {
+		cutoff = st.now.Add(-p.KeepDuration)
+	}
+
+	doomed := st.selectRecords(p, cutoff)
+	counted := map[string]bool{}
+	var items []Item
+	for _, r := range doomed {
+		if err := c.c.Cache.Delete(ctx, r.Key); err != nil {
+			return fmt.Errorf("delete cache record %s: %w", r.Key, err)
+		}
+		items = append(items, st.recordItem(r, counted))
+	}
+
+	gone, err := c.removeSnapshots(ctx, st, doomed, cutoff)
+	if err != nil {
+		return err
+	}
+	// A record frees its snapshot's size only if the snapshot went.
+	for i := range items {
+		if r := doomed[i]; !gone[r.Result] {
+			items[i].Size = 0
+		}
+		items[i].InUse, items[i].Shared = false, false
+		if err := removed(items[i]); err != nil {
+			return err
+		}
+	}
+	orphans := make([]string, 0, len(gone))
+	for name := range gone {
+		if !st.snaps[name].record {
+			orphans = append(orphans, name)
+		}
+	}
+	sort.Strings(orphans)
+	for _, name := range orphans {
+		it := st.snapshotItem(name)
+		it.Shared = false
+		if err := removed(it); err != nil {
+			return err
+		}
+	}
+
+	if err := c.removeBlobs(ctx, st, gone, cutoff, removed); err != nil {
+		return err
+	}
+	if c.c.Contexts != nil {
+		err := c.c.Contexts.Prune(ctx, cutoff, func(k local.Kept) error { return removed(contextItem(k)) })
+		if err != nil {
+			return err
+		}
+	}
+	if cl, ok := c.c.Snapshotter.(interface{ Cleanup(context.Context) error }); ok {
+		if err := cl.Cleanup(ctx); err != nil {
+			c.c.Logger.Warn("clean up removed snapshots", "error", err)
+		}
+	}
+	return nil
+}
+
+// selectRecords returns the records p removes: stale ones (their result
+// is gone) always; of the others, those not in use, not used since cutoff,
+// not base image layers unless p.All, and, with p.KeepBytes, the least
+// recently used ones until the rest fit.
+func (st *state) selectRecords(p Policy, cutoff time.Time) []cache.Record {
+	var doomed, candidates []cache.Record
+	sizes := map[string]int64{}
+	var total int64
+	for _, r := range st.records {
+		s := st.snaps[r.Result]
+		if s == nil {
+			doomed = append(doomed, r)
+			continue
+		}
+		if _, ok := sizes[r.Result]; !ok {
+			sizes[r.Result] = s.usage
+			total += s.usage
+		}
+		switch {
+		case s.inUse:
+		case !p.All && (isLayer(r.Result) || s.image):
+		case r.LastUsed.After(cutoff):
+		default:
+			candidates = append(candidates, r)
+		}
+	}
+	if p.KeepBytes <= 0 {
+		return append(doomed, candidates...)
+	}
+	sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].LastUsed.Before(candidates[j].LastUsed) })
+	users := map[string]int{}
+	for _, r := range st.records {
+		users[r.Result]++
+	}
+	for _, r := range candidates {
+		if total <= p.KeepBytes {
+			break
+		}
+		doomed = append(doomed, r)
+		if users[r.Result]--; users[r.Result] == 0 {
+			total -= sizes[r.Result]
+		}
+	}
+	return doomed
+}
+
+// removeSnapshots removes every committed snapshot nothing needs any more,
+// children first, and returns the removed ones. Snapshots of doomed
+// records go whatever their age; others only when older than cutoff and,
+// while something runs, than the grace period.
+func (c *Collector) removeSnapshots(ctx context.Context, st *state, doomed []cache.Record, cutoff time.Time) (map[string]bool, error) {
+	wasDoomed := map[string]bool{}
+	for _, r := range doomed {
+		wasDoomed[r.Result] = true
+	}
+	remaining := map[string]bool{}
+	gone := map[digest.Digest]bool{}
+	for _, r := range doomed {
+		gone[r.Key] = true
+	}
+	for _, r := range st.records {
+		if !gone[r.Key] {
+			remaining[r.Result] = true
+		}
+	}
+	graceCut := st.now.Add(-c.c.Grace)
+	keep := map[string]bool{}
+	for name, s := range st.snaps {
+		young := s.info.Updated.After(cutoff) || (st.busy && s.info.Updated.After(graceCut))
+		if s.inUse || s.image || remaining[name] || (!wasDoomed[name] && young) {
+			keep[name] = true
+		}
+	}
+	// A kept snapshot keeps its parents.
+	kept := make([]string, 0, len(keep))
+	for name := range keep {
+		kept = append(kept, name)
+	}
+	for _, name := range kept {
+		for p, n := st.snaps[name].info.Parent, 0; p != "" && st.snaps[p] != nil && n <= len(st.snaps); p, n = st.snaps[p].info.Parent, n+1 {
+			keep[p] = true
+		}
+	}
+	var victims []string
+	for name := range st.snaps {
+		if !keep[name] {
+			victims = append(victims, name)
+		}
+	}
+	depth := func(name string) int {
+		d := 0
+		for p := st.snaps[name].info.Parent; p != "" && st.snaps[p] != nil && d <= len(st.snaps); p = st.snaps[p].info.Parent {
+			d++
+		}
+		return d
+	}
+	sort.Slice(victims, func(i, j int) bool {
+		di, dj := depth(victims[i]), depth(victims[j])
+		if di != dj {
+			return di > dj
+		}
+		return victims[i] < victims[j]
+	})
+	removed := map[string]bool{}
+	for _, name := range victims {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		if c.c.InUse(name) {
+			continue // taken since the scan
+		}
+		err := c.c.Snapshotter.Remove(ctx, name)
+		switch {
+		case err == nil:
+			removed[name] = true
+		case errdefs.IsNotFound(err):
+		default:
+			// Typically a child appeared since the scan; the next prune
+			// gets it.
+			c.c.Logger.Warn("remove snapshot", "snapshot", name, "error", err)
+		}
+	}
+	return removed, nil
+}
+
+// removeBlobs deletes the blobs no stored image and no remaining
+// snapshot's layer labels reference, unless used since cutoff or, while
+// something runs, within the grace period.
+func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]bool, cutoff time.Time, removed func(Item) error) error {
+	labelled := st.labelledBlobs(gone)
+	graceCut := st.now.Add(-c.c.Grace)
+	var victims []ctrcontent.Info
+	err := c.c.Content.Walk(ctx, func(info ctrcontent.Info) error {
+		if _, ok := st.imageBlobs[info.Digest]; ok || labelled[info.Digest] {
+			return nil
+		}
+		last := info.UpdatedAt
+		if info.CreatedAt.After(last) {
+			last = info.CreatedAt
+		}
+		if last.After(cutoff) || (st.busy && last.After(graceCut)) {
+			return nil
+		}
+		victims = append(victims, info)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list blobs: %w", err)
+	}
+	for _, info := range victims {
+		err := c.c.Content.Delete(ctx, info.Digest)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("delete blob %s: %w", info.Digest, err)
+		}
+		it := st.blobItem(info, nil)
+		if err := removed(it); err != nil {
+			return err
+		}
+	}
+	return nil
+}
