@@ -129,6 +129,11 @@ func New(addr string, opts ...Option) (*Client, error) {
 		grpc.WithAuthority(authority),
 		grpc.WithContextDialer(c.dialer(o.dialTimeout)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32 << 20)),
+		// Large windows for context uploads and streamed image tarballs.
+		grpc.WithInitialWindowSize(8 << 20),
+		grpc.WithInitialConnWindowSize(8 << 20),
+		grpc.WithWriteBufferSize(1 << 20),
+		grpc.WithReadBufferSize(1 << 20),
 	}
 	conn, err := grpc.NewClient("passthrough:///"+addr, dopts...)
 	if err != nil {

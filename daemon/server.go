@@ -115,6 +115,9 @@ func vcsRevision() string {
 
 // Listen opens every configured listener. On error, the ones already open
 // are closed.
+// streamWindow is the gRPC flow-control window of streams and connections.
+const streamWindow = 8 << 20
+
 func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +180,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		opts := []grpc.ServerOption{
 			grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 			grpc.ChainStreamInterceptor(s.streamInterceptor),
+			// Build streams carry whole contexts and image tarballs:
+			// large flow-control windows keep a fast link (a unix socket)
+			// busy instead of waiting for window updates every 64 KiB.
+			grpc.InitialWindowSize(streamWindow),
+			grpc.InitialConnWindowSize(streamWindow),
+			grpc.MaxRecvMsgSize(32 << 20),
+			grpc.WriteBufferSize(1 << 20),
+			grpc.ReadBufferSize(1 << 20),
 		}
 		if creds != nil {
 			opts = append(opts, grpc.Creds(creds))

@@ -142,7 +142,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	}
 	p.Worker, err = worker.New(worker.Config{
 		Snapshots: p.Snapshots, Executor: p.Executor, CacheMounts: p.CacheMounts, Contexts: p.Contexts,
-		Puller: p.Puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "executor", "steps"),
+		Puller: p.Puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "steps"),
 	})
 	if err != nil {
 		return nil, nil, err

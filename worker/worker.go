@@ -46,7 +46,7 @@ type Config struct {
 	HTTP        *srchttp.Cache
 	Git         GitSource
 	// StateDir holds the temporary mounts of running steps
-	// (<root>/executor/steps); New empties it.
+	// (<root>/steps); New empties it.
 	StateDir string
 	Hostname string
 }

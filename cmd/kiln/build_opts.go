@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
 	dockerconfig "github.com/docker/cli/cli/config"
@@ -148,11 +149,23 @@ func newFileWriter(dest string) (*fileWriter, error) {
 func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
 func (w *fileWriter) Close() error {
-	if err := w.f.Close(); err != nil {
+	// CreateTemp makes the file 0600; an output is an ordinary file.
+	err := w.f.Chmod(0o644 &^ umask())
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(w.f.Name())
 		return err
 	}
 	return os.Rename(w.f.Name(), w.dest)
+}
+
+// umask returns the process's file mode creation mask.
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }
 
 func (w *fileWriter) CloseWithError(error) error {
