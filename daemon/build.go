@@ -200,11 +200,14 @@ func (s *StreamSession) exportWriter(index uint32) func() (io.WriteCloser, error
 	}
 }
 
-// exportStream sends what is written to it as ExportData chunks.
+// exportStream sends what is written to it as ExportData messages of
+// exportChunk bytes: writers such as archive/tar write in small pieces,
+// and one gRPC message per piece would cost more than the bytes.
 type exportStream struct {
 	s      *StreamSession
 	index  uint32
 	mu     sync.Mutex
+	buf    []byte
 	closed bool
 }
 
@@ -216,19 +219,30 @@ func (w *exportStream) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, errors.New("export stream closed")
 	}
-	n := 0
+	n := len(p)
 	for len(p) > 0 {
-		c := p
-		if len(c) > exportChunk {
-			c = c[:exportChunk]
+		if w.buf == nil {
+			w.buf = make([]byte, 0, exportChunk)
 		}
-		if err := w.s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Export{Export: &api.ExportData{Output: w.index, Data: c}}}); err != nil {
-			return n, err
+		k := min(len(p), exportChunk-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == exportChunk {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
 		}
-		n += len(c)
-		p = p[len(c):]
 	}
 	return n, nil
+}
+
+func (w *exportStream) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Export{Export: &api.ExportData{Output: w.index, Data: w.buf}}})
+	w.buf = w.buf[:0]
+	return err
 }
 
 func (w *exportStream) Close() error {
@@ -238,5 +252,8 @@ func (w *exportStream) Close() error {
 		return nil
 	}
 	w.closed = true
+	if err := w.flush(); err != nil {
+		return err
+	}
 	return w.s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Export{Export: &api.ExportData{Output: w.index, Eof: true}}})
 }
