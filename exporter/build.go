@@ -25,10 +25,11 @@ type builder struct {
 	format  ImageFormat
 	epoch   *time.Time // SOURCE_DATE_EPOCH
 	created time.Time  // the config's created time
+	inline  InlineCache
 }
 
 func newBuilder(deps Deps, format ImageFormat, r Result) *builder {
-	b := &builder{layers: deps.Layers, format: format, epoch: deps.SourceDateEpoch, created: r.created()}
+	b := &builder{layers: deps.Layers, format: format, epoch: deps.SourceDateEpoch, created: r.created(), inline: r.Inline}
 	if b.epoch != nil {
 		e := b.epoch.UTC()
 		b.epoch, b.created = &e, e
@@ -184,7 +185,18 @@ func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink, turn
 	// The Docker form of the config carries Healthcheck, OnBuild and Shell
 	// next to the OCI fields.
 	full := frontend.Image{Config: cfg, ConfigExt: img.ConfigExt}.DockerConfig()
-	out.config, out.configJSON, err = b.putJSON(ctx, configMediaType(b.format.OCIMediaTypes), full, sink)
+	raw, err := json.Marshal(full)
+	if err != nil {
+		return out, fmt.Errorf("export %s: config: %w", platformString(p), err)
+	}
+	if b.inline != nil {
+		cache, err := b.inline.CacheConfig(ctx, img, layers)
+		if err != nil {
+			return out, fmt.Errorf("export %s: inline cache: %w", platformString(p), err)
+		}
+		raw = withField(raw, InlineCacheKey, cache)
+	}
+	out.config, out.configJSON, err = b.putRaw(ctx, configMediaType(b.format.OCIMediaTypes), raw, sink)
 	if err != nil {
 		return out, fmt.Errorf("export %s: config: %w", platformString(p), err)
 	}
@@ -280,6 +292,26 @@ func (b *builder) putJSON(ctx context.Context, mt string, v any, sink blobSink) 
 	if err != nil {
 		return ocispec.Descriptor{}, nil, err
 	}
+	return b.putRaw(ctx, mt, raw, sink)
+}
+
+// withField adds "key": value to the JSON object obj (after its other
+// fields, which keep their order); a nil value adds nothing.
+func withField(obj []byte, key string, value json.RawMessage) []byte {
+	if len(value) == 0 || len(obj) < 2 || obj[len(obj)-1] != '}' {
+		return obj
+	}
+	k, _ := json.Marshal(key)
+	out := append([]byte{}, obj[:len(obj)-1]...)
+	if len(obj) > 2 {
+		out = append(out, ',')
+	}
+	out = append(append(append(out, k...), ':'), value...)
+	return append(out, '}')
+}
+
+// putRaw stores raw as a blob of media type mt and hands it to sink.
+func (b *builder) putRaw(ctx context.Context, mt string, raw []byte, sink blobSink) (ocispec.Descriptor, []byte, error) {
 	desc := ocispec.Descriptor{MediaType: mt, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 	if err := content.WriteBlob(ctx, b.layers.Content(), "", bytes.NewReader(raw), desc); err != nil {
 		return ocispec.Descriptor{}, nil, err

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,22 @@ type Result struct {
 	// sets it once for all its exporters, so that they describe the same
 	// image.
 	Created time.Time
+	// Inline, when set, adds build cache metadata to each image config
+	// (--cache-to type=inline), under InlineCacheKey.
+	Inline InlineCache
+}
+
+// InlineCacheKey is the image config field that holds inline build cache
+// metadata.
+const InlineCacheKey = "kiln.cache.v1"
+
+// InlineCache makes the build cache metadata an image config carries
+// (implemented in cache/remote).
+type InlineCache interface {
+	// CacheConfig returns the InlineCacheKey value for the config of img,
+	// whose layers are layers (bottom first, as the manifest lists them),
+	// or nil for none.
+	CacheConfig(ctx context.Context, img Image, layers []LayerBlob) (json.RawMessage, error)
 }
 
 // created returns r.Created, or now.

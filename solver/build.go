@@ -27,7 +27,8 @@ type SolveOpt struct {
 	// Remote caches for this build only (--cache-from), consulted after
 	// the daemon's.
 	Remote []RemoteCache
-	// Exporters for this build only (--cache-to).
+	// Exporters for this build only (--cache-to). They and the daemon's
+	// get every step of the build; Solution.FinishExports completes them.
 	Exporters []Exporter
 }
 
@@ -48,15 +49,29 @@ type Stats struct {
 type Solution struct {
 	Results []Result
 	Stats   Stats
+
+	exports []cache.ExportSession
 }
 
-// Release releases the results' refs.
+// Release releases the results' refs and discards cache exports that were
+// not finished.
 func (s *Solution) Release(ctx context.Context) {
 	for _, r := range s.Results {
 		if r.Ref != nil {
 			_ = r.Ref.Release(ctx)
 		}
 	}
+	for _, e := range s.exports {
+		e.Discard()
+	}
+}
+
+// FinishExports waits until the build's cache exports (the daemon's shared
+// caches and the build's --cache-to) have written every step, and returns
+// their errors. Solve leaves them running so that the caller can export
+// the image meanwhile; a build is complete only once this returns nil.
+func (s *Solution) FinishExports(ctx context.Context) error {
+	return finishExports(ctx, s.exports)
 }
 
 // vertexResult is a solved vertex as the build sees it.
@@ -111,6 +126,12 @@ type build struct {
 
 	mu     sync.Mutex
 	states map[digest.Digest]*vertexState
+	warned map[string]bool // remote caches that warned already
+
+	// exports are the build's cache export sessions; inResult holds the
+	// vertices whose results are layers of a root (mode=min).
+	exports  []cache.ExportSession
+	inResult map[digest.Digest]bool
 
 	steps, cached atomic.Int32
 }
@@ -124,10 +145,21 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	b := &build{s: s, opt: opt, pw: opt.Progress, cancel: cancel, states: map[digest.Digest]*vertexState{}}
+	b := &build{s: s, opt: opt, pw: opt.Progress, cancel: cancel, states: map[digest.Digest]*vertexState{}, warned: map[string]bool{}}
 	if b.pw == nil {
 		b.pw = progress.Discard
 	}
+	if err := b.beginExports(ctx, roots); err != nil {
+		return nil, err
+	}
+	exported := false
+	defer func() {
+		if !exported {
+			for _, e := range b.exports {
+				e.Discard()
+			}
+		}
+	}()
 
 	// One goroutine per vertex; each waits for its inputs. The state map
 	// is complete before any goroutine reads it.
@@ -162,7 +194,7 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	sol := &Solution{Stats: Stats{Steps: int(b.steps.Load()), Cached: int(b.cached.Load())}}
+	sol := &Solution{Stats: Stats{Steps: int(b.steps.Load()), Cached: int(b.cached.Load())}, exports: b.exports}
 	for _, r := range roots {
 		if r == nil {
 			sol.Results = append(sol.Results, Result{})
@@ -179,6 +211,7 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 		}
 		sol.Results = append(sol.Results, Result{Vertex: r, Key: st.res.key, Ref: ref})
 	}
+	exported = true
 	return sol, nil
 }
 
@@ -255,31 +288,58 @@ func (b *build) solveVertex(ctx context.Context, v *graph.Vertex) (res *vertexRe
 	key := cacheKey(cm.Digest, parts)
 	res = &vertexResult{key: key, name: v.Meta.Name}
 
+	st := step{v: v, op: op, cm: cm, inputs: inputs, key: key, parts: parts}
 	if !b.opt.NoCache && !v.Meta.IgnoreCache {
-		ref, load, source, err := b.lookup(ctx, key)
+		ref, hit, source, err := b.lookup(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		if ref != nil || load != nil {
-			res.ref, res.load = ref, load
+		if ref != nil || hit != nil {
+			res.ref = ref
+			if hit != nil {
+				res.load = b.loadHit(st, hit, source)
+			}
 			b.cached.Add(1)
 			now := time.Now()
 			b.status(v, &now, &now, true, source, "", "")
+			b.export(st, res, hit, source)
 			return res, nil
 		}
 	}
 
-	reason := b.explain(ctx, v, cm.Digest, parts)
+	ref, err := b.run(ctx, st, start, b.explain(ctx, v, cm.Digest, parts))
+	if err != nil {
+		return nil, err
+	}
+	res.ref = ref
+	b.export(st, res, nil, "")
+	return res, nil
+}
+
+// step is what solveVertex knows of a vertex once its key is computed.
+type step struct {
+	v      *graph.Vertex
+	op     ops.Op
+	cm     *ops.CacheMap
+	inputs []*vertexResult
+	key    digest.Digest
+	parts  []cache.Input
+}
+
+// run executes st (or joins the job that already does) and returns its
+// result.
+func (b *build) run(ctx context.Context, st step, start time.Time, reason string) (ops.Ref, error) {
+	v := st.v
 	b.status(v, &start, nil, false, "", "", reason)
-	j, _, remove, err := b.s.joinOrStart(key, b.pw, func() (jobSpec, error) {
-		refs, err := b.materialize(ctx, inputs)
+	j, _, remove, err := b.s.joinOrStart(st.key, b.pw, func() (jobSpec, error) {
+		refs, err := b.materialize(ctx, st.inputs)
 		if err != nil {
 			return jobSpec{}, err
 		}
 		return jobSpec{
-			op: op, inputs: refs, slot: cm.UsesExecutor, vertex: v.Digest(),
+			op: st.op, inputs: refs, slot: st.cm.UsesExecutor, vertex: v.Digest(),
 			record: func(ctx context.Context, ref ops.Ref) error {
-				return b.s.record(ctx, v, key, cm.Digest, parts, ref, b.opt.Exporters)
+				return b.s.store.Put(ctx, newRecord(v, st.key, st.cm.Digest, st.parts, ref.ID()))
 			},
 		}, nil
 	})
@@ -290,10 +350,9 @@ func (b *build) solveVertex(ctx context.Context, v *graph.Vertex) (res *vertexRe
 	if err != nil {
 		return nil, err
 	}
-	res.ref = ref
 	now := time.Now()
 	b.status(v, &start, &now, false, "", "", reason)
-	return res, nil
+	return ref, nil
 }
 
 // runPrivate runs a content-keyed op (a local context) for this build only:
@@ -360,9 +419,9 @@ func (b *build) materialize(ctx context.Context, inputs []*vertexResult) ([]ops.
 }
 
 // lookup finds key in the caches: local store first, then the daemon's and
-// the build's remote caches. A local hit returns the ref, a remote one a
-// loader; both are nil on a miss.
-func (b *build) lookup(ctx context.Context, key digest.Digest) (ops.Ref, func(context.Context) (ops.Ref, error), string, error) {
+// the build's remote caches. A local hit returns the ref, a remote one the
+// hit; both are nil on a miss.
+func (b *build) lookup(ctx context.Context, key digest.Digest) (ops.Ref, cache.Hit, string, error) {
 	rec, err := b.s.store.Get(ctx, key)
 	switch {
 	case err == nil:
@@ -381,34 +440,35 @@ func (b *build) lookup(ctx context.Context, key digest.Digest) (ops.Ref, func(co
 	}
 	remotes := append(append([]RemoteCache{}, b.s.remote...), b.opt.Remote...)
 	for _, rc := range remotes {
-		load, err := rc.Lookup(ctx, key)
-		if err == nil {
-			return nil, load, rc.Name(), nil
+		hit, err := rc.Lookup(ctx, key)
+		if err == nil && hit != nil {
+			return nil, hit, rc.Name(), nil
 		}
-		if !errors.Is(err, errdefs.ErrNotFound) {
-			b.pw.Write(progress.Event{Warning: &progress.Warning{Message: fmt.Sprintf("cache %s: %v", rc.Name(), err)}})
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) && ctx.Err() == nil {
+			b.warnOnce(rc.Name(), fmt.Sprintf("cache %s: %v (continuing without it where it fails)", rc.Name(), err))
 		}
 	}
 	return nil, nil, "", nil
 }
 
-// record stores the result of a successful step and hands it to exporters.
-func (s *Solver) record(ctx context.Context, v *graph.Vertex, key, opDigest digest.Digest, parts []cache.Input, ref ops.Ref, buildExporters []Exporter) error {
+// warnOnce reports a remote cache's first failure in this build; a cache
+// that is down would otherwise warn once per step.
+func (b *build) warnOnce(name, msg string) {
+	b.mu.Lock()
+	seen := b.warned[name]
+	b.warned[name] = true
+	b.mu.Unlock()
+	if !seen {
+		b.pw.Write(progress.Event{Warning: &progress.Warning{Message: msg}})
+	}
+}
+
+// newRecord is the local cache record of v's result id.
+func newRecord(v *graph.Vertex, key, opDigest digest.Digest, parts []cache.Input, id string) cache.Record {
 	now := time.Now()
-	rec := cache.Record{
-		Key: key, Result: ref.ID(), Created: now, LastUsed: now,
+	return cache.Record{
+		Key: key, Result: id, Created: now, LastUsed: now,
 		StepID: v.Meta.StepID, Description: v.Meta.Name,
 		Components: components(v, opDigest, parts),
 	}
-	if err := s.store.Put(ctx, rec); err != nil {
-		return err
-	}
-	for _, ex := range append(append([]Exporter{}, s.export...), buildExporters...) {
-		if err := ex.Export(ctx, rec, ref); err != nil {
-			progress.FromContext(ctx).Write(progress.Event{Warning: &progress.Warning{
-				Vertex: v.Digest(), Message: fmt.Sprintf("export cache record: %v", err),
-			}})
-		}
-	}
-	return nil
 }

@@ -36,21 +36,13 @@ type Worker interface {
 }
 
 // RemoteCache is a cache the solver consults after the local store (a shared
-// index, an imported registry cache). A hit is imported into the worker
-// (lazily where the backend can) and returned as a ref.
-type RemoteCache interface {
-	// Name says where a hit came from in progress ("redis", "registry").
-	Name() string
-	// Lookup returns a loader for key's result, or an error in the
-	// errdefs.ErrNotFound class.
-	Lookup(ctx context.Context, key digest.Digest) (func(ctx context.Context) (ops.Ref, error), error)
-}
+// index, an imported registry cache). See cache.RemoteCache.
+type RemoteCache = cache.RemoteCache
 
-// Exporter receives each step's record as it is written, so shared caches
-// are filled as the build goes and not only at its end.
-type Exporter interface {
-	Export(ctx context.Context, rec cache.Record, ref ops.Ref) error
-}
+// Exporter receives the steps of each build as they finish, so shared
+// caches are filled as the build goes and not only at its end. See
+// cache.Exporter.
+type Exporter = cache.Exporter
 
 // Solver runs builds. It is safe for concurrent use by many builds.
 type Solver struct {
@@ -84,8 +76,8 @@ func WithRemoteCaches(rc ...RemoteCache) Option {
 	return func(s *Solver) { s.remote = append(s.remote, rc...) }
 }
 
-// WithExporters adds daemon-wide cache exporters, called as each step's
-// record is written.
+// WithExporters adds daemon-wide cache exporters: every build of the
+// solver exports its steps to them.
 func WithExporters(ex ...Exporter) Option {
 	return func(s *Solver) { s.export = append(s.export, ex...) }
 }
