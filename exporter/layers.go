@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/flight"
 	"io"
 	"runtime"
 	"strconv"
@@ -30,7 +31,7 @@ type Layers struct {
 	cs       content.Store
 	sn       snapshots.Snapshotter
 	sem      chan struct{}
-	flights  flightGroup[LayerBlob]
+	flights  flight.Group[LayerBlob]
 	diffHook func(name string) // called before each Diff (tests count them)
 }
 
@@ -120,7 +121,7 @@ func (l *Layers) Blob(ctx context.Context, name string, o BlobOptions) (LayerBlo
 	if o.SourceDateEpoch != nil {
 		key += "\x00" + strconv.FormatInt(o.SourceDateEpoch.Unix(), 10)
 	}
-	return l.flights.do(ctx, key, func(ctx context.Context) (LayerBlob, error) {
+	return l.flights.Do(ctx, key, func(ctx context.Context) (LayerBlob, error) {
 		b, err := l.blob(ctx, name, o)
 		if err != nil {
 			return LayerBlob{}, fmt.Errorf("layer %s: %w", name, err)

@@ -3,7 +3,6 @@ package exporter
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,91 +85,6 @@ func TestParseAnnotation(t *testing.T) {
 				t.Errorf("annotation (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestFlightGroup(t *testing.T) {
-	t.Parallel()
-	var g flightGroup[int]
-	var runs atomic.Int64
-	release := make(chan struct{})
-	started := make(chan struct{})
-	fn := func(ctx context.Context) (int, error) {
-		if runs.Add(1) == 1 {
-			close(started)
-		}
-		select {
-		case <-release:
-			return 42, nil
-		case <-ctx.Done():
-			return 0, context.Cause(ctx)
-		}
-	}
-
-	// A caller that gives up does not cancel the work others wait for.
-	quitter, quit := context.WithCancel(context.Background())
-	quitDone := make(chan error, 1)
-	go func() {
-		_, err := g.do(quitter, "k", fn)
-		quitDone <- err
-	}()
-	<-started
-	var wg sync.WaitGroup
-	results := make([]int, 3)
-	for i := range results {
-		wg.Go(func() {
-			v, err := g.do(context.Background(), "k", fn)
-			if err != nil {
-				t.Error(err)
-			}
-			results[i] = v
-		})
-	}
-	// Let the waiters join before the quitter leaves.
-	for {
-		g.mu.Lock()
-		n := g.calls["k"].waiters
-		g.mu.Unlock()
-		if n == 4 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	quit()
-	if err := <-quitDone; !errors.Is(err, context.Canceled) {
-		t.Errorf("quitter got %v, want canceled", err)
-	}
-	close(release)
-	wg.Wait()
-	if diff := cmp.Diff([]int{42, 42, 42}, results); diff != "" {
-		t.Errorf("results (-want +got):\n%s", diff)
-	}
-	if n := runs.Load(); n != 1 {
-		t.Errorf("work ran %d times, want 1", n)
-	}
-
-	// When every caller has gone, the work is cancelled.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancelled := make(chan error, 1)
-	go func() {
-		_, _ = g.do(ctx, "c", func(ctx context.Context) (int, error) {
-			<-ctx.Done()
-			cancelled <- context.Cause(ctx)
-			return 0, context.Cause(ctx)
-		})
-	}()
-	for {
-		g.mu.Lock()
-		_, ok := g.calls["c"]
-		g.mu.Unlock()
-		if ok {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-cancelled; !errors.Is(err, context.Canceled) {
-		t.Errorf("abandoned work saw %v, want canceled", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/flight"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -39,8 +40,8 @@ type Cache struct {
 	mu    sync.Mutex
 	repos map[string]*sync.RWMutex
 
-	resolves flightGroup[Resolved]
-	fetches  flightGroup[struct{}]
+	resolves flight.Group[Resolved]
+	fetches  flight.Group[struct{}]
 }
 
 // CacheOption configures a Cache.
@@ -125,7 +126,7 @@ func (c *Cache) Resolve(ctx context.Context, remote, ref string, auth Auth) (Res
 		return Resolved{Commit: strings.ToLower(ref)}, nil
 	}
 	key := remote + "\x00" + ref + "\x00" + auth.fingerprint()
-	return c.resolves.do(ctx, key, func(ctx context.Context) (Resolved, error) {
+	return c.resolves.Do(ctx, key, func(ctx context.Context) (Resolved, error) {
 		return c.resolve(ctx, remote, ref, auth)
 	})
 }
@@ -218,7 +219,7 @@ func parseLsRemote(out []byte) (map[string]string, string) {
 // ensure makes the commit r names present in remote's repository.
 func (c *Cache) ensure(ctx context.Context, remote string, r Resolved, auth Auth) error {
 	key := remote + "\x00" + r.Commit + "\x00" + auth.fingerprint()
-	_, err := c.fetches.do(ctx, key, func(ctx context.Context) (struct{}, error) {
+	_, err := c.fetches.Do(ctx, key, func(ctx context.Context) (struct{}, error) {
 		repo, unlock, err := c.lockRepo(ctx, remote, true)
 		if err != nil {
 			return struct{}{}, err

@@ -168,12 +168,7 @@ func TestResolveShared(t *testing.T) {
 	}
 	key := remote + "\x00main\x00"
 	waiters := func(want int) func() bool {
-		return func() bool {
-			c.resolves.mu.Lock()
-			defer c.resolves.mu.Unlock()
-			f := c.resolves.calls[key]
-			return f != nil && f.waiters == want
-		}
+		return func() bool { return c.resolves.Waiters(key) == want }
 	}
 	waitFor(t, waiters(n))
 	quit()

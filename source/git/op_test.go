@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"errors"
+	"github.com/kiln-build/kiln/internal/snaptest"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -140,11 +141,11 @@ func tree(t *testing.T, dir string, skipGit bool) map[string]string {
 // inResult calls fn with a read-only view of ref's filesystem.
 func inResult(t *testing.T, ref ops.Ref, fn func(dir string)) {
 	t.Helper()
-	sr, ok := ref.(*testRef)
+	sr, ok := ref.(*snaptest.Ref)
 	if !ok {
 		t.Fatalf("result is a %T", ref)
 	}
-	if err := sr.withDir(func(dir string) error { fn(dir); return nil }); err != nil {
+	if err := sr.WithDir(func(dir string) error { fn(dir); return nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -173,7 +174,7 @@ func TestExecCheckout(t *testing.T) {
 	}
 	for _, kind := range []string{snapshot.KindOverlay, snapshot.KindNative} {
 		t.Run(kind, func(t *testing.T) {
-			snaps := newSnapshots(t, kind)
+			snaps := snaptest.New(t, kind)
 			c := newCache(t)
 			tests := []struct {
 				name string
@@ -207,7 +208,7 @@ func TestExecKeepGitDir(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	srv := newGitServer(t, r.root)
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	c := newCache(t)
 	remote := srv.URL + "/repo.git"
 	tests := []struct {
@@ -264,7 +265,7 @@ func TestExecCredentialsStayOut(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	srv := newGitServer(t, r.root)
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	c := newCache(t)
 	remote := strings.Replace(srv.URL, "http://", "http://user:pa55word@", 1) + "/private/repo.git"
 	ref := execOp(t, newOp(t, graph.GitSource{Remote: remote, KeepGitDir: true}, snaps, c, WithAuth(Auth{Header: srv.token})))
@@ -282,7 +283,7 @@ func TestExecCredentialsStayOut(t *testing.T) {
 func TestExecErrors(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	c := newCache(t)
 	tests := []struct {
 		src   graph.GitSource
@@ -312,7 +313,7 @@ func TestExecShared(t *testing.T) {
 	t.Parallel()
 	r := newRepo(t)
 	srv := newGitServer(t, r.root)
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	c := newCache(t)
 	src := graph.GitSource{Remote: srv.URL + "/repo.git", Ref: r.c2}
 	execOp(t, newOp(t, src, snaps, newCache(t))).Release(context.Background())

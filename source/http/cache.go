@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/flight"
 	"io"
 	"mime"
 	"net/http"
@@ -70,7 +71,7 @@ type Cache struct {
 	dir       string
 	client    *http.Client
 	userAgent string
-	flights   flightGroup[Resource]
+	flights   flight.Group[Resource]
 }
 
 // CacheOption configures a Cache.
@@ -133,7 +134,7 @@ func NewCache(dir string, opts ...CacheOption) (*Cache, error) {
 // the status ("404 Not Found"), classed by errdefs (NotFound for 404 and
 // 410, Unavailable for 5xx and 429, ...).
 func (c *Cache) Fetch(ctx context.Context, rawURL string) (Resource, error) {
-	return c.flights.do(ctx, rawURL, func(ctx context.Context) (Resource, error) {
+	return c.flights.Do(ctx, rawURL, func(ctx context.Context) (Resource, error) {
 		return c.fetch(ctx, rawURL)
 	})
 }

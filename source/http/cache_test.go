@@ -212,17 +212,10 @@ func TestFetchShared(t *testing.T) {
 			_, errs[i] = c.Fetch(ctx, url)
 		})
 	}
-	waitFor(t, func() bool {
-		c.flights.mu.Lock()
-		defer c.flights.mu.Unlock()
-		f := c.flights.calls[url]
-		return f != nil && f.waiters == n
-	})
+	waitFor(t, func() bool { return c.flights.Waiters(url) == n })
 	quit()
 	waitFor(t, func() bool {
-		c.flights.mu.Lock()
-		defer c.flights.mu.Unlock()
-		return c.flights.calls[url].waiters == n-1
+		return c.flights.Waiters(url) == n-1
 	})
 	close(s.block)
 	wg.Wait()

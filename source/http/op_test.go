@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"errors"
+	"github.com/kiln-build/kiln/internal/snaptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,12 +149,12 @@ type result struct {
 
 func readResult(t *testing.T, r any) result {
 	t.Helper()
-	ref, ok := r.(*testRef)
+	ref, ok := r.(*snaptest.Ref)
 	if !ok {
 		t.Fatalf("result is a %T", r)
 	}
 	var res result
-	err := ref.withDir(func(dir string) error {
+	err := ref.WithDir(func(dir string) error {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return err
@@ -192,7 +193,7 @@ func TestExec(t *testing.T) {
 	for _, kind := range []string{snapshot.KindOverlay, snapshot.KindNative} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
-			snaps := newSnapshots(t, kind)
+			snaps := snaptest.New(t, kind)
 			s := newServer(t)
 			c := newCache(t)
 			s.set("/dl/app.tgz", file{body: []byte("gzipped?"), etag: `"e"`, modTime: lm})
@@ -245,7 +246,7 @@ func TestExecReusesBody(t *testing.T) {
 		t.Skip("needs snapshots (root)")
 	}
 	ctx := context.Background()
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	s := newServer(t)
 	c := newCache(t)
 	s.set("/f", file{body: []byte("once")})
@@ -284,7 +285,7 @@ func TestExecChecksumMismatch(t *testing.T) {
 		t.Skip("needs snapshots (root)")
 	}
 	ctx := context.Background()
-	snaps := newSnapshots(t, snapshot.KindOverlay)
+	snaps := snaptest.New(t, snapshot.KindOverlay)
 	s := newServer(t)
 	c := newCache(t)
 	s.set("/f", file{body: []byte("evil")})

@@ -1,4 +1,10 @@
-package git
+// Package flight runs one call per key at a time and shares its result
+// with every caller that asks for the key meanwhile, like
+// golang.org/x/sync/singleflight, except that the call runs on a context
+// detached from the caller that started it: one build giving up does not
+// fail another build waiting for the same download or layer. The call is
+// cancelled only when every waiter has gone.
+package flight
 
 import (
 	"context"
@@ -6,16 +12,11 @@ import (
 	"sync"
 )
 
-// errAbandoned cancels a flight that no caller waits for any more.
-var errAbandoned = errors.New("every caller stopped waiting")
+// ErrAbandoned is the cause that cancels a flight that no caller waits for any more.
+var ErrAbandoned = errors.New("every caller stopped waiting")
 
-// flightGroup runs one call per key at a time; callers asking for a key
-// whose call is running share its result. Unlike
-// golang.org/x/sync/singleflight the call runs on a context detached from
-// the caller that started it, so one build giving up does not fail another
-// build waiting for the same download; the call is cancelled only when
-// every waiter has gone.
-type flightGroup[T any] struct {
+// Group runs one call per key at a time. The zero value is ready to use.
+type Group[T any] struct {
 	mu    sync.Mutex
 	calls map[string]*flight[T]
 }
@@ -28,9 +29,9 @@ type flight[T any] struct {
 	cancel  context.CancelCauseFunc
 }
 
-// do runs fn for key or joins the call in flight. fn gets a context that
+// Do runs fn for key or joins the call in flight. fn gets a context that
 // keeps ctx's values but not its cancellation.
-func (g *flightGroup[T]) do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
+func (g *Group[T]) Do(ctx context.Context, key string, fn func(ctx context.Context) (T, error)) (T, error) {
 	g.mu.Lock()
 	if g.calls == nil {
 		g.calls = map[string]*flight[T]{}
@@ -68,7 +69,7 @@ func (g *flightGroup[T]) do(ctx context.Context, key string, fn func(ctx context
 
 // leave drops one waiter; the last waiter of a running call cancels it and
 // forgets it, so the next caller starts afresh.
-func (g *flightGroup[T]) leave(key string, f *flight[T]) {
+func (g *Group[T]) leave(key string, f *flight[T]) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	f.waiters--
@@ -80,8 +81,19 @@ func (g *flightGroup[T]) leave(key string, f *flight[T]) {
 		return
 	default:
 	}
-	f.cancel(errAbandoned)
+	f.cancel(ErrAbandoned)
 	if g.calls[key] == f {
 		delete(g.calls, key)
 	}
+}
+
+// Waiters returns how many callers wait for key's call in flight (0 when
+// none runs).
+func (g *Group[T]) Waiters(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.calls[key]; ok {
+		return f.waiters
+	}
+	return 0
 }
