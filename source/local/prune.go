@@ -41,15 +41,27 @@ func (s *Store) Kept(ctx context.Context) ([]Kept, error) {
 		if !d.IsDir() || strings.HasPrefix(d.Name(), privatePrefix) {
 			continue
 		}
-		out = append(out, s.describe(d.Name()))
+		k := s.describe(d.Name())
+		if k.empty && !k.InUse {
+			continue // pruned already: only its key is left
+		}
+		out = append(out, k.Kept)
 	}
 	return out, nil
 }
 
+// described is a Kept and whether it holds no copy at all.
+type described struct {
+	Kept
+	empty bool
+}
+
 // describe reads what is known about the key directory name.
-func (s *Store) describe(name string) Kept {
+func (s *Store) describe(name string) described {
 	dir := filepath.Join(s.root, name)
-	k := Kept{Dir: dir}
+	k := described{Kept: Kept{Dir: dir}}
+	gens, _ := filepath.Glob(filepath.Join(dir, "gen-*"))
+	k.empty = len(gens) == 0
 	if b, err := os.ReadFile(filepath.Join(dir, "key.json")); err == nil {
 		_ = json.Unmarshal(b, &k.Key)
 	}
@@ -131,7 +143,7 @@ func (s *Store) Prune(ctx context.Context, unusedSince time.Time, removed func(K
 			continue
 		}
 		k := s.describe(d.Name())
-		if k.InUse || k.LastUsed.After(unusedSince) {
+		if k.InUse || k.empty || k.LastUsed.After(unusedSince) {
 			continue
 		}
 		ok, err := s.pruneOne(d.Name(), unusedSince)
@@ -139,7 +151,7 @@ func (s *Store) Prune(ctx context.Context, unusedSince time.Time, removed func(K
 			return err
 		}
 		if ok && removed != nil {
-			if err := removed(k); err != nil {
+			if err := removed(k.Kept); err != nil {
 				return err
 			}
 		}

@@ -81,6 +81,11 @@ func TestKeptAndPrune(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(r2.Dir(), "b")); err != nil {
 		t.Errorf("the held context lost its file: %v", err)
 	}
+	// A pruned key this process loaded keeps only its key.json, which
+	// is not a kept context.
+	if kept, err := s.Kept(ctx); err != nil || len(kept) != 1 || kept[0].Key.Path != "/held" {
+		t.Errorf("Kept after the prune = %+v, %v; want /held only", kept, err)
+	}
 
 	// The pruned key syncs from scratch again.
 	r3, err := s.Sync(ctx, idle, writeSync("c", "new"))
