@@ -27,9 +27,9 @@ type BuildStream interface {
 // Dockerfile, errdefs.ErrNotFound for a missing image, ...) so the client
 // sees the right code.
 //
-// A backend may also implement any of DiskUsager, ImageLister and
-// HistoryLister; the daemon finds them by type assertion, and the RPCs of
-// the ones it lacks answer Unimplemented.
+// A backend may also implement any of DiskUsager, ImageLister,
+// HistoryLister, ImageManager and Runner; the daemon finds them by type
+// assertion, and the RPCs of the ones it lacks answer Unimplemented.
 type Backend interface {
 	Build(ctx context.Context, s BuildStream) error
 }
@@ -49,4 +49,37 @@ type ImageLister interface {
 // HistoryLister lists finished builds.
 type HistoryLister interface {
 	History(ctx context.Context, req *api.HistoryRequest) (*api.HistoryResponse, error)
+}
+
+// ImageManager handles the local image commands (kiln image rm, inspect,
+// tag, import, push, save).
+type ImageManager interface {
+	RemoveImages(ctx context.Context, req *api.RemoveImagesRequest) (*api.RemoveImagesResponse, error)
+	InspectImage(ctx context.Context, req *api.InspectImageRequest) (*api.InspectImageResponse, error)
+	TagImage(ctx context.Context, req *api.TagImageRequest) (*api.TagImageResponse, error)
+	// ImportImage reads the header and then the file from s until it
+	// ends.
+	ImportImage(ctx context.Context, s ImportStream) (*api.ImportImageResponse, error)
+	PushImage(ctx context.Context, req *api.PushImageRequest) (*api.PushImageResponse, error)
+	// SaveImage writes the tarball through send, in order.
+	SaveImage(ctx context.Context, req *api.SaveImageRequest, send func(*api.SaveImageChunk) error) error
+}
+
+// ImportStream is the client side of an ImportImage call as the backend
+// sees it: Recv returns io.EOF after the last chunk.
+type ImportStream interface {
+	Recv() (*api.ImportImageMessage, error)
+}
+
+// Runner runs containers from stored images (kiln run).
+type Runner interface {
+	// Run reads the RunRequest from s, runs the container and sends its
+	// output and, last, its exit status. ctx ends when the client goes.
+	Run(ctx context.Context, s RunStream) error
+}
+
+// RunStream is one Run call's stream. Send is not safe for concurrent use.
+type RunStream interface {
+	Send(*api.RunServerMessage) error
+	Recv() (*api.RunClientMessage, error)
 }

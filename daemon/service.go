@@ -58,3 +58,71 @@ func (v *service) History(ctx context.Context, req *api.HistoryRequest) (*api.Hi
 	}
 	return hl.History(ctx, req)
 }
+
+func (v *service) imageManager(what string) (ImageManager, error) {
+	im, ok := v.s.backend.(ImageManager)
+	if !ok {
+		return nil, unimplemented(what)
+	}
+	return im, nil
+}
+
+func (v *service) RemoveImages(ctx context.Context, req *api.RemoveImagesRequest) (*api.RemoveImagesResponse, error) {
+	im, err := v.imageManager("RemoveImages")
+	if err != nil {
+		return nil, err
+	}
+	return im.RemoveImages(ctx, req)
+}
+
+func (v *service) InspectImage(ctx context.Context, req *api.InspectImageRequest) (*api.InspectImageResponse, error) {
+	im, err := v.imageManager("InspectImage")
+	if err != nil {
+		return nil, err
+	}
+	return im.InspectImage(ctx, req)
+}
+
+func (v *service) TagImage(ctx context.Context, req *api.TagImageRequest) (*api.TagImageResponse, error) {
+	im, err := v.imageManager("TagImage")
+	if err != nil {
+		return nil, err
+	}
+	return im.TagImage(ctx, req)
+}
+
+func (v *service) ImportImage(stream grpc.ClientStreamingServer[api.ImportImageMessage, api.ImportImageResponse]) error {
+	im, err := v.imageManager("ImportImage")
+	if err != nil {
+		return err
+	}
+	resp, err := im.ImportImage(stream.Context(), stream)
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(resp)
+}
+
+func (v *service) PushImage(ctx context.Context, req *api.PushImageRequest) (*api.PushImageResponse, error) {
+	im, err := v.imageManager("PushImage")
+	if err != nil {
+		return nil, err
+	}
+	return im.PushImage(ctx, req)
+}
+
+func (v *service) SaveImage(req *api.SaveImageRequest, stream grpc.ServerStreamingServer[api.SaveImageChunk]) error {
+	im, err := v.imageManager("SaveImage")
+	if err != nil {
+		return err
+	}
+	return im.SaveImage(stream.Context(), req, stream.Send)
+}
+
+func (v *service) Run(stream grpc.BidiStreamingServer[api.RunClientMessage, api.RunServerMessage]) error {
+	r, ok := v.s.backend.(Runner)
+	if !ok {
+		return unimplemented("Run")
+	}
+	return r.Run(stream.Context(), stream)
+}

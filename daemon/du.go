@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/gc"
+)
+
+var _ DiskUsager = (*BuildBackend)(nil)
+
+// collector returns the garbage collector over the engine's storage.
+func (b *BuildBackend) collector() (*gc.Collector, error) {
+	p := b.parts
+	c := gc.Config{
+		Cache: p.CacheStore, Snapshotter: p.Snapshotter, Content: p.Content, Images: p.Images,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if p.Snapshots != nil {
+		c.InUse = p.Snapshots.InUse
+	}
+	if p.Contexts != nil {
+		c.Contexts = p.Contexts
+	}
+	if p.CacheMounts != nil {
+		c.CacheMounts = p.CacheMounts.Root()
+	}
+	return gc.New(c)
+}
+
+// DiskUsage implements DiskUsager: one record per cache record, snapshot
+// no record names, blob, cache mount and kept context (gc.Usage). Shared
+// marks what something else needs too (a stored image, another record), so
+// that pruning it alone frees nothing.
+func (b *BuildBackend) DiskUsage(ctx context.Context, req *api.DiskUsageRequest) (*api.DiskUsageResponse, error) {
+	if err := b.checkParts("DiskUsage"); err != nil {
+		return nil, err
+	}
+	if len(req.GetFilters()) > 0 {
+		return nil, errdefs.Invalidf("kiln du: filters are not supported yet")
+	}
+	c, err := b.collector()
+	if err != nil {
+		return nil, err
+	}
+	items, err := c.Usage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.DiskUsageResponse{}
+	for _, it := range items {
+		resp.Records = append(resp.Records, usageRecord(it))
+	}
+	return resp, nil
+}
+
+// Prune implements DiskUsager with gc.Prune: --all, --keep-duration and
+// --keep-storage map to the policy.
+func (b *BuildBackend) Prune(ctx context.Context, req *api.PruneRequest, send func(*api.UsageRecord) error) error {
+	if err := b.checkParts("Prune"); err != nil {
+		return err
+	}
+	if len(req.GetFilters()) > 0 {
+		return errdefs.Invalidf("kiln prune: filters are not supported yet")
+	}
+	if req.GetKeepDurationNs() < 0 || req.GetKeepBytes() < 0 {
+		return errdefs.Invalidf("kiln prune: --keep-duration and --keep-storage must not be negative")
+	}
+	c, err := b.collector()
+	if err != nil {
+		return err
+	}
+	p := gc.Policy{All: req.GetAll(), KeepDuration: time.Duration(req.GetKeepDurationNs()), KeepBytes: req.GetKeepBytes()}
+	return c.Prune(ctx, p, func(it gc.Item) error { return send(usageRecord(it)) })
+}
+
+func usageRecord(it gc.Item) *api.UsageRecord {
+	r := &api.UsageRecord{
+		Id: it.ID, Type: it.Type, Size: it.Size, InUse: it.InUse, Shared: it.Shared,
+		Description: it.Description, Parents: it.Parents,
+	}
+	if !it.Created.IsZero() {
+		r.Created = timestamppb.New(it.Created)
+	}
+	if !it.LastUsed.IsZero() {
+		r.LastUsed = timestamppb.New(it.LastUsed)
+	}
+	return r
+}
