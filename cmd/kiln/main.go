@@ -34,6 +34,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if code, ok := exitCode(err); ok {
+			return code // kiln run's container's code, or errors printed already
+		}
 		fmt.Fprintf(stderr, "error: %s\n", err)
 		if debug, _ := root.PersistentFlags().GetBool("debug"); debug {
 			for e := err; e != nil; e = errors.Unwrap(e) {
@@ -67,6 +70,11 @@ func newRootCmd() *cobra.Command {
 		newInfoCmd(),
 		newBuildCmd(),
 		newDebugCmd(),
+		newImagesCmd(),
+		newImageCmd(),
+		newRunCmd(),
+		newDuCmd(),
+		newPruneCmd(),
 	)
 	return cmd
 }
