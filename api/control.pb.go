@@ -4015,8 +4015,11 @@ func (x *RunOutput) GetData() []byte {
 }
 
 type RunExit struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Code  int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// error says why the command could not start (code 126, or 127 when it
+	// was not found), as docker run does; empty when it ran.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4056,6 +4059,13 @@ func (x *RunExit) GetCode() int32 {
 		return x.Code
 	}
 	return 0
+}
+
+func (x *RunExit) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 var File_control_proto protoreflect.FileDescriptor
@@ -4407,9 +4417,10 @@ const file_control_proto_rawDesc = "" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\"7\n" +
 	"\tRunOutput\x12\x16\n" +
 	"\x06stream\x18\x01 \x01(\x05R\x06stream\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x1d\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\aRunExit\x12\x12\n" +
-	"\x04code\x18\x01 \x01(\x05R\x04code2\xf5\x06\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error2\xf5\x06\n" +
 	"\aControl\x123\n" +
 	"\x04Info\x12\x14.kiln.v1.InfoRequest\x1a\x15.kiln.v1.InfoResponse\x12E\n" +
 	"\x05Build\x12\x1b.kiln.v1.BuildClientMessage\x1a\x1b.kiln.v1.BuildServerMessage(\x010\x01\x12B\n" +

@@ -19,8 +19,19 @@ type RunOptions struct {
 	Started func(*api.RunStarted)
 }
 
+// StartError is a command that could not start (not found, not
+// executable, unknown user); Code is docker run's exit code for it (127,
+// 126).
+type StartError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
 // Run runs a stored image's process on the daemon and returns its exit
-// code. Cancelling ctx kills the container.
+// code. A command that cannot start is a *StartError. Cancelling ctx
+// kills the container.
 func (c *Client) Run(ctx context.Context, o RunOptions) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -65,6 +76,9 @@ func (c *Client) Run(ctx context.Context, o RunOptions) (int, error) {
 				o.Started(m.GetStarted())
 			}
 		case m.GetExit() != nil:
+			if msg := m.GetExit().GetError(); msg != "" {
+				return int(m.GetExit().GetCode()), &StartError{Code: int(m.GetExit().GetCode()), Msg: msg}
+			}
 			return int(m.GetExit().GetCode()), nil
 		}
 	}

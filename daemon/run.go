@@ -101,18 +101,36 @@ func (b *BuildBackend) Run(ctx context.Context, s RunStream) error {
 		return err
 	}
 	err = b.parts.Executor.Run(ctx, executor.Mount{Dest: "/", Source: active.Mounts()}, nil, proc)
-	code := 0
-	var exit *executor.ExitError
+	exit := &api.RunExit{}
+	var ee *executor.ExitError
 	switch {
-	case errors.As(err, &exit):
-		code = exit.Code
+	case errors.As(err, &ee):
+		exit.Code = int32(ee.Code)
 	case err != nil:
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		return fmt.Errorf("run %s: %w", shown, err)
+		code, ok := startFailure(err)
+		if !ok {
+			return fmt.Errorf("run %s: %w", shown, err)
+		}
+		exit.Code, exit.Error = int32(code), fmt.Sprintf("run %s: %v", shown, err)
 	}
-	return out.send(&api.RunServerMessage{Exit: &api.RunExit{Code: int32(code)}})
+	return out.send(&api.RunServerMessage{Exit: exit})
+}
+
+// startFailure recognises a command that could not start and returns
+// docker run's exit code for it: 127 when it was not found, else 126.
+func startFailure(err error) (int, bool) {
+	msg := err.Error()
+	if !strings.Contains(msg, "unable to start container process") &&
+		!strings.Contains(msg, "unable to find user") && !strings.Contains(msg, "unable to find group") {
+		return 0, false
+	}
+	if strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found") {
+		return 127, true
+	}
+	return 126, true
 }
 
 // runNetwork maps --network.

@@ -153,3 +153,24 @@ func TestMergeEnv(t *testing.T) {
 		t.Errorf("mergeEnv (-want +got):\n%s", diff)
 	}
 }
+
+func TestStartFailure(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		msg  string
+		code int
+		ok   bool
+	}{
+		{`runc run failed: unable to start container process: exec: "/no/such": stat /no/such: no such file or directory`, 127, true},
+		{`runc run failed: unable to start container process: exec: "nope": executable file not found in $PATH`, 127, true},
+		{`runc run failed: unable to start container process: exec: "/etc/passwd": permission denied`, 126, true},
+		{`unable to find user nosuchuser: no matching entries in passwd file`, 126, true},
+		{`prepare snapshot: no space left on device`, 0, false},
+	}
+	for _, tc := range tests {
+		code, ok := startFailure(errors.New(tc.msg))
+		if code != tc.code || ok != tc.ok {
+			t.Errorf("startFailure(%q) = %d, %v; want %d, %v", tc.msg, code, ok, tc.code, tc.ok)
+		}
+	}
+}

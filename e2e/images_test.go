@@ -29,10 +29,22 @@ func TestImagesBuildRun(t *testing.T) {
 		t.Errorf("kiln images after import:\n%s", r.stdout)
 	}
 
-	e.buildHello("my-hello-app")
+	// The product brief's example.
+	example, err := filepath.Abs(filepath.Join("..", "examples", "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ok("build", "--progress", "plain", "-t", "my-hello-app", example)
 	r = e.ok("run", "my-hello-app")
+	if r.stdout != "Hello, Kiln!\n" || r.stderr != "" {
+		t.Errorf("kiln run my-hello-app: want stdout %q and no stderr; got %s", "Hello, Kiln!\n", r)
+	}
+
+	// A richer one: COPY, RUN, WORKDIR and CMD.
+	e.buildHello("hello-app")
+	r = e.ok("run", "hello-app")
 	if r.stdout != "Hello, Kiln!\n" {
-		t.Errorf("kiln run my-hello-app: stdout %q, want %q\n%s", r.stdout, "Hello, Kiln!\n", r)
+		t.Errorf("kiln run hello-app: stdout %q, want %q\n%s", r.stdout, "Hello, Kiln!\n", r)
 	}
 
 	t.Run("list", func(t *testing.T) {
@@ -54,7 +66,7 @@ func TestImagesBuildRun(t *testing.T) {
 			}
 			names = append(names, row.Repository+":"+row.Tag)
 		}
-		if strings.Join(names, ",") != "busybox:latest,my-hello-app:latest" {
+		if strings.Join(names, ",") != "busybox:latest,hello-app:latest,my-hello-app:latest" {
 			t.Errorf("images %v", names)
 		}
 	})
@@ -68,16 +80,18 @@ func TestImagesBuildRun(t *testing.T) {
 			stdout string
 			stderr string // substring
 		}{
-			{name: "exit code", args: []string{"my-hello-app", "sh", "-c", "echo out; echo err >&2; exit 3"}, code: 3, stdout: "out\n", stderr: "err\n"},
-			{name: "image workdir and env", args: []string{"-e", "GREETING=hi", "my-hello-app", "sh", "-c", `echo "$GREETING from $PWD, $(cat built.txt)"`}, stdout: "hi from /app, built by kiln\n"},
-			{name: "flags override", args: []string{"--workdir", "/tmp", "--user", "nobody", "my-hello-app", "sh", "-c", "pwd; id -un"}, stdout: "/tmp\nnobody\n"},
-			{name: "entrypoint", args: []string{"--entrypoint", "/bin/echo", "my-hello-app", "a", "b"}, stdout: "a b\n"},
+			{name: "exit code", args: []string{"hello-app", "sh", "-c", "echo out; echo err >&2; exit 3"}, code: 3, stdout: "out\n", stderr: "err\n"},
+			{name: "image workdir and env", args: []string{"-e", "GREETING=hi", "hello-app", "sh", "-c", `echo "$GREETING from $PWD, $(cat built.txt)"`}, stdout: "hi from /app, built by kiln\n"},
+			{name: "flags override", args: []string{"--workdir", "/tmp", "--user", "nobody", "hello-app", "sh", "-c", "pwd; id -un"}, stdout: "/tmp\nnobody\n"},
+			{name: "entrypoint", args: []string{"--entrypoint", "/bin/echo", "hello-app", "a", "b"}, stdout: "a b\n"},
 			{name: "network none", args: []string{"--network", "none", "busybox", "sh", "-c", "ls /sys/class/net"}, stdout: "lo\n"},
 			{name: "stdin", stdin: []byte("piped\n"), args: []string{"-i", "busybox", "cat"}, stdout: "piped\n"},
-			{name: "filesystem is fresh", args: []string{"my-hello-app", "sh", "-c", "test ! -e /left-over && touch /left-over"}},
-			{name: "filesystem is fresh again", args: []string{"my-hello-app", "sh", "-c", "test ! -e /left-over"}},
+			{name: "filesystem is fresh", args: []string{"hello-app", "sh", "-c", "test ! -e /left-over && touch /left-over"}},
+			{name: "filesystem is fresh again", args: []string{"hello-app", "sh", "-c", "test ! -e /left-over"}},
 			{name: "unknown image", args: []string{"no-such-image"}, code: 1, stderr: `error: image "no-such-image:latest" not found in kilnd's image store (kiln images lists them)`},
-			{name: "missing command", args: []string{"my-hello-app", "/no/such/binary"}, code: 1, stderr: "/no/such/binary"},
+			{name: "missing command", args: []string{"hello-app", "/no/such/binary"}, code: 127, stderr: "error: run hello-app:latest: "},
+			{name: "not executable", args: []string{"hello-app", "/etc/passwd"}, code: 126, stderr: "permission denied"},
+			{name: "unknown user", args: []string{"--user", "nosuchuser", "hello-app", "id"}, code: 126, stderr: "nosuchuser"},
 			{name: "bad network", args: []string{"--network", "bridge", "busybox"}, code: 1, stderr: `--network "bridge"`},
 			{name: "relative workdir", args: []string{"--workdir", "tmp", "busybox"}, code: 1, stderr: "absolute path"},
 			{name: "no image", args: nil, code: 1, stderr: "kiln run takes at least 1 argument(s)"},
@@ -94,7 +108,7 @@ func TestImagesBuildRun(t *testing.T) {
 	})
 
 	t.Run("tag inspect rm", func(t *testing.T) {
-		e.ok("image", "tag", "my-hello-app", "hello:v1")
+		e.ok("image", "tag", "hello-app", "hello:v1")
 		r := e.ok("image", "inspect", "hello:v1")
 		var got []struct {
 			Name     string
@@ -127,10 +141,10 @@ func TestImagesBuildRun(t *testing.T) {
 		e.fails(1, `image "hello:v1" not found in kilnd's image store`, "run", "hello:v1")
 		e.fails(1, `image "hello:v1" not found`, "image", "inspect", "hello:v1")
 		e.fails(1, `image "ghost:latest" not found`, "image", "tag", "ghost", "x")
-		e.fails(1, "invalid", "image", "tag", "my-hello-app", "UPPER:case")
-		e.fails(1, "takes 2 argument(s) (SOURCE TARGET), got 1", "image", "tag", "my-hello-app")
-		// my-hello-app is unharmed by the removal of another name.
-		if r := e.ok("run", "my-hello-app"); r.stdout != "Hello, Kiln!\n" {
+		e.fails(1, "invalid", "image", "tag", "hello-app", "UPPER:case")
+		e.fails(1, "takes 2 argument(s) (SOURCE TARGET), got 1", "image", "tag", "hello-app")
+		// hello-app is unharmed by the removal of another name.
+		if r := e.ok("run", "hello-app"); r.stdout != "Hello, Kiln!\n" {
 			t.Errorf("run after rm of another name: %s", r)
 		}
 	})
@@ -139,8 +153,8 @@ func TestImagesBuildRun(t *testing.T) {
 		dir := t.TempDir()
 		ociTar := filepath.Join(dir, "hello-oci.tar")
 		dockerTar := filepath.Join(dir, "hello-docker.tar")
-		e.ok("image", "save", "my-hello-app", "-o", ociTar)
-		e.ok("image", "save", "--format", "docker", "-o", dockerTar, "my-hello-app")
+		e.ok("image", "save", "hello-app", "-o", ociTar)
+		e.ok("image", "save", "--format", "docker", "-o", dockerTar, "hello-app")
 
 		// The OCI layout, unpacked, is a valid image.
 		layoutDir := filepath.Join(dir, "layout")
@@ -153,7 +167,7 @@ func TestImagesBuildRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(im.Manifests) != 1 || im.Manifests[0].Annotations["io.containerd.image.name"] != "docker.io/library/my-hello-app:latest" {
+		if len(im.Manifests) != 1 || im.Manifests[0].Annotations["io.containerd.image.name"] != "docker.io/library/hello-app:latest" {
 			t.Fatalf("index.json manifests: %+v", im.Manifests)
 		}
 		img, err := idx.Image(im.Manifests[0].Digest)
@@ -165,7 +179,7 @@ func TestImagesBuildRun(t *testing.T) {
 		}
 
 		// The docker archive loads with go-containerregistry's tarball reader.
-		tag, _ := name.NewTag("my-hello-app:latest")
+		tag, _ := name.NewTag("hello-app:latest")
 		dimg, err := tarball.ImageFromPath(dockerTar, &tag)
 		if err != nil {
 			t.Fatal(err)
@@ -199,7 +213,7 @@ func TestImagesBuildRun(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "x.tar")); !os.IsNotExist(err) {
 			t.Errorf("a failed save left its file (%v)", err)
 		}
-		e.fails(1, `--format "zip"`, "image", "save", "--format", "zip", "my-hello-app", "-o", filepath.Join(dir, "y.tar"))
+		e.fails(1, `--format "zip"`, "image", "save", "--format", "zip", "hello-app", "-o", filepath.Join(dir, "y.tar"))
 	})
 
 	t.Run("import rootfs", func(t *testing.T) {

@@ -36,7 +36,8 @@ func newRunCmd() *cobra.Command {
 		Long: `Run IMAGE's command (its ENTRYPOINT and CMD, or COMMAND) in a new container
 on kilnd, with the image's environment, working directory and user, and
 print its output (stdout and stderr apart). kiln run exits with the
-command's exit code. Ctrl-C stops the container.
+command's exit code (126 when it cannot be run, 127 when it is not found,
+as docker run; 130 after Ctrl-C, which stops the container).
 
 The container's filesystem is a fresh copy of the image's, discarded when
 the command ends (--rm is always in effect). Options go before IMAGE;
@@ -106,7 +107,12 @@ func runRun(cmd *cobra.Command, f runFlags, args []string) error {
 		Request: req, Stdin: cmd.InOrStdin(),
 		Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr(),
 	})
-	if err != nil {
+	var start *client.StartError
+	switch {
+	case errors.As(err, &start):
+		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s\n", start.Msg)
+		return &exitError{code: start.Code}
+	case err != nil:
 		if cmd.Context().Err() != nil || errors.Is(err, errdefs.ErrCanceled) {
 			return &exitError{code: exitCanceled}
 		}
