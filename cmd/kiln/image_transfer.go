@@ -102,7 +102,11 @@ helpers included) is sent with the request and used ahead of kilnd's own.`,
 				return err
 			}
 			defer c.Close()
-			fmt.Fprintf(cmd.ErrOrStderr(), "Pushing %s to %s\n", args[0], host)
+			shown := host
+			if shown == name.DefaultRegistry {
+				shown = "docker.io"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Pushing %s to %s\n", args[0], shown)
 			resp, err := c.PushImage(cmd.Context(), args[0], creds)
 			if err != nil {
 				return err
