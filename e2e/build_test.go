@@ -26,38 +26,6 @@ import (
 // against a docker-registry on 127.0.0.1 that serves as the docker.io
 // mirror holding the busybox base image.
 
-var (
-	bldOnce      sync.Once
-	bldKiln      string
-	bldKilnd     string
-	bldBuildErr  error
-	bldBinaryDir string
-)
-
-func bldBinaries(t *testing.T) (kiln, kilnd string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end builds need root (runc, overlay mounts)")
-	}
-	if testing.Short() {
-		t.Skip("end-to-end builds are skipped in -short mode")
-	}
-	bldOnce.Do(func() {
-		bldBinaryDir, bldBuildErr = os.MkdirTemp("", "kiln-e2e-bin-")
-		if bldBuildErr != nil {
-			return
-		}
-		if bldKiln, bldBuildErr = testutil.BuildCommand(bldBinaryDir, "kiln"); bldBuildErr != nil {
-			return
-		}
-		bldKilnd, bldBuildErr = testutil.BuildCommand(bldBinaryDir, "kilnd")
-	})
-	if bldBuildErr != nil {
-		t.Fatal(bldBuildErr)
-	}
-	return bldKiln, bldKilnd
-}
-
 // bldEnv is a registry holding busybox and a kilnd mirroring docker.io to it.
 type bldEnv struct {
 	t     *testing.T
@@ -71,7 +39,7 @@ type bldEnv struct {
 
 func newBldEnv(t *testing.T) *bldEnv {
 	t.Helper()
-	kiln, kilnd := bldBinaries(t)
+	kilnd, kiln := binaries(t)
 	reg := testutil.StartDistribution(t, testutil.DistributionOptions{})
 	testutil.PushImage(t, reg.Ref("library/busybox:latest"), testutil.BusyboxImage(t, testutil.HostPlatform()), reg.RemoteOptions()...)
 	e := &bldEnv{t: t, kiln: kiln, kilnd: kilnd, reg: reg, root: t.TempDir()}
