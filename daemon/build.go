@@ -5,15 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/progress"
 )
 
@@ -33,14 +37,36 @@ func (b engineBuild) Build(ctx context.Context, req engine.Request, sess *Stream
 // stream into an engine.Request, a session (context sync, secrets, ssh,
 // credentials over the stream) and progress messages. parts serve the
 // image list and the build history.
-func EngineBackend(e *engine.Engine, parts *engine.Parts) *BuildBackend {
-	return &BuildBackend{engine: engineBuild{e}, parts: parts}
+func EngineBackend(e *engine.Engine, parts *engine.Parts, opts ...BackendOption) *BuildBackend {
+	b := &BuildBackend{engine: engineBuild{e}, parts: parts, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
 }
 
-// BuildBackend serves the Build stream, the image list and the history.
+// BackendOption configures a BuildBackend.
+type BackendOption func(*BuildBackend)
+
+// WithCacheSize makes the backend keep the build cache under n bytes after
+// each build (0 turns the automatic gc off).
+func WithCacheSize(n int64) BackendOption { return func(b *BuildBackend) { b.cacheSize = n } }
+
+// WithBackendLogger sets the logger of background work (automatic gc).
+func WithBackendLogger(l *slog.Logger) BackendOption { return func(b *BuildBackend) { b.log = l } }
+
+// BuildBackend serves the Build stream, images, history, disk usage and
+// runs.
 type BuildBackend struct {
-	engine BuildEngine
-	parts  *engine.Parts
+	engine    BuildEngine
+	parts     *engine.Parts
+	cacheSize int64
+	log       *slog.Logger
+
+	gcOnce    sync.Once
+	gc        *gc.Collector
+	gcErr     error
+	gcRunning atomic.Bool
 }
 
 var _ Backend = (*BuildBackend)(nil)
@@ -79,6 +105,7 @@ func (b *BuildBackend) Build(ctx context.Context, stream BuildStream) error {
 		buf.Close()
 		<-progressDone
 		if err == nil {
+			b.autoGC()
 			return sess.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Result{Result: &api.BuildResult{
 				ExporterResponse: res.ExporterResponse,
 				Steps:            int32(res.Stats.Steps),
@@ -132,10 +159,35 @@ func engineRequest(r *api.BuildRequest, sess *StreamSession) (engine.Request, er
 		}
 		req.Outputs = append(req.Outputs, out)
 	}
-	if len(r.GetCacheFrom()) > 0 || len(r.GetCacheTo()) > 0 {
-		return req, errdefs.WithClass(errdefs.ErrUnimplemented, errors.New("--cache-from and --cache-to are not supported yet by this kilnd"))
+	if err := cacheOptions(&req, r, sess); err != nil {
+		return req, err
 	}
 	return req, nil
+}
+
+// cacheOptions checks the --cache-from and --cache-to values (their types
+// and attributes) and adds them to req. A type=local export is written to
+// the client as a tar stream on the output index after the -o outputs.
+func cacheOptions(req *engine.Request, r *api.BuildRequest, sess *StreamSession) error {
+	for _, c := range r.GetCacheFrom() {
+		spec, err := remote.ParseImport(c.GetType(), c.GetAttrs())
+		if err != nil {
+			return err
+		}
+		req.CacheFrom = append(req.CacheFrom, spec)
+	}
+	for i, c := range r.GetCacheTo() {
+		spec, err := remote.ParseExport(c.GetType(), c.GetAttrs())
+		if err != nil {
+			return err
+		}
+		ce := engine.CacheExport{Spec: spec}
+		if spec.Type == remote.TypeLocal && sess != nil {
+			ce.Output = sess.exportWriter(uint32(len(r.GetOutputs()) + i))
+		}
+		req.CacheTo = append(req.CacheTo, ce)
+	}
+	return nil
 }
 
 // sendProgress forwards progress events in batches until buf is closed.

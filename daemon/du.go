@@ -14,8 +14,14 @@ import (
 
 var _ DiskUsager = (*BuildBackend)(nil)
 
-// collector returns the garbage collector over the engine's storage.
+// collector returns the garbage collector over the engine's storage, one
+// per backend so that prunes (asked for or automatic) run one at a time.
 func (b *BuildBackend) collector() (*gc.Collector, error) {
+	b.gcOnce.Do(func() { b.gc, b.gcErr = b.newCollector() })
+	return b.gc, b.gcErr
+}
+
+func (b *BuildBackend) newCollector() (*gc.Collector, error) {
 	p := b.parts
 	c := gc.Config{
 		Cache: p.CacheStore, Snapshotter: p.Snapshotter, Content: p.Content, Images: p.Images,
@@ -91,4 +97,28 @@ func usageRecord(it gc.Item) *api.UsageRecord {
 		r.LastUsed = timestamppb.New(it.LastUsed)
 	}
 	return r
+}
+
+// autoGC keeps the build cache under the configured cache size after a
+// build, in the background (at most one run at a time).
+func (b *BuildBackend) autoGC() {
+	if b.cacheSize <= 0 || b.parts == nil || !b.gcRunning.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer b.gcRunning.Store(false)
+		c, err := b.collector()
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		n := 0
+		err = c.Prune(ctx, gc.Policy{KeepBytes: b.cacheSize}, func(gc.Item) error { n++; return nil })
+		if err != nil {
+			b.log.Warn("automatic gc", slog.Any("error", err))
+		} else if n > 0 {
+			b.log.Info("automatic gc kept the cache under cache-size", slog.Int("removed", n), slog.Int64("cache-size", b.cacheSize))
+		}
+	}()
 }

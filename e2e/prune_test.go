@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // usage runs kiln du --format json and counts records and bytes per type.
@@ -110,4 +113,27 @@ func TestDiskUsageAndPrune(t *testing.T) {
 
 	e.fails(1, "--keep-duration", "prune", "-f", "--keep-duration", "soon")
 	e.fails(1, "--keep-storage", "prune", "-f", "--keep-storage", "lots")
+}
+
+// TestAutomaticGC: with a tiny cache-size, the daemon prunes the build
+// cache after each build on its own, and the built image still runs.
+func TestAutomaticGC(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testutil.WithDaemonConfig("[worker.oci]\ncache-size = 1\ngc = true\n"))
+	e.importBusybox()
+	e.buildHello("my-hello-app")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		counts, _ := e.usage()
+		if counts["regular"] <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the automatic gc left %d cache records (cache-size = 1 byte)", counts["regular"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := e.ok("run", "my-hello-app"); r.stdout != "Hello, Kiln!\n" {
+		t.Errorf("run after the automatic gc: %s", r)
+	}
 }

@@ -165,7 +165,7 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	srv, err := daemon.New(ctx, cfg,
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
-		daemon.WithBackend(daemon.EngineBackend(eng, parts)),
+		daemon.WithBackend(daemon.EngineBackend(eng, parts, daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithBackendLogger(log))),
 	)
 	if err != nil {
 		return err
