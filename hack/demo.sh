@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job: builds kilnd and kiln into ./bin, starts kilnd on its
-# built-in default configuration with its state in ./.state, shows
-# `kiln info`, and stops the daemon. Installs what is missing first.
+# built-in default configuration with its state in ./.state, imports the
+# busybox base image (made from Debian's busybox-static: nothing comes from
+# Docker Hub), builds the example image (examples/hello) with
+# `kiln build -t my-hello-app`, runs it, rebuilds it from the cache, and
+# stops the daemon. Installs what is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
@@ -51,5 +54,25 @@ for _ in $(seq 1 300); do
 done
 [ -S "$sock" ] || { cat "$state/kilnd.log" >&2; die "kilnd did not come up within 30s"; }
 
+kiln() { ./bin/kiln --addr "$addr" "$@"; }
+
 say "kiln info"
-./bin/kiln --addr "$addr" info
+kiln info
+
+say "making the busybox base image from Debian's busybox-static (.state/busybox.tar)"
+go run ./hack/fixture save "$state/busybox.tar"
+say "kiln image import .state/busybox.tar busybox"
+kiln image import "$state/busybox.tar" busybox
+
+say "kiln build -t my-hello-app examples/hello"
+cat examples/hello/Dockerfile
+kiln build --progress plain -t my-hello-app examples/hello
+
+say "kiln run my-hello-app"
+kiln run my-hello-app
+
+say "kiln build -t my-hello-app examples/hello (again: every step comes from the cache)"
+kiln build --progress plain -t my-hello-app examples/hello
+
+say "kiln images"
+kiln images
