@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
@@ -53,6 +54,12 @@ type Config struct {
 	// (kilnd.toml insecure-entitlements).
 	Allowed []string
 	Logger  *slog.Logger
+	// Caches makes builds' --cache-from and --cache-to backends;
+	// CacheImporter imports their hits, CacheWriter names this daemon in
+	// the records they write (see CacheBackends).
+	Caches        CacheBackends
+	CacheImporter *remote.Importer
+	CacheWriter   string
 }
 
 // Engine runs builds. It is safe for concurrent use.
@@ -96,6 +103,10 @@ type Request struct {
 	// when there is none (a Dockerfile from stdin).
 	ContextPath string
 	HasContext  bool
+	// CacheFrom and CacheTo are the --cache-from and --cache-to values,
+	// checked by remote.ParseImport and remote.ParseExport.
+	CacheFrom []remote.ImportSpec
+	CacheTo   []CacheExport
 }
 
 // Output is one --output value. Writer is set for outputs the client
@@ -164,6 +175,10 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if err != nil {
 		return nil, err
 	}
+	caches, err := e.caches(ctx, req, resolver, sess, pw)
+	if err != nil {
+		return nil, err
+	}
 
 	puller := e.c.Puller
 	if sess != nil {
@@ -181,7 +196,10 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		return nil, err
 	}
 
-	sol, err := e.c.Solver.Solve(ctx, roots, solver.SolveOpt{Session: sess, Progress: pw, NoCache: req.NoCache})
+	sol, err := e.c.Solver.Solve(ctx, roots, solver.SolveOpt{
+		Session: sess, Progress: pw, NoCache: req.NoCache,
+		Remote: caches.remotes, Exporters: caches.exporters,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +207,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 
 	resp := map[string]string{}
 	if exp != nil {
-		r := exporter.Result{}
+		r := exporter.Result{Inline: caches.inline}
 		for i, img := range fres.Images {
 			r.Images = append(r.Images, exporter.Image{Platform: img.Platform, Ref: sol.Results[i].Ref, Config: img.Config, ConfigExt: img.ConfigExt})
 		}
@@ -201,6 +219,11 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		for k, v := range out {
 			resp[k] = v
 		}
+	}
+	// The build is done once its cache exports are: the shared caches
+	// hold every step before the client hears of success.
+	if err := sol.FinishExports(ctx); err != nil {
+		return nil, err
 	}
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }

@@ -13,11 +13,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	cachebolt "github.com/kiln-build/kiln/cache/bolt"
+	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
@@ -43,9 +45,12 @@ type Options struct {
 	Frontends map[string]frontend.Frontend
 	Platform  ocispec.Platform
 	Logger    *slog.Logger
-	// RemoteCaches and CacheExporters are the daemon-wide shared caches.
+	// RemoteCaches and CacheExporters are daemon-wide caches given as
+	// they are (tests); Caches makes the configured ones and the
+	// per-build backends.
 	RemoteCaches   []solver.RemoteCache
 	CacheExporters []solver.Exporter
+	Caches         CacheBackends
 }
 
 // Parts are the pieces Open assembled, for the daemon's other services
@@ -67,6 +72,13 @@ type Parts struct {
 	Layers      *exporter.Layers
 	Solver      *solver.Solver
 	History     *History
+	// CacheImporter imports remote cache hits; CacheWriter is this
+	// daemon's writer id in shared caches (kept in the root).
+	CacheImporter *remote.Importer
+	CacheWriter   string
+	// SharedCaches are the daemon-wide shared caches (kilnd.toml);
+	// kiln du reports their usage (Shared.Usage).
+	SharedCaches []*remote.Shared
 }
 
 // Open assembles an engine on opts.Root, taking over what a crashed daemon
@@ -151,11 +163,28 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		return nil, nil, err
 	}
 	closers = append(closers, p.CacheStore.Flush)
+	p.Layers = exporter.NewLayers(p.Content, p.Snapshotter)
+	p.CacheImporter = remote.NewImporter(p.Content, p.Snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
+		return p.Snapshots.Load(ctx, name)
+	})
+	if p.CacheWriter, err = remote.WriterID(root); err != nil {
+		return nil, nil, err
+	}
+	remotes, exporters := opts.RemoteCaches, opts.CacheExporters
+	if opts.Caches.Shared != nil {
+		if p.SharedCaches, err = opts.Caches.Shared(ctx, p); err != nil {
+			return nil, nil, err
+		}
+		for _, sc := range p.SharedCaches {
+			closers = append(closers, sc.Close)
+			remotes = append(remotes, sc)
+			exporters = append(exporters, sc)
+		}
+	}
 	p.Solver = solver.New(p.Worker, p.CacheStore,
 		solver.WithMaxParallelism(opts.MaxParallelism),
-		solver.WithRemoteCaches(opts.RemoteCaches...),
-		solver.WithExporters(opts.CacheExporters...))
-	p.Layers = exporter.NewLayers(p.Content, p.Snapshotter)
+		solver.WithRemoteCaches(remotes...),
+		solver.WithExporters(exporters...))
 	if p.History, err = NewHistory(p.DB); err != nil {
 		return nil, nil, err
 	}
@@ -167,6 +196,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		Frontends: opts.Frontends, Solver: p.Solver, Puller: p.Puller, Layers: p.Layers,
 		Images: p.Images, Resolver: p.Resolver, History: p.History, Platform: opts.Platform,
 		Allowed: allowed, Logger: opts.Logger,
+		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter,
 	})
 	if err != nil {
 		return nil, nil, err

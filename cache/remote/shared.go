@@ -1,0 +1,261 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/cache"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/progress"
+)
+
+// Shared is a daemon-wide shared cache: an Index of records (Redis) over a
+// BlobStore (a shared directory) that several daemons use at once. It is
+// both a cache.RemoteCache (consulted after the local store) and a
+// cache.Exporter (every step of every build is written to it in the
+// background as it finishes; Finish waits for a build's steps).
+//
+// Shared never fails a build: an index or store that fails is reported as
+// a warning once per build and the build goes on with its local cache.
+type Shared struct {
+	name   string
+	index  Index
+	blobs  BlobStore
+	local  BlobStore
+	im     *Importer
+	layers *exporter.Layers
+	writer string
+	comp   exporter.Compression
+	log    *slog.Logger
+
+	sem    chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	exported map[digest.Digest]bool // keys this process wrote
+}
+
+var (
+	_ cache.RemoteCache = (*Shared)(nil)
+	_ cache.Exporter    = (*Shared)(nil)
+)
+
+// SharedOptions configures NewShared. Every field but Logger and Parallel
+// is required.
+type SharedOptions struct {
+	// Name is how progress names a hit ("redis": CACHED (redis)).
+	Name  string
+	Index Index
+	Blobs BlobStore
+	// Writer identifies this daemon in the records it writes (WriterID).
+	Writer   string
+	Importer *Importer
+	// Layers makes the blobs of results; Local is the content store they
+	// are made in (LocalBlobs).
+	Layers *exporter.Layers
+	Local  BlobStore
+	Logger *slog.Logger
+	// Parallel bounds the steps exported at once (default 4).
+	Parallel int
+}
+
+// NewShared returns a shared cache. Close stops its background work.
+func NewShared(o SharedOptions) (*Shared, error) {
+	if o.Name == "" || o.Index == nil || o.Blobs == nil || o.Writer == "" || o.Importer == nil || o.Layers == nil || o.Local == nil {
+		return nil, errdefs.Invalidf("shared cache: incomplete options")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Shared{
+		name: o.Name, index: o.Index, blobs: o.Blobs, local: o.Local, im: o.Importer, layers: o.Layers,
+		writer: o.Writer, log: o.Logger, sem: make(chan struct{}, o.Parallel), ctx: ctx, cancel: cancel,
+		exported: map[digest.Digest]bool{},
+	}, nil
+}
+
+// Name implements cache.RemoteCache.
+func (s *Shared) Name() string { return s.name }
+
+// Index returns the shared index.
+func (s *Shared) Index() Index { return s.index }
+
+// Blobs returns the shared blob store.
+func (s *Shared) Blobs() BlobStore { return s.blobs }
+
+// Lookup implements cache.RemoteCache: the newest record of key whose
+// blobs are all in the blob store (with the sizes it says).
+func (s *Shared) Lookup(ctx context.Context, key digest.Digest) (cache.Hit, error) {
+	recs, err := s.index.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := usable(ctx, recs, s.blobs, true)
+	if err != nil {
+		return nil, err
+	}
+	return s.im.NewHit(rec, s.blobs), nil
+}
+
+// Close stops exports still running, waits for them and closes the index
+// and blob store when they can be closed.
+func (s *Shared) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	var errs []error
+	for _, x := range []any{s.index, s.blobs} {
+		if c, ok := x.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Wait waits for every export queued so far (tests, shutdown).
+func (s *Shared) Wait() { s.wg.Wait() }
+
+// Begin implements cache.Exporter.
+func (s *Shared) Begin(_ context.Context, b cache.Build) (cache.ExportSession, error) {
+	pw := b.Progress
+	if pw == nil {
+		pw = progress.Discard
+	}
+	return &sharedSession{s: s, build: b.Ref, pw: pw}, nil
+}
+
+type sharedSession struct {
+	s     *Shared
+	build string
+	pw    progress.Writer
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	warned bool
+}
+
+// Add implements cache.ExportSession.
+func (ss *sharedSession) Add(st cache.ExportStep) {
+	s := ss.s
+	s.wg.Add(1)
+	ss.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer ss.wg.Done()
+		defer releaseRef(st.Ref)
+		select {
+		case s.sem <- struct{}{}:
+			defer func() { <-s.sem }()
+		case <-s.ctx.Done():
+			return
+		}
+		if err := s.export(s.ctx, st, ss.build); err != nil && s.ctx.Err() == nil {
+			ss.warn(st, err)
+		}
+	}()
+}
+
+func (ss *sharedSession) warn(st cache.ExportStep, err error) {
+	ss.s.log.Warn("shared cache export failed", "cache", ss.s.name, "key", st.Record.Key, "error", err)
+	ss.mu.Lock()
+	first := !ss.warned
+	ss.warned = true
+	ss.mu.Unlock()
+	if first {
+		ss.pw.Write(progress.Event{Warning: &progress.Warning{
+			Message: fmt.Sprintf("shared cache %s: could not write %s: %v (the build goes on; other agents will not reuse this step)", ss.s.name, st.Record.Description, err),
+		}})
+	}
+}
+
+// Finish implements cache.ExportSession: it waits for the build's steps.
+// Failures were reported as warnings; it returns nil unless ctx ends.
+func (ss *sharedSession) Finish(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		ss.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Discard implements cache.ExportSession. Steps already added are still
+// written: they finished, and other agents can use them.
+func (ss *sharedSession) Discard() {}
+
+// available reports whether the index answers (indexes with a circuit
+// breaker say no for a while after a failure).
+func (s *Shared) available() bool {
+	if a, ok := s.index.(interface{ Available() bool }); ok {
+		return a.Available()
+	}
+	return true
+}
+
+// export writes one step: its blobs to the store, then its record to the
+// index, so that no reader finds a record whose blobs are not there yet.
+func (s *Shared) export(ctx context.Context, st cache.ExportStep, build string) error {
+	key := st.Record.Key
+	if !s.available() {
+		return errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("index unavailable"))
+	}
+	s.mu.Lock()
+	done := s.exported[key]
+	s.mu.Unlock()
+	if done || st.Source == s.name {
+		// Written already (by this daemon, or the hit came from here):
+		// only refresh its time to live and list it under the build.
+		return s.index.Touch(ctx, key, build)
+	}
+	var layers []Layer
+	switch h, isHit := st.Hit.(*Hit); {
+	case st.Ref != nil && st.Ref.ID() != "":
+		var err error
+		if layers, err = resultLayers(ctx, s.layers, st.Ref.ID(), s.comp); err != nil {
+			return err
+		}
+		if err := copyBlobs(ctx, layers, s.local, s.blobs); err != nil {
+			return err
+		}
+	case isHit:
+		layers = h.Record.Layers
+		if err := copyBlobs(ctx, layers, h.Blobs, s.blobs); err != nil {
+			return err
+		}
+	default:
+		return nil // nothing this cache can store
+	}
+	rec := Record{Key: key, Layers: layers, Created: time.Now().UTC(), Writer: s.writer, Inputs: InputsOf(st.Record.Components)}
+	if err := s.index.Put(ctx, rec, build); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.exported[key] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func releaseRef(r ops.Ref) {
+	if r != nil {
+		_ = r.Release(context.Background())
+	}
+}

@@ -1,0 +1,377 @@
+package engine
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/snapshots"
+
+	"github.com/kiln-build/kiln/cache/remote"
+	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
+	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
+	cacheregistry "github.com/kiln-build/kiln/cache/remote/registry"
+	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+// hitCounter counts the RUN steps that really ran: each fetches
+// /<name> from it with busybox wget (RUN uses the host's network).
+type hitCounter struct {
+	addr string
+	mu   sync.Mutex
+	hits map[string]int
+}
+
+func startCounter(t *testing.T) *hitCounter {
+	t.Helper()
+	c := &hitCounter{hits: map[string]int{}}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.hits[strings.TrimPrefix(r.URL.Path, "/")]++
+		c.mu.Unlock()
+		fmt.Fprintln(w, "ok")
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	c.addr = l.Addr().String()
+	return c
+}
+
+func (c *hitCounter) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range c.hits {
+		out[k] = v
+	}
+	return out
+}
+
+// cacheHarness is a harness whose engine has the given cache wiring.
+func cacheHarness(t *testing.T, base, ctxDir string, caches CacheBackends) *harness {
+	t.Helper()
+	e, p, err := Open(context.Background(), Options{
+		Root:      t.TempDir(),
+		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+		Caches:    caches,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return &harness{e: e, p: p, base: base, ctx: ctxDir, steps: &stepLog{},
+		sess: &testutil.Session{Ref: "test", Client: "client-1", Dirs: map[string]string{"context": ctxDir}}}
+}
+
+func sharedBackends(t *testing.T, redisAddr, blobDir string) CacheBackends {
+	return CacheBackends{Shared: func(ctx context.Context, p *Parts) ([]*remote.Shared, error) {
+		idx, err := cacheredis.New(cacheredis.Options{Addr: redisAddr, TTL: time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		blobs, err := remote.OpenFileStore(blobDir)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := remote.NewShared(remote.SharedOptions{
+			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
+			Layers: p.Layers, Local: remote.LocalBlobs(p.Content),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return []*remote.Shared{sc}, nil
+	}}
+}
+
+const multiStage = `FROM BASE AS lib
+COPY lib.txt /lib.txt
+RUN wget -q -O /dev/null http://COUNTER/lib && cat /lib.txt > /lib.out
+
+FROM BASE AS app
+COPY app.txt /app.txt
+RUN wget -q -O /dev/null http://COUNTER/app && cat /app.txt > /app.out
+
+FROM BASE
+COPY --from=lib /lib.out /lib.out
+COPY --from=app /app.out /app.out
+RUN wget -q -O /dev/null http://COUNTER/final && cat /lib.out /app.out > /all
+`
+
+// tarOutput collects a type=tar output's files.
+func tarOutput(files map[string]string) Output {
+	return Output{Type: "tar", Attrs: map[string]string{"dest": "x"}, Writer: func() (io.WriteCloser, error) {
+		pr, pw := io.Pipe()
+		go func() {
+			tr := tar.NewReader(pr)
+			for {
+				h, err := tr.Next()
+				if err != nil {
+					_ = pr.CloseWithError(err)
+					return
+				}
+				b, _ := io.ReadAll(tr)
+				files[strings.TrimPrefix(h.Name, "./")] = string(b)
+			}
+		}()
+		return pw, nil
+	}}
+}
+
+// ranSteps lists the RUN steps that ran (not cached) in the last build,
+// and the sources of the cached ones.
+func (h *harness) runSteps() (ran []string, cached map[string]string) {
+	h.steps.mu.Lock()
+	defer h.steps.mu.Unlock()
+	cached = map[string]string{}
+	for name, st := range h.steps.status {
+		if !strings.Contains(name, "RUN ") {
+			continue
+		}
+		if st.Cached {
+			cached[name] = st.CacheSource
+		} else {
+			ran = append(ran, name)
+		}
+	}
+	return ran, cached
+}
+
+func TestSharedCacheTwoDaemons(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	srv := redistest.Start(t)
+	counter := startCounter(t)
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	ctxDir, blobDir := t.TempDir(), t.TempDir()
+	a := cacheHarness(t, base, ctxDir, sharedBackends(t, srv.Addr, blobDir))
+	b := cacheHarness(t, base, ctxDir, sharedBackends(t, srv.Addr, blobDir))
+	a.write(t, "lib.txt", "lib v1\n")
+	a.write(t, "app.txt", "app v1\n")
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+
+	build := func(h *harness, who string) map[string]string {
+		t.Helper()
+		files := map[string]string{}
+		if _, err := h.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		return files
+	}
+	wantHits := func(when string, want map[string]int) {
+		t.Helper()
+		got := counter.snapshot()
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: RUN %s ran %d times in all, want %d (all: %v)", when, k, got[k], v, got)
+			}
+		}
+	}
+
+	// A builds cold.
+	files := build(a, "A cold")
+	if files["all"] != "lib v1\napp v1\n" {
+		t.Fatalf("A's result /all = %q", files["all"])
+	}
+	wantHits("A cold", map[string]int{"lib": 1, "app": 1, "final": 1})
+
+	// B, on another root, runs nothing: every RUN comes from redis.
+	files = build(b, "B first")
+	if files["all"] != "lib v1\napp v1\n" {
+		t.Errorf("B's result /all = %q", files["all"])
+	}
+	wantHits("B first", map[string]int{"lib": 1, "app": 1, "final": 1})
+	ran, cached := b.runSteps()
+	if len(ran) != 0 {
+		t.Errorf("B ran %v", ran)
+	}
+	for name, src := range cached {
+		if src != "redis" {
+			t.Errorf("B: %s cached from %q, want redis", name, src)
+		}
+	}
+	// B unpacked only the final image's layers: the stages' own layers
+	// (lib.txt, app.txt copies and their RUNs) were never downloaded.
+	if n, want := committedSnapshots(t, b), 4; n != want {
+		t.Errorf("B has %d committed snapshots, want %d (busybox, 2 COPY --from, RUN)", n, want)
+	}
+
+	// app.txt changes: B runs only what depends on it.
+	b.write(t, "app.txt", "app v2\n")
+	files = build(b, "B after change")
+	if files["all"] != "lib v1\napp v2\n" {
+		t.Errorf("B's result /all after the change = %q", files["all"])
+	}
+	wantHits("B after change", map[string]int{"lib": 1, "app": 2, "final": 2})
+
+	// A rebuilds it fully cached from B's records.
+	files = build(a, "A after B")
+	if files["all"] != "lib v1\napp v2\n" {
+		t.Errorf("A's result after B's build = %q", files["all"])
+	}
+	wantHits("A after B", map[string]int{"lib": 1, "app": 2, "final": 2})
+	ran, cached = a.runSteps()
+	if len(ran) != 0 {
+		t.Errorf("A ran %v after B built the change", ran)
+	}
+	if src := cached[findName(cached, "RUN wget -q -O /dev/null http://"+counter.addr+"/final")]; src != "redis" {
+		t.Errorf("A's final RUN cached from %q, want redis (%v)", src, cached)
+	}
+}
+
+func findName(m map[string]string, part string) string {
+	for k := range m {
+		if strings.Contains(k, part) {
+			return k
+		}
+	}
+	return ""
+}
+
+func committedSnapshots(t *testing.T, h *harness) int {
+	t.Helper()
+	n := 0
+	err := h.p.Snapshotter.Walk(context.Background(), func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindCommitted {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func registryBackends() CacheBackends {
+	return CacheBackends{
+		Importers: map[string]remote.ImportFactory{remote.TypeRegistry: cacheregistry.ImportFactory},
+		Exporters: map[string]remote.ExportFactory{remote.TypeRegistry: cacheregistry.ExportFactory, remote.TypeInline: remote.InlineFactory},
+	}
+}
+
+func TestRegistryCacheExportImport(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	counter := startCounter(t)
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	ctxDir := t.TempDir()
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+	a := cacheHarness(t, base, ctxDir, registryBackends())
+	a.write(t, "lib.txt", "lib v1\n")
+	a.write(t, "app.txt", "app v1\n")
+
+	for _, mode := range []string{remote.ModeMax, remote.ModeMin} {
+		t.Run(mode, func(t *testing.T) {
+			ref := host + "/cache/app:" + mode
+			to, err := remote.ParseExport("registry", map[string]string{"ref": ref, "mode": mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.build(t, df, Request{CacheTo: []CacheExport{{Spec: to}}}); err != nil {
+				t.Fatal(err)
+			}
+			from, err := remote.ParseImport("registry", map[string]string{"ref": ref})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := counter.snapshot()
+			b := cacheHarness(t, base, ctxDir, registryBackends())
+			files := map[string]string{}
+			if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
+				t.Fatal(err)
+			}
+			if files["all"] != "lib v1\napp v1\n" {
+				t.Errorf("result /all = %q", files["all"])
+			}
+			ran, cached := b.runSteps()
+			after := counter.snapshot()
+			if mode == remote.ModeMax {
+				if len(ran) != 0 || after["final"] != before["final"] || after["lib"] != before["lib"] {
+					t.Errorf("mode=max import ran %v (cached %v)", ran, cached)
+				}
+				for name, src := range cached {
+					if src != "registry" {
+						t.Errorf("%s cached from %q", name, src)
+					}
+				}
+			} else {
+				// mode=min has the result's records only: the final RUN
+				// is cached and the stages need not run at all.
+				if after["final"] != before["final"] {
+					t.Errorf("mode=min: the final RUN ran (cached %v)", cached)
+				}
+			}
+		})
+	}
+}
+
+func TestInlineCache(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	counter := startCounter(t)
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	ctxDir := t.TempDir()
+	df := strings.ReplaceAll("FROM BASE\nCOPY app.txt /app.txt\nRUN wget -q -O /dev/null http://COUNTER/one && cp /app.txt /one\n", "COUNTER", counter.addr)
+	a := cacheHarness(t, base, ctxDir, registryBackends())
+	a.write(t, "app.txt", "v1\n")
+	img := host + "/app/inline:1"
+	inline, _ := remote.ParseExport("inline", nil)
+	if _, err := a.build(t, df, Request{
+		Outputs: []Output{{Type: "registry", Attrs: map[string]string{"name": img}}},
+		CacheTo: []CacheExport{{Spec: inline}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b := cacheHarness(t, base, ctxDir, registryBackends())
+	from, _ := remote.ParseImport("registry", map[string]string{"ref": img})
+	files := map[string]string{}
+	if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := counter.snapshot()["one"]; got != 1 {
+		t.Errorf("the RUN ran %d times, want once (B should take it from the inline cache)", got)
+	}
+	if files["one"] != "v1\n" {
+		t.Errorf("/one = %q", files["one"])
+	}
+	if _, cached := b.runSteps(); len(cached) != 1 {
+		t.Errorf("cached RUN steps: %v", cached)
+	}
+	_ = bytes.MinRead
+	_ = filepath.Join
+}
