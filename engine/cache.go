@@ -52,6 +52,7 @@ func (e *Engine) caches(ctx context.Context, req Request, resolver *registry.Res
 	deps := remote.Deps{
 		Importer: e.c.CacheImporter, Layers: e.c.Layers, Local: remote.LocalBlobs(e.c.Layers.Content()),
 		Resolver: resolver, Session: sess, Platform: e.c.Platform, Writer: e.c.CacheWriter, Logger: e.c.Logger,
+		TempDir: e.c.CacheTempDir,
 	}
 	if deps.Importer == nil {
 		return nil, errdefs.WithClass(errdefs.ErrUnimplemented, fmt.Errorf("--cache-from and --cache-to are not available in this kilnd (no cache importer configured)"))

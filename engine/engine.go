@@ -60,6 +60,8 @@ type Config struct {
 	Caches        CacheBackends
 	CacheImporter *remote.Importer
 	CacheWriter   string
+	// CacheTempDir holds temporary copies of cache files (type=local).
+	CacheTempDir string
 }
 
 // Engine runs builds. It is safe for concurrent use.

@@ -170,6 +170,10 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	if p.CacheWriter, err = remote.WriterID(root); err != nil {
 		return nil, nil, err
 	}
+	cacheTmp := filepath.Join(root, "tmp", "cache")
+	if err := os.RemoveAll(cacheTmp); err != nil {
+		return nil, nil, fmt.Errorf("clean %s: %w", cacheTmp, err)
+	}
 	remotes, exporters := opts.RemoteCaches, opts.CacheExporters
 	if opts.Caches.Shared != nil {
 		if p.SharedCaches, err = opts.Caches.Shared(ctx, p); err != nil {
@@ -196,7 +200,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		Frontends: opts.Frontends, Solver: p.Solver, Puller: p.Puller, Layers: p.Layers,
 		Images: p.Images, Resolver: p.Resolver, History: p.History, Platform: opts.Platform,
 		Allowed: allowed, Logger: opts.Logger,
-		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter,
+		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter, CacheTempDir: cacheTmp,
 	})
 	if err != nil {
 		return nil, nil, err

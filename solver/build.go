@@ -445,7 +445,7 @@ func (b *build) lookup(ctx context.Context, key digest.Digest) (ops.Ref, cache.H
 			return nil, hit, rc.Name(), nil
 		}
 		if err != nil && !errors.Is(err, errdefs.ErrNotFound) && ctx.Err() == nil {
-			b.warnOnce(rc.Name(), fmt.Sprintf("cache %s: %v (continuing without it where it fails)", rc.Name(), err))
+			b.warnOnce(rc.Name(), fmt.Sprintf("cache %s: %v (the build goes on without it)", rc.Name(), err))
 		}
 	}
 	return nil, nil, "", nil

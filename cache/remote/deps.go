@@ -36,6 +36,9 @@ type Deps struct {
 	// Writer identifies this daemon in the records it writes.
 	Writer string
 	Logger *slog.Logger
+	// TempDir is a daemon directory for temporary copies (type=local
+	// reads the client's files into it).
+	TempDir string
 	// Output opens the client-side stream of the --cache-to value being
 	// made (type=local writes its layout there as a tar stream); nil when
 	// the client receives none.

@@ -90,6 +90,12 @@ type Target interface {
 	Save(ctx context.Context, records []Record) error
 }
 
+// Aborter is implemented by targets that must be told when an export is
+// abandoned (the build failed, or Finish failed) to end what they opened.
+type Aborter interface {
+	Abort()
+}
+
 // ManifestExporterOptions configures NewManifestExporter.
 type ManifestExporterOptions struct {
 	// Name describes the target in progress ("registry reg/app:cache").
@@ -209,6 +215,9 @@ func (s *manifestSession) Finish(ctx context.Context) (err error) {
 	o := s.e.o
 	done := internalStep(s.pw, "exporting cache to "+o.Name)
 	defer func() {
+		if a, ok := o.Target.(Aborter); ok && err != nil {
+			a.Abort()
+		}
 		if err != nil && o.Spec.IgnoreError {
 			s.pw.Write(progress.Event{Warning: &progress.Warning{Message: fmt.Sprintf("cache export to %s failed (ignore-error=true): %v", o.Name, err)}})
 			err = nil
@@ -292,6 +301,12 @@ func (s *manifestSession) Discard() {
 	s.mu.Unlock()
 	if !done {
 		s.cancel(errDiscarded)
+		if a, ok := s.e.o.Target.(Aborter); ok {
+			go func() {
+				s.wg.Wait()
+				a.Abort()
+			}()
+		}
 	}
 }
 

@@ -177,7 +177,7 @@ func (ss *sharedSession) warn(st cache.ExportStep, err error) {
 	ss.mu.Unlock()
 	if first {
 		ss.pw.Write(progress.Event{Warning: &progress.Warning{
-			Message: fmt.Sprintf("shared cache %s: could not write %s: %v (the build goes on; other agents will not reuse this step)", ss.s.name, st.Record.Description, err),
+			Message: fmt.Sprintf("shared cache %s: cannot store %s: %v (the build goes on; other agents will not reuse it)", ss.s.name, st.Record.Description, err),
 		}})
 	}
 }
@@ -202,21 +202,21 @@ func (ss *sharedSession) Finish(ctx context.Context) error {
 // written: they finished, and other agents can use them.
 func (ss *sharedSession) Discard() {}
 
-// available reports whether the index answers (indexes with a circuit
-// breaker say no for a while after a failure).
-func (s *Shared) available() bool {
-	if a, ok := s.index.(interface{ Available() bool }); ok {
-		return a.Available()
+// unavailable returns why the index is skipped now (indexes with a
+// circuit breaker skip their server for a while after a failure).
+func (s *Shared) unavailable() error {
+	if a, ok := s.index.(interface{ Unavailable() error }); ok {
+		return a.Unavailable()
 	}
-	return true
+	return nil
 }
 
 // export writes one step: its blobs to the store, then its record to the
 // index, so that no reader finds a record whose blobs are not there yet.
 func (s *Shared) export(ctx context.Context, st cache.ExportStep, build string) error {
 	key := st.Record.Key
-	if !s.available() {
-		return errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("index unavailable"))
+	if err := s.unavailable(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	done := s.exported[key]

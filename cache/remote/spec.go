@@ -65,7 +65,7 @@ type ExportSpec struct {
 }
 
 // ImportTypes and ExportTypes list the types Parse* accept.
-func ImportTypes() []string { return []string{TypeRegistry, TypeLocal} }
+func ImportTypes() []string { return []string{TypeLocal, TypeRegistry} }
 
 // ExportTypes lists the --cache-to types.
 func ExportTypes() []string { return []string{TypeInline, TypeLocal, TypeRegistry} }

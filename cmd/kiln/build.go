@@ -148,6 +148,10 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	if req.CacheTo, err = parseCacheOptions(f.cacheTo, "--cache-to"); err != nil {
 		return err
 	}
+	cacheDests, err := localCacheDirs(req, dirs)
+	if err != nil {
+		return err
+	}
 	secrets, err := parseSecrets(f.secrets)
 	if err != nil {
 		return err
@@ -190,7 +194,15 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 		Credentials: func(host string) (string, string, string) {
 			return dockerCredentials(host)
 		},
-		Outputs: func(i int) (io.WriteCloser, error) { return outs[i].open(cmd.OutOrStdout()) },
+		Outputs: func(i int) (io.WriteCloser, error) {
+			if i >= len(outs) { // a type=local --cache-to (see localCacheDirs)
+				if dir, ok := cacheDests[i-len(outs)]; ok {
+					return openCacheDir(dir)
+				}
+				return nil, fmt.Errorf("kilnd sent data for output %d, which is not client-side", i)
+			}
+			return outs[i].open(cmd.OutOrStdout())
+		},
 		Status: func(b *api.StatusBatch) {
 			for _, e := range statusEvents(b) {
 				events <- e

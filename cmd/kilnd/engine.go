@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/kiln-build/kiln/cache/remote"
+	cachelocal "github.com/kiln-build/kiln/cache/remote/local"
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	cacheregistry "github.com/kiln-build/kiln/cache/remote/registry"
 	"github.com/kiln-build/kiln/config"
@@ -64,9 +65,11 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 			},
 			Importers: map[string]remote.ImportFactory{
 				remote.TypeRegistry: cacheregistry.ImportFactory,
+				remote.TypeLocal:    cachelocal.ImportFactory,
 			},
 			Exporters: map[string]remote.ExportFactory{
 				remote.TypeRegistry: cacheregistry.ExportFactory,
+				remote.TypeLocal:    cachelocal.ExportFactory,
 				remote.TypeInline:   remote.InlineFactory,
 			},
 		},

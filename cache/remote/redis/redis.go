@@ -136,10 +136,17 @@ func (x *Index) Close() error { return x.c.Close() }
 func (x *Index) Addr() string { return x.addr }
 
 // Available reports whether the breaker lets calls through.
-func (x *Index) Available() bool {
+func (x *Index) Available() bool { return x.Unavailable() == nil }
+
+// Unavailable returns why the breaker skips Redis now, or nil.
+func (x *Index) Unavailable() error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return time.Now().After(x.openUntil)
+	if until := x.openUntil; time.Now().Before(until) {
+		return errdefs.WithClass(errdefs.ErrUnavailable,
+			fmt.Errorf("redis at %s is unavailable (%v); not retried for %s", x.addr, x.lastErr, time.Until(until).Round(time.Second)))
+	}
+	return nil
 }
 
 // Ping checks that Redis answers.
@@ -149,14 +156,9 @@ func (x *Index) Ping(ctx context.Context) error {
 
 // do runs fn with the operation timeout, through the breaker.
 func (x *Index) do(ctx context.Context, fn func(ctx context.Context) error) error {
-	x.mu.Lock()
-	if until := x.openUntil; time.Now().Before(until) {
-		last := x.lastErr
-		x.mu.Unlock()
-		return errdefs.WithClass(errdefs.ErrUnavailable,
-			fmt.Errorf("redis %s unavailable (%v); not retried for %s", x.addr, last, time.Until(until).Round(time.Second)))
+	if err := x.Unavailable(); err != nil {
+		return err
 	}
-	x.mu.Unlock()
 	octx, cancel := context.WithTimeout(ctx, x.op)
 	defer cancel()
 	err := fn(octx)
@@ -173,7 +175,7 @@ func (x *Index) do(ctx context.Context, fn func(ctx context.Context) error) erro
 	x.openUntil = time.Now().Add(x.cooldown)
 	x.lastErr = err
 	x.mu.Unlock()
-	return errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("redis %s: %w", x.addr, err))
+	return errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("redis at %s: %w", x.addr, err))
 }
 
 func recKey(key digest.Digest) string { return recPrefix + key.String() }
