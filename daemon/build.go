@@ -67,6 +67,7 @@ type BuildBackend struct {
 	gc        *gc.Collector
 	gcErr     error
 	gcRunning atomic.Bool
+	gcLast    atomic.Int64 // unix nanoseconds of the last automatic gc
 }
 
 var _ Backend = (*BuildBackend)(nil)

@@ -99,12 +99,22 @@ func usageRecord(it gc.Item) *api.UsageRecord {
 	return r
 }
 
+// autoGCInterval is the least time between two automatic gc runs.
+const autoGCInterval = time.Minute
+
 // autoGC keeps the build cache under the configured cache size after a
 // build, in the background (at most one run at a time).
 func (b *BuildBackend) autoGC() {
 	if b.cacheSize <= 0 || b.parts == nil || !b.gcRunning.CompareAndSwap(false, true) {
 		return
 	}
+	// A scan of the whole cache after every build would tax quick
+	// rebuilds: run at most once a minute.
+	if last := b.gcLast.Load(); last != 0 && time.Since(time.Unix(0, last)) < autoGCInterval {
+		b.gcRunning.Store(false)
+		return
+	}
+	b.gcLast.Store(time.Now().UnixNano())
 	go func() {
 		defer b.gcRunning.Store(false)
 		c, err := b.collector()
@@ -114,7 +124,7 @@ func (b *BuildBackend) autoGC() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		n := 0
-		err = c.Prune(ctx, gc.Policy{KeepBytes: b.cacheSize}, func(gc.Item) error { n++; return nil })
+		err = c.Prune(ctx, gc.Policy{KeepBytes: b.cacheSize, KeepContexts: true}, func(gc.Item) error { n++; return nil })
 		if err != nil {
 			b.log.Warn("automatic gc", slog.Any("error", err))
 		} else if n > 0 {

@@ -23,6 +23,9 @@ type Policy struct {
 	// KeepBytes, if positive, removes least recently used records only
 	// until the records' total size is at most KeepBytes.
 	KeepBytes int64
+	// KeepContexts leaves the kept build contexts alone (the automatic gc:
+	// they make the next build's context transfer incremental).
+	KeepContexts bool
 }
 
 // Prune removes what p selects (see the package documentation) and calls
@@ -85,7 +88,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 	if err := c.removeBlobs(ctx, st, gone, cutoff, removed); err != nil {
 		return err
 	}
-	if c.c.Contexts != nil {
+	if c.c.Contexts != nil && !p.KeepContexts {
 		err := c.c.Contexts.Prune(ctx, cutoff, func(k local.Kept) error { return removed(contextItem(k)) })
 		if err != nil {
 			return err
