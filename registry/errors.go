@@ -79,7 +79,10 @@ func WrapError(op string, ref name.Reference, err error) error {
 // the connection, it probes the endpoint to tell why (a wanted client
 // certificate, typically) instead of reporting a bare "broken pipe".
 func (r *Resolver) classifyAt(ctx context.Context, op string, ref name.Reference, ep endpoint, cred credential, what string, err error) *Error {
-	if !ep.plain && ctx.Err() == nil && connDropped(err) {
+	// A loopback registry may also have been retried over plain HTTP after
+	// the drop (Docker's fallback), which then fails with "HTTP request to
+	// an HTTPS server" and hides the TLS problem: probe then too.
+	if !ep.plain && ctx.Err() == nil && (connDropped(err) || strings.Contains(err.Error(), "HTTP request to an HTTPS server")) {
 		// Only the server's own TLS alert explains the drop; other probe
 		// failures say nothing about the request that failed.
 		if perr := probeTLS(ctx, ep.conf.transport, ep.host); perr != nil && strings.Contains(perr.Error(), "remote error: tls:") {
