@@ -372,6 +372,173 @@ func TestInlineCache(t *testing.T) {
 	if _, cached := b.runSteps(); len(cached) != 1 {
 		t.Errorf("cached RUN steps: %v", cached)
 	}
-	_ = bytes.MinRead
-	_ = filepath.Join
+}
+
+// sharedEnv is a redis, a blob directory, a registry with busybox and a
+// step counter, for engines that share a cache.
+type sharedEnv struct {
+	redis   *redistest.Server
+	blobs   string
+	base    string
+	counter *hitCounter
+}
+
+func newSharedEnv(t *testing.T) *sharedEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	return &sharedEnv{redis: redistest.Start(t), blobs: t.TempDir(), base: base, counter: startCounter(t)}
+}
+
+func (s *sharedEnv) engine(t *testing.T, ctxDir string) *harness {
+	return cacheHarness(t, s.base, ctxDir, sharedBackends(t, s.redis.Addr, s.blobs))
+}
+
+func (s *sharedEnv) records(t *testing.T) []remote.Record {
+	t.Helper()
+	idx, err := cacheredis.New(cacheredis.Options{Addr: s.redis.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	var out []remote.Record
+	if err := idx.List(context.Background(), "", func(r remote.Record) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
+	s := newSharedEnv(t)
+	ctxDir := t.TempDir()
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	a := s.engine(t, ctxDir)
+	a.write(t, "lib.txt", "lib\n")
+	a.write(t, "app.txt", "app\n")
+	if _, err := a.build(t, df, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	// topBlob is the path of the final RUN's own layer in the newest
+	// record of its key (the record with the longest chain).
+	topBlob := func() string {
+		var top remote.Record
+		for _, r := range s.records(t) {
+			if len(r.Layers) > len(top.Layers) || (len(r.Layers) == len(top.Layers) && r.Created.After(top.Created)) {
+				top = r
+			}
+		}
+		return filepath.Join(s.blobs, "blobs", "sha256", top.Layers[len(top.Layers)-1].Digest.Encoded())
+	}
+	build := func(name string) *harness {
+		t.Helper()
+		h := s.engine(t, ctxDir)
+		files := map[string]string{}
+		if _, err := h.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if files["all"] != "lib\napp\n" {
+			t.Errorf("%s: result /all = %q", name, files["all"])
+		}
+		return h
+	}
+
+	// A record whose blob is gone is a miss: the step runs, quietly.
+	if err := os.Remove(topBlob()); err != nil {
+		t.Fatal(err)
+	}
+	b := build("missing blob")
+	if ran, _ := b.runSteps(); len(ran) != 1 || !strings.Contains(ran[0], "/final") {
+		t.Errorf("with the final RUN's blob missing, B ran %v; want just that RUN", ran)
+	}
+	for _, w := range b.steps.warns {
+		if strings.Contains(w, "redis") {
+			t.Errorf("a missing blob is a plain miss, yet B warned: %s", w)
+		}
+	}
+
+	// A blob whose bytes do not match its digest (same size): the lookup
+	// takes the record, the import checks the digest and fails, and the
+	// step runs instead. The corrupt blob leaves the store.
+	corrupt := topBlob() // B's, written by its re-run
+	data, err := os.ReadFile(corrupt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		data[i] ^= 0xff
+	}
+	if err := os.Chmod(corrupt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(corrupt, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := s.counter.snapshot()["final"]
+	c := build("corrupt blob")
+	if got := s.counter.snapshot()["final"]; got != before+1 {
+		t.Errorf("the final RUN ran %d more times, want 1 (its cached layer was corrupt)", got-before)
+	}
+	if !strings.Contains(strings.Join(c.steps.warns, "\n"), "corrupt") {
+		t.Errorf("no warning about the corrupt blob: %q", c.steps.warns)
+	}
+	if st, err := os.Stat(corrupt); err == nil {
+		if b, _ := os.ReadFile(corrupt); bytes.Equal(b, data) {
+			t.Errorf("the corrupt blob is still in the store (%d bytes)", st.Size())
+		}
+	}
+}
+
+func TestSharedCacheConcurrentWriters(t *testing.T) {
+	s := newSharedEnv(t)
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	branches := map[string]string{}
+	for _, br := range []string{"main", "feature"} {
+		dir := t.TempDir()
+		for name, data := range map[string]string{"lib.txt": "lib " + br + "\n", "app.txt": "app " + br + "\n"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		branches[br] = dir
+	}
+	// Two daemons build different branches at the same time.
+	var wg sync.WaitGroup
+	for _, br := range []string{"main", "feature"} {
+		h := s.engine(t, branches[br])
+		wg.Go(func() {
+			if _, err := h.build(t, df, Request{}); err != nil {
+				t.Errorf("%s: %v", br, err)
+			}
+		})
+	}
+	wg.Wait()
+	runs := s.counter.snapshot()
+	// A third daemon builds both branches and runs nothing: both writers
+	// kept all their records.
+	for _, br := range []string{"main", "feature"} {
+		c := s.engine(t, branches[br])
+		files := map[string]string{}
+		if _, err := c.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
+			t.Fatal(err)
+		}
+		if want := "lib " + br + "\napp " + br + "\n"; files["all"] != want {
+			t.Errorf("%s: /all = %q, want %q", br, files["all"], want)
+		}
+		if ran, _ := c.runSteps(); len(ran) != 0 {
+			t.Errorf("%s: a third daemon ran %v", br, ran)
+		}
+	}
+	if got := s.counter.snapshot(); fmt.Sprint(got) != fmt.Sprint(runs) {
+		t.Errorf("steps ran again: %v, then %v", runs, got)
+	}
 }

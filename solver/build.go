@@ -194,7 +194,7 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	sol := &Solution{Stats: Stats{Steps: int(b.steps.Load()), Cached: int(b.cached.Load())}, exports: b.exports}
+	sol := &Solution{exports: b.exports}
 	for _, r := range roots {
 		if r == nil {
 			sol.Results = append(sol.Results, Result{})
@@ -211,6 +211,8 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 		}
 		sol.Results = append(sol.Results, Result{Vertex: r, Key: st.res.key, Ref: ref})
 	}
+	// Counted once the roots are loaded: a hit that failed to load ran.
+	sol.Stats = Stats{Steps: int(b.steps.Load()), Cached: int(b.cached.Load())}
 	exported = true
 	return sol, nil
 }
