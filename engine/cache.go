@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -109,4 +110,21 @@ func hasImageOutput(req Request) bool {
 		}
 	}
 	return false
+}
+
+// SharedUsage reports what the daemon's shared caches hold (kiln du shows
+// it apart from the daemon's own usage). A cache that cannot be walked
+// (its index is down) is reported with what could be counted, and its
+// error.
+func SharedUsage(ctx context.Context, p *Parts) ([]remote.SharedUsage, error) {
+	var out []remote.SharedUsage
+	var errs []error
+	for _, sc := range p.SharedCaches {
+		u, err := sc.Usage(ctx)
+		out = append(out, u)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shared cache %s: %w", u.Index, err))
+		}
+	}
+	return out, errors.Join(errs...)
 }

@@ -196,6 +196,14 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 		t.Fatalf("A's result /all = %q", files["all"])
 	}
 	wantHits("A cold", map[string]int{"lib": 1, "app": 1, "final": 1})
+	// kiln du's shared line: the index's records and the blob store.
+	usage, err := SharedUsage(context.Background(), a.p)
+	if err != nil || len(usage) != 1 {
+		t.Fatalf("SharedUsage = %+v, %v", usage, err)
+	}
+	if u := usage[0]; u.Name != "redis" || u.Keys < 7 || u.Records != u.Keys || !u.BlobsCounted || u.Blobs < 5 || u.BlobBytes <= 0 {
+		t.Errorf("SharedUsage = %+v; want every step's record and the blobs", u)
+	}
 
 	// B, on another root, runs nothing: every RUN comes from redis.
 	files = build(b, "B first")

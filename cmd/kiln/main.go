@@ -75,6 +75,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newDuCmd(),
 		newPruneCmd(),
+		newCacheCmd(),
 	)
 	return cmd
 }

@@ -345,16 +345,10 @@ func (x *Index) emit(ctx context.Context, keys []string, fn func(remote.Record) 
 	return nil
 }
 
-// Usage counts the keys and records the index holds and their layer bytes
-// (a blob shared by several records counts once per record).
-type Usage struct {
-	Keys, Records int64
-	Bytes         int64
-}
-
-// Usage walks the index (kiln du).
-func (x *Index) Usage(ctx context.Context) (Usage, error) {
-	var u Usage
+// Usage implements what kiln du asks of an index (remote.Shared.Usage):
+// it walks the index.
+func (x *Index) Usage(ctx context.Context) (remote.IndexUsage, error) {
+	var u remote.IndexUsage
 	keys := map[digest.Digest]bool{}
 	err := x.List(ctx, "", func(r remote.Record) error {
 		if !keys[r.Key] {
