@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -133,6 +137,18 @@ func TestBuildHello(t *testing.T) {
 	st, ok := h.steps.find("RUN echo")
 	if !ok || st.Completed == nil || st.Cached {
 		t.Fatalf("RUN step status = %+v", st)
+	}
+	// Its layer (the image's last) holds exactly what the step wrote.
+	var m struct {
+		Layers []struct{ Digest string } `json:"layers"`
+	}
+	readJSON(t, h, img.Target.Digest.String(), &m)
+	if len(m.Layers) != 2 {
+		t.Fatalf("image has %d layers, want busybox's and the RUN's", len(m.Layers))
+	}
+	names := layerFiles(t, h, m.Layers[1].Digest)
+	if diff := cmp.Diff([]string{"hello.txt"}, names); diff != "" {
+		t.Errorf("RUN layer entries (-want +got):\n%s", diff)
 	}
 
 	// Again: everything is cached.
@@ -332,3 +348,32 @@ func TestMultiPlatformBuild(t *testing.T) {
 type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
+
+// layerFiles lists the regular files of a gzip layer blob.
+func layerFiles(t *testing.T, h *harness, dgst string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(h.p.Root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			names = append(names, hdr.Name)
+		}
+	}
+	return names
+}
