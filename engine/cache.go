@@ -51,7 +51,7 @@ func (e *Engine) caches(ctx context.Context, req Request, resolver *registry.Res
 		return out, nil
 	}
 	deps := remote.Deps{
-		Importer: e.c.CacheImporter, Layers: e.c.Layers, Local: remote.LocalBlobs(e.c.Layers.Content()),
+		Importer: e.c.CacheImporter, Layers: e.c.Layers, Local: remote.LocalBlobs(e.c.Layers.Content(), e.c.ContentDir),
 		Resolver: resolver, Session: sess, Platform: e.c.Platform, Writer: e.c.CacheWriter, Logger: e.c.Logger,
 		TempDir: e.c.CacheTempDir,
 	}

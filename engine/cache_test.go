@@ -91,7 +91,7 @@ func sharedBackends(t *testing.T, redisAddr, blobDir string) CacheBackends {
 		}
 		sc, err := remote.NewShared(remote.SharedOptions{
 			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
-			Layers: p.Layers, Local: remote.LocalBlobs(p.Content),
+			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()),
 		})
 		if err != nil {
 			return nil, err

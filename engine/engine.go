@@ -62,6 +62,9 @@ type Config struct {
 	CacheWriter   string
 	// CacheTempDir holds temporary copies of cache files (type=local).
 	CacheTempDir string
+	// ContentDir is the content store's directory (blobs are hard-linked
+	// from it into shared blob stores on the same file system).
+	ContentDir string
 }
 
 // Engine runs builds. It is safe for concurrent use.
@@ -201,6 +204,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	sol, err := e.c.Solver.Solve(ctx, roots, solver.SolveOpt{
 		Session: sess, Progress: pw, NoCache: req.NoCache,
 		Remote: caches.remotes, Exporters: caches.exporters,
+		// Without an output, nothing needs the result: a remote hit
+		// stays where it is.
+		KeysOnly: exp == nil,
 	})
 	if err != nil {
 		return nil, err

@@ -106,7 +106,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		return nil, nil, fmt.Errorf("open %s: %w", filepath.Join(root, "metadata.db"), err)
 	}
 	closers = append(closers, p.DB.Close)
-	if p.Content, err = content.Open(filepath.Join(root, "content")); err != nil {
+	if p.Content, err = content.Open(p.ContentDir()); err != nil {
 		return nil, nil, err
 	}
 	kind := opts.Snapshotter
@@ -200,7 +200,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		Frontends: opts.Frontends, Solver: p.Solver, Puller: p.Puller, Layers: p.Layers,
 		Images: p.Images, Resolver: p.Resolver, History: p.History, Platform: opts.Platform,
 		Allowed: allowed, Logger: opts.Logger,
-		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter, CacheTempDir: cacheTmp,
+		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter, CacheTempDir: cacheTmp, ContentDir: p.ContentDir(),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -208,6 +208,9 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	e.closers = closers
 	return e, p, nil
 }
+
+// ContentDir returns the content store's directory.
+func (p *Parts) ContentDir() string { return filepath.Join(p.Root, "content") }
 
 // Close releases what Open opened, newest first.
 func (e *Engine) Close() error {

@@ -30,6 +30,10 @@ type SolveOpt struct {
 	// Exporters for this build only (--cache-to). They and the daemon's
 	// get every step of the build; Solution.FinishExports completes them.
 	Exporters []Exporter
+	// KeysOnly says the caller needs the roots' keys, not their results
+	// (a build without outputs): Result.Ref is nil, and a root found in a
+	// remote cache is not downloaded.
+	KeysOnly bool
 }
 
 // Result is the outcome of one root vertex.
@@ -201,6 +205,10 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 			continue
 		}
 		st := b.states[r.Digest()]
+		if opt.KeysOnly {
+			sol.Results = append(sol.Results, Result{Vertex: r, Key: st.res.key})
+			continue
+		}
 		ref, err := st.res.get(ctx, s.worker)
 		if err != nil {
 			sol.Release(context.Background())

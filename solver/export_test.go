@@ -299,3 +299,19 @@ func TestRemoteFailureWarnsOncePerBuild(t *testing.T) {
 		t.Errorf("%d warnings for %d failed lookups, want 1: %q", n, remote.looks.Load(), rec.warns)
 	}
 }
+
+func TestKeysOnlyLoadsNothing(t *testing.T) {
+	sess := &fakeSession{context: map[string]string{"a.txt": "A"}}
+	root := dockerfile("echo one", "echo two", "a.txt")
+	remote, keys := remoteOf(t, root, sess)
+	w := newFakeWorker()
+	remote.w = w
+	s := New(w, memory.New(), WithRemoteCaches(remote))
+	sol, _ := solve(t, s, root, sess, SolveOpt{KeysOnly: true})
+	if n := remote.loads.Load(); n != 0 {
+		t.Errorf("%d remote hits loaded for a build that needs no result", n)
+	}
+	if len(sol.Results) != 1 || sol.Results[0].Ref != nil || sol.Results[0].Key != keys["[4/4] RUN echo two"] {
+		t.Errorf("results %+v", sol.Results)
+	}
+}

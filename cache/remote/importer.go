@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
@@ -100,6 +101,10 @@ func (im *Importer) importLayers(ctx context.Context, rec Record, chain []digest
 	sem := make(chan struct{}, im.jobs)
 	for i := start; i < n; i++ {
 		done[i] = make(chan error, 1)
+		if streamed(rec.Layers[i]) {
+			done[i] <- nil // read while it is unpacked
+			continue
+		}
 		go func() {
 			select {
 			case sem <- struct{}{}:
@@ -116,7 +121,9 @@ func (im *Importer) importLayers(ctx context.Context, rec Record, chain []digest
 	}
 	for i := start; i < n; i++ {
 		err := <-done[i]
-		if err == nil {
+		if err == nil && streamed(rec.Layers[i]) {
+			err = im.unpackStream(ctx, parent, rec.Layers[i], chain[i].String(), src)
+		} else if err == nil {
 			err = im.unpack(ctx, parent, rec.Layers[i], chain[i].String())
 		}
 		if err != nil {
@@ -185,13 +192,85 @@ func (im *Importer) unpack(ctx context.Context, parent string, l Layer, name str
 	return err
 }
 
+// streamed reports whether a layer is imported straight from its blob
+// store, without a copy in the content store: the blobs a shared cache
+// makes (zstd, uncompressed). gzip blobs, the images' default, are copied
+// into the content store so that an image export reuses them as they are.
+func streamed(l Layer) bool { return compressionOf(l.MediaType) != CompressionGzip }
+
+// unpackStream unpacks the layer read straight from src on parent as the
+// snapshot name. The tar is checked against the layer's diffID before the
+// snapshot is committed; the blob's digest is checked as it is read, and a
+// blob that does not match is removed from src (the snapshot is still
+// right: its tar matched). The snapshot is labelled with its diffID and,
+// when the blob matched, with the shared blob.
+func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, name string, src BlobStore) error {
+	_, err, _ := im.unpacks.Do(name, func() (any, error) {
+		if im.exists(ctx, name) {
+			return nil, nil
+		}
+		rc, err := src.Open(ctx, l.Descriptor())
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		cd := &countingDigester{w: io.Discard, d: l.Digest.Algorithm().Digester()}
+		body := io.TeeReader(io.LimitReader(rc, l.Size+1), cd)
+		tr, err := compression.DecompressStream(body)
+		if err != nil {
+			im.dropCorrupt(ctx, src, l)
+			return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: decompress: %w", err))
+		}
+		defer tr.Close()
+		got, err := snapshot.Unpack(ctx, im.sn, parent, tr, snapshot.WithDiffID(l.DiffID))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			// Whatever broke the unpack, a blob that does not match
+			// its digest is the cause.
+			_, _ = io.Copy(io.Discard, body)
+			if cd.n != l.Size || cd.d.Digest() != l.Digest || errors.Is(err, errdefs.ErrFailedPrecondition) {
+				im.dropCorrupt(ctx, src, l)
+				return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: %w", err))
+			}
+			return nil, err
+		}
+		if got != name {
+			return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("unpacked as %s, want chain ID %s", got, name))
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return nil, err
+		}
+		set := map[string]string{labels.DiffID: l.DiffID.String()}
+		if cd.n == l.Size && cd.d.Digest() == l.Digest {
+			set[sharedBlobLabel] = descLabel(l.Descriptor())
+		} else {
+			im.dropCorrupt(ctx, src, l)
+		}
+		return nil, im.setLabels(ctx, name, set)
+	})
+	return err
+}
+
+// dropCorrupt removes a blob found corrupt from its store, when it can.
+func (im *Importer) dropCorrupt(ctx context.Context, src BlobStore, l Layer) {
+	if rm, ok := src.(BlobRemover); ok {
+		_ = rm.Remove(context.WithoutCancel(ctx), l.Digest)
+	}
+}
+
 // label records the layer's diffID and blob on its snapshot, as the image
 // puller does for base layers.
 func (im *Importer) label(ctx context.Context, name string, l Layer) error {
 	set := map[string]string{labels.DiffID: l.DiffID.String()}
 	if comp := compressionOf(l.MediaType); comp != "" {
-		set[labels.Blob(comp)] = fmt.Sprintf("%s|%s|%d", l.MediaType, l.Digest, l.Size)
+		set[labels.Blob(comp)] = descLabel(l.Descriptor())
 	}
+	return im.setLabels(ctx, name, set)
+}
+
+func (im *Importer) setLabels(ctx context.Context, name string, set map[string]string) error {
 	info := snapshots.Info{Name: name, Labels: set}
 	paths := make([]string, 0, len(set))
 	for k := range set {

@@ -16,10 +16,15 @@ import (
 )
 
 // LocalBlobs returns the daemon's content store as a BlobStore, the source
-// of the blobs exporters copy out.
-func LocalBlobs(cs content.Store) BlobStore { return contentBlobs{cs: cs} }
+// of the blobs exporters copy out. dir, when not empty, is the store's
+// directory (content.Open's): a FileStore on the same file system then
+// hard-links blobs instead of copying them.
+func LocalBlobs(cs content.Store, dir string) BlobStore { return contentBlobs{cs: cs, dir: dir} }
 
-type contentBlobs struct{ cs content.Store }
+type contentBlobs struct {
+	cs  content.Store
+	dir string
+}
 
 func (c contentBlobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
 	info, err := c.cs.Info(ctx, dgst)
@@ -52,6 +57,11 @@ func resultLayers(ctx context.Context, lm *exporter.Layers, id string, comp expo
 	if err != nil {
 		return nil, err
 	}
+	return resultLayersOf(ctx, lm, chain, comp)
+}
+
+// resultLayersOf returns the layers of the committed snapshots chain.
+func resultLayersOf(ctx context.Context, lm *exporter.Layers, chain []string, comp exporter.Compression) ([]Layer, error) {
 	out := make([]Layer, len(chain))
 	errs := make([]error, len(chain))
 	var wg sync.WaitGroup

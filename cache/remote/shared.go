@@ -10,6 +10,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -27,15 +28,16 @@ import (
 // Shared never fails a build: an index or store that fails is reported as
 // a warning once per build and the build goes on with its local cache.
 type Shared struct {
-	name   string
-	index  Index
-	blobs  BlobStore
-	local  BlobStore
-	im     *Importer
-	layers *exporter.Layers
-	writer string
-	comp   exporter.Compression
-	log    *slog.Logger
+	name     string
+	index    Index
+	blobs    BlobStore
+	local    BlobStore
+	im       *Importer
+	layers   *exporter.Layers
+	writer   string
+	blobComp string
+	log      *slog.Logger
+	diffs    singleflight.Group
 
 	sem    chan struct{}
 	ctx    context.Context
@@ -68,6 +70,10 @@ type SharedOptions struct {
 	Logger *slog.Logger
 	// Parallel bounds the steps exported at once (default 4).
 	Parallel int
+	// Compression of the blobs the cache makes (CompressionZstd by
+	// default). Layers that have a blob already (base image layers,
+	// layers an image export made) are stored as they are.
+	Compression string
 }
 
 // NewShared returns a shared cache. Close stops its background work.
@@ -81,10 +87,17 @@ func NewShared(o SharedOptions) (*Shared, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 4
 	}
+	switch o.Compression {
+	case "":
+		o.Compression = CompressionZstd
+	case CompressionZstd, CompressionGzip, CompressionUncompressed:
+	default:
+		return nil, errdefs.Invalidf("shared cache: compression %q (want %s, %s or %s)", o.Compression, CompressionZstd, CompressionGzip, CompressionUncompressed)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Shared{
 		name: o.Name, index: o.Index, blobs: o.Blobs, local: o.Local, im: o.Importer, layers: o.Layers,
-		writer: o.Writer, log: o.Logger, sem: make(chan struct{}, o.Parallel), ctx: ctx, cancel: cancel,
+		writer: o.Writer, blobComp: o.Compression, log: o.Logger, sem: make(chan struct{}, o.Parallel), ctx: ctx, cancel: cancel,
 		exported: map[digest.Digest]bool{},
 	}, nil
 }
@@ -230,10 +243,7 @@ func (s *Shared) export(ctx context.Context, st cache.ExportStep, build string) 
 	switch h, isHit := st.Hit.(*Hit); {
 	case st.Ref != nil && st.Ref.ID() != "":
 		var err error
-		if layers, err = resultLayers(ctx, s.layers, st.Ref.ID(), s.comp); err != nil {
-			return err
-		}
-		if err := copyBlobs(ctx, layers, s.local, s.blobs); err != nil {
+		if layers, err = s.resultLayers(ctx, st.Ref.ID()); err != nil {
 			return err
 		}
 	case isHit:
@@ -253,6 +263,27 @@ func (s *Shared) export(ctx context.Context, st cache.ExportStep, build string) 
 	s.mu.Unlock()
 	return nil
 }
+
+// resultLayers returns the shared-store layers of the committed snapshot
+// id's chain, made a few at a time.
+func (s *Shared) resultLayers(ctx context.Context, id string) ([]Layer, error) {
+	chain, err := s.layers.Chain(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Layer, len(chain))
+	errs := make([]error, len(chain))
+	var wg sync.WaitGroup
+	for i, name := range chain {
+		wg.Go(func() { out[i], errs[i] = s.sharedLayer(ctx, name) })
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// imageComp is the compression of blobs made in the content store, for
+// stores that cannot ingest a blob of unknown digest.
+func (s *Shared) imageComp() exporter.Compression { return exporter.Compression{} }
 
 func releaseRef(r ops.Ref) {
 	if r != nil {

@@ -118,3 +118,14 @@ func (m multiStore) Put(ctx context.Context, desc ocispec.Descriptor, r io.Reade
 	}
 	return nil
 }
+
+// PutFrom implements BlobCopier: each store copies from src its own best
+// way.
+func (m multiStore) PutFrom(ctx context.Context, desc ocispec.Descriptor, src BlobStore) error {
+	for _, s := range m {
+		if err := copyBlob(ctx, desc, src, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}

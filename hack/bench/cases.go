@@ -27,6 +27,7 @@ var benchCases = map[string]func(e *env, runs int) ([]row, error){
 	"parallel": parallelCase,
 	"context":  contextCase,
 	"chain":    chainCase,
+	"shared":   sharedCase,
 }
 
 func writeDockerfile(dir, content string) error {

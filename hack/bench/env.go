@@ -30,6 +30,9 @@ type env struct {
 	sock     string
 	root     string
 	maxPeak  int64 // highest VmHWM of the daemons stopped so far
+	// extraConfig is added to the kilnd.toml of daemons started from now
+	// on (the shared case's cache settings).
+	extraConfig string
 }
 
 func setup(dir string) (*env, error) {
@@ -118,6 +121,7 @@ func (e *env) startDaemon(root string) error {
 	// is the number of CPUs (2 here).
 	data := fmt.Sprintf("root = %q\n[grpc]\naddress = [\"unix://%s\"]\n[worker.oci]\nmax-parallelism = 4\n[registry.\"docker.io\"]\nmirrors = [%q]\n[registry.%q]\nhttp = true\n",
 		root, e.sock, e.registry, e.registry)
+	data += e.extraConfig
 	if err := os.WriteFile(cfg, []byte(data), 0o644); err != nil {
 		return err
 	}

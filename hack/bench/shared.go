@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
+)
+
+// sharedCase measures the shared cache (docs/dev/cache.md) on the context
+// case, every run on fresh daemon roots and a fresh redis-server and blob
+// directory:
+//
+//   - A cold without a shared cache, and A cold writing every step to the
+//     shared cache: the difference is what exporting as steps finish costs
+//     (target: under 10% of the cold build);
+//   - B's first build after A built it (every step from the shared cache),
+//     against B building cold (the first measurement): both and the ratio.
+func sharedCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "context")
+	if _, err := os.Stat(filepath.Join(dir, "Dockerfile")); err != nil {
+		if err := makeContext(dir); err != nil {
+			return nil, err
+		}
+		if err := writeDockerfile(dir, "FROM busybox\nCOPY . /src\nRUN find /src | wc -l\n"); err != nil {
+			return nil, err
+		}
+	}
+	defer func() { e.extraConfig = "" }()
+
+	var srv *redistest.Server
+	stopRedis := func() {
+		if srv != nil {
+			srv.Stop()
+			srv = nil
+		}
+	}
+	defer stopRedis()
+	// fresh starts a new redis-server and blob directory and points the
+	// next daemons at them.
+	fresh := func() error {
+		stopRedis()
+		var err error
+		if srv, err = redistest.StartServer(0); err != nil {
+			return fmt.Errorf("redis-server (apt-get install redis-server): %w", err)
+		}
+		blobs, err := os.MkdirTemp(e.dir, "shared-blobs-")
+		if err != nil {
+			return err
+		}
+		e.extraConfig = fmt.Sprintf("[[cache.blob]]\ntype = \"filesystem\"\npath = %q\n[[cache.registry]]\ntype = \"redis\"\nredis-addr = %q\n", blobs, srv.Addr)
+		return nil
+	}
+
+	// A (or B) cold, no shared cache.
+	cold, err := timeIt(runs, func(int) error {
+		e.extraConfig = ""
+		return e.restart()
+	}, func() error { return e.build(dir) })
+	if err != nil {
+		return nil, err
+	}
+	// A cold, exporting every step to the shared cache.
+	coldShared, err := timeIt(runs, func(int) error {
+		if err := fresh(); err != nil {
+			return err
+		}
+		return e.restart()
+	}, func() error { return e.build(dir) })
+	if err != nil {
+		return nil, err
+	}
+	// B's first build after A built the same context.
+	afterA, err := timeIt(runs, func(int) error {
+		if err := fresh(); err != nil {
+			return err
+		}
+		if err := e.restart(); err != nil { // A
+			return err
+		}
+		if err := e.build(dir); err != nil {
+			return err
+		}
+		return e.restart() // B, a fresh root on the same shared cache
+	}, func() error { return e.build(dir) })
+	if err != nil {
+		return nil, err
+	}
+	added := coldShared - cold
+	return []row{
+		{name: "shared: cold, no shared", kiln: cold, note: "(B building cold)"},
+		{name: "shared: cold, exporting", kiln: coldShared, target: cold + cold/10,
+			note: fmt.Sprintf("(+%s, %+.1f%% for writing to the index and blob store; target < 10%%)", secs(added), 100*float64(added)/float64(cold))},
+		{name: "shared: B after A", kiln: afterA,
+			note: fmt.Sprintf("(B's first build after A: %.2f× of B cold)", float64(afterA)/float64(cold))},
+	}, nil
+}
