@@ -258,6 +258,28 @@ func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 	if got := resultFile(t, a, dir, "all"); got != "lib v1\napp v2\n" {
 		t.Errorf("A's image /all = %q", got)
 	}
+
+	// kiln cache ls --remote shows both daemons' records.
+	ls := a.kilnCmd(context.Background(), "cache", "ls", "--remote", "--redis-addr", c.redis.Addr, "--format", "json")
+	var lsOut, lsErr bytes.Buffer
+	ls.Stdout, ls.Stderr = &lsOut, &lsErr
+	if err := ls.Run(); err != nil {
+		t.Fatalf("kiln cache ls --remote: %v\n%s", err, lsErr.String())
+	}
+	var rows []struct {
+		Key, Writer string
+		Layers      int
+	}
+	if err := json.Unmarshal(lsOut.Bytes(), &rows); err != nil {
+		t.Fatalf("kiln cache ls --remote: %v\n%s", err, lsOut.String())
+	}
+	writers := map[string]bool{}
+	for _, r := range rows {
+		writers[r.Writer] = true
+	}
+	if len(writers) != 2 || len(rows) < 8 {
+		t.Errorf("the index lists %d records of writers %v; want both daemons' records", len(rows), writers)
+	}
 }
 
 func TestCacheRedisDown(t *testing.T) {
