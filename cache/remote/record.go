@@ -2,7 +2,6 @@ package remote
 
 import (
 	"encoding/json"
-	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -222,21 +221,6 @@ func byKey(records []Record) map[digest.Digest][]Record {
 	return m
 }
 
-// blobsOf returns the distinct layer blobs of records, in first-seen order.
-func blobsOf(records []Record) []Layer {
-	seen := map[digest.Digest]bool{}
-	var out []Layer
-	for _, r := range records {
-		for _, l := range r.Layers {
-			if !seen[l.Digest] {
-				seen[l.Digest] = true
-				out = append(out, l)
-			}
-		}
-	}
-	return out
-}
-
 func shortDigest(d digest.Digest) string {
 	s := d.Encoded()
 	if len(s) > 12 {
@@ -245,4 +229,3 @@ func shortDigest(d digest.Digest) string {
 	return s
 }
 
-var _ = fmt.Sprintf
