@@ -143,3 +143,32 @@ func TestExportMergesWriters(t *testing.T) {
 		t.Errorf("records after two writers: %v, %v", got, err)
 	}
 }
+
+func TestCacheOnDistribution(t *testing.T) {
+	// The real distribution server validates manifests more strictly than
+	// the in-process registry: both media type sets must pass.
+	d := testutil.StartDistribution(t, testutil.DistributionOptions{})
+	ctx := context.Background()
+	hosts := map[string]registry.HostConfig{d.Host: {PlainHTTP: true}}
+	r, err := registry.New(hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, oci := range []bool{true, false} {
+		ref, _ := name.ParseReference(d.Ref("cache/app:oci-" + map[bool]string{true: "yes", false: "no"}[oci]))
+		c := NewCache(r, ref, ocispec.Platform{}, oci)
+		rec, data := layerRecord("k", time.Now(), "blob one")
+		for dg, b := range data {
+			if err := c.Blobs().Put(ctx, ocispec.Descriptor{Digest: dg, Size: int64(len(b))}, strings.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Save(ctx, []remote.Record{rec}); err != nil {
+			t.Fatalf("oci=%v: Save: %v", oci, err)
+		}
+		got, err := c.Records(ctx)
+		if err != nil || len(got) != 1 || got[0].Key != rec.Key {
+			t.Errorf("oci=%v: Records = %v, %v", oci, got, err)
+		}
+	}
+}
