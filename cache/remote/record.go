@@ -228,4 +228,3 @@ func shortDigest(d digest.Digest) string {
 	}
 	return s
 }
-
