@@ -550,3 +550,100 @@ func TestSharedCacheConcurrentWriters(t *testing.T) {
 		t.Errorf("steps ran again: %v, then %v", runs, got)
 	}
 }
+
+func TestReexportDownloadsNothing(t *testing.T) {
+	// A fresh daemon imports a registry cache and exports it to another
+	// ref, with no output: every step is a hit, nothing is unpacked, and
+	// the blobs go from registry to registry (mounted).
+	if os.Geteuid() != 0 {
+		t.Skip("builds need root")
+	}
+	if testing.Short() {
+		t.Skip("runs real builds; skipped in -short mode")
+	}
+	counter := startCounter(t)
+	host := testutil.StartRegistry(t)
+	base := host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	ctxDir := t.TempDir()
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+	a := cacheHarness(t, base, ctxDir, registryBackends())
+	a.write(t, "lib.txt", "lib\n")
+	a.write(t, "app.txt", "app\n")
+	first, second := host+"/cache/one:max", host+"/cache/two:max"
+	to := func(ref string) CacheExport {
+		s, err := remote.ParseExport("registry", map[string]string{"ref": ref, "mode": "max"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return CacheExport{Spec: s}
+	}
+	from := func(ref string) remote.ImportSpec {
+		s, err := remote.ParseImport("registry", map[string]string{"ref": ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := a.build(t, df, Request{CacheTo: []CacheExport{to(first)}}); err != nil {
+		t.Fatal(err)
+	}
+	b := cacheHarness(t, base, ctxDir, registryBackends())
+	if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from(first)}, CacheTo: []CacheExport{to(second)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ran, _ := b.runSteps(); len(ran) != 0 {
+		t.Errorf("B ran %v", ran)
+	}
+	if n := committedSnapshots(t, b); n != 0 {
+		t.Errorf("B unpacked %d snapshots; re-exporting hits needs none", n)
+	}
+	// The second ref is a complete cache.
+	c := cacheHarness(t, base, ctxDir, registryBackends())
+	files := map[string]string{}
+	if _, err := c.build(t, df, Request{CacheFrom: []remote.ImportSpec{from(second)}, Outputs: []Output{tarOutput(files)}}); err != nil {
+		t.Fatal(err)
+	}
+	if ran, _ := c.runSteps(); len(ran) != 0 || files["all"] != "lib\napp\n" {
+		t.Errorf("from the re-exported cache: ran %v, /all = %q", ran, files["all"])
+	}
+}
+
+func TestSharedCacheRegistryBlobStore(t *testing.T) {
+	// [[cache.blob]] type = "registry": the shared blobs live in a
+	// registry repository.
+	s := newSharedEnv(t)
+	repo := strings.TrimSuffix(s.base, "/library/busybox:latest") + "/kiln/shared-cache"
+	backends := CacheBackends{Shared: func(ctx context.Context, p *Parts) ([]*remote.Shared, error) {
+		idx, err := cacheredis.New(cacheredis.Options{Addr: s.redis.Addr})
+		if err != nil {
+			return nil, err
+		}
+		blobs, err := cacheregistry.NewBlobs(p.Resolver, repo)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := remote.NewShared(remote.SharedOptions{
+			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
+			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()),
+		})
+		return []*remote.Shared{sc}, err
+	}}
+	ctxDir := t.TempDir()
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	a := cacheHarness(t, s.base, ctxDir, backends)
+	a.write(t, "lib.txt", "lib\n")
+	a.write(t, "app.txt", "app\n")
+	if _, err := a.build(t, df, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	b := cacheHarness(t, s.base, ctxDir, backends)
+	files := map[string]string{}
+	if _, err := b.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
+		t.Fatal(err)
+	}
+	ran, cached := b.runSteps()
+	if len(ran) != 0 || len(cached) != 3 || files["all"] != "lib\napp\n" {
+		t.Errorf("B: ran %v, cached %v, /all = %q", ran, cached, files["all"])
+	}
+}
