@@ -259,10 +259,18 @@ func (s *Shared) export(ctx context.Context, st cache.ExportStep, build string) 
 		return err
 	}
 	s.mu.Lock()
+	if len(s.exported) >= maxExported {
+		// Forget, rather than grow without bound: a key written again
+		// costs a few stats and one HSET.
+		clear(s.exported)
+	}
 	s.exported[key] = true
 	s.mu.Unlock()
 	return nil
 }
+
+// maxExported bounds the keys a Shared remembers having written.
+const maxExported = 100_000
 
 // resultLayers returns the shared-store layers of the committed snapshot
 // id's chain, made a few at a time.
