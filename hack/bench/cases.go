@@ -20,13 +20,21 @@ const (
 	bkContextOneFile = 2 * time.Second
 	bkChainCold      = 2300 * time.Millisecond
 	bkChainNoChange  = 110 * time.Millisecond
+
+	bkExportOCICold     = 13400 * time.Millisecond
+	bkExportOCINoChange = 2 * time.Second
+	bkExportOCIChanged  = 11500 * time.Millisecond
+	bkPushNoChange      = 350 * time.Millisecond
+	bkPushChanged       = 11600 * time.Millisecond
 )
 
+// benchCases are the cases by name; -cases picks them.
 var benchCases = map[string]func(e *env, runs int) ([]row, error){
 	"hello":    helloCase,
 	"parallel": parallelCase,
 	"context":  contextCase,
 	"chain":    chainCase,
+	"export":   exportCase,
 	"shared":   sharedCase,
 }
 
@@ -158,5 +166,54 @@ func chainCase(e *env, runs int) ([]row, error) {
 	return []row{
 		{name: "chain cold", kiln: cold, buildkit: bkChainCold, target: 1500 * time.Millisecond},
 		{name: "chain no-change", kiln: noChange, buildkit: bkChainNoChange, target: bkChainNoChange / 2},
+	}, nil
+}
+
+// exportCase builds the context case with an OCI tarball output and with a
+// push to the local registry: cold, no change, one small file changed.
+func exportCase(e *env, runs int) ([]row, error) {
+	dir := filepath.Join(e.dir, "export")
+	if err := makeContext(dir); err != nil {
+		return nil, err
+	}
+	if err := writeDockerfile(dir, "FROM busybox\nCOPY . /src\nRUN find /src | wc -l\n"); err != nil {
+		return nil, err
+	}
+	tarball := filepath.Join(e.dir, "export.tar")
+	oci := []string{"-o", "type=oci,dest=" + tarball, dir}
+	small := filepath.Join(dir, "src", "d03", "f0003.txt")
+	change := func(i int) error {
+		return os.WriteFile(small, []byte(fmt.Sprintf("changed %d %d\n", i, time.Now().UnixNano())), 0o644)
+	}
+	ociCold, err := timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(oci...) })
+	if err != nil {
+		return nil, err
+	}
+	ociNoChange, err := timeIt(runs, nil, func() error { return e.build(oci...) })
+	if err != nil {
+		return nil, err
+	}
+	ociChanged, err := timeIt(runs, change, func() error { return e.build(oci...) })
+	if err != nil {
+		return nil, err
+	}
+	push := []string{"-o", "type=registry,name=" + e.registry + "/bench/context:latest", dir}
+	if err := e.build(push...); err != nil { // the first push uploads everything
+		return nil, err
+	}
+	pushNoChange, err := timeIt(runs, nil, func() error { return e.build(push...) })
+	if err != nil {
+		return nil, err
+	}
+	pushChanged, err := timeIt(runs, change, func() error { return e.build(push...) })
+	if err != nil {
+		return nil, err
+	}
+	return []row{
+		{name: "export-oci cold", kiln: ociCold, buildkit: bkExportOCICold, target: bkExportOCICold / 2},
+		{name: "export-oci no-change", kiln: ociNoChange, buildkit: bkExportOCINoChange, target: bkExportOCINoChange / 2},
+		{name: "export-oci one-file change", kiln: ociChanged, buildkit: bkExportOCIChanged, target: bkExportOCIChanged / 2},
+		{name: "export-push no-change", kiln: pushNoChange, buildkit: bkPushNoChange, target: bkPushNoChange / 2},
+		{name: "export-push one-file change", kiln: pushChanged, buildkit: bkPushChanged, target: bkPushChanged / 2},
 	}, nil
 }

@@ -22,7 +22,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
-	cases := flag.String("cases", "hello,parallel,context,chain,shared", "comma-separated cases to run")
+	cases := flag.String("cases", "hello,parallel,context,chain,export,shared", "comma-separated cases to run")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	flag.Parse()
 	if err := run(*runs, strings.Split(*cases, ","), *keep); err != nil {
