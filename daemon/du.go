@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/gc"
 )
 
@@ -61,6 +63,19 @@ func (b *BuildBackend) DiskUsage(ctx context.Context, req *api.DiskUsageRequest)
 	resp := &api.DiskUsageResponse{}
 	for _, it := range items {
 		resp.Records = append(resp.Records, usageRecord(it))
+	}
+	// The shared caches are counted apart: their blobs live outside the
+	// root and other daemons use them too.
+	shared, err := engine.SharedUsage(ctx, b.parts)
+	if err != nil {
+		b.log.Warn("shared cache usage", slog.Any("error", err))
+	}
+	for _, u := range shared {
+		resp.Records = append(resp.Records, &api.UsageRecord{
+			Id: u.Name + " " + u.Index, Type: "shared", Size: u.BlobBytes, Shared: true,
+			UsageCount:  u.Records,
+			Description: fmt.Sprintf("%s index at %s: %d keys, %d records; blob store: %d blobs", u.Name, u.Index, u.Keys, u.Records, u.Blobs),
+		})
 	}
 	return resp, nil
 }

@@ -280,6 +280,17 @@ func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 	if len(writers) != 2 || len(rows) < 8 {
 		t.Errorf("the index lists %d records of writers %v; want both daemons' records", len(rows), writers)
 	}
+
+	// kiln du counts the shared cache on a line of its own.
+	du := a.kilnCmd(context.Background(), "du")
+	var duOut bytes.Buffer
+	du.Stdout, du.Stderr = &duOut, &duOut
+	if err := du.Run(); err != nil {
+		t.Fatalf("kiln du: %v\n%s", err, duOut.String())
+	}
+	if !strings.Contains(duOut.String(), "shared cache (redis ") {
+		t.Errorf("kiln du has no shared cache line:\n%s", duOut.String())
+	}
 }
 
 func TestCacheRedisDown(t *testing.T) {

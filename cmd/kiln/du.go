@@ -132,7 +132,12 @@ type usageSum struct {
 func printUsageSummary(w io.Writer, recs []*api.UsageRecord) error {
 	sums := map[string]*usageSum{}
 	var total usageSum
+	var shared []*api.UsageRecord
 	for _, r := range recs {
+		if r.GetType() == "shared" {
+			shared = append(shared, r)
+			continue
+		}
 		s := sums[r.GetType()]
 		if s == nil {
 			s = &usageSum{}
@@ -156,6 +161,10 @@ func printUsageSummary(w io.Writer, recs []*api.UsageRecord) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", c.name, s.count, humanSize(s.size), humanSize(s.reclaim))
 	}
 	fmt.Fprintf(tw, "Total\t\t%s\t%s\n", humanSize(total.size), humanSize(total.reclaim))
+	// Shared caches are outside the root and not in the total.
+	for _, r := range shared {
+		fmt.Fprintf(tw, "shared cache (%s)\t%d\t%s\t-\n", r.GetId(), r.GetUsageCount(), humanSize(r.GetSize()))
+	}
 	return tw.Flush()
 }
 
