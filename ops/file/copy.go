@@ -208,15 +208,18 @@ func (x *execution) parentsDirs(c *copier, m match, dir, keepDir string) (string
 }
 
 // linkerFor returns the fast path for a copy, or nil when the copy must
-// copy bytes: not from a build context, ADD, owner/mode/time changes, no
-// overlay upper directory, or a layout it cannot write.
+// copy bytes: not from a build context or a snapshot whose layers it can
+// see, ADD, owner/mode/time changes, no overlay upper directory, or a
+// layout it cannot write.
 func (x *execution) linkerFor(ca *copyAction, src *tree, d *dest) *linker {
 	// ADD extracts archives through the mount; a link scheduled for the
 	// same path would wrongly win over it, so ADD copies.
-	if x.op.opts.noLink || !src.strict || ca.Unpack || ca.Chown != nil || ca.chmod != nil || ca.Timestamp != nil {
+	if x.op.opts.noLink || ca.Unpack || ca.Chown != nil || ca.chmod != nil || ca.Timestamp != nil {
 		return nil
 	}
-	if _, ok := x.inputs[ca.Input].(ops.Dir); !ok {
+	// Build contexts are only ever replaced by rename; committed snapshot
+	// layers never change. Both can lend their files' inodes.
+	if _, ok := x.inputs[ca.Input].(ops.Dir); !(ok && src.strict) && src.layers == nil {
 		return nil
 	}
 	upper := x.act.UpperDir()

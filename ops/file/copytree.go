@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/moby/patternmatcher"
 	"golang.org/x/sys/unix"
@@ -162,8 +164,10 @@ func (c *copier) copyNonDir(srcPath string, fi os.FileInfo, dstRel string) error
 	if err != nil {
 		return err
 	}
-	if fi.Mode().IsRegular() && c.link != nil && c.link.take(srcPath, st, dstRel, existing) {
-		return nil
+	if fi.Mode().IsRegular() && c.link != nil {
+		if linkSrc, ok := c.linkSource(srcPath); ok && c.link.take(linkSrc, st, dstRel, existing) {
+			return nil
+		}
 	}
 	if c.link != nil {
 		c.link.forget(dstRel, existing)
@@ -231,7 +235,10 @@ func (c *copier) makeDir(srcPath string, st *unix.Stat_t, dstRel string, top boo
 		return "", err
 	}
 	if c.link != nil {
-		c.link.forget(dstRel, existing)
+		// A directory takes dstRel: a file link scheduled there is
+		// replaced, the links scheduled inside it stay (several sources
+		// copied into one directory).
+		c.link.forgetExact(dstRel)
 	}
 	switch {
 	case existing == nil:
@@ -274,4 +281,18 @@ func (c *copier) makeDir(srcPath string, st *unix.Stat_t, dstRel string, top boo
 	}
 	c.dst.dirTimes = append(c.dst.dirTimes, dirTime{rel: dstRel, t: a.mtime})
 	return dstRel, nil
+}
+
+// linkSource returns the file the fast path may hard-link for srcPath: the
+// path itself in a build context, the layer file behind it in a snapshot
+// view (a path in a mounted overlay cannot be linked across the mount).
+func (c *copier) linkSource(srcPath string) (string, bool) {
+	if c.src.layers == nil {
+		return srcPath, true
+	}
+	rel, err := filepath.Rel(c.src.dir, srcPath)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return "", false
+	}
+	return layerFile(c.src.layers, rel)
 }

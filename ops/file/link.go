@@ -89,6 +89,12 @@ func (l *linker) forget(dstRel string, _ os.FileInfo) {
 	}
 }
 
+// forgetExact drops a scheduled link at dstRel only: a directory takes
+// that path, and links scheduled below it stay valid.
+func (l *linker) forgetExact(dstRel string) {
+	delete(l.pending, dstRel)
+}
+
 // hasPending reports whether links wait for the overlay to be unmounted.
 func (l *linker) hasPending() bool { return len(l.pending) > 0 }
 

@@ -303,7 +303,7 @@ func (x *execution) source(ctx context.Context, i int) (*tree, error) {
 			return nil, err
 		}
 		x.releases = append(x.releases, func() error { return joinErr(unmount(), unview()) })
-		t = &tree{dir: dir, where: where}
+		t = &tree{dir: dir, where: where, layers: viewLayers(mounts)}
 	default:
 		return nil, errdefs.Invalidf("file op: input %d: a %T cannot be read", i, r)
 	}

@@ -143,6 +143,9 @@ type tree struct {
 	strict bool
 	// where names the tree in errors: "the build context".
 	where string
+	// layers, for a snapshot view, are its layer directories, topmost
+	// first: the fast path hard-links a file from the layer that holds it.
+	layers []string
 }
 
 // resolve follows every link in rel.
