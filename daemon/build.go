@@ -199,11 +199,13 @@ func (s *StreamSession) sendProgress(buf *progress.Buffer) {
 		if !ok {
 			return
 		}
-		batch := &api.StatusBatch{}
-		for _, e := range events {
-			addEvent(batch, e)
+		var err error
+		for _, batch := range batches(events) {
+			if err = s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Status{Status: batch}}); err != nil {
+				break
+			}
 		}
-		if err := s.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Status{Status: batch}}); err != nil {
+		if err != nil {
 			// The client is gone; drain so writers never block.
 			for {
 				if _, ok := buf.Next(ctx); !ok {
@@ -217,6 +219,34 @@ func (s *StreamSession) sendProgress(buf *progress.Buffer) {
 		case <-buf.Done():
 		}
 	}
+}
+
+// batches groups events into status batches that keep their order: a
+// batch lists vertexes, then logs, then warnings, so an event of an
+// earlier kind after a later one starts a new batch (a step's last log
+// line must not arrive after its DONE).
+func batches(events []progress.Event) []*api.StatusBatch {
+	kind := func(e progress.Event) int {
+		switch {
+		case e.Vertex != nil:
+			return 0
+		case e.Log != nil:
+			return 1
+		}
+		return 2
+	}
+	var out []*api.StatusBatch
+	cur, last := &api.StatusBatch{}, -1
+	for _, e := range events {
+		k := kind(e)
+		if k < last {
+			out = append(out, cur)
+			cur = &api.StatusBatch{}
+		}
+		addEvent(cur, e)
+		last = k
+	}
+	return append(out, cur)
 }
 
 func ts(t *time.Time) *timestamppb.Timestamp {
