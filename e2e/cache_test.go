@@ -6,13 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,43 +21,6 @@ import (
 // one redis-server (127.0.0.1, started here) as the cache index and one
 // directory as the blob store, as build agents sharing a cache do.
 
-// cacheCounter counts the RUN steps that really ran: each fetches
-// /<name> from it with busybox wget (RUN uses the host's network).
-type cacheCounter struct {
-	addr string
-	mu   sync.Mutex
-	hits map[string]int
-}
-
-func startCacheCounter(t *testing.T) *cacheCounter {
-	t.Helper()
-	c := &cacheCounter{hits: map[string]int{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.hits[strings.TrimPrefix(r.URL.Path, "/")]++
-		c.mu.Unlock()
-		fmt.Fprintln(w, "ok")
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c.addr = l.Addr().String()
-	return c
-}
-
-func (c *cacheCounter) get() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range c.hits {
-		out[k] = v
-	}
-	return out
-}
-
 // cacheEnv is a registry with busybox, a redis-server, a shared blob
 // directory and a step counter; daemons are started on demand.
 type cacheEnv struct {
@@ -70,7 +30,7 @@ type cacheEnv struct {
 	reg     *testutil.Distribution
 	redis   *redistest.Server
 	blobs   string
-	counter *cacheCounter
+	counter *testutil.HitCounter
 }
 
 func newCacheEnv(t *testing.T) *cacheEnv {
@@ -78,7 +38,7 @@ func newCacheEnv(t *testing.T) *cacheEnv {
 	kilnd, kiln := binaries(t)
 	reg := testutil.StartDistribution(t, testutil.DistributionOptions{})
 	testutil.PushImage(t, reg.Ref("library/busybox:latest"), testutil.BusyboxImage(t, testutil.HostPlatform()), reg.RemoteOptions()...)
-	return &cacheEnv{t: t, kiln: kiln, kilnd: kilnd, reg: reg, redis: redistest.Start(t), blobs: t.TempDir(), counter: startCacheCounter(t)}
+	return &cacheEnv{t: t, kiln: kiln, kilnd: kilnd, reg: reg, redis: redistest.Start(t), blobs: t.TempDir(), counter: testutil.StartHitCounter(t)}
 }
 
 // daemon starts a kilnd on its own root using the shared cache at
@@ -156,14 +116,14 @@ CMD ["cat", "/all"]
 func (c *cacheEnv) context(files map[string]string) string {
 	c.t.Helper()
 	dir := c.t.TempDir()
-	writeFiles(c.t, dir, map[string]string{"Dockerfile": strings.ReplaceAll(cacheMultiStage, "COUNTER", c.counter.addr)})
+	writeFiles(c.t, dir, map[string]string{"Dockerfile": strings.ReplaceAll(cacheMultiStage, "COUNTER", c.counter.Addr)})
 	writeFiles(c.t, dir, files)
 	return dir
 }
 
 func (c *cacheEnv) wantRuns(when string, want map[string]int) {
 	c.t.Helper()
-	got := c.counter.get()
+	got := c.counter.Hits()
 	for k, v := range want {
 		if got[k] != v {
 			c.t.Errorf("%s: RUN %s ran %d times in all, want %d (all: %v)", when, k, got[k], v, got)
@@ -318,12 +278,12 @@ func TestCacheRedisGoesAwayMidBuild(t *testing.T) {
 	d := c.daemon(c.redis.Addr)
 	dir := t.TempDir()
 	// The second RUN stops redis while the build runs.
-	df := fmt.Sprintf("FROM busybox\nRUN echo one > /one\nRUN wget -q -O /dev/null http://%s/stop && sleep 1 && echo two > /two\nRUN echo three > /three\n", c.counter.addr)
+	df := fmt.Sprintf("FROM busybox\nRUN echo one > /one\nRUN wget -q -O /dev/null http://%s/stop && sleep 1 && echo two > /two\nRUN echo three > /three\n", c.counter.Addr)
 	writeFiles(t, dir, map[string]string{"Dockerfile": df})
 	stopped := make(chan struct{})
 	go func() {
 		for {
-			if c.counter.get()["stop"] > 0 {
+			if c.counter.Hits()["stop"] > 0 {
 				c.redis.Stop()
 				close(stopped)
 				return

@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,43 +23,6 @@ import (
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/internal/testutil"
 )
-
-// hitCounter counts the RUN steps that really ran: each fetches
-// /<name> from it with busybox wget (RUN uses the host's network).
-type hitCounter struct {
-	addr string
-	mu   sync.Mutex
-	hits map[string]int
-}
-
-func startCounter(t *testing.T) *hitCounter {
-	t.Helper()
-	c := &hitCounter{hits: map[string]int{}}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		c.hits[strings.TrimPrefix(r.URL.Path, "/")]++
-		c.mu.Unlock()
-		fmt.Fprintln(w, "ok")
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	c.addr = l.Addr().String()
-	return c
-}
-
-func (c *hitCounter) snapshot() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range c.hits {
-		out[k] = v
-	}
-	return out
-}
 
 // cacheHarness is a harness whose engine has the given cache wiring.
 func cacheHarness(t *testing.T, base, ctxDir string, caches CacheBackends) *harness {
@@ -161,7 +122,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 		t.Skip("runs real builds; skipped in -short mode")
 	}
 	srv := redistest.Start(t)
-	counter := startCounter(t)
+	counter := testutil.StartHitCounter(t)
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
@@ -170,7 +131,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 	b := cacheHarness(t, base, ctxDir, sharedBackends(t, srv.Addr, blobDir))
 	a.write(t, "lib.txt", "lib v1\n")
 	a.write(t, "app.txt", "app v1\n")
-	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.Addr)
 
 	build := func(h *harness, who string) map[string]string {
 		t.Helper()
@@ -182,7 +143,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 	}
 	wantHits := func(when string, want map[string]int) {
 		t.Helper()
-		got := counter.snapshot()
+		got := counter.Hits()
 		for k, v := range want {
 			if got[k] != v {
 				t.Errorf("%s: RUN %s ran %d times in all, want %d (all: %v)", when, k, got[k], v, got)
@@ -244,7 +205,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 	if len(ran) != 0 {
 		t.Errorf("A ran %v after B built the change", ran)
 	}
-	if src := cached[findName(cached, "RUN wget -q -O /dev/null http://"+counter.addr+"/final")]; src != "redis" {
+	if src := cached[findName(cached, "RUN wget -q -O /dev/null http://"+counter.Addr+"/final")]; src != "redis" {
 		t.Errorf("A's final RUN cached from %q, want redis (%v)", src, cached)
 	}
 }
@@ -287,12 +248,12 @@ func TestRegistryCacheExportImport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real builds; skipped in -short mode")
 	}
-	counter := startCounter(t)
+	counter := testutil.StartHitCounter(t)
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
 	ctxDir := t.TempDir()
-	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
 	a.write(t, "lib.txt", "lib v1\n")
 	a.write(t, "app.txt", "app v1\n")
@@ -311,7 +272,7 @@ func TestRegistryCacheExportImport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := counter.snapshot()
+			before := counter.Hits()
 			b := cacheHarness(t, base, ctxDir, registryBackends())
 			files := map[string]string{}
 			if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
@@ -321,7 +282,7 @@ func TestRegistryCacheExportImport(t *testing.T) {
 				t.Errorf("result /all = %q", files["all"])
 			}
 			ran, cached := b.runSteps()
-			after := counter.snapshot()
+			after := counter.Hits()
 			if mode == remote.ModeMax {
 				if len(ran) != 0 || after["final"] != before["final"] || after["lib"] != before["lib"] {
 					t.Errorf("mode=max import ran %v (cached %v)", ran, cached)
@@ -349,12 +310,12 @@ func TestInlineCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real builds; skipped in -short mode")
 	}
-	counter := startCounter(t)
+	counter := testutil.StartHitCounter(t)
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
 	ctxDir := t.TempDir()
-	df := strings.ReplaceAll("FROM BASE\nCOPY app.txt /app.txt\nRUN wget -q -O /dev/null http://COUNTER/one && cp /app.txt /one\n", "COUNTER", counter.addr)
+	df := strings.ReplaceAll("FROM BASE\nCOPY app.txt /app.txt\nRUN wget -q -O /dev/null http://COUNTER/one && cp /app.txt /one\n", "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
 	a.write(t, "app.txt", "v1\n")
 	img := host + "/app/inline:1"
@@ -371,7 +332,7 @@ func TestInlineCache(t *testing.T) {
 	if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := counter.snapshot()["one"]; got != 1 {
+	if got := counter.Hits()["one"]; got != 1 {
 		t.Errorf("the RUN ran %d times, want once (B should take it from the inline cache)", got)
 	}
 	if files["one"] != "v1\n" {
@@ -388,7 +349,7 @@ type sharedEnv struct {
 	redis   *redistest.Server
 	blobs   string
 	base    string
-	counter *hitCounter
+	counter *testutil.HitCounter
 }
 
 func newSharedEnv(t *testing.T) *sharedEnv {
@@ -402,7 +363,7 @@ func newSharedEnv(t *testing.T) *sharedEnv {
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	return &sharedEnv{redis: redistest.Start(t), blobs: t.TempDir(), base: base, counter: startCounter(t)}
+	return &sharedEnv{redis: redistest.Start(t), blobs: t.TempDir(), base: base, counter: testutil.StartHitCounter(t)}
 }
 
 func (s *sharedEnv) engine(t *testing.T, ctxDir string) *harness {
@@ -429,7 +390,7 @@ func (s *sharedEnv) records(t *testing.T) []remote.Record {
 func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
 	s := newSharedEnv(t)
 	ctxDir := t.TempDir()
-	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.Addr)
 	a := s.engine(t, ctxDir)
 	a.write(t, "lib.txt", "lib\n")
 	a.write(t, "app.txt", "app\n")
@@ -491,9 +452,9 @@ func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
 	if err := os.WriteFile(corrupt, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := s.counter.snapshot()["final"]
+	before := s.counter.Hits()["final"]
 	c := build("corrupt blob")
-	if got := s.counter.snapshot()["final"]; got != before+1 {
+	if got := s.counter.Hits()["final"]; got != before+1 {
 		t.Errorf("the final RUN ran %d more times, want 1 (its cached layer was corrupt)", got-before)
 	}
 	if !strings.Contains(strings.Join(c.steps.warns, "\n"), "corrupt") {
@@ -508,7 +469,7 @@ func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
 
 func TestSharedCacheConcurrentWriters(t *testing.T) {
 	s := newSharedEnv(t)
-	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.Addr)
 	branches := map[string]string{}
 	for _, br := range []string{"main", "feature"} {
 		dir := t.TempDir()
@@ -530,7 +491,7 @@ func TestSharedCacheConcurrentWriters(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	runs := s.counter.snapshot()
+	runs := s.counter.Hits()
 	// A third daemon builds both branches and runs nothing: both writers
 	// kept all their records.
 	for _, br := range []string{"main", "feature"} {
@@ -546,7 +507,7 @@ func TestSharedCacheConcurrentWriters(t *testing.T) {
 			t.Errorf("%s: a third daemon ran %v", br, ran)
 		}
 	}
-	if got := s.counter.snapshot(); fmt.Sprint(got) != fmt.Sprint(runs) {
+	if got := s.counter.Hits(); fmt.Sprint(got) != fmt.Sprint(runs) {
 		t.Errorf("steps ran again: %v, then %v", runs, got)
 	}
 }
@@ -561,12 +522,12 @@ func TestReexportDownloadsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real builds; skipped in -short mode")
 	}
-	counter := startCounter(t)
+	counter := testutil.StartHitCounter(t)
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
 	ctxDir := t.TempDir()
-	df := strings.ReplaceAll(multiStage, "COUNTER", counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
 	a.write(t, "lib.txt", "lib\n")
 	a.write(t, "app.txt", "app\n")
@@ -630,7 +591,7 @@ func TestSharedCacheRegistryBlobStore(t *testing.T) {
 		return []*remote.Shared{sc}, err
 	}}
 	ctxDir := t.TempDir()
-	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.addr)
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.Addr)
 	a := cacheHarness(t, s.base, ctxDir, backends)
 	a.write(t, "lib.txt", "lib\n")
 	a.write(t, "app.txt", "app\n")
