@@ -2,6 +2,7 @@ package content
 
 import (
 	"context"
+	"github.com/kiln-build/kiln/internal/iox"
 
 	"fmt"
 	"io"
@@ -65,7 +66,7 @@ func WriteBlob(ctx context.Context, st Store, ref string, r io.Reader, desc ocis
 			return fmt.Errorf("write blob %s: restart ingest: %w", desc.Digest, err)
 		}
 	}
-	n, err := io.Copy(cw, io.LimitReader(&ctxReader{ctx: ctx, r: r}, desc.Size+1))
+	n, err := io.Copy(cw, io.LimitReader(iox.ContextReader(ctx, r), desc.Size+1))
 	if err != nil {
 		return fmt.Errorf("write blob %s: %w", desc.Digest, err)
 	}
@@ -172,17 +173,4 @@ func DiskUsage(ctx context.Context, st Store) (Usage, error) {
 		return Usage{}, fmt.Errorf("content usage: %w", classify(err))
 	}
 	return u, nil
-}
-
-// ctxReader stops a copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := context.Cause(c.ctx); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

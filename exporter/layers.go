@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/kiln-build/kiln/internal/flight"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"runtime"
 	"strconv"
@@ -284,7 +285,7 @@ func (l *Layers) convert(ctx context.Context, info snapshots.Info, keys labelKey
 		}
 		defer tr.Close()
 		d := digest.Canonical.Digester()
-		if _, err := io.Copy(io.MultiWriter(w, d.Hash()), &ctxReader{ctx: ctx, r: tr}); err != nil {
+		if _, err := io.Copy(io.MultiWriter(w, d.Hash()), iox.ContextReader(ctx, tr)); err != nil {
 			return fmt.Errorf("convert blob %s: %w", from.Desc.Digest, err)
 		}
 		if d.Digest() != from.DiffID {
@@ -316,7 +317,7 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 	}()
 	// The writer hashes what it gets; count and hash it here too, so the
 	// commit is checked against what was really written.
-	dw := &digestWriter{w: cw, d: digest.Canonical.Digester()}
+	dw := iox.NewDigestWriter(cw)
 	bw := bufio.NewWriterSize(dw, 1<<20)
 	zw, err := comp.compressor(bw)
 	if err != nil {
@@ -332,7 +333,7 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 	if err := bw.Flush(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob: %w", err)
 	}
-	desc = ocispec.Descriptor{MediaType: layerMediaType(comp.typ(), true), Digest: dw.d.Digest(), Size: dw.n}
+	desc = ocispec.Descriptor{MediaType: layerMediaType(comp.typ(), true), Digest: dw.Digest(), Size: dw.Size()}
 	if err := cw.Commit(ctx, desc.Size, desc.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
 		return ocispec.Descriptor{}, fmt.Errorf("commit blob %s: %w", desc.Digest, err)
 	}
@@ -366,33 +367,6 @@ func (l *Layers) label(ctx context.Context, info snapshots.Info, keys labelKeys,
 		return fmt.Errorf("label snapshot %s: %w", info.Name, err)
 	}
 	return nil
-}
-
-// digestWriter counts and hashes what it passes on.
-type digestWriter struct {
-	w io.Writer
-	d digest.Digester
-	n int64
-}
-
-func (d *digestWriter) Write(p []byte) (int, error) {
-	n, err := d.w.Write(p)
-	d.d.Hash().Write(p[:n])
-	d.n += int64(n)
-	return n, err
-}
-
-// ctxReader stops a copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := context.Cause(c.ctx); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func randomHex() string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"path"
 	"time"
@@ -226,7 +227,7 @@ func (t *tarStream) blob(ctx context.Context, cs content.Store, desc ocispec.Des
 	if err := t.header(p, tar.TypeReg, 0o644, desc.Size); err != nil {
 		return err
 	}
-	if _, err := io.Copy(t.tw, &ctxReader{ctx: ctx, r: io.NewSectionReader(ra, 0, desc.Size)}); err != nil {
+	if _, err := io.Copy(t.tw, iox.ContextReader(ctx, io.NewSectionReader(ra, 0, desc.Size))); err != nil {
 		return fmt.Errorf("export tarball: write %s: %w", p, err)
 	}
 	return nil

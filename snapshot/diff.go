@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"os"
 	"time"
@@ -61,12 +62,12 @@ func Diff(ctx context.Context, sn snapshots.Snapshotter, key string, w io.Writer
 	if info.Kind == snapshots.KindView {
 		return "", 0, errdefs.Invalidf("diff snapshot %s: a view has no changes of its own", key)
 	}
-	dw := &digestWriter{w: w, d: digest.Canonical.Digester()}
+	dw := iox.NewDigestWriter(w)
 	err = diff(ctx, sn, info, dw, o)
 	if err != nil {
 		return "", 0, fmt.Errorf("diff snapshot %s: %w", key, err)
 	}
-	return dw.d.Digest(), dw.n, nil
+	return dw.Digest(), dw.Size(), nil
 }
 
 func diff(ctx context.Context, sn snapshots.Snapshotter, info snapshots.Info, w io.Writer, o diffOptions) error {
@@ -140,18 +141,4 @@ func writeLayer(ctx context.Context, w io.Writer, source string, o diffOptions, 
 		return err
 	}
 	return perr
-}
-
-// digestWriter counts and hashes what it passes on.
-type digestWriter struct {
-	w io.Writer
-	d digest.Digester
-	n int64
-}
-
-func (d *digestWriter) Write(p []byte) (int, error) {
-	n, err := d.w.Write(p)
-	d.d.Hash().Write(p[:n])
-	d.n += int64(n)
-	return n, err
 }

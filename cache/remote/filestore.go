@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"io/fs"
 	"os"
@@ -214,7 +215,7 @@ func copyVerified(ctx context.Context, w io.Writer, r io.Reader, desc ocispec.De
 		return errdefs.Invalidf("blob digest %q: %v", desc.Digest, err)
 	}
 	d := desc.Digest.Algorithm().Digester()
-	n, err := io.Copy(io.MultiWriter(w, d.Hash()), io.LimitReader(&ctxReader{ctx: ctx, r: r}, desc.Size+1))
+	n, err := io.Copy(io.MultiWriter(w, d.Hash()), io.LimitReader(iox.ContextReader(ctx, r), desc.Size+1))
 	if err != nil {
 		return err
 	}
@@ -244,19 +245,6 @@ func writeFileAtomic(p string, data []byte) error {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
 	return nil
-}
-
-// ctxReader stops a copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := context.Cause(c.ctx); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 func randomHex() string {

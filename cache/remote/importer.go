@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"sort"
 
@@ -214,7 +215,7 @@ func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, na
 			return nil, err
 		}
 		defer rc.Close()
-		cd := &countingDigester{w: io.Discard, d: l.Digest.Algorithm().Digester()}
+		cd := iox.NewDigestWriterFor(io.Discard, l.Digest.Algorithm())
 		body := io.TeeReader(io.LimitReader(rc, l.Size+1), cd)
 		tr, err := compression.DecompressStream(body)
 		if err != nil {
@@ -230,7 +231,7 @@ func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, na
 			// Whatever broke the unpack, a blob that does not match
 			// its digest is the cause.
 			_, _ = io.Copy(io.Discard, body)
-			if cd.n != l.Size || cd.d.Digest() != l.Digest || errors.Is(err, errdefs.ErrFailedPrecondition) {
+			if cd.Size() != l.Size || cd.Digest() != l.Digest || errors.Is(err, errdefs.ErrFailedPrecondition) {
 				im.dropCorrupt(ctx, src, l)
 				return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: %w", err))
 			}
@@ -243,7 +244,7 @@ func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, na
 			return nil, err
 		}
 		set := map[string]string{labels.DiffID: l.DiffID.String()}
-		if cd.n == l.Size && cd.d.Digest() == l.Digest {
+		if cd.Size() == l.Size && cd.Digest() == l.Digest {
 			set[sharedBlobLabel] = descLabel(l.Descriptor())
 		} else {
 			im.dropCorrupt(ctx, src, l)

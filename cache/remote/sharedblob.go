@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"fmt"
+	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,8 +58,8 @@ func (s *FileStore) Ingest(ctx context.Context, mediaType string, write func(w i
 			_ = os.Remove(tmp)
 		}
 	}()
-	dw := &countingDigester{w: f, d: digest.SHA256.Digester()}
-	if err := write(&ctxWriter{ctx: ctx, w: dw}); err != nil {
+	dw := iox.NewDigestWriter(f)
+	if err := write(iox.ContextWriter(ctx, dw)); err != nil {
 		return desc, err
 	}
 	if err := f.Chmod(0o444); err != nil {
@@ -67,7 +68,7 @@ func (s *FileStore) Ingest(ctx context.Context, mediaType string, write func(w i
 	if err := f.Close(); err != nil {
 		return desc, fmt.Errorf("write blob to %s: %w", s.dir, err)
 	}
-	desc = ocispec.Descriptor{MediaType: mediaType, Digest: dw.d.Digest(), Size: dw.n}
+	desc = ocispec.Descriptor{MediaType: mediaType, Digest: dw.Digest(), Size: dw.Size()}
 	p, _ := s.path(desc.Digest)
 	if err := os.Rename(tmp, p); err != nil {
 		return desc, fmt.Errorf("write blob %s to %s: %w", desc.Digest, s.dir, err)
@@ -271,30 +272,3 @@ func compressorFor(comp string) (string, func(io.Writer) (io.WriteCloser, error)
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
-
-// countingDigester counts and hashes what it passes on.
-type countingDigester struct {
-	w io.Writer
-	d digest.Digester
-	n int64
-}
-
-func (c *countingDigester) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.d.Hash().Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-// ctxWriter stops a copy when ctx is done.
-type ctxWriter struct {
-	ctx context.Context
-	w   io.Writer
-}
-
-func (c *ctxWriter) Write(p []byte) (int, error) {
-	if err := context.Cause(c.ctx); err != nil {
-		return 0, err
-	}
-	return c.w.Write(p)
-}
