@@ -3,7 +3,9 @@ package depcheck
 import (
 	"bufio"
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,7 +16,16 @@ const module = "github.com/kiln-build/kiln/"
 // packages without the module prefix; others as they are).
 func imports(t *testing.T) map[string][]string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		// go test sets GOROOT for the test binary; /usr/local/go is where
+		// the project's machines keep Go.
+		goBin = "/usr/local/go/bin/go"
+		if r := os.Getenv("GOROOT"); r != "" {
+			goBin = filepath.Join(r, "bin", "go")
+		}
+	}
+	cmd := exec.Command(goBin, "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", module+"...")
 	cmd.Dir = "../.."
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
