@@ -315,10 +315,9 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 		}
 		_ = cw.Close()
 	}()
-	// The writer hashes what it gets; count and hash it here too, so the
-	// commit is checked against what was really written.
-	dw := iox.NewDigestWriter(cw)
-	bw := bufio.NewWriterSize(dw, 1<<20)
+	// The content writer hashes what it gets: its digest and offset name
+	// the blob (no second hash of the compressed stream here).
+	bw := bufio.NewWriterSize(cw, 1<<20)
 	zw, err := comp.compressor(bw)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -333,7 +332,11 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 	if err := bw.Flush(); err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob: %w", err)
 	}
-	desc = ocispec.Descriptor{MediaType: layerMediaType(comp.typ(), true), Digest: dw.Digest(), Size: dw.Size()}
+	st, err := cw.Status()
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("write blob: %w", err)
+	}
+	desc = ocispec.Descriptor{MediaType: layerMediaType(comp.typ(), true), Digest: cw.Digest(), Size: st.Offset}
 	if err := cw.Commit(ctx, desc.Size, desc.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
 		return ocispec.Descriptor{}, fmt.Errorf("commit blob %s: %w", desc.Digest, err)
 	}
