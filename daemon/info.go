@@ -27,6 +27,30 @@ import (
 // the root. A runtime that is not installed is not an error here (Info
 // reports an empty runtime_path; builds fail with a clear message).
 func DetectWorker(ctx context.Context, cfg *config.Config) (*api.WorkerInfo, error) {
+	snap := "native"
+	switch cfg.Worker.OCI.Snapshotter {
+	case "native":
+	case "overlayfs":
+		if err := probeOverlay(cfg.Root); err != nil {
+			return nil, fmt.Errorf("[worker.oci] snapshotter = \"overlayfs\", but overlay does not work in %s: %w (use \"auto\" or \"native\")", cfg.Root, err)
+		}
+		snap = "overlayfs"
+	default:
+		if probeOverlay(cfg.Root) == nil {
+			snap = "overlayfs"
+		}
+	}
+	w, err := DescribeWorker(cfg, snap)
+	if err != nil {
+		return nil, err
+	}
+	return w, ctx.Err()
+}
+
+// DescribeWorker describes the worker of cfg whose snapshotter is known
+// already (kilnd passes the one the engine opened, so the overlay probe
+// does not run twice at start).
+func DescribeWorker(cfg *config.Config, snapshotter string) (*api.WorkerInfo, error) {
 	o := cfg.Worker.OCI
 	w := &api.WorkerInfo{
 		Runtime:        runtimeName(o.Binary),
@@ -34,23 +58,10 @@ func DetectWorker(ctx context.Context, cfg *config.Config) (*api.WorkerInfo, err
 		MaxParallelism: int32(o.MaxParallelism),
 		CacheSize:      int64(o.CacheSize),
 		NetworkMode:    o.NetworkMode,
+		Snapshotter:    snapshotter,
 	}
 	if w.MaxParallelism <= 0 {
 		w.MaxParallelism = int32(runtime.NumCPU())
-	}
-	switch o.Snapshotter {
-	case "native":
-		w.Snapshotter = "native"
-	case "overlayfs":
-		if err := probeOverlay(cfg.Root); err != nil {
-			return nil, fmt.Errorf("[worker.oci] snapshotter = \"overlayfs\", but overlay does not work in %s: %w (use \"auto\" or \"native\")", cfg.Root, err)
-		}
-		w.Snapshotter = "overlayfs"
-	default:
-		w.Snapshotter = "native"
-		if probeOverlay(cfg.Root) == nil {
-			w.Snapshotter = "overlayfs"
-		}
 	}
 	w.Platforms = []string{platforms.Format(platforms.DefaultSpec())}
 	for _, p := range o.Platforms {
@@ -62,7 +73,7 @@ func DetectWorker(ctx context.Context, cfg *config.Config) (*api.WorkerInfo, err
 			w.Platforms = append(w.Platforms, s)
 		}
 	}
-	return w, ctx.Err()
+	return w, nil
 }
 
 // probeOverlay mounts a tiny overlay under root/tmp to see whether the

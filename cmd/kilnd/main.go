@@ -162,7 +162,12 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 			log.Warn("close engine", slog.Any("error", err))
 		}
 	}()
+	worker, err := daemon.DescribeWorker(cfg, parts.Snapshotter.Kind())
+	if err != nil {
+		return err
+	}
 	srv, err := daemon.New(ctx, cfg,
+		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
 		daemon.WithBackend(daemon.EngineBackend(eng, parts, daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithBackendLogger(log))),
