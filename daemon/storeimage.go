@@ -5,22 +5,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 
 	"github.com/containerd/platforms"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/exporter"
 )
 
 // A stored image is read through go-containerregistry views of the
-// content store, so its writers (remote push) do the I/O. The exporter has
-// views like these for images it builds; these are for images already in
-// the store, whose manifests are read as they are.
+// content store, so its writers (remote push) do the I/O. Layers are the
+// exporter's content-store layers (exporter.ContentLayer); the manifests
+// are read as they are.
 
 // loadedManifest is one platform's manifest and config, read from the
 // content store.
@@ -106,32 +107,6 @@ func loadIndex(ctx context.Context, cs content.Store, desc ocispec.Descriptor) (
 	return x, nil
 }
 
-// storeLayer is a compressed layer blob in the content store.
-type storeLayer struct {
-	ctx  context.Context // go-containerregistry's interfaces take none
-	cs   content.Store
-	desc ocispec.Descriptor
-}
-
-var _ partial.CompressedLayer = (*storeLayer)(nil)
-
-func (l *storeLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.desc.Digest.String()) }
-func (l *storeLayer) Size() (int64, error)     { return l.desc.Size, nil }
-func (l *storeLayer) MediaType() (types.MediaType, error) {
-	return types.MediaType(l.desc.MediaType), nil
-}
-
-func (l *storeLayer) Compressed() (io.ReadCloser, error) {
-	ra, err := l.cs.ReaderAt(l.ctx, l.desc)
-	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", l.desc.Digest, err)
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.NewSectionReader(ra, 0, ra.Size()), ra}, nil
-}
-
 // storeImageCore is partial.CompressedImageCore over a loaded manifest.
 type storeImageCore struct {
 	ctx context.Context
@@ -152,11 +127,15 @@ func (c *storeImageCore) MediaType() (types.MediaType, error) {
 
 func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	if h.String() == c.m.manifest.Config.Digest.String() {
-		return &storeLayer{ctx: c.ctx, cs: c.cs, desc: c.m.manifest.Config}, nil
+		return exporter.ContentLayer(c.ctx, c.cs, c.m.manifest.Config, ""), nil
 	}
-	for _, l := range c.m.manifest.Layers {
+	for i, l := range c.m.manifest.Layers {
 		if l.Digest.String() == h.String() {
-			return &storeLayer{ctx: c.ctx, cs: c.cs, desc: l}, nil
+			var diffID digest.Digest
+			if i < len(c.m.image.RootFS.DiffIDs) {
+				diffID = c.m.image.RootFS.DiffIDs[i]
+			}
+			return exporter.ContentLayer(c.ctx, c.cs, l, diffID), nil
 		}
 	}
 	return nil, errdefs.NotFoundf("image has no blob %s", h)
