@@ -16,6 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/client"
 	"github.com/kiln-build/kiln/progress"
 )
 
@@ -277,7 +278,7 @@ func parseSecrets(list []string) (secretSet, error) {
 			if _, err := os.Stat(path); err != nil {
 				return nil, fmt.Errorf("--secret %q: %w", s, unwrapPathError(err))
 			}
-			set[id] = func() ([]byte, bool, error) { return readFileSecret(path) }
+			set[id] = func() ([]byte, bool, error) { return client.ReadSecretFile(path) }
 		case env != "":
 			name := env
 			set[id] = func() ([]byte, bool, error) {
@@ -292,19 +293,11 @@ func parseSecrets(list []string) (secretSet, error) {
 				if v, ok := os.LookupEnv(name); ok {
 					return []byte(v), true, nil
 				}
-				return readFileSecret(name)
+				return client.ReadSecretFile(name)
 			}
 		}
 	}
 	return set, nil
-}
-
-func readFileSecret(path string) ([]byte, bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, false, nil
-	}
-	return b, err == nil, err
 }
 
 func parseSSH(list []string) (map[string]string, error) {
