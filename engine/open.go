@@ -15,9 +15,11 @@ import (
 	cachebolt "github.com/kiln-build/kiln/cache/bolt"
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
@@ -40,7 +42,10 @@ type Options struct {
 	AllowInsecure  bool   // the daemon grants security.insecure
 	Allowed        []string
 	MaxParallelism int
-	Registry       map[string]registry.HostConfig
+	// NetworkMode is the default network of RUN steps: "" or "auto" or
+	// "host" (the host's), "none".
+	NetworkMode string
+	Registry    map[string]registry.HostConfig
 	// Frontends by name (cmd/kilnd passes {"dockerfile": dockerfile.New()}).
 	Frontends map[string]frontend.Frontend
 	Platform  ocispec.Platform
@@ -101,6 +106,14 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		}
 	}()
 
+	var defaultNetwork graph.NetMode
+	switch opts.NetworkMode {
+	case "", "auto", "host":
+	case "none":
+		defaultNetwork = graph.NetNone
+	default:
+		return nil, nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
+	}
 	p.DB, err = bolt.Open(filepath.Join(root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", filepath.Join(root, "metadata.db"), err)
@@ -155,6 +168,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	p.Worker, err = worker.New(worker.Config{
 		Snapshots: p.Snapshots, Executor: p.Executor, CacheMounts: p.CacheMounts, Contexts: p.Contexts,
 		Puller: p.Puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "steps"),
+		DefaultNetwork: defaultNetwork,
 	})
 	if err != nil {
 		return nil, nil, err

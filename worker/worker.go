@@ -34,6 +34,7 @@ type Worker struct {
 	git         GitSource
 	stateDir    string
 	hostname    string
+	network     graph.NetMode
 }
 
 // Config holds the worker's parts. Every field but Git is required.
@@ -49,6 +50,8 @@ type Config struct {
 	// (<root>/steps); New empties it.
 	StateDir string
 	Hostname string
+	// DefaultNetwork is the network of RUN steps that choose none.
+	DefaultNetwork graph.NetMode
 }
 
 // New returns a worker. It removes what crashed steps left in StateDir.
@@ -61,7 +64,7 @@ func New(c Config) (*Worker, error) {
 	}
 	return &Worker{
 		snaps: c.Snapshots, executor: c.Executor, cacheMounts: c.CacheMounts, contexts: c.Contexts,
-		puller: c.Puller, http: c.HTTP, git: c.Git, stateDir: c.StateDir, hostname: c.Hostname,
+		puller: c.Puller, http: c.HTTP, git: c.Git, stateDir: c.StateDir, hostname: c.Hostname, network: c.DefaultNetwork,
 	}, nil
 }
 
@@ -94,7 +97,7 @@ func (w *Worker) Op(v *graph.Vertex, sess session.Session) (ops.Op, error) {
 	case op.Exec != nil:
 		return exec.New(v, sess, exec.Deps{
 			Snapshots: w.snaps, Executor: w.executor, CacheMounts: w.cacheMounts,
-			StateDir: w.stateDir, Hostname: w.hostname,
+			StateDir: w.stateDir, Hostname: w.hostname, DefaultNetwork: w.network,
 		}), nil
 	case op.File != nil:
 		return file.New(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))

@@ -55,6 +55,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 		AllowInsecure:  allowInsecure,
 		Allowed:        allowed,
 		MaxParallelism: oci.MaxParallelism,
+		NetworkMode:    oci.NetworkMode,
 		Registry:       hosts,
 		Frontends:      map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
 		Platform:       platforms.DefaultSpec(),

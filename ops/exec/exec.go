@@ -37,6 +37,9 @@ type Deps struct {
 	StateDir string
 	// Hostname of the build containers, if set.
 	Hostname string
+	// DefaultNetwork is the network of steps that do not choose one
+	// (kilnd.toml [worker.oci] network-mode); empty is the host's.
+	DefaultNetwork graph.NetMode
 }
 
 // Op is an exec step.
@@ -104,7 +107,7 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		SecretEnv: secretEnv,
 		User:      o.op.User,
 		Cwd:       o.op.Cwd,
-		Net:       executor.NetMode(o.op.Network),
+		Net:       executor.NetMode(o.network()),
 		Security:  executor.SecurityMode(o.op.Security),
 		Hostname:  o.deps.Hostname,
 		Stdout:    progress.LogWriter(pw, o.vertex, 1),
@@ -118,6 +121,14 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		return nil, err
 	}
 	return active.Commit(ctx)
+}
+
+// network is the step's network: its own choice, else the daemon's default.
+func (o *Op) network() graph.NetMode {
+	if o.op.Network == graph.NetDefault {
+		return o.deps.DefaultNetwork
+	}
+	return o.op.Network
 }
 
 // Cleanup removes what crashed steps left in stateDir. Call it at daemon

@@ -344,3 +344,28 @@ func TestCacheMapSelectors(t *testing.T) {
 		t.Errorf("CacheMap = %+v", cm)
 	}
 }
+
+// TestDefaultNetwork: a step that chooses no network gets the daemon's
+// default (network-mode = "none": only loopback); one that asks for the
+// host's keeps it.
+func TestDefaultNetwork(t *testing.T) {
+	e := newEnv(t)
+	e.deps.DefaultNetwork = graph.NetNone
+	ref, _, err := e.run(t, nil, "ls /sys/class/net > /nets", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readFile(t, ref, "nets"); strings.TrimSpace(got) != "lo" {
+		t.Errorf("default network none: interfaces %q, want only lo", got)
+	}
+	v := graph.NewVertex(graph.Op{Exec: &graph.ExecOp{
+		Args: []string{"/bin/sh", "-c", "ls /sys/class/net > /nets"}, Env: []string{testutil.DefaultPathEnv}, Root: 0, Network: graph.NetHost,
+	}}, graph.Meta{Name: "host"})
+	ref, err = exec.New(v, nil, e.deps).Exec(context.Background(), []ops.Ref{e.base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readFile(t, ref, "nets"); strings.TrimSpace(got) == "lo" {
+		t.Errorf("--network=host got only loopback")
+	}
+}
