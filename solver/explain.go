@@ -222,9 +222,7 @@ func fileList(paths []string) string {
 
 func quoteCmd(args []string) string {
 	s := strings.Join(args, " ")
-	if strings.HasPrefix(s, "/bin/sh -c ") {
-		s = strings.TrimPrefix(s, "/bin/sh -c ")
-	}
+	s = strings.TrimPrefix(s, "/bin/sh -c ")
 	if len(s) > 60 {
 		s = s[:57] + "..."
 	}

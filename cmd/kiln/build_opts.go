@@ -216,7 +216,7 @@ func (e *extractor) CloseWithError(err error) error {
 func parseCacheOptions(list []string, flag string) ([]*api.CacheOptions, error) {
 	var out []*api.CacheOptions
 	for _, s := range list {
-		attrs := map[string]string{}
+		var attrs map[string]string
 		if !strings.Contains(s, "=") {
 			attrs = map[string]string{"type": "registry", "ref": s}
 		} else {

@@ -200,16 +200,6 @@ func copyRegular(dst, src string, a attrs, keepXattrs bool) error {
 	return writeRegular(dst, f, a, from)
 }
 
-// isWhiteout reports whether fi is an overlayfs whiteout (a 0/0 character
-// device).
-func isWhiteout(fi os.FileInfo) bool {
-	if fi.Mode()&os.ModeCharDevice == 0 {
-		return false
-	}
-	st := statOf(fi)
-	return st != nil && st.Rdev == 0
-}
-
 // timestampOf converts an optional Unix time in seconds.
 func timestampOf(sec *int64) *unix.Timespec {
 	if sec == nil {

@@ -56,16 +56,13 @@ func TestUnpack(t *testing.T) {
 		tarEntry{name: "top/ln", link: "f.txt", typ: tar.TypeSymlink},
 		tarEntry{name: "top/.wh.keep", body: "not a whiteout"},
 	)
-	owned := makeTar(t, tarEntry{name: "o.txt", body: "O"})
-	// Give o.txt an owner in the archive.
-	{
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		_ = tw.WriteHeader(&tar.Header{Name: "o.txt", Mode: 0o640, Size: 1, Uid: 1234, Gid: 99, Typeflag: tar.TypeReg})
-		_, _ = tw.Write([]byte("O"))
-		_ = tw.Close()
-		owned = b.Bytes()
-	}
+	// An archive whose o.txt has an owner.
+	var ownedBuf bytes.Buffer
+	tw := tar.NewWriter(&ownedBuf)
+	_ = tw.WriteHeader(&tar.Header{Name: "o.txt", Mode: 0o640, Size: 1, Uid: 1234, Gid: 99, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("O"))
+	_ = tw.Close()
+	owned := ownedBuf.Bytes()
 	e.context(
 		rawFile("plain.tar", archive),
 		rawFile("a.tgz", gzipped(t, archive)),

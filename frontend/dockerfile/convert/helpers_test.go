@@ -2,7 +2,6 @@ package convert
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -182,15 +181,6 @@ func changed(a, b *graph.Vertex) []string {
 		}
 	}
 	return out
-}
-
-func marshal(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", " ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // errorText returns err's message, or "" for nil.

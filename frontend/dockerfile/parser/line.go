@@ -133,7 +133,7 @@ func readFlagWord(s string, pos int, esc rune) (string, int) {
 			if pos >= len(s) {
 				continue // an escape at the very end is dropped
 			}
-			r, n = utf8.DecodeRuneInString(s[pos:])
+			_, n = utf8.DecodeRuneInString(s[pos:])
 			raw = s[pos : pos+n]
 			pos += n
 		}
