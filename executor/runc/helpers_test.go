@@ -1,7 +1,6 @@
 package runc
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 const testPasswd = `root:x:0:0:root:/root:/bin/sh
@@ -205,7 +205,7 @@ func assertNoLeftovers(t testing.TB, e *Executor) {
 // stdout, stderr and error.
 func run(t testing.TB, e *Executor, root executor.Mount, mounts []executor.Mount, p executor.Process) (string, string, error) {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	p.Stdout, p.Stderr = &stdout, &stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -214,24 +214,6 @@ func run(t testing.TB, e *Executor, root executor.Mount, mounts []executor.Mount
 }
 
 func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
-
-// syncBuffer is a bytes.Buffer safe for the output copier and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // statusField returns the value of a field of /proc/self/status output.
 func statusField(status, field string) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // signalWriter closes ch at the first write.
@@ -233,7 +234,7 @@ func TestRunConcurrent(t *testing.T) {
 			e := newTestExecutor(t, rt)
 			const n = 6
 			errs := make(chan error, n)
-			outs := make([]syncBuffer, n)
+			outs := make([]testutil.SyncBuffer, n)
 			for i := range n {
 				root, _ := overlayRoot(t, lower)
 				go func() {

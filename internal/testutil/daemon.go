@@ -52,7 +52,7 @@ type Daemon struct {
 	ConfigFile string
 
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *SyncBuffer
 	done   chan struct{}
 	err    error // Wait's result, set before done closes
 }
@@ -137,7 +137,7 @@ func StartDaemon(t testing.TB, binary string, opts ...DaemonOption) *Daemon {
 func (d *Daemon) start(binary string, args, env []string) error {
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Env = append(os.Environ(), env...)
-	d.stderr = &syncBuffer{}
+	d.stderr = &SyncBuffer{}
 	d.cmd.Stdout = d.stderr
 	d.cmd.Stderr = d.stderr
 	// Its own process group, so a test's Ctrl-C does not reach it first.
@@ -254,19 +254,22 @@ func RunKilnd(ctx context.Context, binary string, timeout time.Duration, args ..
 	return 0, out.String(), errb.String(), nil
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and readers.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer (a process's output
+// copier) and readers (the test).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
