@@ -2247,17 +2247,20 @@ func (x *DiskUsageResponse) GetRecords() []*UsageRecord {
 }
 
 type UsageRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // "regular", "source.local", "exec.cachemount", "blob", "shared" ...
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
-	InUse         bool                   `protobuf:"varint,4,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
-	Shared        bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
-	Created       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
-	LastUsed      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"`
-	UsageCount    int64                  `protobuf:"varint,8,opt,name=usage_count,json=usageCount,proto3" json:"usage_count,omitempty"`
-	Description   string                 `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
-	Parents       []string               `protobuf:"bytes,10,rep,name=parents,proto3" json:"parents,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Type        string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"` // "regular", "source.local", "exec.cachemount", "blob", "shared" ...
+	Size        int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	InUse       bool                   `protobuf:"varint,4,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	Shared      bool                   `protobuf:"varint,5,opt,name=shared,proto3" json:"shared,omitempty"`
+	Created     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
+	LastUsed    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_used,json=lastUsed,proto3" json:"last_used,omitempty"`
+	UsageCount  int64                  `protobuf:"varint,8,opt,name=usage_count,json=usageCount,proto3" json:"usage_count,omitempty"`
+	Description string                 `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	Parents     []string               `protobuf:"bytes,10,rep,name=parents,proto3" json:"parents,omitempty"`
+	// pending_writes: for a "shared" record, the steps this daemon is still
+	// writing to that cache in the background.
+	PendingWrites int64 `protobuf:"varint,11,opt,name=pending_writes,json=pendingWrites,proto3" json:"pending_writes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2360,6 +2363,13 @@ func (x *UsageRecord) GetParents() []string {
 		return x.Parents
 	}
 	return nil
+}
+
+func (x *UsageRecord) GetPendingWrites() int64 {
+	if x != nil {
+		return x.PendingWrites
+	}
+	return 0
 }
 
 type PruneRequest struct {
@@ -4280,7 +4290,7 @@ const file_control_proto_rawDesc = "" +
 	"\x10DiskUsageRequest\x12\x18\n" +
 	"\afilters\x18\x01 \x03(\tR\afilters\"C\n" +
 	"\x11DiskUsageResponse\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.UsageRecordR\arecords\"\xc0\x02\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.UsageRecordR\arecords\"\xe7\x02\n" +
 	"\vUsageRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
@@ -4293,7 +4303,8 @@ const file_control_proto_rawDesc = "" +
 	"usageCount\x12 \n" +
 	"\vdescription\x18\t \x01(\tR\vdescription\x12\x18\n" +
 	"\aparents\x18\n" +
-	" \x03(\tR\aparents\"\x83\x01\n" +
+	" \x03(\tR\aparents\x12%\n" +
+	"\x0epending_writes\x18\v \x01(\x03R\rpendingWrites\"\x83\x01\n" +
 	"\fPruneRequest\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12(\n" +
 	"\x10keep_duration_ns\x18\x02 \x01(\x03R\x0ekeepDurationNs\x12\x1d\n" +

@@ -141,7 +141,17 @@ type CacheRegistry struct {
 	RedisAddr string `toml:"redis-addr"`
 	// TTL is how long an entry lives; 0 means forever.
 	TTL Duration `toml:"ttl"`
+	// Export says when builds write their steps to the cache: "async"
+	// (the default: behind the build, which does not wait) or "sync"
+	// (a build finishes once its steps are written).
+	Export string `toml:"export,omitempty"`
 }
+
+// Shared cache export modes ([[cache.registry]] export).
+const (
+	CacheExportAsync = "async"
+	CacheExportSync  = "sync"
+)
 
 // Rootless configures running without root.
 type Rootless struct {

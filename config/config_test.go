@@ -178,6 +178,11 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:6: [[cache.registry]] type: unsupported cache type "memcached" (supported: redis)`,
 		},
 		{
+			name: "unsupported shared cache export mode",
+			doc:  "[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://cache:6379\"\nexport = \"later\"\n",
+			want: `kilnd.toml:4: [[cache.registry]] export: unsupported export mode "later" (want "async": builds do not wait for their steps to be written, or "sync": they do)`,
+		},
+		{
 			name: "unsupported blob cache type",
 			doc:  "[[cache.blob]]\ntype = \"s3\"\n",
 			want: `kilnd.toml:2: [[cache.blob]] type: unsupported cache type "s3" (supported: filesystem, registry)`,

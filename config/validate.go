@@ -251,6 +251,11 @@ func (c *Config) validateCache(ck *checker) {
 		} else if err := checkRedisURL(r.RedisAddr); err != nil {
 			ck.fail(p.key("redis-addr"), "%v", err)
 		}
+		switch r.Export {
+		case "", CacheExportAsync, CacheExportSync:
+		default:
+			ck.fail(p.key("export"), `unsupported export mode %q (want "async": builds do not wait for their steps to be written, or "sync": they do)`, r.Export)
+		}
 	}
 }
 

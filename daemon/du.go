@@ -73,7 +73,7 @@ func (b *BuildBackend) DiskUsage(ctx context.Context, req *api.DiskUsageRequest)
 	for _, u := range shared {
 		resp.Records = append(resp.Records, &api.UsageRecord{
 			Id: u.Name + " " + u.Index, Type: "shared", Size: u.BlobBytes, Shared: true,
-			UsageCount:  u.Records,
+			UsageCount: u.Records, PendingWrites: u.Pending, InUse: u.Pending > 0,
 			Description: fmt.Sprintf("%s index at %s: %d keys, %d records; blob store: %d blobs", u.Name, u.Index, u.Keys, u.Records, u.Blobs),
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,16 +43,62 @@ func newCacheEnv(t *testing.T) *cacheEnv {
 }
 
 // daemon starts a kilnd on its own root using the shared cache at
-// redisAddr ("" for none).
-func (c *cacheEnv) daemon(redisAddr string) *bldEnv {
+// redisAddr ("" for none); extra is added to its [[cache.registry]].
+func (c *cacheEnv) daemon(redisAddr string, extra ...string) *bldEnv {
 	c.t.Helper()
 	cfg := fmt.Sprintf("[worker.oci]\nmax-parallelism = 4\n[registry.\"docker.io\"]\nmirrors = [%q]\n[registry.%q]\nhttp = true\n", c.reg.Host, c.reg.Host)
 	if redisAddr != "" {
 		cfg += fmt.Sprintf("[[cache.blob]]\ntype = \"filesystem\"\npath = %q\n[[cache.registry]]\ntype = \"redis\"\nredis-addr = %q\nttl = \"24h\"\n", c.blobs, redisAddr)
+		for _, x := range extra {
+			cfg += x + "\n"
+		}
 	}
 	e := &bldEnv{t: c.t, kiln: c.kiln, kilnd: c.kilnd, reg: c.reg, root: c.t.TempDir(), cfg: cfg}
 	e.start()
 	return e
+}
+
+// pendingWrites returns the steps daemon e is still writing to its
+// shared cache, as kiln du --format json reports them.
+func (c *cacheEnv) pendingWrites(e *bldEnv) int {
+	c.t.Helper()
+	cmd := e.kilnCmd(context.Background(), "du", "--format", "json")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		c.t.Fatalf("kiln du: %v\n%s", err, errb.String())
+	}
+	n, lines := 0, 0
+	for line := range strings.Lines(out.String()) {
+		var r struct {
+			Type          string `json:"type"`
+			PendingWrites int    `json:"pendingWrites,string"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			c.t.Fatalf("kiln du --format json: %v in %q", err, line)
+		}
+		if r.Type == "shared" {
+			n += r.PendingWrites
+			lines++
+		}
+	}
+	if lines == 0 {
+		c.t.Fatalf("kiln du --format json has no shared cache record:\n%s", out.String())
+	}
+	return n
+}
+
+// waitWritten waits until daemon e has written every step of its builds
+// to the shared cache (they are written behind the builds).
+func (c *cacheEnv) waitWritten(e *bldEnv) {
+	c.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for c.pendingWrites(e) > 0 {
+		if time.Now().After(deadline) {
+			c.t.Fatal("kilnd did not finish writing to the shared cache within a minute")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // cacheBuild is one kiln build's progress: every step's final state and
@@ -147,14 +194,17 @@ func resultFile(t *testing.T, e *bldEnv, dir, file string) string {
 
 func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 	c := newCacheEnv(t)
-	a, b := c.daemon(c.redis.Addr), c.daemon(c.redis.Addr)
+	// A writes behind its builds (the default), B before its builds end.
+	a, b := c.daemon(c.redis.Addr), c.daemon(c.redis.Addr, `export = "sync"`)
 	dir := c.context(map[string]string{"lib.txt": "lib v1\n", "app.txt": "app v1\n"})
 
-	// A builds cold: every RUN runs once.
+	// A builds cold: every RUN runs once. Its steps are in the shared
+	// cache once kiln du says none is pending.
 	if r := c.build(a, dir, "-t", "app:1"); r.err != nil {
 		t.Fatalf("A: %v\n%s", r.err, r.stderr)
 	}
 	c.wantRuns("A cold", map[string]int{"lib": 1, "app": 1, "final": 1})
+	c.waitWritten(a)
 
 	// B builds the same Dockerfile and runs no RUN: all CACHED (redis).
 	r := c.build(b, dir, "-t", "app:1")
@@ -196,6 +246,9 @@ func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 	}
 	c.wantRuns("B after the change", map[string]int{"lib": 1, "app": 2, "final": 2})
 	sort.Strings(r.ranSteps())
+	if n := c.pendingWrites(b); n != 0 {
+		t.Errorf("B (export = \"sync\") has %d steps still to write after its build", n)
+	}
 
 	// A rebuilds it fully cached, from B's records.
 	r = c.build(a, dir, "-t", "app:2")
@@ -251,6 +304,35 @@ func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 	if !strings.Contains(duOut.String(), "shared cache (redis ") {
 		t.Errorf("kiln du has no shared cache line:\n%s", duOut.String())
 	}
+}
+
+func TestCacheStoppingDaemonFinishesWrites(t *testing.T) {
+	// A CI agent that builds and is stopped at once (SIGTERM) still
+	// leaves every step in the shared cache: kilnd finishes the writes
+	// still running behind the build before it exits.
+	c := newCacheEnv(t)
+	a := c.daemon(c.redis.Addr)
+	dir := t.TempDir()
+	df := fmt.Sprintf("FROM busybox\nRUN wget -q -O /dev/null http://%s/big && dd if=/dev/urandom of=/big bs=1M count=48 2>/dev/null\nRUN wget -q -O /dev/null http://%s/last && echo done > /last\n", c.counter.Addr, c.counter.Addr)
+	writeFiles(t, dir, map[string]string{"Dockerfile": df})
+	if r := c.build(a, dir); r.err != nil {
+		t.Fatalf("A: %v\n%s", r.err, r.stderr)
+	}
+	if err := a.d.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := a.d.Wait(time.Minute); err != nil || code != 0 {
+		t.Fatalf("A after SIGTERM: exit %d, %v\n%s", code, err, a.d.Stderr())
+	}
+	b := c.daemon(c.redis.Addr)
+	r := c.build(b, dir)
+	if r.err != nil {
+		t.Fatalf("B: %v\n%s", r.err, r.stderr)
+	}
+	if ran := r.ranSteps(); len(ran) != 0 {
+		t.Errorf("B ran %v: A stopped before writing them", ran)
+	}
+	c.wantRuns("B after A stopped", map[string]int{"big": 1, "last": 1})
 }
 
 func TestCacheRedisDown(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kiln-build/kiln/cache/remote"
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
@@ -40,25 +41,40 @@ func cacheHarness(t *testing.T, base, ctxDir string, caches CacheBackends) *harn
 		sess: &testutil.Session{Ref: "test", Client: "client-1", Dirs: map[string]string{"context": ctxDir}}}
 }
 
-func sharedBackends(t *testing.T, redisAddr, blobDir string) CacheBackends {
+// sharedBackends wires a shared cache over redisAddr and blobDir. Its
+// writes are behind the builds (the default); tests that read what a
+// build wrote call flushShared first. mods adjust the options.
+func sharedBackends(t *testing.T, redisAddr, blobDir string, mods ...func(*remote.SharedOptions)) CacheBackends {
 	return CacheBackends{Shared: func(ctx context.Context, p *Parts) ([]*remote.Shared, error) {
 		idx, err := cacheredis.New(cacheredis.Options{Addr: redisAddr, TTL: time.Hour})
 		if err != nil {
 			return nil, err
 		}
-		blobs, err := remote.OpenFileStore(blobDir)
-		if err != nil {
+		var blobs remote.BlobStore
+		if blobs, err = remote.OpenFileStore(blobDir); err != nil {
 			return nil, err
 		}
-		sc, err := remote.NewShared(remote.SharedOptions{
+		o := remote.SharedOptions{
 			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
 			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()),
-		})
+		}
+		for _, m := range mods {
+			m(&o)
+		}
+		sc, err := remote.NewShared(o)
 		if err != nil {
 			return nil, err
 		}
 		return []*remote.Shared{sc}, nil
 	}}
+}
+
+// flushShared waits until the harness's shared caches hold every step
+// its builds wrote behind them.
+func (h *harness) flushShared() {
+	for _, sc := range h.p.SharedCaches {
+		sc.Wait()
+	}
 }
 
 const multiStage = `FROM BASE AS lib
@@ -153,6 +169,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 
 	// A builds cold.
 	files := build(a, "A cold")
+	a.flushShared()
 	if files["all"] != "lib v1\napp v1\n" {
 		t.Fatalf("A's result /all = %q", files["all"])
 	}
@@ -194,6 +211,7 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 		t.Errorf("B's result /all after the change = %q", files["all"])
 	}
 	wantHits("B after change", map[string]int{"lib": 1, "app": 2, "final": 2})
+	b.flushShared()
 
 	// A rebuilds it fully cached from B's records.
 	files = build(a, "A after B")
@@ -397,6 +415,7 @@ func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
 	if _, err := a.build(t, df, Request{}); err != nil {
 		t.Fatal(err)
 	}
+	a.flushShared()
 	// topBlob is the path of the final RUN's own layer in the newest
 	// record of its key (the record with the longest chain).
 	topBlob := func() string {
@@ -418,6 +437,7 @@ func TestSharedCacheMissingAndCorruptBlobs(t *testing.T) {
 		if files["all"] != "lib\napp\n" {
 			t.Errorf("%s: result /all = %q", name, files["all"])
 		}
+		h.flushShared()
 		return h
 	}
 
@@ -488,6 +508,7 @@ func TestSharedCacheConcurrentWriters(t *testing.T) {
 			if _, err := h.build(t, df, Request{}); err != nil {
 				t.Errorf("%s: %v", br, err)
 			}
+			h.flushShared()
 		})
 	}
 	wg.Wait()
@@ -598,6 +619,7 @@ func TestSharedCacheRegistryBlobStore(t *testing.T) {
 	if _, err := a.build(t, df, Request{}); err != nil {
 		t.Fatal(err)
 	}
+	a.flushShared()
 	b := cacheHarness(t, s.base, ctxDir, backends)
 	files := map[string]string{}
 	if _, err := b.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
@@ -606,5 +628,156 @@ func TestSharedCacheRegistryBlobStore(t *testing.T) {
 	ran, cached := b.runSteps()
 	if len(ran) != 0 || len(cached) != 3 || files["all"] != "lib\napp\n" {
 		t.Errorf("B: ran %v, cached %v, /all = %q", ran, cached, files["all"])
+	}
+}
+
+// gatedIndex holds every record write until open is closed; puts gets a
+// value as each write starts waiting.
+type gatedIndex struct {
+	remote.Index
+	open chan struct{}
+	puts chan struct{}
+}
+
+func (g *gatedIndex) Put(ctx context.Context, rec remote.Record, build string) error {
+	select {
+	case g.puts <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return g.Index.Put(ctx, rec, build)
+}
+
+func TestSharedCacheWriteBehind(t *testing.T) {
+	s := newSharedEnv(t)
+	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.Addr)
+	ctxDir := t.TempDir()
+	for name, data := range map[string]string{"lib.txt": "lib\n", "app.txt": "app\n"} {
+		if err := os.WriteFile(filepath.Join(ctxDir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gated := func(g *gatedIndex, mods ...func(*remote.SharedOptions)) *harness {
+		return cacheHarness(t, s.base, ctxDir, sharedBackends(t, s.redis.Addr, s.blobs, append([]func(*remote.SharedOptions){func(o *remote.SharedOptions) {
+			g.Index = o.Index
+			o.Index = g
+		}}, mods...)...))
+	}
+	newGate := func() *gatedIndex { return &gatedIndex{open: make(chan struct{}), puts: make(chan struct{}, 1)} }
+	// buildWithin builds on h and fails if the build does not return
+	// within a minute (a build that waits for a closed gate never does).
+	buildWithin := func(h *harness, why string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.build(t, df, Request{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("the build did not return: %s", why)
+		}
+	}
+
+	// Write-behind (the default): the build returns while its records
+	// wait at the gate; kiln du counts them as pending; none is in the
+	// index until the gate opens.
+	g := newGate()
+	a := gated(g)
+	buildWithin(a, "it waited for its shared cache writes")
+	sc := a.p.SharedCaches[0]
+	if sc.Pending() == 0 {
+		t.Fatal("no step is pending after the build, though every record write is held")
+	}
+	usage, _ := SharedUsage(context.Background(), a.p)
+	if len(usage) != 1 || usage[0].Pending == 0 {
+		t.Errorf("SharedUsage = %+v; want the pending writes", usage)
+	}
+	if recs := s.records(t); len(recs) != 0 {
+		t.Errorf("the index holds %d records before any write went through", len(recs))
+	}
+	close(g.open)
+	a.flushShared()
+	if sc.Pending() != 0 || len(s.records(t)) < 7 {
+		t.Errorf("after the writes: %d pending, %d records; want 0 and every step's", sc.Pending(), len(s.records(t)))
+	}
+
+	// A stopping daemon finishes its writes first.
+	flushAll(t, s.redis)
+	g = newGate()
+	b := gated(g)
+	b.write(t, "app.txt", "app v2\n") // b's own records, not a's
+	buildWithin(b, "it waited for its shared cache writes")
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		close(g.open)
+	}()
+	if err := b.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.records(t)); n < 7 {
+		t.Errorf("after Close the index holds %d records, want every step's", n)
+	}
+
+	// ... but for no longer than the flush timeout: what is left is
+	// dropped, and no record names a blob that was not written.
+	flushAll(t, s.redis)
+	g = newGate()
+	c := gated(g, func(o *remote.SharedOptions) { o.FlushTimeout = 300 * time.Millisecond })
+	c.write(t, "app.txt", "app v3\n")
+	buildWithin(c, "it waited for its shared cache writes")
+	if err := c.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.p.SharedCaches[0].Pending(); n != 0 {
+		t.Errorf("%d writes still pending after Close", n)
+	}
+	if n := len(s.records(t)); n != 0 {
+		t.Errorf("the index holds %d records, though every write was held until Close gave up", n)
+	}
+
+	// With Sync a build returns only once its steps are written.
+	g = newGate()
+	d := gated(g, func(o *remote.SharedOptions) { o.Sync = true })
+	d.write(t, "app.txt", "app v4\n")
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.build(t, df, Request{})
+		done <- err
+	}()
+	select {
+	case <-g.puts:
+	case err := <-done:
+		t.Fatalf("a sync build returned (%v) before any record write", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("a sync build returned (%v) while its record writes were held", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(g.open)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := d.p.SharedCaches[0].Pending(); n != 0 {
+		t.Errorf("a sync build returned with %d writes pending", n)
+	}
+}
+
+// flushAll empties the redis-server.
+func flushAll(t *testing.T, srv *redistest.Server) {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.HostPort})
+	defer c.Close()
+	if err := c.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -22,8 +23,11 @@ import (
 // Shared is a daemon-wide shared cache: an Index of records (Redis) over a
 // BlobStore (a shared directory) that several daemons use at once. It is
 // both a cache.RemoteCache (consulted after the local store) and a
-// cache.Exporter (every step of every build is written to it in the
-// background as it finishes; Finish waits for a build's steps).
+// cache.Exporter: every step of every build is written to it in the
+// background as it finishes. By default a build does not wait for those
+// writes (write-behind): its result is ready as soon as its last step is,
+// and the daemon finishes the writes on its own, before it stops too
+// (Close). With SharedOptions.Sync a build's Finish waits for its steps.
 //
 // Shared never fails a build: an index or store that fails is reported as
 // a warning once per build and the build goes on with its local cache.
@@ -39,10 +43,14 @@ type Shared struct {
 	log      *slog.Logger
 	diffs    singleflight.Group
 
-	sem    chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	sync         bool
+	flushTimeout time.Duration
+
+	sem     chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pending atomic.Int64 // steps added and not yet written
 
 	mu       sync.Mutex
 	exported map[digest.Digest]bool // keys this process wrote
@@ -74,7 +82,18 @@ type SharedOptions struct {
 	// default). Layers that have a blob already (base image layers,
 	// layers an image export made) are stored as they are.
 	Compression string
+	// Sync makes every build wait until its steps are written before it
+	// finishes. By default they are written behind the build.
+	Sync bool
+	// FlushTimeout bounds how long Close waits for writes still running
+	// (default DefaultFlushTimeout); what is left then is dropped.
+	FlushTimeout time.Duration
 }
+
+// DefaultFlushTimeout is how long a stopping daemon waits for the shared
+// cache writes still running: long enough for a few big layers, short
+// enough for systemd's default stop timeout (90 s).
+const DefaultFlushTimeout = 30 * time.Second
 
 // NewShared returns a shared cache. Close stops its background work.
 func NewShared(o SharedOptions) (*Shared, error) {
@@ -87,6 +106,9 @@ func NewShared(o SharedOptions) (*Shared, error) {
 	if o.Parallel <= 0 {
 		o.Parallel = 4
 	}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = DefaultFlushTimeout
+	}
 	switch o.Compression {
 	case "":
 		o.Compression = CompressionZstd
@@ -98,6 +120,7 @@ func NewShared(o SharedOptions) (*Shared, error) {
 	return &Shared{
 		name: o.Name, index: o.Index, blobs: o.Blobs, local: o.Local, im: o.Importer, layers: o.Layers,
 		writer: o.Writer, blobComp: o.Compression, log: o.Logger, sem: make(chan struct{}, o.Parallel), ctx: ctx, cancel: cancel,
+		sync: o.Sync, flushTimeout: o.FlushTimeout,
 		exported: map[digest.Digest]bool{},
 	}, nil
 }
@@ -125,11 +148,27 @@ func (s *Shared) Lookup(ctx context.Context, key digest.Digest) (cache.Hit, erro
 	return s.im.NewHit(rec, s.blobs), nil
 }
 
-// Close stops exports still running, waits for them and closes the index
-// and blob store when they can be closed.
+// Close finishes the writes still running (for at most the flush
+// timeout, then it stops them), and closes the index and blob store when
+// they can be closed. A step left unwritten is only a miss for the other
+// daemons: its blobs are written before its record, so the index never
+// names a blob that is not there.
 func (s *Shared) Close() error {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	if n := s.pending.Load(); n > 0 {
+		s.log.Info("writing the last steps to the shared cache before stopping", "cache", s.name, "steps", n, "timeout", s.flushTimeout)
+	}
+	select {
+	case <-done:
+	case <-time.After(s.flushTimeout):
+		s.log.Warn("stopped before every step was written to the shared cache; other daemons will run those steps", "cache", s.name, "steps", s.pending.Load())
+	}
 	s.cancel()
-	s.wg.Wait()
+	<-done
 	var errs []error
 	for _, x := range []any{s.index, s.blobs} {
 		if c, ok := x.(io.Closer); ok {
@@ -141,6 +180,9 @@ func (s *Shared) Close() error {
 
 // Wait waits for every export queued so far (tests, shutdown).
 func (s *Shared) Wait() { s.wg.Wait() }
+
+// Pending returns the steps queued or being written now.
+func (s *Shared) Pending() int64 { return s.pending.Load() }
 
 // Begin implements cache.Exporter.
 func (s *Shared) Begin(_ context.Context, b cache.Build) (cache.ExportSession, error) {
@@ -157,8 +199,9 @@ type sharedSession struct {
 	pw    progress.Writer
 	wg    sync.WaitGroup
 
-	mu     sync.Mutex
-	warned bool
+	mu       sync.Mutex
+	warned   bool
+	finished bool // the build is over: warnings go to the log only
 }
 
 // Add implements cache.ExportSession.
@@ -166,9 +209,11 @@ func (ss *sharedSession) Add(st cache.ExportStep) {
 	s := ss.s
 	s.wg.Add(1)
 	ss.wg.Add(1)
+	s.pending.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer ss.wg.Done()
+		defer s.pending.Add(-1)
 		defer releaseRef(st.Ref)
 		select {
 		case s.sem <- struct{}{}:
@@ -185,7 +230,7 @@ func (ss *sharedSession) Add(st cache.ExportStep) {
 func (ss *sharedSession) warn(st cache.ExportStep, err error) {
 	ss.s.log.Warn("shared cache export failed", "cache", ss.s.name, "key", st.Record.Key, "error", err)
 	ss.mu.Lock()
-	first := !ss.warned
+	first := !ss.warned && !ss.finished
 	ss.warned = true
 	ss.mu.Unlock()
 	if first {
@@ -195,9 +240,17 @@ func (ss *sharedSession) warn(st cache.ExportStep, err error) {
 	}
 }
 
-// Finish implements cache.ExportSession: it waits for the build's steps.
-// Failures were reported as warnings; it returns nil unless ctx ends.
+// Finish implements cache.ExportSession. Write-behind, it returns at
+// once and the steps still being written go on in the background; with
+// Sync it waits for them. Failures are warnings (in the build's progress
+// while it runs, in the log after); it returns nil unless ctx ends.
 func (ss *sharedSession) Finish(ctx context.Context) error {
+	if !ss.s.sync {
+		ss.mu.Lock()
+		ss.finished = true
+		ss.mu.Unlock()
+		return nil
+	}
 	done := make(chan struct{})
 	go func() {
 		ss.wg.Wait()
@@ -213,7 +266,11 @@ func (ss *sharedSession) Finish(ctx context.Context) error {
 
 // Discard implements cache.ExportSession. Steps already added are still
 // written: they finished, and other agents can use them.
-func (ss *sharedSession) Discard() {}
+func (ss *sharedSession) Discard() {
+	ss.mu.Lock()
+	ss.finished = true
+	ss.mu.Unlock()
+}
 
 // unavailable returns why the index is skipped now (indexes with a
 // circuit breaker skip their server for a while after a failure).

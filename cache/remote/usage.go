@@ -25,6 +25,8 @@ type SharedUsage struct {
 	Blobs        int
 	BlobBytes    int64
 	BlobsCounted bool
+	// Pending counts the steps this daemon is still writing to the cache.
+	Pending int64
 }
 
 // usager is implemented by indexes that can count what they hold.
@@ -41,7 +43,7 @@ type blobUsager interface {
 // walks the index and the blob directory, so it takes a while on big
 // caches; the index part is skipped while the index is unavailable.
 func (s *Shared) Usage(ctx context.Context) (SharedUsage, error) {
-	u := SharedUsage{Name: s.name}
+	u := SharedUsage{Name: s.name, Pending: s.Pending()}
 	if w, ok := s.index.(interface{ Addr() string }); ok {
 		u.Index = w.Addr()
 	}

@@ -163,7 +163,11 @@ func printUsageSummary(w io.Writer, recs []*api.UsageRecord) error {
 	fmt.Fprintf(tw, "Total\t\t%s\t%s\n", humanSize(total.size), humanSize(total.reclaim))
 	// Shared caches are outside the root and not in the total.
 	for _, r := range shared {
-		fmt.Fprintf(tw, "shared cache (%s)\t%d\t%s\t-\n", r.GetId(), r.GetUsageCount(), humanSize(r.GetSize()))
+		writing := ""
+		if n := r.GetPendingWrites(); n > 0 {
+			writing = fmt.Sprintf("\t(writing %d more steps)", n)
+		}
+		fmt.Fprintf(tw, "shared cache (%s)\t%d\t%s\t-%s\n", r.GetId(), r.GetUsageCount(), humanSize(r.GetSize()), writing)
 	}
 	return tw.Flush()
 }

@@ -84,18 +84,22 @@ func TestPrintUsageSummary(t *testing.T) {
 		{Type: "blob", Size: 200, Shared: true},
 		{Type: "blob", Size: 300},
 		{Type: "source.local", Size: 10},
+		{Type: "shared", Id: "redis redis://a:6379", Size: 4000, UsageCount: 7, Shared: true},
+		{Type: "shared", Id: "redis redis://b:6379", Size: 9000, UsageCount: 3, Shared: true, InUse: true, PendingWrites: 2},
 	}
 	var b bytes.Buffer
 	if err := printUsageSummary(&b, recs); err != nil {
 		t.Fatal(err)
 	}
-	want := `TYPE           COUNT  SIZE    RECLAIMABLE
-cache records  2      1.5kB   1kB
-snapshots      0      0B      0B
-blobs          2      500B    300B
-cache mounts   0      0B      0B
-contexts       1      10B     10B
-Total                 2.01kB  1.31kB
+	want := `TYPE                                 COUNT  SIZE    RECLAIMABLE
+cache records                        2      1.5kB   1kB
+snapshots                            0      0B      0B
+blobs                                2      500B    300B
+cache mounts                         0      0B      0B
+contexts                             1      10B     10B
+Total                                       2.01kB  1.31kB
+shared cache (redis redis://a:6379)  7      4kB     -
+shared cache (redis redis://b:6379)  3      9kB     -  (writing 2 more steps)
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("summary (-want +got):\n%s", diff)
