@@ -146,7 +146,7 @@ func (s *FileStore) Put(ctx context.Context, desc ocispec.Descriptor, r io.Reade
 			_ = os.Remove(tmp)
 		}
 	}()
-	if err := copyVerified(ctx, f, r, desc); err != nil {
+	if err := copyVerified(ctx, newWritebackFile(f), r, desc); err != nil {
 		return fmt.Errorf("write blob %s to %s: %w", desc.Digest, s.dir, err)
 	}
 	if err := f.Chmod(0o444); err != nil {

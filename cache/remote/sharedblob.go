@@ -58,7 +58,7 @@ func (s *FileStore) Ingest(ctx context.Context, mediaType string, write func(w i
 			_ = os.Remove(tmp)
 		}
 	}()
-	dw := iox.NewDigestWriter(f)
+	dw := iox.NewDigestWriter(newWritebackFile(f))
 	if err := write(iox.ContextWriter(ctx, dw)); err != nil {
 		return desc, err
 	}
@@ -250,7 +250,10 @@ func parseDescLabel(v string) (ocispec.Descriptor, bool) {
 
 // compressorFor returns the media type and compressor of a shared blob
 // compression. (exporter's compressors are not exported, and the shared
-// cache wants zstd at its fastest level, which images do not.)
+// cache wants zstd at its fastest level, which images do not.) zstd runs
+// on one thread: the blobs are made behind running builds, which need the
+// other cores more, and at its fastest level one thread keeps up with
+// the diff and the disk (make bench, shared case).
 func compressorFor(comp string) (string, func(io.Writer) (io.WriteCloser, error)) {
 	switch comp {
 	case CompressionGzip:
@@ -265,7 +268,7 @@ func compressorFor(comp string) (string, func(io.Writer) (io.WriteCloser, error)
 		return ocispec.MediaTypeImageLayer, func(w io.Writer) (io.WriteCloser, error) { return nopCloser{w}, nil }
 	}
 	return ocispec.MediaTypeImageLayerZstd, func(w io.Writer) (io.WriteCloser, error) {
-		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(max(2, runtime.GOMAXPROCS(0))))
+		return zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	}
 }
 
