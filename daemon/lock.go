@@ -78,7 +78,11 @@ func (l *RootLock) Release() error {
 		return nil
 	}
 	_ = l.f.Truncate(0)
-	err := l.f.Close() // closing the descriptor drops the flock
+	// Unlock before closing: a child forked at this moment (runc, a test
+	// binary) holds a copy of the descriptor until it execs, and a flock
+	// lives until every copy is closed, unless it is unlocked explicitly.
+	uerr := unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	err := l.f.Close()
 	l.f = nil
-	return err
+	return errors.Join(uerr, err)
 }
