@@ -54,6 +54,7 @@ type Shared struct {
 
 	mu       sync.Mutex
 	exported map[digest.Digest]bool // keys this process wrote
+	closing  bool                   // Close began: no new writes
 }
 
 var (
@@ -154,6 +155,9 @@ func (s *Shared) Lookup(ctx context.Context, key digest.Digest) (cache.Hit, erro
 // daemons: its blobs are written before its record, so the index never
 // names a blob that is not there.
 func (s *Shared) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -207,7 +211,16 @@ type sharedSession struct {
 // Add implements cache.ExportSession.
 func (ss *sharedSession) Add(st cache.ExportStep) {
 	s := ss.s
+	// A build the daemon could not stop in its grace period may still
+	// hand steps over while Close runs: they are dropped.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		releaseRef(st.Ref)
+		return
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
 	ss.wg.Add(1)
 	s.pending.Add(1)
 	go func() {
