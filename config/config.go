@@ -145,6 +145,9 @@ type CacheRegistry struct {
 	// (the default: behind the build, which does not wait) or "sync"
 	// (a build finishes once its steps are written).
 	Export string `toml:"export,omitempty"`
+	// FlushTimeout bounds how long a stopping kilnd waits for the steps
+	// still being written to this cache; 0 means the default (30s).
+	FlushTimeout Duration `toml:"flush-timeout,omitempty"`
 }
 
 // Shared cache export modes ([[cache.registry]] export).

@@ -183,6 +183,11 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:4: [[cache.registry]] export: unsupported export mode "later" (want "async": builds do not wait for their steps to be written, or "sync": they do)`,
 		},
 		{
+			name: "flush timeout that is not a duration",
+			doc:  "[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://cache:6379\"\nflush-timeout = \"soon\"\n",
+			want: `kilnd.toml:4: [[cache.registry]] flush-timeout: bad duration "soon": want seconds (172800) or a duration ("48h", "90m", "7d")`,
+		},
+		{
 			name: "unsupported blob cache type",
 			doc:  "[[cache.blob]]\ntype = \"s3\"\n",
 			want: `kilnd.toml:2: [[cache.blob]] type: unsupported cache type "s3" (supported: filesystem, registry)`,
@@ -302,7 +307,7 @@ func TestWarnings(t *testing.T) {
 func TestWriteTOMLMasksSecretsAndRoundTrips(t *testing.T) {
 	t.Parallel()
 	doc := "[[registry.config]]\nhost = \"my.registry:5000\"\nusername = \"ci\"\npassword = \"hunter2\"\n" +
-		"[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://user:s3cret@cache:6379/2\"\nttl = \"168h\"\n" +
+		"[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://user:s3cret@cache:6379/2\"\nttl = \"168h\"\nexport = \"sync\"\nflush-timeout = \"2m\"\n" +
 		"[worker.oci]\ncache-size = \"512MiB\"\n[[worker.oci.gcpolicy]]\nkeepDuration = 3600\nreservedSpace = \"5%\"\n"
 	cfg, _, err := LoadFor(strings.NewReader(doc), "kilnd.toml", rootEnv)
 	if err != nil {

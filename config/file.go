@@ -58,7 +58,8 @@ type fileCache struct {
 
 type fileCacheRegistry struct {
 	CacheRegistry
-	TTL any `toml:"ttl"`
+	TTL          any `toml:"ttl"`
+	FlushTimeout any `toml:"flush-timeout"`
 }
 
 // fileRegistryHost is one [registry."host"] table or [[registry.config]]
@@ -85,6 +86,13 @@ func (l *loader) convert(fc *fileConfig) *Config {
 				l.fail(p.key("ttl"), "%v", err)
 			}
 			cr.TTL = d
+		}
+		if r.FlushTimeout != nil {
+			d, err := durationOf(r.FlushTimeout)
+			if err != nil {
+				l.fail(p.key("flush-timeout"), "%v", err)
+			}
+			cr.FlushTimeout = d
 		}
 		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
 	}
