@@ -2440,6 +2440,255 @@ func (x *PruneRequest) GetFilters() []string {
 	return nil
 }
 
+type CacheRecordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// build lists only the keys that build (a ref of kiln history) wrote or
+	// used; empty lists every record.
+	Build         string `protobuf:"bytes,1,opt,name=build,proto3" json:"build,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheRecordsRequest) Reset() {
+	*x = CacheRecordsRequest{}
+	mi := &file_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheRecordsRequest) ProtoMessage() {}
+
+func (x *CacheRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheRecordsRequest.ProtoReflect.Descriptor instead.
+func (*CacheRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CacheRecordsRequest) GetBuild() string {
+	if x != nil {
+		return x.Build
+	}
+	return ""
+}
+
+// CacheRecordsMessage is one message of a CacheRecords stream.
+type CacheRecordsMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// indexes: in the first message only, the indexes the daemon reads, in
+	// kilnd.toml order.
+	Indexes []*CacheIndex `protobuf:"bytes,1,rep,name=indexes,proto3" json:"indexes,omitempty"`
+	// record: in every later message.
+	Record        *CacheRecord `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheRecordsMessage) Reset() {
+	*x = CacheRecordsMessage{}
+	mi := &file_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheRecordsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheRecordsMessage) ProtoMessage() {}
+
+func (x *CacheRecordsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheRecordsMessage.ProtoReflect.Descriptor instead.
+func (*CacheRecordsMessage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CacheRecordsMessage) GetIndexes() []*CacheIndex {
+	if x != nil {
+		return x.Indexes
+	}
+	return nil
+}
+
+func (x *CacheRecordsMessage) GetRecord() *CacheRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// CacheIndex is one shared cache index of the daemon.
+type CacheIndex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cache         string                 `protobuf:"bytes,1,opt,name=cache,proto3" json:"cache,omitempty"`     // the cache's name, as progress names its hits ("redis")
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // e.g. redis://host:6379, password masked
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheIndex) Reset() {
+	*x = CacheIndex{}
+	mi := &file_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheIndex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheIndex) ProtoMessage() {}
+
+func (x *CacheIndex) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheIndex.ProtoReflect.Descriptor instead.
+func (*CacheIndex) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CacheIndex) GetCache() string {
+	if x != nil {
+		return x.Cache
+	}
+	return ""
+}
+
+func (x *CacheIndex) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+// CacheRecord is one record of a shared cache index: the result one daemon
+// (the writer) recorded for one cache key.
+type CacheRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cache         string                 `protobuf:"bytes,1,opt,name=cache,proto3" json:"cache,omitempty"`    // CacheIndex.cache of its index
+	Index         string                 `protobuf:"bytes,2,opt,name=index,proto3" json:"index,omitempty"`    // CacheIndex.address of its index
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`        // the cache key, sha256:...
+	Writer        string                 `protobuf:"bytes,4,opt,name=writer,proto3" json:"writer,omitempty"`  // the writing daemon's id (random, kept in its root)
+	Layers        int32                  `protobuf:"varint,5,opt,name=layers,proto3" json:"layers,omitempty"` // layers of the result's chain
+	Size          int64                  `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`     // bytes of those layer blobs
+	Created       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheRecord) Reset() {
+	*x = CacheRecord{}
+	mi := &file_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheRecord) ProtoMessage() {}
+
+func (x *CacheRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheRecord.ProtoReflect.Descriptor instead.
+func (*CacheRecord) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CacheRecord) GetCache() string {
+	if x != nil {
+		return x.Cache
+	}
+	return ""
+}
+
+func (x *CacheRecord) GetIndex() string {
+	if x != nil {
+		return x.Index
+	}
+	return ""
+}
+
+func (x *CacheRecord) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CacheRecord) GetWriter() string {
+	if x != nil {
+		return x.Writer
+	}
+	return ""
+}
+
+func (x *CacheRecord) GetLayers() int32 {
+	if x != nil {
+		return x.Layers
+	}
+	return 0
+}
+
+func (x *CacheRecord) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CacheRecord) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
 type ListImagesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Filters       []string               `protobuf:"bytes,1,rep,name=filters,proto3" json:"filters,omitempty"`
@@ -2449,7 +2698,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2710,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2723,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListImagesRequest) GetFilters() []string {
@@ -2493,7 +2742,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2754,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2767,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -2542,7 +2791,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2803,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2816,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Image) GetName() string {
@@ -2622,7 +2871,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2883,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2896,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HistoryRequest) GetRef() string {
@@ -2673,7 +2922,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2934,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2947,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HistoryResponse) GetRecords() []*BuildRecord {
@@ -2726,7 +2975,7 @@ type BuildRecord struct {
 
 func (x *BuildRecord) Reset() {
 	*x = BuildRecord{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2987,7 @@ func (x *BuildRecord) String() string {
 func (*BuildRecord) ProtoMessage() {}
 
 func (x *BuildRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +3000,7 @@ func (x *BuildRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildRecord.ProtoReflect.Descriptor instead.
 func (*BuildRecord) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *BuildRecord) GetRef() string {
@@ -2833,7 +3082,7 @@ type RemoveImagesRequest struct {
 
 func (x *RemoveImagesRequest) Reset() {
 	*x = RemoveImagesRequest{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +3094,7 @@ func (x *RemoveImagesRequest) String() string {
 func (*RemoveImagesRequest) ProtoMessage() {}
 
 func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +3107,7 @@ func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RemoveImagesRequest) GetNames() []string {
@@ -2880,7 +3129,7 @@ type RemoveImagesResponse struct {
 
 func (x *RemoveImagesResponse) Reset() {
 	*x = RemoveImagesResponse{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +3141,7 @@ func (x *RemoveImagesResponse) String() string {
 func (*RemoveImagesResponse) ProtoMessage() {}
 
 func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3154,7 @@ func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveImagesResponse) GetRemoved() []*Image {
@@ -2931,7 +3180,7 @@ type InspectImageRequest struct {
 
 func (x *InspectImageRequest) Reset() {
 	*x = InspectImageRequest{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3192,7 @@ func (x *InspectImageRequest) String() string {
 func (*InspectImageRequest) ProtoMessage() {}
 
 func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3205,7 @@ func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageRequest.ProtoReflect.Descriptor instead.
 func (*InspectImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InspectImageRequest) GetName() string {
@@ -2980,7 +3229,7 @@ type InspectImageResponse struct {
 
 func (x *InspectImageResponse) Reset() {
 	*x = InspectImageResponse{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3241,7 @@ func (x *InspectImageResponse) String() string {
 func (*InspectImageResponse) ProtoMessage() {}
 
 func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3254,7 @@ func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageResponse.ProtoReflect.Descriptor instead.
 func (*InspectImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InspectImageResponse) GetImage() *Image {
@@ -3049,7 +3298,7 @@ type InspectedManifest struct {
 
 func (x *InspectedManifest) Reset() {
 	*x = InspectedManifest{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3310,7 @@ func (x *InspectedManifest) String() string {
 func (*InspectedManifest) ProtoMessage() {}
 
 func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3323,7 @@ func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedManifest.ProtoReflect.Descriptor instead.
 func (*InspectedManifest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InspectedManifest) GetPlatform() string {
@@ -3122,7 +3371,7 @@ type TagImageRequest struct {
 
 func (x *TagImageRequest) Reset() {
 	*x = TagImageRequest{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3383,7 @@ func (x *TagImageRequest) String() string {
 func (*TagImageRequest) ProtoMessage() {}
 
 func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3396,7 @@ func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageRequest.ProtoReflect.Descriptor instead.
 func (*TagImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{40}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TagImageRequest) GetSource() string {
@@ -3173,7 +3422,7 @@ type TagImageResponse struct {
 
 func (x *TagImageResponse) Reset() {
 	*x = TagImageResponse{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3185,7 +3434,7 @@ func (x *TagImageResponse) String() string {
 func (*TagImageResponse) ProtoMessage() {}
 
 func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3198,7 +3447,7 @@ func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageResponse.ProtoReflect.Descriptor instead.
 func (*TagImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TagImageResponse) GetImage() *Image {
@@ -3218,7 +3467,7 @@ type ImportImageMessage struct {
 
 func (x *ImportImageMessage) Reset() {
 	*x = ImportImageMessage{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3479,7 @@ func (x *ImportImageMessage) String() string {
 func (*ImportImageMessage) ProtoMessage() {}
 
 func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3492,7 @@ func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageMessage.ProtoReflect.Descriptor instead.
 func (*ImportImageMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{42}
+	return file_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ImportImageMessage) GetHeader() *ImportImageHeader {
@@ -3272,7 +3521,7 @@ type ImportImageHeader struct {
 
 func (x *ImportImageHeader) Reset() {
 	*x = ImportImageHeader{}
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3284,7 +3533,7 @@ func (x *ImportImageHeader) String() string {
 func (*ImportImageHeader) ProtoMessage() {}
 
 func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3297,7 +3546,7 @@ func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageHeader.ProtoReflect.Descriptor instead.
 func (*ImportImageHeader) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{43}
+	return file_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ImportImageHeader) GetName() string {
@@ -3338,7 +3587,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3350,7 +3599,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3363,7 +3612,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{44}
+	return file_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -3392,7 +3641,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3653,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3666,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{45}
+	return file_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PushImageRequest) GetName() string {
@@ -3446,7 +3695,7 @@ type RegistryCredential struct {
 
 func (x *RegistryCredential) Reset() {
 	*x = RegistryCredential{}
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3707,7 @@ func (x *RegistryCredential) String() string {
 func (*RegistryCredential) ProtoMessage() {}
 
 func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3720,7 @@ func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
 func (*RegistryCredential) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{46}
+	return file_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RegistryCredential) GetHost() string {
@@ -3513,7 +3762,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +3774,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +3787,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{47}
+	return file_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PushImageResponse) GetRef() string {
@@ -3573,7 +3822,7 @@ type SaveImageRequest struct {
 
 func (x *SaveImageRequest) Reset() {
 	*x = SaveImageRequest{}
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3585,7 +3834,7 @@ func (x *SaveImageRequest) String() string {
 func (*SaveImageRequest) ProtoMessage() {}
 
 func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3598,7 +3847,7 @@ func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageRequest.ProtoReflect.Descriptor instead.
 func (*SaveImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{48}
+	return file_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SaveImageRequest) GetNames() []string {
@@ -3631,7 +3880,7 @@ type SaveImageChunk struct {
 
 func (x *SaveImageChunk) Reset() {
 	*x = SaveImageChunk{}
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3643,7 +3892,7 @@ func (x *SaveImageChunk) String() string {
 func (*SaveImageChunk) ProtoMessage() {}
 
 func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3656,7 +3905,7 @@ func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageChunk.ProtoReflect.Descriptor instead.
 func (*SaveImageChunk) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{49}
+	return file_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SaveImageChunk) GetData() []byte {
@@ -3677,7 +3926,7 @@ type RunClientMessage struct {
 
 func (x *RunClientMessage) Reset() {
 	*x = RunClientMessage{}
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3689,7 +3938,7 @@ func (x *RunClientMessage) String() string {
 func (*RunClientMessage) ProtoMessage() {}
 
 func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3702,7 +3951,7 @@ func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClientMessage.ProtoReflect.Descriptor instead.
 func (*RunClientMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{50}
+	return file_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RunClientMessage) GetRequest() *RunRequest {
@@ -3748,7 +3997,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3760,7 +4009,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3773,7 +4022,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{51}
+	return file_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RunRequest) GetImage() string {
@@ -3871,7 +4120,7 @@ type RunServerMessage struct {
 
 func (x *RunServerMessage) Reset() {
 	*x = RunServerMessage{}
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4132,7 @@ func (x *RunServerMessage) String() string {
 func (*RunServerMessage) ProtoMessage() {}
 
 func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4145,7 @@ func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServerMessage.ProtoReflect.Descriptor instead.
 func (*RunServerMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{52}
+	return file_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RunServerMessage) GetStarted() *RunStarted {
@@ -3930,7 +4179,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3942,7 +4191,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3955,7 +4204,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{53}
+	return file_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunStarted) GetImage() string {
@@ -3982,7 +4231,7 @@ type RunOutput struct {
 
 func (x *RunOutput) Reset() {
 	*x = RunOutput{}
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4243,7 @@ func (x *RunOutput) String() string {
 func (*RunOutput) ProtoMessage() {}
 
 func (x *RunOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4256,7 @@ func (x *RunOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunOutput.ProtoReflect.Descriptor instead.
 func (*RunOutput) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{54}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunOutput) GetStream() int32 {
@@ -4036,7 +4285,7 @@ type RunExit struct {
 
 func (x *RunExit) Reset() {
 	*x = RunExit{}
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4297,7 @@ func (x *RunExit) String() string {
 func (*RunExit) ProtoMessage() {}
 
 func (x *RunExit) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4310,7 @@ func (x *RunExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExit.ProtoReflect.Descriptor instead.
 func (*RunExit) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{55}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RunExit) GetCode() int32 {
@@ -4310,7 +4559,24 @@ const file_control_proto_rawDesc = "" +
 	"\x10keep_duration_ns\x18\x02 \x01(\x03R\x0ekeepDurationNs\x12\x1d\n" +
 	"\n" +
 	"keep_bytes\x18\x03 \x01(\x03R\tkeepBytes\x12\x18\n" +
-	"\afilters\x18\x04 \x03(\tR\afilters\"-\n" +
+	"\afilters\x18\x04 \x03(\tR\afilters\"+\n" +
+	"\x13CacheRecordsRequest\x12\x14\n" +
+	"\x05build\x18\x01 \x01(\tR\x05build\"r\n" +
+	"\x13CacheRecordsMessage\x12-\n" +
+	"\aindexes\x18\x01 \x03(\v2\x13.kiln.v1.CacheIndexR\aindexes\x12,\n" +
+	"\x06record\x18\x02 \x01(\v2\x14.kiln.v1.CacheRecordR\x06record\"<\n" +
+	"\n" +
+	"CacheIndex\x12\x14\n" +
+	"\x05cache\x18\x01 \x01(\tR\x05cache\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xc5\x01\n" +
+	"\vCacheRecord\x12\x14\n" +
+	"\x05cache\x18\x01 \x01(\tR\x05cache\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\tR\x05index\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x16\n" +
+	"\x06writer\x18\x04 \x01(\tR\x06writer\x12\x16\n" +
+	"\x06layers\x18\x05 \x01(\x05R\x06layers\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\x124\n" +
+	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"-\n" +
 	"\x11ListImagesRequest\x12\x18\n" +
 	"\afilters\x18\x01 \x03(\tR\afilters\"<\n" +
 	"\x12ListImagesResponse\x12&\n" +
@@ -4431,7 +4697,7 @@ const file_control_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"3\n" +
 	"\aRunExit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error2\xf5\x06\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error2\xc3\a\n" +
 	"\aControl\x123\n" +
 	"\x04Info\x12\x14.kiln.v1.InfoRequest\x1a\x15.kiln.v1.InfoResponse\x12E\n" +
 	"\x05Build\x12\x1b.kiln.v1.BuildClientMessage\x1a\x1b.kiln.v1.BuildServerMessage(\x010\x01\x12B\n" +
@@ -4446,7 +4712,8 @@ const file_control_proto_rawDesc = "" +
 	"\vImportImage\x12\x1b.kiln.v1.ImportImageMessage\x1a\x1c.kiln.v1.ImportImageResponse(\x01\x12B\n" +
 	"\tPushImage\x12\x19.kiln.v1.PushImageRequest\x1a\x1a.kiln.v1.PushImageResponse\x12A\n" +
 	"\tSaveImage\x12\x19.kiln.v1.SaveImageRequest\x1a\x17.kiln.v1.SaveImageChunk0\x01\x12?\n" +
-	"\x03Run\x12\x19.kiln.v1.RunClientMessage\x1a\x19.kiln.v1.RunServerMessage(\x010\x01B$Z\"github.com/kiln-build/kiln/api;apib\x06proto3"
+	"\x03Run\x12\x19.kiln.v1.RunClientMessage\x1a\x19.kiln.v1.RunServerMessage(\x010\x01\x12L\n" +
+	"\fCacheRecords\x12\x1c.kiln.v1.CacheRecordsRequest\x1a\x1c.kiln.v1.CacheRecordsMessage0\x01B$Z\"github.com/kiln-build/kiln/api;apib\x06proto3"
 
 var (
 	file_control_proto_rawDescOnce sync.Once
@@ -4460,7 +4727,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_control_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: kiln.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: kiln.v1.InfoResponse
@@ -4491,41 +4758,45 @@ var file_control_proto_goTypes = []any{
 	(*DiskUsageResponse)(nil),     // 26: kiln.v1.DiskUsageResponse
 	(*UsageRecord)(nil),           // 27: kiln.v1.UsageRecord
 	(*PruneRequest)(nil),          // 28: kiln.v1.PruneRequest
-	(*ListImagesRequest)(nil),     // 29: kiln.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),    // 30: kiln.v1.ListImagesResponse
-	(*Image)(nil),                 // 31: kiln.v1.Image
-	(*HistoryRequest)(nil),        // 32: kiln.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 33: kiln.v1.HistoryResponse
-	(*BuildRecord)(nil),           // 34: kiln.v1.BuildRecord
-	(*RemoveImagesRequest)(nil),   // 35: kiln.v1.RemoveImagesRequest
-	(*RemoveImagesResponse)(nil),  // 36: kiln.v1.RemoveImagesResponse
-	(*InspectImageRequest)(nil),   // 37: kiln.v1.InspectImageRequest
-	(*InspectImageResponse)(nil),  // 38: kiln.v1.InspectImageResponse
-	(*InspectedManifest)(nil),     // 39: kiln.v1.InspectedManifest
-	(*TagImageRequest)(nil),       // 40: kiln.v1.TagImageRequest
-	(*TagImageResponse)(nil),      // 41: kiln.v1.TagImageResponse
-	(*ImportImageMessage)(nil),    // 42: kiln.v1.ImportImageMessage
-	(*ImportImageHeader)(nil),     // 43: kiln.v1.ImportImageHeader
-	(*ImportImageResponse)(nil),   // 44: kiln.v1.ImportImageResponse
-	(*PushImageRequest)(nil),      // 45: kiln.v1.PushImageRequest
-	(*RegistryCredential)(nil),    // 46: kiln.v1.RegistryCredential
-	(*PushImageResponse)(nil),     // 47: kiln.v1.PushImageResponse
-	(*SaveImageRequest)(nil),      // 48: kiln.v1.SaveImageRequest
-	(*SaveImageChunk)(nil),        // 49: kiln.v1.SaveImageChunk
-	(*RunClientMessage)(nil),      // 50: kiln.v1.RunClientMessage
-	(*RunRequest)(nil),            // 51: kiln.v1.RunRequest
-	(*RunServerMessage)(nil),      // 52: kiln.v1.RunServerMessage
-	(*RunStarted)(nil),            // 53: kiln.v1.RunStarted
-	(*RunOutput)(nil),             // 54: kiln.v1.RunOutput
-	(*RunExit)(nil),               // 55: kiln.v1.RunExit
-	nil,                           // 56: kiln.v1.BuildRequest.BuildArgsEntry
-	nil,                           // 57: kiln.v1.BuildRequest.LabelsEntry
-	nil,                           // 58: kiln.v1.Output.AttrsEntry
-	nil,                           // 59: kiln.v1.CacheOptions.AttrsEntry
-	nil,                           // 60: kiln.v1.FileStat.XattrsEntry
-	nil,                           // 61: kiln.v1.BuildResult.ExporterResponseEntry
-	nil,                           // 62: kiln.v1.BuildRecord.ExporterResponseEntry
-	(*timestamppb.Timestamp)(nil), // 63: google.protobuf.Timestamp
+	(*CacheRecordsRequest)(nil),   // 29: kiln.v1.CacheRecordsRequest
+	(*CacheRecordsMessage)(nil),   // 30: kiln.v1.CacheRecordsMessage
+	(*CacheIndex)(nil),            // 31: kiln.v1.CacheIndex
+	(*CacheRecord)(nil),           // 32: kiln.v1.CacheRecord
+	(*ListImagesRequest)(nil),     // 33: kiln.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 34: kiln.v1.ListImagesResponse
+	(*Image)(nil),                 // 35: kiln.v1.Image
+	(*HistoryRequest)(nil),        // 36: kiln.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 37: kiln.v1.HistoryResponse
+	(*BuildRecord)(nil),           // 38: kiln.v1.BuildRecord
+	(*RemoveImagesRequest)(nil),   // 39: kiln.v1.RemoveImagesRequest
+	(*RemoveImagesResponse)(nil),  // 40: kiln.v1.RemoveImagesResponse
+	(*InspectImageRequest)(nil),   // 41: kiln.v1.InspectImageRequest
+	(*InspectImageResponse)(nil),  // 42: kiln.v1.InspectImageResponse
+	(*InspectedManifest)(nil),     // 43: kiln.v1.InspectedManifest
+	(*TagImageRequest)(nil),       // 44: kiln.v1.TagImageRequest
+	(*TagImageResponse)(nil),      // 45: kiln.v1.TagImageResponse
+	(*ImportImageMessage)(nil),    // 46: kiln.v1.ImportImageMessage
+	(*ImportImageHeader)(nil),     // 47: kiln.v1.ImportImageHeader
+	(*ImportImageResponse)(nil),   // 48: kiln.v1.ImportImageResponse
+	(*PushImageRequest)(nil),      // 49: kiln.v1.PushImageRequest
+	(*RegistryCredential)(nil),    // 50: kiln.v1.RegistryCredential
+	(*PushImageResponse)(nil),     // 51: kiln.v1.PushImageResponse
+	(*SaveImageRequest)(nil),      // 52: kiln.v1.SaveImageRequest
+	(*SaveImageChunk)(nil),        // 53: kiln.v1.SaveImageChunk
+	(*RunClientMessage)(nil),      // 54: kiln.v1.RunClientMessage
+	(*RunRequest)(nil),            // 55: kiln.v1.RunRequest
+	(*RunServerMessage)(nil),      // 56: kiln.v1.RunServerMessage
+	(*RunStarted)(nil),            // 57: kiln.v1.RunStarted
+	(*RunOutput)(nil),             // 58: kiln.v1.RunOutput
+	(*RunExit)(nil),               // 59: kiln.v1.RunExit
+	nil,                           // 60: kiln.v1.BuildRequest.BuildArgsEntry
+	nil,                           // 61: kiln.v1.BuildRequest.LabelsEntry
+	nil,                           // 62: kiln.v1.Output.AttrsEntry
+	nil,                           // 63: kiln.v1.CacheOptions.AttrsEntry
+	nil,                           // 64: kiln.v1.FileStat.XattrsEntry
+	nil,                           // 65: kiln.v1.BuildResult.ExporterResponseEntry
+	nil,                           // 66: kiln.v1.BuildRecord.ExporterResponseEntry
+	(*timestamppb.Timestamp)(nil), // 67: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: kiln.v1.InfoResponse.worker:type_name -> kiln.v1.WorkerInfo
@@ -4543,74 +4814,79 @@ var file_control_proto_depIdxs = []int32{
 	20, // 12: kiln.v1.BuildServerMessage.status:type_name -> kiln.v1.StatusBatch
 	19, // 13: kiln.v1.BuildServerMessage.export:type_name -> kiln.v1.ExportData
 	24, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
-	56, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
-	57, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
+	60, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
+	61, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
 	6,  // 17: kiln.v1.BuildRequest.named_contexts:type_name -> kiln.v1.NamedContext
 	7,  // 18: kiln.v1.BuildRequest.outputs:type_name -> kiln.v1.Output
 	8,  // 19: kiln.v1.BuildRequest.cache_from:type_name -> kiln.v1.CacheOptions
 	8,  // 20: kiln.v1.BuildRequest.cache_to:type_name -> kiln.v1.CacheOptions
-	58, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
-	59, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
+	62, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
+	63, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
 	11, // 23: kiln.v1.SyncStats.stats:type_name -> kiln.v1.FileStat
-	60, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
+	64, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
 	21, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
 	22, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
 	23, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
-	63, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
-	63, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
-	63, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
-	61, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
+	67, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
+	67, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
+	67, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
+	65, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
 	27, // 32: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
-	63, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
-	63, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
-	31, // 35: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
-	63, // 36: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
-	34, // 37: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
-	63, // 38: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
-	63, // 39: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
-	62, // 40: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
-	31, // 41: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
-	31, // 42: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
-	39, // 43: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
-	31, // 44: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
-	43, // 45: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
-	31, // 46: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
-	46, // 47: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
-	51, // 48: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
-	53, // 49: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
-	54, // 50: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
-	55, // 51: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
-	0,  // 52: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
-	3,  // 53: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
-	25, // 54: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
-	28, // 55: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
-	29, // 56: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
-	32, // 57: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
-	35, // 58: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
-	37, // 59: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
-	40, // 60: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
-	42, // 61: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
-	45, // 62: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
-	48, // 63: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
-	50, // 64: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
-	1,  // 65: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
-	4,  // 66: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
-	26, // 67: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
-	27, // 68: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
-	30, // 69: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
-	33, // 70: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
-	36, // 71: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
-	38, // 72: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
-	41, // 73: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
-	44, // 74: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
-	47, // 75: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
-	49, // 76: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
-	52, // 77: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
-	65, // [65:78] is the sub-list for method output_type
-	52, // [52:65] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	67, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
+	67, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
+	31, // 35: kiln.v1.CacheRecordsMessage.indexes:type_name -> kiln.v1.CacheIndex
+	32, // 36: kiln.v1.CacheRecordsMessage.record:type_name -> kiln.v1.CacheRecord
+	67, // 37: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
+	35, // 38: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
+	67, // 39: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
+	38, // 40: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
+	67, // 41: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
+	67, // 42: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
+	66, // 43: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
+	35, // 44: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
+	35, // 45: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
+	43, // 46: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
+	35, // 47: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
+	47, // 48: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
+	35, // 49: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
+	50, // 50: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
+	55, // 51: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
+	57, // 52: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
+	58, // 53: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
+	59, // 54: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
+	0,  // 55: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
+	3,  // 56: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
+	25, // 57: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
+	28, // 58: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
+	33, // 59: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
+	36, // 60: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
+	39, // 61: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
+	41, // 62: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
+	44, // 63: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
+	46, // 64: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
+	49, // 65: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
+	52, // 66: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
+	54, // 67: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
+	29, // 68: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
+	1,  // 69: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
+	4,  // 70: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
+	26, // 71: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
+	27, // 72: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
+	34, // 73: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
+	37, // 74: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
+	40, // 75: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
+	42, // 76: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
+	45, // 77: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
+	48, // 78: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
+	51, // 79: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
+	53, // 80: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
+	56, // 81: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
+	30, // 82: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
+	69, // [69:83] is the sub-list for method output_type
+	55, // [55:69] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -4642,7 +4918,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   63,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

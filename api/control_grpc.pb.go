@@ -37,6 +37,7 @@ const (
 	Control_PushImage_FullMethodName    = "/kiln.v1.Control/PushImage"
 	Control_SaveImage_FullMethodName    = "/kiln.v1.Control/SaveImage"
 	Control_Run_FullMethodName          = "/kiln.v1.Control/Run"
+	Control_CacheRecords_FullMethodName = "/kiln.v1.Control/CacheRecords"
 )
 
 // ControlClient is the client API for Control service.
@@ -84,6 +85,11 @@ type ControlClient interface {
 	// the daemon's last message is the exit status. Closing the stream
 	// kills the container.
 	Run(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RunClientMessage, RunServerMessage], error)
+	// CacheRecords lists the records of the daemon's shared cache indexes
+	// (kiln cache ls --remote): every record, or those of one build's keys.
+	// The first message names the indexes; each later one carries one
+	// record. A daemon without a shared cache answers FailedPrecondition.
+	CacheRecords(ctx context.Context, in *CacheRecordsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CacheRecordsMessage], error)
 }
 
 type controlClient struct {
@@ -251,6 +257,25 @@ func (c *controlClient) Run(ctx context.Context, opts ...grpc.CallOption) (grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_RunClient = grpc.BidiStreamingClient[RunClientMessage, RunServerMessage]
 
+func (c *controlClient) CacheRecords(ctx context.Context, in *CacheRecordsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CacheRecordsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[5], Control_CacheRecords_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CacheRecordsRequest, CacheRecordsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_CacheRecordsClient = grpc.ServerStreamingClient[CacheRecordsMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -296,6 +321,11 @@ type ControlServer interface {
 	// the daemon's last message is the exit status. Closing the stream
 	// kills the container.
 	Run(grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]) error
+	// CacheRecords lists the records of the daemon's shared cache indexes
+	// (kiln cache ls --remote): every record, or those of one build's keys.
+	// The first message names the indexes; each later one carries one
+	// record. A daemon without a shared cache answers FailedPrecondition.
+	CacheRecords(*CacheRecordsRequest, grpc.ServerStreamingServer[CacheRecordsMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -344,6 +374,9 @@ func (UnimplementedControlServer) SaveImage(*SaveImageRequest, grpc.ServerStream
 }
 func (UnimplementedControlServer) Run(grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]) error {
 	return status.Error(codes.Unimplemented, "method Run not implemented")
+}
+func (UnimplementedControlServer) CacheRecords(*CacheRecordsRequest, grpc.ServerStreamingServer[CacheRecordsMessage]) error {
+	return status.Error(codes.Unimplemented, "method CacheRecords not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -553,6 +586,17 @@ func _Control_Run_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_RunServer = grpc.BidiStreamingServer[RunClientMessage, RunServerMessage]
 
+func _Control_CacheRecords_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(CacheRecordsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).CacheRecords(m, &grpc.GenericServerStream[CacheRecordsRequest, CacheRecordsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_CacheRecordsServer = grpc.ServerStreamingServer[CacheRecordsMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -620,6 +664,11 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Control_Run_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "CacheRecords",
+			Handler:       _Control_CacheRecords_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "control.proto",
