@@ -89,6 +89,8 @@ func TestWrapErr(t *testing.T) {
 		{status.Error(codes.NotFound, "image busybox:nope not found"), errdefs.ErrNotFound, "image busybox:nope not found"},
 		{status.Error(codes.PermissionDenied, "network.host is not allowed"), errdefs.ErrPermissionDenied, "network.host is not allowed"},
 		{status.Error(codes.Unimplemented, "History is not available"), errdefs.ErrUnimplemented, "History is not available"},
+		{status.Error(codes.Unimplemented, "unknown method CacheRecords for service kiln.v1.Control"), errdefs.ErrUnimplemented,
+			"kilnd at unix:///run/kiln/kilnd.sock does not know CacheRecords: it is older than this kiln (upgrade kilnd)"},
 		{status.Error(codes.Unavailable, "redis is down"), errdefs.ErrUnavailable, "redis is down"},
 		{status.Error(codes.Canceled, "context canceled"), errdefs.ErrCanceled, "context canceled"},
 		{status.Error(codes.Internal, "boom"), errdefs.ErrInternal, "boom"},

@@ -65,6 +65,13 @@ func (c *Client) WrapErr(err error) error {
 		if errors.Is(err, context.Canceled) || st.Message() == context.Canceled.Error() {
 			return errdefs.WithClass(errdefs.ErrCanceled, context.Canceled)
 		}
+	case codes.Unimplemented:
+		// gRPC's own answer for an RPC the daemon's API lacks.
+		if rest, ok := strings.CutPrefix(st.Message(), "unknown method "); ok {
+			method, _, _ := strings.Cut(rest, " ")
+			return &remoteError{class: errdefs.ErrUnimplemented, msg: fmt.Sprintf(
+				"kilnd at %s does not know %s: it is older than this kiln (upgrade kilnd)", c.addr, method)}
+		}
 	case codes.DeadlineExceeded:
 		if st.Message() == context.DeadlineExceeded.Error() {
 			return errdefs.WithClass(errdefs.ErrDeadlineExceeded, fmt.Errorf("kilnd at %s did not answer in time", c.addr))
