@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/containerd/continuity/fs"
 
@@ -22,11 +23,22 @@ import (
 // sharing=shared lets every step use the directory at once;
 // sharing=locked makes steps wait for each other; sharing=private gives a
 // step that finds the directory busy a directory of its own.
+//
+// A directory is in use from Get until its release function is called;
+// release sets the directory's modification time, which List reports as
+// its last use. Remove deletes a directory no step uses, under the lock
+// Get takes, so a step never mounts a directory being removed: a removed
+// id simply starts empty at its next Get.
+//
+// On disk: <root>/<name> is a cache directory, <root>/.ids/<name> holds
+// the cache id it was made for (its modification time is the creation
+// time), <root>/.new-* are directories being created and <root>/.trash-*
+// ones being removed (both discarded by NewCacheMounts).
 type CacheMounts struct {
 	root string
 
 	mu      sync.Mutex
-	entries map[string]*cacheEntry // by directory name
+	entries map[string]*cacheEntry // by directory name, while used
 }
 
 type cacheEntry struct {
@@ -47,13 +59,16 @@ type CacheRequest struct {
 
 // NewCacheMounts returns the manager of root (created if missing).
 func NewCacheMounts(root string) (*CacheMounts, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, idsDir), 0o700); err != nil {
 		return nil, fmt.Errorf("cache mounts: %w", err)
 	}
-	// Directories being created when a daemon died are incomplete.
-	tmps, _ := filepath.Glob(filepath.Join(root, ".new-*"))
-	for _, t := range tmps {
-		_ = os.RemoveAll(t)
+	// Directories being created or removed when a daemon died are
+	// incomplete.
+	for _, pat := range []string{".new-*", trashPrefix + "*"} {
+		tmps, _ := filepath.Glob(filepath.Join(root, pat))
+		for _, t := range tmps {
+			_ = os.RemoveAll(t)
+		}
 	}
 	return &CacheMounts{root: root, entries: map[string]*cacheEntry{}}, nil
 }
@@ -70,16 +85,27 @@ func (c *CacheMounts) Get(ctx context.Context, req CacheRequest) (string, func()
 	name := base
 	c.mu.Lock()
 	if req.Sharing == graph.SharingPrivate {
-		for i := 1; c.entry(name).users > 0; i++ {
+		for i := 1; c.busy(name); i++ {
 			name = fmt.Sprintf("%s-%d", base, i)
 		}
 	}
-	ent := c.entry(name)
+	ent := c.entries[name]
+	if ent == nil {
+		ent = &cacheEntry{lock: make(chan struct{}, 1)}
+		c.entries[name] = ent
+	}
 	ent.users++
 	c.mu.Unlock()
-	release := func() {
+	dir := filepath.Join(c.root, name)
+	// unuse ends this use: the directory's time records it (before the
+	// count drops, so that Remove cannot have taken it in between).
+	unuse := func() {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now)
 		c.mu.Lock()
-		ent.users--
+		if ent.users--; ent.users == 0 {
+			delete(c.entries, name)
+		}
 		c.mu.Unlock()
 	}
 
@@ -87,36 +113,34 @@ func (c *CacheMounts) Get(ctx context.Context, req CacheRequest) (string, func()
 		select {
 		case ent.lock <- struct{}{}:
 		case <-ctx.Done():
-			release()
+			unuse()
 			return "", nil, context.Cause(ctx)
 		}
-		unlocked := release
-		release = func() {
+		unlocked := unuse
+		unuse = func() {
 			<-ent.lock
 			unlocked()
 		}
 	}
+	var once sync.Once
+	release := func() { once.Do(unuse) }
 
-	dir := filepath.Join(c.root, name)
-	if err := c.create(dir, req); err != nil {
+	if err := c.create(dir, name, req); err != nil {
 		release()
 		return "", nil, fmt.Errorf("cache mount %q: %w", req.ID, err)
 	}
 	return dir, release, nil
 }
 
-func (c *CacheMounts) entry(name string) *cacheEntry {
-	e, ok := c.entries[name]
-	if !ok {
-		e = &cacheEntry{lock: make(chan struct{}, 1)}
-		c.entries[name] = e
-	}
-	return e
+// busy reports whether a step uses the directory name. c.mu is held.
+func (c *CacheMounts) busy(name string) bool {
+	e := c.entries[name]
+	return e != nil && e.users > 0
 }
 
 // create makes dir if it does not exist yet: it is filled in a temporary
 // directory and renamed into place, so a crash never leaves half a seed.
-func (c *CacheMounts) create(dir string, req CacheRequest) error {
+func (c *CacheMounts) create(dir, name string, req CacheRequest) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
@@ -138,6 +162,9 @@ func (c *CacheMounts) create(dir string, req CacheRequest) error {
 	if err := chownMode(tmp, req.UID, req.GID, req.Mode, 0o755); err != nil {
 		return err
 	}
+	// The id only names the directory in kiln du; a directory without it
+	// still works.
+	_ = os.WriteFile(filepath.Join(c.root, idsDir, name), []byte(req.ID), 0o600)
 	if err := os.Rename(tmp, dir); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
