@@ -20,7 +20,7 @@ import (
 // GitSource makes the ops of git sources. It is an interface so that the
 // worker does not depend on how repositories are fetched.
 type GitSource interface {
-	NewOp(v *graph.Vertex, snaps ops.Snapshots) (ops.Op, error)
+	NewOp(v *graph.Vertex, snaps ops.Snapshots, sess session.Session) (ops.Op, error)
 }
 
 // Worker implements solver.Worker over the daemon's storage and runtime.
@@ -93,7 +93,7 @@ func (w *Worker) Op(v *graph.Vertex, sess session.Session) (ops.Op, error) {
 		if w.git == nil {
 			return nil, errdefs.WithClass(errdefs.ErrUnimplemented, fmt.Errorf("git sources are not available in this kilnd"))
 		}
-		return w.git.NewOp(v, w.snaps)
+		return w.git.NewOp(v, w.snaps, sess)
 	case op.Exec != nil:
 		return exec.New(v, sess, exec.Deps{
 			Snapshots: w.snaps, Executor: w.executor, CacheMounts: w.cacheMounts,

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/containerd/containerd/v2/core/mount"
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -317,44 +315,14 @@ func (e *runEnv) ssh(ctx context.Context, m graph.Mount) (*executor.Mount, error
 		return nil, err
 	}
 	sock := filepath.Join(d, "agent.sock")
-	l, err := net.Listen("unix", sock)
+	relay, err := session.ServeAgent(ctx, e.sess, id, sock)
 	if err != nil {
 		return nil, fmt.Errorf("ssh agent socket: %w", err)
 	}
+	e.cleanups = append(e.cleanups, relay.Close)
 	if err := chownMode(sock, m.UID, m.GID, m.Mode, 0o600); err != nil {
-		l.Close()
 		return nil, err
 	}
-	var wg sync.WaitGroup
-	e.cleanups = append(e.cleanups, func() error {
-		err := l.Close()
-		wg.Wait()
-		return err
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				agent, err := e.sess.DialSSH(ctx, id)
-				if err != nil {
-					return
-				}
-				defer agent.Close()
-				done := make(chan struct{}, 2)
-				go func() { _, _ = io.Copy(agent, c); done <- struct{}{} }()
-				go func() { _, _ = io.Copy(c, agent); done <- struct{}{} }()
-				<-done
-			}()
-		}
-	}()
 	e.sshSocket, e.sshTarget = sock, m.Target
 	bm := executor.BindMount(m.Target, sock, false)
 	return &bm, nil

@@ -58,10 +58,13 @@ type cmdError struct {
 }
 
 func (e *cmdError) Error() string {
-	if e.stderr != "" {
-		return e.stderr
+	if e.stderr == "" {
+		return e.err.Error()
 	}
-	return e.err.Error()
+	if classify(e.stderr) == errdefs.ErrUnauthenticated {
+		return e.stderr + " (the repository needs credentials it accepts: a token with kiln build --secret id=GIT_AUTH_TOKEN[.<host>], or an ssh agent with --ssh default)"
+	}
+	return e.stderr
 }
 
 func (e *cmdError) Unwrap() []error { return []error{e.err, classify(e.stderr)} }

@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/session"
 )
 
 // Op is the ops.Op of a graph.GitSource. Its result is a snapshot of the
@@ -32,6 +33,7 @@ type Op struct {
 	snaps    ops.Snapshots
 	cache    *Cache
 	auth     Auth
+	authFunc AuthFunc
 
 	mu       sync.Mutex
 	resolved *Resolved
@@ -101,7 +103,12 @@ func (o *Op) resolve(ctx context.Context) (Resolved, error) {
 	if r != nil {
 		return *r, nil
 	}
-	res, err := o.cache.Resolve(ctx, o.src.Remote, o.src.Ref, o.auth)
+	auth, release, err := o.credentials(ctx)
+	if err != nil {
+		return Resolved{}, err
+	}
+	res, err := o.cache.Resolve(ctx, o.src.Remote, o.src.Ref, auth)
+	release()
 	if err != nil {
 		return Resolved{}, err
 	}
@@ -158,9 +165,23 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 // fetched makes sure r's commit is in the cache and returns its
 // repository locked for reading. The commit is checked again under the
 // lock: a Prune may have removed the repository in between.
+// credentials returns the auth of one remote operation and its release.
+func (o *Op) credentials(ctx context.Context) (Auth, func(), error) {
+	if o.authFunc == nil {
+		return o.auth, func() {}, nil
+	}
+	return o.authFunc(ctx, o.src.Remote)
+}
+
 func (o *Op) fetched(ctx context.Context, r Resolved) (string, func(), error) {
 	for attempt := 0; ; attempt++ {
-		if err := o.cache.ensure(ctx, o.src.Remote, r, o.auth); err != nil {
+		auth, release, err := o.credentials(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		err = o.cache.ensure(ctx, o.src.Remote, r, auth)
+		release()
+		if err != nil {
 			return "", nil, err
 		}
 		repo, unlock, err := o.cache.lockRepo(ctx, o.src.Remote, false)
@@ -309,14 +330,18 @@ func withDir(ctx context.Context, a ops.Active, fn func(dir string) error) error
 	return mount.WithTempMount(ctx, a.Mounts(), fn)
 }
 
-// NewOp makes the op of vertex v, a git source, without credentials (only
-// public repositories and ones the daemon's network reaches anonymously).
-// It lets a *Cache serve as the worker's source of git ops.
-func (c *Cache) NewOp(v *graph.Vertex, snaps ops.Snapshots) (ops.Op, error) {
+// NewOp makes the op of vertex v, a git source, with the credentials the
+// build's client gives (SessionAuth; sess may be nil: anonymous). It lets
+// a *Cache serve as the worker's source of git ops.
+func (c *Cache) NewOp(v *graph.Vertex, snaps ops.Snapshots, sess session.Session) (ops.Op, error) {
 	if v == nil || v.Op.Source == nil || v.Op.Source.Git == nil {
 		return nil, errdefs.Invalidf("git source: vertex is not a git source")
 	}
-	o, err := NewOp(v.Op.Source.Git, v.Op.Digest(), snaps, c)
+	var opts []OpOption
+	if sess != nil {
+		opts = append(opts, WithAuthFunc(SessionAuth(sess, c.tmp)))
+	}
+	o, err := NewOp(v.Op.Source.Git, v.Op.Digest(), snaps, c, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -369,10 +370,10 @@ func TestCacheNewOp(t *testing.T) {
 	c := newCache(t)
 	// The shape of worker.GitSource (the worker imports this package).
 	var src interface {
-		NewOp(v *graph.Vertex, snaps ops.Snapshots) (ops.Op, error)
+		NewOp(v *graph.Vertex, snaps ops.Snapshots, sess session.Session) (ops.Op, error)
 	} = c
 	v := graph.NewVertex(graph.Op{Source: &graph.SourceOp{Git: &graph.GitSource{Remote: r.fileURL(), Ref: "feature"}}}, graph.Meta{})
-	o, err := src.NewOp(v, nopSnapshots{})
+	o, err := src.NewOp(v, nopSnapshots{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +384,7 @@ func TestCacheNewOp(t *testing.T) {
 		t.Error(err)
 	}
 	bad := graph.NewVertex(graph.Op{Source: &graph.SourceOp{HTTP: &graph.HTTPSource{URL: "http://h/x"}}}, graph.Meta{})
-	if o, err := src.NewOp(bad, nopSnapshots{}); !errdefs.IsInvalidArgument(err) || o != nil {
+	if o, err := src.NewOp(bad, nopSnapshots{}, nil); !errdefs.IsInvalidArgument(err) || o != nil {
 		t.Errorf("NewOp of an http vertex = %v, %v", o, err)
 	}
 }
