@@ -36,7 +36,7 @@ func (b *BuildBackend) newCollector() (*gc.Collector, error) {
 		c.Contexts = p.Contexts
 	}
 	if p.CacheMounts != nil {
-		c.CacheMounts = p.CacheMounts.Root()
+		c.CacheMounts = p.CacheMounts
 	}
 	return gc.New(c)
 }

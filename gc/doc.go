@@ -20,8 +20,14 @@
 // of it (its layers' chain IDs), or a needed snapshot sits on it. Active
 // snapshots (steps and containers running) are never touched. Then it
 // deletes the blobs no stored image and no remaining snapshot's layer
-// labels reference, and the build contexts no build used since the
-// policy's cutoff.
+// labels reference, the cache mounts no step holds that no step used since
+// the cutoff, and the build contexts no build used since the cutoff.
+//
+// Cache mounts are pruned with or without Policy.All, as BuildKit prunes
+// exec.cachemount records; with Policy.KeepBytes they join the records in
+// one least-recently-used order (see Policy). Removing one while a step is
+// about to mount it is safe: exec.CacheMounts removes under the lock its
+// Get takes, and the step gets a new, empty directory.
 //
 // Without Policy.All, records whose result is a pulled base image layer
 // stay (BuildKit keeps its "internal" records without --all), so the next
@@ -36,6 +42,7 @@
 // miss and runs the step again (the solver treats a vanished result as a
 // stale record). Prune runs one at a time per Collector.
 //
-// This package imports cache, content, imagestore, source/local and core
-// from Kiln; the daemon wires it and maps Items to the API.
+// This package imports cache, content, imagestore, ops/exec (for the cache
+// mounts' type), source/local and core from Kiln; the daemon wires it and
+// maps Items to the API.
 package gc

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/source/local"
 )
 
@@ -50,6 +50,16 @@ type Contexts interface {
 
 var _ Contexts = (*local.Store)(nil)
 
+// CacheMounts is the RUN --mount=type=cache directories
+// (*exec.CacheMounts). Remove must refuse, with
+// errdefs.ErrFailedPrecondition, a directory a step took since List.
+type CacheMounts interface {
+	List(ctx context.Context) ([]exec.CacheMountInfo, error)
+	Remove(ctx context.Context, name string) error
+}
+
+var _ CacheMounts = (*exec.CacheMounts)(nil)
+
 // Config is what a Collector looks at. Cache, Snapshotter, Content and
 // Images are required.
 type Config struct {
@@ -62,9 +72,8 @@ type Config struct {
 	InUse func(name string) bool
 	// Contexts, if set, are reported and pruned.
 	Contexts Contexts
-	// CacheMounts, if set, is the directory of the RUN --mount=type=cache
-	// directories; they are reported, never pruned.
-	CacheMounts string
+	// CacheMounts, if set, are reported and pruned.
+	CacheMounts CacheMounts
 	// Grace protects unreferenced snapshots and blobs this young while
 	// something runs (default DefaultGrace).
 	Grace  time.Duration
@@ -136,6 +145,7 @@ type state struct {
 	snaps      map[string]*snap
 	records    []cache.Record
 	imageBlobs map[digest.Digest]string // → an image name, for messages
+	mounts     []exec.CacheMountInfo
 	busy       bool
 }
 
@@ -185,6 +195,11 @@ func (c *Collector) scan(ctx context.Context) (*state, error) {
 	if ingests, err := c.c.Content.ListStatuses(ctx); err == nil && len(ingests) > 0 {
 		st.busy = true
 	}
+	if c.c.CacheMounts != nil {
+		if st.mounts, err = c.c.CacheMounts.List(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
 }
 
@@ -211,18 +226,16 @@ func (c *Collector) Usage(ctx context.Context) ([]Item, error) {
 		items = append(items, st.snapshotItem(n))
 	}
 	labelled := st.labelledBlobs(nil)
-	err = c.c.Content.Walk(ctx, func(info ctrcontent.Info) error {
+	err = c.walkBlobs(ctx, func(info ctrcontent.Info) error {
 		items = append(items, st.blobItem(info, labelled))
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list blobs: %w", err)
 	}
-	mounts, err := cacheMountItems(c.c.CacheMounts)
-	if err != nil {
-		return nil, err
+	for _, m := range st.mounts {
+		items = append(items, cacheMountItem(m))
 	}
-	items = append(items, mounts...)
 	if c.c.Contexts != nil {
 		kept, err := c.c.Contexts.Kept(ctx)
 		if err != nil {
@@ -233,6 +246,21 @@ func (c *Collector) Usage(ctx context.Context) ([]Item, error) {
 		}
 	}
 	return items, nil
+}
+
+// walkBlobs is Content.Walk, except that a store no blob was ever written
+// to is empty: containerd's local store makes the directory it walks at
+// the first write.
+func (c *Collector) walkBlobs(ctx context.Context, fn ctrcontent.WalkFunc) error {
+	visited := false
+	err := c.c.Content.Walk(ctx, func(info ctrcontent.Info) error {
+		visited = true
+		return fn(info)
+	})
+	if !visited && errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // recordItem describes r; counted holds the snapshots already counted.
@@ -327,49 +355,17 @@ func isLayer(name string) bool {
 	return err == nil
 }
 
-// cacheMountItems lists the cache mount directories under dir.
-func cacheMountItems(dir string) ([]Item, error) {
-	if dir == "" {
-		return nil, nil
+// cacheMountItem describes a cache mount directory.
+func cacheMountItem(m exec.CacheMountInfo) Item {
+	desc := "RUN --mount=type=cache directory"
+	if m.ID != "" {
+		desc = "RUN --mount=type=cache,id=" + m.ID
 	}
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+	if m.Instance > 0 {
+		desc += fmt.Sprintf(" (sharing=private copy %d)", m.Instance)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("list cache mounts: %w", err)
+	return Item{
+		ID: m.Name, Type: TypeCacheMount, Size: m.Size, InUse: m.InUse,
+		Created: m.Created, LastUsed: m.LastUsed, Description: desc,
 	}
-	var items []Item
-	for _, e := range ents {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		size, last := dirUsage(filepath.Join(dir, e.Name()))
-		items = append(items, Item{ID: e.Name(), Type: TypeCacheMount, Size: size, LastUsed: last, Shared: true, Description: "RUN --mount=type=cache directory"})
-	}
-	return items, nil
-}
-
-// dirUsage sums the sizes of the regular files under dir and returns the
-// newest modification time in it.
-func dirUsage(dir string) (int64, time.Time) {
-	var size int64
-	var last time.Time
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if fi.ModTime().After(last) {
-			last = fi.ModTime()
-		}
-		if fi.Mode().IsRegular() {
-			size += fi.Size()
-		}
-		return nil
-	})
-	return size, last
 }

@@ -2,6 +2,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -11,17 +12,33 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/source/local"
 )
 
 // Policy selects what Prune removes (kiln prune's flags).
+//
+// Cache mounts (RUN --mount=type=cache directories) are pruned like
+// records, with or without All: BuildKit's prune spares only its internal
+// and frontend records without --all, and a default `buildx prune` removes
+// exec.cachemount records, so a buildx user expects a plain `kiln prune`
+// to empty the cache mounts no step uses. One a step holds is never
+// touched.
 type Policy struct {
 	// All removes the records of pulled base image layers too.
 	All bool
 	// KeepDuration keeps what was used within this long (0: no limit).
 	KeepDuration time.Duration
-	// KeepBytes, if positive, removes least recently used records only
-	// until the records' total size is at most KeepBytes.
+	// KeepBytes, if positive, removes least recently used records and
+	// cache mounts, oldest first whatever their kind, only until the
+	// total size of records and cache mounts is at most KeepBytes.
+	//
+	// The automatic gc to cache-size is this policy, so it removes cache
+	// mounts too, in the same last-use order as records rather than before
+	// or after them: a Go build cache every build mounts stays while stale
+	// step results go, an apt cache no build used for a week goes before a
+	// step result used today, and a cache mount that alone exceeds
+	// cache-size goes once no step holds it (else it grows without bound).
 	KeepBytes int64
 	// KeepContexts leaves the kept build contexts alone (the automatic gc:
 	// they make the next build's context transfer incremental).
@@ -46,7 +63,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 		cutoff = st.now.Add(-p.KeepDuration)
 	}
 
-	doomed := st.selectRecords(p, cutoff)
+	doomed, mounts := st.selectVictims(p, cutoff)
 	counted := map[string]bool{}
 	var items []Item
 	for _, r := range doomed {
@@ -85,6 +102,9 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 		}
 	}
 
+	if err := c.removeCacheMounts(ctx, mounts, removed); err != nil {
+		return err
+	}
 	if err := c.removeBlobs(ctx, st, gone, cutoff, removed); err != nil {
 		return err
 	}
@@ -102,15 +122,24 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 	return nil
 }
 
-// selectRecords returns the records p removes: stale ones (their result
-// is gone) always; of the others, those not in use, not used since cutoff,
-// not base image layers unless p.All, and, with p.KeepBytes, the least
-// recently used ones until the rest fit.
-func (st *state) selectRecords(p Policy, cutoff time.Time) []cache.Record {
-	var doomed, candidates []cache.Record
+// selectVictims returns the records and cache mounts p removes: stale
+// records (their result is gone) always; of the other records and the
+// cache mounts, those not in use, not used since cutoff, not base image
+// layers unless p.All, and, with p.KeepBytes, the least recently used ones
+// until the rest fit.
+func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []exec.CacheMountInfo) {
+	var doomed []cache.Record
+	var mounts []exec.CacheMountInfo
+	// A candidate is a record or a cache mount.
+	type candidate struct {
+		lastUsed time.Time
+		record   *cache.Record
+		mount    *exec.CacheMountInfo
+	}
+	var candidates []candidate
 	sizes := map[string]int64{}
 	var total int64
-	for _, r := range st.records {
+	for i, r := range st.records {
 		s := st.snaps[r.Result]
 		if s == nil {
 			doomed = append(doomed, r)
@@ -125,27 +154,60 @@ func (st *state) selectRecords(p Policy, cutoff time.Time) []cache.Record {
 		case !p.All && (isLayer(r.Result) || s.image):
 		case r.LastUsed.After(cutoff):
 		default:
-			candidates = append(candidates, r)
+			candidates = append(candidates, candidate{lastUsed: r.LastUsed, record: &st.records[i]})
 		}
 	}
-	if p.KeepBytes <= 0 {
-		return append(doomed, candidates...)
+	for i, m := range st.mounts {
+		total += m.Size
+		if !m.InUse && !m.LastUsed.After(cutoff) {
+			candidates = append(candidates, candidate{lastUsed: m.LastUsed, mount: &st.mounts[i]})
+		}
 	}
-	sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].LastUsed.Before(candidates[j].LastUsed) })
+	if p.KeepBytes > 0 {
+		sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].lastUsed.Before(candidates[j].lastUsed) })
+	}
 	users := map[string]int{}
 	for _, r := range st.records {
 		users[r.Result]++
 	}
-	for _, r := range candidates {
-		if total <= p.KeepBytes {
+	for _, c := range candidates {
+		if p.KeepBytes > 0 && total <= p.KeepBytes {
 			break
 		}
-		doomed = append(doomed, r)
-		if users[r.Result]--; users[r.Result] == 0 {
-			total -= sizes[r.Result]
+		if c.mount != nil {
+			mounts = append(mounts, *c.mount)
+			total -= c.mount.Size
+			continue
+		}
+		doomed = append(doomed, *c.record)
+		if users[c.record.Result]--; users[c.record.Result] == 0 {
+			total -= sizes[c.record.Result]
 		}
 	}
-	return doomed
+	return doomed, mounts
+}
+
+// removeCacheMounts removes the cache mounts selected and reports each.
+// One a step took since the scan stays.
+func (c *Collector) removeCacheMounts(ctx context.Context, mounts []exec.CacheMountInfo, removed func(Item) error) error {
+	for _, m := range mounts {
+		err := c.c.CacheMounts.Remove(ctx, m.Name)
+		switch {
+		case err == nil:
+			it := cacheMountItem(m)
+			it.InUse = false
+			if err := removed(it); err != nil {
+				return err
+			}
+		case errors.Is(err, errdefs.ErrFailedPrecondition), errdefs.IsNotFound(err):
+			// Taken or removed since the scan.
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			c.c.Logger.Warn("remove cache mount", "cache mount", m.Name, "error", err)
+		}
+	}
+	return nil
 }
 
 // removeSnapshots removes every committed snapshot nothing needs any more,
@@ -234,7 +296,7 @@ func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]
 	labelled := st.labelledBlobs(gone)
 	graceCut := st.now.Add(-c.c.Grace)
 	var victims []ctrcontent.Info
-	err := c.c.Content.Walk(ctx, func(info ctrcontent.Info) error {
+	err := c.walkBlobs(ctx, func(info ctrcontent.Info) error {
 		if _, ok := st.imageBlobs[info.Digest]; ok || labelled[info.Digest] {
 			return nil
 		}
