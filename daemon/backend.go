@@ -28,8 +28,9 @@ type BuildStream interface {
 // sees the right code.
 //
 // A backend may also implement any of DiskUsager, ImageLister,
-// HistoryLister, ImageManager and Runner; the daemon finds them by type
-// assertion, and the RPCs of the ones it lacks answer Unimplemented.
+// HistoryLister, ImageManager, Runner and CacheLister; the daemon finds
+// them by type assertion, and the RPCs of the ones it lacks answer
+// Unimplemented.
 type Backend interface {
 	Build(ctx context.Context, s BuildStream) error
 }
@@ -82,4 +83,14 @@ type Runner interface {
 type RunStream interface {
 	Send(*api.RunServerMessage) error
 	Recv() (*api.RunClientMessage, error)
+}
+
+// CacheLister lists the records of the daemon's shared caches (kiln cache
+// ls --remote).
+type CacheLister interface {
+	// CacheRecords sends the indexes it reads first, then one message per
+	// record: every record, or those of req.Build's keys. A daemon
+	// without a shared cache answers in the errdefs.ErrFailedPrecondition
+	// class, an unknown build in errdefs.ErrNotFound.
+	CacheRecords(ctx context.Context, req *api.CacheRecordsRequest, send func(*api.CacheRecordsMessage) error) error
 }

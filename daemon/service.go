@@ -126,3 +126,11 @@ func (v *service) Run(stream grpc.BidiStreamingServer[api.RunClientMessage, api.
 	}
 	return r.Run(stream.Context(), stream)
 }
+
+func (v *service) CacheRecords(req *api.CacheRecordsRequest, stream grpc.ServerStreamingServer[api.CacheRecordsMessage]) error {
+	cl, ok := v.s.backend.(CacheLister)
+	if !ok {
+		return unimplemented("CacheRecords")
+	}
+	return cl.CacheRecords(stream.Context(), req, stream.Send)
+}
