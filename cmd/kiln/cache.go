@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/cache/remote"
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/config"
@@ -36,19 +37,25 @@ type cacheLsFlags struct {
 	format    string
 }
 
+// envRedisAddr names the index kiln cache ls --remote reads directly.
+const envRedisAddr = "KILN_REDIS_ADDR"
+
 func newCacheLsCmd() *cobra.Command {
 	var f cacheLsFlags
 	cmd := &cobra.Command{
-		Use:   "ls --remote [--build REF]",
+		Use:   "ls --remote [--build REF] [--format json]",
 		Short: "List the records a shared cache index holds",
-		Long: `List the records of the shared cache index (kilnd.toml's [[cache.registry]]
-type = "redis"): for each cache key, the daemon that wrote it (a random
-writer id), its layers and their size. --build REF lists only the keys that
-build (see kiln history) wrote or used.
+		Long: `List the records of kilnd's shared cache index (kilnd.toml's
+[[cache.registry]] type = "redis"): for each cache key, the daemon that
+wrote it (a random writer id), its layers and their size. --build REF lists
+only the keys that build (see kiln history) wrote or used.
 
-The index is read directly, at --redis-addr ($KILN_REDIS_ADDR) or at the
-address in kilnd.toml (--config, default /etc/kiln/kilnd.toml). kiln du
-reports the daemon's own cache.`,
+kilnd reads the index and sends the records (--addr, as for the other
+commands), so a CI runner that reaches only kilnd can list them. To read an
+index directly, without kilnd, pass --redis-addr (or set $KILN_REDIS_ADDR;
+--addr on the command line wins over it) or --config with a kilnd.toml that
+names the index. The output is the same either way. kiln du reports the
+daemon's own cache.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCacheLs(cmd, f)
@@ -56,8 +63,8 @@ reports the daemon's own cache.`,
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&f.remote, "remote", false, "list the shared cache index")
-	fl.StringVar(&f.redisAddr, "redis-addr", os.Getenv("KILN_REDIS_ADDR"), "the index's address, redis://[user:password@]host:port[/db] (default $KILN_REDIS_ADDR, else kilnd.toml's)")
-	fl.StringVar(&f.config, "config", "", "kilnd.toml to read the index address from (default "+config.HostEnv().DefaultPath()+")")
+	fl.StringVar(&f.redisAddr, "redis-addr", "", "read the index directly at redis://[user:password@]host:port[/db], not through kilnd (default $"+envRedisAddr+")")
+	fl.StringVar(&f.config, "config", "", "read the index directly, at the address this kilnd.toml names, not through kilnd")
 	fl.StringVar(&f.build, "build", "", "list only the keys of this build")
 	fl.StringVar(&f.format, "format", "table", "output format: table or json")
 	return cmd
@@ -70,6 +77,16 @@ type cacheLsRow struct {
 	Layers  int       `json:"layers"`
 	Size    int64     `json:"size"`
 	Created time.Time `json:"created"`
+	// Index is the index's address (password masked); a daemon may
+	// read several.
+	Index string `json:"index"`
+}
+
+// cacheListing is what kiln cache ls --remote prints: the records and the
+// addresses of the indexes they come from.
+type cacheListing struct {
+	indexes []string
+	rows    []cacheLsRow
 }
 
 func runCacheLs(cmd *cobra.Command, f cacheLsFlags) error {
@@ -79,37 +96,135 @@ func runCacheLs(cmd *cobra.Command, f cacheLsFlags) error {
 	if f.format != "table" && f.format != "json" {
 		return fmt.Errorf("--format %q: want table or json", f.format)
 	}
-	addr, err := indexAddr(f)
-	if err != nil {
-		return err
-	}
-	idx, err := cacheredis.New(cacheredis.Options{Addr: addr, DialTimeout: 2 * time.Second, OpTimeout: 10 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer idx.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 	defer cancel()
-	var rows []cacheLsRow
-	keys := map[string]bool{}
-	var total int64
-	err = idx.List(ctx, f.build, func(r remote.Record) error {
-		rows = append(rows, cacheLsRow{Key: r.Key.String(), Writer: r.Writer, Layers: len(r.Layers), Size: r.Size(), Created: r.Created})
-		keys[r.Key.String()] = true
-		total += r.Size()
+	var l cacheListing
+	var err error
+	if direct, addr := directIndex(cmd, f); direct {
+		l, err = listIndex(ctx, f, addr)
+	} else {
+		l, err = listThroughKilnd(ctx, cmd, f.build)
+	}
+	if err != nil {
+		return err
+	}
+	return printCacheListing(cmd, f.format, l)
+}
+
+// directIndex reports whether kiln reads the index itself rather than
+// through kilnd, and at which address ("" for kilnd.toml's): --redis-addr
+// or --config on the command line, else $KILN_REDIS_ADDR unless --addr is
+// on the command line.
+func directIndex(cmd *cobra.Command, f cacheLsFlags) (bool, string) {
+	fl := cmd.Flags()
+	switch {
+	case f.redisAddr != "":
+		return true, f.redisAddr
+	case f.config != "":
+		return true, ""
+	case fl.Changed("addr"):
+		return false, ""
+	}
+	if env := os.Getenv(envRedisAddr); env != "" {
+		return true, env
+	}
+	return false, ""
+}
+
+// listThroughKilnd asks kilnd for its shared cache's records.
+func listThroughKilnd(ctx context.Context, cmd *cobra.Command, build string) (cacheListing, error) {
+	c, err := newClient(cmd)
+	if err != nil {
+		return cacheListing{}, err
+	}
+	defer c.Close()
+	var l cacheListing
+	indexes, err := c.CacheRecords(ctx, build, func(r *api.CacheRecord) error {
+		row := cacheLsRow{Key: r.GetKey(), Writer: r.GetWriter(), Layers: int(r.GetLayers()), Size: r.GetSize(), Index: r.GetIndex()}
+		if r.GetCreated() != nil {
+			row.Created = r.GetCreated().AsTime()
+		}
+		l.rows = append(l.rows, row)
 		return nil
 	})
 	if err != nil {
-		return err
+		return cacheListing{}, directHint(err)
+	}
+	for _, x := range indexes {
+		l.indexes = append(l.indexes, x.GetAddress())
+	}
+	return l, nil
+}
+
+// directHint adds how to read the index without kilnd to an error that
+// says kilnd cannot answer (not reached, or too old to know the call).
+func directHint(err error) error {
+	if errors.Is(err, errdefs.ErrUnimplemented) || (errdefs.IsUnavailable(err) && strings.HasPrefix(err.Error(), "cannot reach kilnd")) {
+		return &hintError{err: err, hint: "To read the index without kilnd, pass --redis-addr redis://host:port."}
+	}
+	return err
+}
+
+// hintError is err with a sentence after its message; its class stays.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return strings.TrimSuffix(e.err.Error(), ".") + ". " + e.hint }
+
+func (e *hintError) Unwrap() error { return e.err }
+
+// listIndex reads the index at addr (kilnd.toml's when addr is empty)
+// itself.
+func listIndex(ctx context.Context, f cacheLsFlags, addr string) (cacheListing, error) {
+	if addr == "" {
+		var err error
+		if addr, err = configIndexAddr(f.config); err != nil {
+			return cacheListing{}, err
+		}
+	}
+	idx, err := cacheredis.New(cacheredis.Options{Addr: addr, DialTimeout: 2 * time.Second, OpTimeout: 10 * time.Second})
+	if err != nil {
+		return cacheListing{}, err
+	}
+	defer idx.Close()
+	l := cacheListing{indexes: []string{idx.Addr()}}
+	err = idx.List(ctx, f.build, func(r remote.Record) error {
+		l.rows = append(l.rows, cacheLsRow{Key: r.Key.String(), Writer: r.Writer, Layers: len(r.Layers), Size: r.Size(),
+			Created: r.Created, Index: idx.Addr()})
+		return nil
+	})
+	return l, err
+}
+
+// printCacheListing prints the records newest first: a table on stdout
+// and a summary on stderr, or a JSON array.
+func printCacheListing(cmd *cobra.Command, format string, l cacheListing) error {
+	rows := l.rows
+	keys := map[string]bool{}
+	var total int64
+	for i := range rows {
+		// Times print alike whether they came through kilnd (UTC) or
+		// straight from the index.
+		rows[i].Created = rows[i].Created.UTC()
+		keys[rows[i].Key] = true
+		total += rows[i].Size
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		if !rows[i].Created.Equal(rows[j].Created) {
 			return rows[i].Created.After(rows[j].Created)
 		}
-		return rows[i].Key < rows[j].Key
+		if rows[i].Key != rows[j].Key {
+			return rows[i].Key < rows[j].Key
+		}
+		if rows[i].Writer != rows[j].Writer {
+			return rows[i].Writer < rows[j].Writer
+		}
+		return rows[i].Index < rows[j].Index
 	})
 	out := cmd.OutOrStdout()
-	if f.format == "json" {
+	if format == "json" {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if rows == nil {
@@ -126,23 +241,13 @@ func runCacheLs(cmd *cobra.Command, f cacheLsFlags) error {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d records of %d keys in %s (%s of layers; blobs shared by records count once per record)\n",
-		len(rows), len(keys), idx.Addr(), humanSize(total))
+		len(rows), len(keys), strings.Join(l.indexes, ", "), humanSize(total))
 	return nil
 }
 
-// indexAddr returns --redis-addr, or the first redis index of kilnd.toml.
-func indexAddr(f cacheLsFlags) (string, error) {
-	if f.redisAddr != "" {
-		return f.redisAddr, nil
-	}
-	path := f.config
-	if path == "" {
-		path = config.HostEnv().DefaultPath()
-	}
+// configIndexAddr returns the first redis index of the kilnd.toml at path.
+func configIndexAddr(path string) (string, error) {
 	cfg, _, err := config.LoadFile(path)
-	if errdefs.IsNotFound(err) && f.config == "" {
-		return "", fmt.Errorf("no shared cache index: pass --redis-addr redis://host:port (or --config kilnd.toml; %s does not exist)", path)
-	}
 	if err != nil {
 		return "", err
 	}
