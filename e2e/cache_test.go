@@ -272,26 +272,29 @@ func TestCacheTwoDaemonsShareRedis(t *testing.T) {
 		t.Errorf("A's image /all = %q", got)
 	}
 
-	// kiln cache ls --remote shows both daemons' records.
-	ls := a.kilnCmd(context.Background(), "cache", "ls", "--remote", "--redis-addr", c.redis.Addr, "--format", "json")
-	var lsOut, lsErr bytes.Buffer
-	ls.Stdout, ls.Stderr = &lsOut, &lsErr
-	if err := ls.Run(); err != nil {
-		t.Fatalf("kiln cache ls --remote: %v\n%s", err, lsErr.String())
-	}
-	var rows []struct {
-		Key, Writer string
-		Layers      int
-	}
-	if err := json.Unmarshal(lsOut.Bytes(), &rows); err != nil {
-		t.Fatalf("kiln cache ls --remote: %v\n%s", err, lsOut.String())
-	}
-	writers := map[string]bool{}
-	for _, r := range rows {
-		writers[r.Writer] = true
-	}
-	if len(writers) != 2 || len(rows) < 8 {
-		t.Errorf("the index lists %d records of writers %v; want both daemons' records", len(rows), writers)
+	// kiln cache ls --remote shows both daemons' records, through kilnd
+	// (the default) and read from Redis directly (--redis-addr).
+	for _, how := range [][]string{nil, {"--redis-addr", c.redis.Addr}} {
+		ls := a.kilnCmd(context.Background(), append([]string{"cache", "ls", "--remote", "--format", "json"}, how...)...)
+		var lsOut, lsErr bytes.Buffer
+		ls.Stdout, ls.Stderr = &lsOut, &lsErr
+		if err := ls.Run(); err != nil {
+			t.Fatalf("kiln cache ls --remote %v: %v\n%s", how, err, lsErr.String())
+		}
+		var rows []struct {
+			Key, Writer string
+			Layers      int
+		}
+		if err := json.Unmarshal(lsOut.Bytes(), &rows); err != nil {
+			t.Fatalf("kiln cache ls --remote %v: %v\n%s", how, err, lsOut.String())
+		}
+		writers := map[string]bool{}
+		for _, r := range rows {
+			writers[r.Writer] = true
+		}
+		if len(writers) != 2 || len(rows) < 8 {
+			t.Errorf("kiln cache ls --remote %v: the index lists %d records of writers %v; want both daemons' records", how, len(rows), writers)
+		}
 	}
 
 	// kiln du counts the shared cache on a line of its own.
