@@ -183,14 +183,15 @@ func newPruneCmd() *cobra.Command {
 		Use:   "prune",
 		Short: "Remove build cache and unused data",
 		Long: `Remove cache records, the snapshots only they needed, content blobs no image
-in the local store needs, and build contexts kept for incremental transfers.
-Nothing a running build or container uses, and nothing an image in the local
-store is made of, is removed.
+in the local store needs, RUN --mount=type=cache directories no running step
+uses, and build contexts kept for incremental transfers. Nothing a running
+build or container uses, and nothing an image in the local store is made of,
+is removed. A removed cache mount starts empty at its next build.
 
 Without --all, the records of pulled base images stay, so the next build
 does not download them again. --keep-duration keeps what was used within
 that long (e.g. 24h, 7d); --keep-storage removes the least recently used
-records only until the cache fits in that size (e.g. 5GB).`,
+records and cache mounts only until they fit in that size (e.g. 5GB).`,
 		Args: argsBetween(0, 0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := &api.PruneRequest{All: all}
@@ -246,7 +247,7 @@ records only until the cache fits in that size (e.g. 5GB).`,
 	fl.BoolVarP(&force, "force", "f", false, "do not ask for confirmation")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "list every removed record")
 	fl.StringVar(&keepDur, "keep-duration", "", "keep what was used within this long (24h, 7d)")
-	fl.StringVar(&keepStr, "keep-storage", "", "keep the cache records within this size (5GB, 512MiB)")
+	fl.StringVar(&keepStr, "keep-storage", "", "keep the cache records and cache mounts within this size (5GB, 512MiB)")
 	return cmd
 }
 
@@ -267,9 +268,9 @@ func parseKeepDuration(s string) (time.Duration, error) {
 
 // confirmPrune asks before pruning, as docker builder prune does.
 func confirmPrune(cmd *cobra.Command, all bool) (bool, error) {
-	what := "all build cache not used by a running build and unused blobs and contexts"
+	what := "all build cache and cache mounts not used by a running build, and unused blobs and contexts"
 	if !all {
-		what = "build cache (except base images) not used by a running build, and unused blobs and contexts"
+		what = "build cache (except base images) and cache mounts not used by a running build, and unused blobs and contexts"
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "WARNING! This will remove %s.\nAre you sure you want to continue? [y/N] ", what)
 	if progress.IsTerminal(cmd.ErrOrStderr()) {
