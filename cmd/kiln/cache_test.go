@@ -4,11 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +16,6 @@ import (
 	"github.com/kiln-build/kiln/cache/remote"
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
-	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/exporter"
@@ -51,36 +46,7 @@ func startCacheDaemon(t *testing.T, redisAddr string) string {
 		t.Cleanup(func() { sc.Close() })
 		parts.SharedCaches = []*remote.Shared{sc}
 	}
-	dir, err := os.MkdirTemp("", "kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	addr := "unix://" + filepath.Join(dir, "kilnd.sock")
-	cfg := config.DefaultFor(config.Env{UID: 0, NumCPU: 2})
-	cfg.Root = filepath.Join(dir, "root")
-	cfg.GRPC.Address = []string{addr}
-	cfg.Worker.OCI.Snapshotter = "native"
-	srv, err := daemon.New(context.Background(), cfg, daemon.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
-		daemon.WithBackend(daemon.EngineBackend(nil, parts)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
-	return addr
+	return startDaemon(t, daemon.WithBackend(daemon.EngineBackend(nil, parts)))
 }
 
 func TestCacheLsRemote(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 )
 
 // startDaemon serves the API in-process on a unix socket.
-func startDaemon(t *testing.T) string {
+// startDaemon runs an in-process kilnd on a temporary root and returns its
+// address; opts are added to the daemon's (a backend, for instance).
+func startDaemon(t *testing.T, opts ...daemon.Option) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kiln")
 	if err != nil {
@@ -29,8 +31,8 @@ func startDaemon(t *testing.T) string {
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.GRPC.Address = []string{addr}
 	cfg.Worker.OCI.Snapshotter = "native"
-	srv, err := daemon.New(context.Background(), cfg,
-		daemon.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), daemon.WithVersion("v1.2.3", "cafe"))
+	srv, err := daemon.New(context.Background(), cfg, append([]daemon.Option{
+		daemon.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), daemon.WithVersion("v1.2.3", "cafe")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
