@@ -65,6 +65,7 @@ var (
 // New returns the index at o.Addr. It does not connect: the first call
 // does (so a daemon starts while Redis is down).
 func New(o Options) (*Index, error) {
+	quietLibrary()
 	opt, err := goredis.ParseURL(o.Addr)
 	if err != nil {
 		return nil, errdefs.Invalidf("redis address %s: %v", Redact(o.Addr), err)
