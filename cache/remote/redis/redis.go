@@ -141,10 +141,21 @@ func (x *Index) do(ctx context.Context, fn func(ctx context.Context) error) erro
 	if err := x.Unavailable(); err != nil {
 		return err
 	}
+	return x.attempt(ctx, fn)
+}
+
+// attempt runs fn with the operation timeout even while the breaker is
+// open: for what a person asked for (kiln cache ls, kiln du), which
+// should see Redis as it is now, not as it was at the last failure. A
+// success closes the breaker; a failure opens it.
+func (x *Index) attempt(ctx context.Context, fn func(ctx context.Context) error) error {
 	octx, cancel := context.WithTimeout(ctx, x.op)
 	defer cancel()
 	err := fn(octx)
 	if err == nil || errors.Is(err, goredis.Nil) {
+		x.mu.Lock()
+		x.openUntil = time.Time{}
+		x.mu.Unlock()
 		return err
 	}
 	if ctx.Err() != nil {
@@ -260,7 +271,7 @@ func (x *Index) addToBuild(ctx context.Context, p goredis.Pipeliner, key digest.
 func (x *Index) List(ctx context.Context, build string, fn func(remote.Record) error) error {
 	if build != "" {
 		var keys []string
-		if err := x.do(ctx, func(ctx context.Context) error {
+		if err := x.attempt(ctx, func(ctx context.Context) error {
 			var err error
 			keys, err = x.c.SMembers(ctx, buildPrefix+build).Result()
 			return err
@@ -278,7 +289,7 @@ func (x *Index) List(ctx context.Context, build string, fn func(remote.Record) e
 	var cursor uint64
 	for {
 		var keys []string
-		if err := x.do(ctx, func(ctx context.Context) error {
+		if err := x.attempt(ctx, func(ctx context.Context) error {
 			var err error
 			keys, cursor, err = x.c.Scan(ctx, cursor, recPrefix+"*", 500).Result()
 			return err
@@ -300,7 +311,7 @@ func (x *Index) emit(ctx context.Context, keys []string, fn func(remote.Record) 
 		batch := keys[:min(len(keys), 200)]
 		keys = keys[len(batch):]
 		var cmds []*goredis.MapStringStringCmd
-		if err := x.do(ctx, func(ctx context.Context) error {
+		if err := x.attempt(ctx, func(ctx context.Context) error {
 			cmds = cmds[:0]
 			_, err := x.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				for _, k := range batch {

@@ -257,6 +257,43 @@ func TestBreakerRecovers(t *testing.T) {
 	}
 }
 
+// What a person asks for (kiln cache ls, kiln du) tries Redis even while
+// the breaker is open, and a success closes the breaker for the builds.
+func TestListTriesThroughAnOpenBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	x, err := New(Options{Addr: srv.Addr, Cooldown: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if err := x.Put(ctx, record("k", "aaaa", "l"), "b1"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if err := x.Ping(ctx); !errdefs.IsUnavailable(err) {
+		t.Fatalf("Ping after redis stopped = %v", err)
+	}
+	if x.Available() {
+		t.Fatal("the breaker is closed after a failure")
+	}
+	srv2, err := redistest.StartServer(srv.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Stop()
+	// A fresh server: the record is gone, but the call goes through.
+	if _, err := x.Get(ctx, digest.FromString("k")); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a build's Get with the breaker open (an hour) = %v, want it skipped", err)
+	}
+	if _, err := x.Usage(ctx); err != nil {
+		t.Fatalf("Usage with the breaker open and redis back: %v", err)
+	}
+	if !x.Available() {
+		t.Error("a successful Usage did not close the breaker")
+	}
+}
+
 func TestCallerCancellationDoesNotBreak(t *testing.T) {
 	srv := redistest.Start(t)
 	x := newIndex(t, srv.Addr, 0)
