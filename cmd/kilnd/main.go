@@ -145,6 +145,9 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	}
 
 	log := daemon.NewLogger(stderr, cfg.Log)
+	// Libraries that log through slog's default (go-redis, via
+	// cache/remote/redis) follow kilnd's format and level.
+	slog.SetDefault(log)
 	lock, err := daemon.LockRoot(cfg.Root)
 	if err != nil {
 		return err
