@@ -408,11 +408,29 @@ func (b *build) keyParts(ctx context.Context, v *graph.Vertex, cm *ops.CacheMap,
 		}
 		releaseRef(ref)
 		if err != nil {
-			return nil, fmt.Errorf("checksum %s: %w", in.name, err)
+			return nil, checksumError(v, i, in.name, err)
 		}
 		parts[i].Content = &c
 	}
 	return parts, nil
+}
+
+// checksumError explains why input i of v could not be read: a path that
+// is not there names where it was looked for.
+func checksumError(v *graph.Vertex, i int, name string, err error) error {
+	if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("checksum %s: %w", name, err)
+	}
+	if i < len(v.Inputs) {
+		if src := v.Inputs[i].Op.Source; src != nil && src.Local != nil {
+			where := "the build context"
+			if src.Local.Name != "context" {
+				where = fmt.Sprintf("build context %q", src.Local.Name)
+			}
+			return fmt.Errorf("%w in %s (check the path, and that .dockerignore does not exclude it)", err, where)
+		}
+	}
+	return fmt.Errorf("%w in %s", err, name)
 }
 
 func (b *build) materialize(ctx context.Context, inputs []*vertexResult) ([]ops.Ref, error) {
