@@ -26,9 +26,37 @@ func ParseReference(s string) (name.Reference, error) {
 	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
-		return nil, errdefs.Invalidf("invalid image reference %q: %s", s, strings.TrimPrefix(err.Error(), "could not parse reference: "))
+		return nil, errdefs.Invalidf("invalid image reference %q: %s", s, referenceProblem(s))
 	}
 	return ref, nil
+}
+
+// referenceProblem says what is wrong with a reference ParseReference
+// refused (its own error only repeats the input): the tag or digest
+// parser's reason, and for a repository with capitals, that it must be
+// lowercase.
+func referenceProblem(s string) string {
+	var err error
+	if strings.Contains(s, "@") {
+		_, err = name.NewDigest(s)
+	} else {
+		_, err = name.NewTag(s)
+	}
+	if err == nil {
+		return "not a valid image reference"
+	}
+	// The repository is what comes before the tag: the last ':' after the
+	// last '/' (a ':' before that is a registry port).
+	repo, rest := s, ""
+	if i := strings.LastIndexByte(s, ':'); i > strings.LastIndexByte(s, '/') && !strings.Contains(s, "@") {
+		repo, rest = s[:i], s[i:]
+	}
+	if lower := strings.ToLower(repo); lower != repo {
+		if _, lerr := name.ParseReference(lower + rest); lerr == nil {
+			return fmt.Sprintf("repository names must be lowercase (%s%s)", lower, rest)
+		}
+	}
+	return err.Error()
 }
 
 // HostKey returns the configuration key of a registry host: Docker Hub's

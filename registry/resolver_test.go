@@ -187,6 +187,20 @@ func TestParseReference(t *testing.T) {
 			t.Errorf("ParseReference(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+	for bad, why := range map[string]string{
+		"Bad:Tag:x":                "repository can only contain the characters",
+		"Busybox":                  "repository names must be lowercase (busybox)",
+		"reg:5000/My/App:V1":       "repository names must be lowercase (reg:5000/my/app:V1)",
+		"app:bad tag":              "tag can only contain the characters",
+		"app:":                     "must specify a tag name after the colon",
+		"host:5000/app@sha256:123": "invalid checksum digest length",
+		"host:5000/app@sha256:" + strings.Repeat("a", 64) + "@x": "exactly one '@'",
+	} {
+		_, err := ParseReference(bad)
+		if err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParseReference(%q) = %v, want an error saying %q", bad, err, why)
+		}
+	}
 	for _, bad := range []string{"", "Busybox", "app:bad tag", "host:5000/app@sha256:123"} {
 		_, err := ParseReference(bad)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) {

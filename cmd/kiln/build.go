@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/client"
 	"github.com/kiln-build/kiln/progress"
+	"github.com/kiln-build/kiln/registry"
 )
 
 type buildFlags struct {
@@ -86,6 +87,11 @@ docker buildx build.`,
 
 func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	ctx := cmd.Context()
+	for _, t := range f.tags {
+		if _, err := registry.ParseReference(t); err != nil {
+			return fmt.Errorf("-t: %w", err)
+		}
+	}
 	req := &api.BuildRequest{
 		Ref: newRef(), Frontend: "dockerfile", Target: f.target, NoCache: f.noCache,
 		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(),

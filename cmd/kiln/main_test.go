@@ -111,6 +111,9 @@ func TestErrors(t *testing.T) {
 		{[]string{"--addr", "localhost:1", "info"}, "error: bad kilnd address \"localhost:1\": want unix:///path/to/kilnd.sock or tcp://host:port\n"},
 		{[]string{"info", "--bogus"}, "error: unknown flag: --bogus (see 'kiln info --help')\n"},
 		{[]string{"info", "extra"}, "error: unknown command \"extra\" for \"kiln info\"\n"},
+		// Checked before kilnd is reached.
+		{[]string{"--addr", "unix://" + sock, "build", "-t", "MyApp:v1", "."},
+			"error: -t: invalid image reference \"MyApp:v1\": repository names must be lowercase (myapp:v1)\n"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := kiln(tt.args...)
