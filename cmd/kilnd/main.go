@@ -117,6 +117,23 @@ func loadConfig(f flags) (*config.Config, []config.Warning, error) {
 	return cfg, warns, nil
 }
 
+// checkSupported refuses what this kilnd cannot honour instead of running
+// without it: rootless mode (steps in a user namespace) is configuration
+// only so far, so a kilnd asked for it, or started without root, would
+// run strangers' RUN steps as the real root user or fail every build.
+func checkSupported(cfg *config.Config, euid int) error {
+	if cfg.Rootless.Enabled {
+		return cfg.KeyError(errdefs.WithClass(errdefs.ErrUnimplemented, errors.New(
+			"rootless mode is not available in this kilnd yet: RUN steps would run as the real root user, so kilnd does not start (set enabled = false and run kilnd as root)")),
+			"rootless", "enabled")
+	}
+	if euid != 0 {
+		return errdefs.WithClass(errdefs.ErrUnimplemented, errors.New(
+			"kilnd must run as root (sudo kilnd): without root it cannot unpack image layers or run steps, and rootless mode is not available yet"))
+	}
+	return nil
+}
+
 // flagErrors names flags instead of file keys in validation errors.
 func flagErrors(err error) error {
 	r := strings.NewReplacer("[grpc] address", "--addr", "root:", "--root:", "[log] format", "--log-format")
@@ -133,6 +150,13 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "kilnd: warning: %s\n", w)
 	}
 	if err != nil {
+		return err
+	}
+	euid := os.Geteuid()
+	if f.validate {
+		euid = 0 // checking a file needs no root
+	}
+	if err := checkSupported(cfg, euid); err != nil {
 		return err
 	}
 	if f.validate {
