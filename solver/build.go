@@ -55,6 +55,26 @@ type Solution struct {
 	Stats   Stats
 
 	exports []cache.ExportSession
+	gate    *exportGate
+}
+
+// exportGate closes a build's export sessions to more steps once they are
+// finished or discarded. A remote hit that fails to load while outputs
+// are exported runs its step, and hands the new result over while the
+// gate is open.
+type exportGate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// close shuts the gate; Adds in progress finish first.
+func (g *exportGate) close() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // Release releases the results' refs and discards cache exports that were
@@ -65,6 +85,7 @@ func (s *Solution) Release(ctx context.Context) {
 			_ = r.Ref.Release(ctx)
 		}
 	}
+	s.gate.close()
 	for _, e := range s.exports {
 		e.Discard()
 	}
@@ -75,6 +96,7 @@ func (s *Solution) Release(ctx context.Context) {
 // their errors. Solve leaves them running so that the caller can export
 // the image meanwhile; a build is complete only once this returns nil.
 func (s *Solution) FinishExports(ctx context.Context) error {
+	s.gate.close()
 	return finishExports(ctx, s.exports)
 }
 
@@ -135,6 +157,7 @@ type build struct {
 	// exports are the build's cache export sessions; inResult holds the
 	// vertices whose results are layers of a root (mode=min).
 	exports  []cache.ExportSession
+	gate     exportGate
 	inResult map[digest.Digest]bool
 
 	steps, cached atomic.Int32
@@ -198,7 +221,7 @@ func (s *Solver) Solve(ctx context.Context, roots []*graph.Vertex, opt SolveOpt)
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	sol := &Solution{exports: b.exports}
+	sol := &Solution{exports: b.exports, gate: &b.gate}
 	for _, r := range roots {
 		if r == nil {
 			sol.Results = append(sol.Results, Result{})

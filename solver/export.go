@@ -47,6 +47,11 @@ func (b *build) export(st step, res *vertexResult, hit cache.Hit, source string)
 	if len(b.exports) == 0 {
 		return
 	}
+	b.gate.mu.RLock()
+	defer b.gate.mu.RUnlock()
+	if b.gate.closed {
+		return
+	}
 	id := ""
 	if res.ref != nil {
 		id = res.ref.ID()
@@ -91,7 +96,13 @@ func (b *build) loadHit(st step, hit cache.Hit, source string) func(context.Cont
 			Message: fmt.Sprintf("cache %s: cannot use its result for %s: %v; running the step", source, st.v.Meta.Name, err),
 		}})
 		b.cached.Add(-1)
-		return b.run(ctx, st, time.Now(), fmt.Sprintf("the %s cache's result could not be loaded", source))
+		ref, err = b.run(ctx, st, time.Now(), fmt.Sprintf("the %s cache's result could not be loaded", source))
+		if err == nil {
+			// The exporters were handed the hit, whose blobs are bad:
+			// hand them the step's own result too (they prefer it).
+			b.export(st, &vertexResult{ref: ref}, nil, "")
+		}
+		return ref, err
 	}
 }
 

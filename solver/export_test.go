@@ -315,3 +315,42 @@ func TestKeysOnlyLoadsNothing(t *testing.T) {
 		t.Errorf("results %+v", sol.Results)
 	}
 }
+
+// A remote hit that fails to load runs its step; the exporters, handed the
+// hit already (whose blobs are bad), get the step's own result too.
+func TestRemoteHitThatFailsToLoadIsExportedAgain(t *testing.T) {
+	sess := &fakeSession{context: map[string]string{"a.txt": "A"}}
+	root := dockerfile("echo one", "echo two", "a.txt")
+	remote, keys := remoteOf(t, root, sess)
+	bad := keys["[4/4] RUN echo two"]
+	remote.fail[bad] = true
+	w := newFakeWorker()
+	remote.w = w
+	ex := &fakeExporter{}
+	s := New(w, memory.New(), WithRemoteCaches(remote), WithExporters(ex))
+	sol, err := s.Solve(context.Background(), []*graph.Vertex{root}, SolveOpt{Session: sess, Progress: newRecorder()})
+	if err != nil {
+		t.Fatalf("Solve: %v", err)
+	}
+	ex.mu.Lock()
+	var hits, refs int
+	for _, st := range ex.steps {
+		if st.Record.Key != bad {
+			continue
+		}
+		switch {
+		case st.Ref != nil:
+			refs++
+		case st.Hit != nil:
+			hits++
+		}
+	}
+	ex.mu.Unlock()
+	if hits != 1 || refs != 1 {
+		t.Errorf("the step whose hit failed to load was exported %d times as a hit and %d with its result, want 1 and 1", hits, refs)
+	}
+	if err := sol.FinishExports(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sol.Release(context.Background())
+}

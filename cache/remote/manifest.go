@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -146,8 +147,48 @@ type manifestSession struct {
 
 	mu      sync.Mutex
 	records []Record
-	errs    []error
+	errs    stepErrors
 	done    bool
+}
+
+// stepErrors keeps the export failures of a session by cache key. A key
+// exported again with success (a remote hit whose blobs were bad, then the
+// step's own result) is not a failure.
+type stepErrors struct {
+	failed map[digest.Digest]error
+	ok     map[digest.Digest]bool
+}
+
+func (e *stepErrors) fail(key digest.Digest, err error) {
+	if e.ok[key] {
+		return
+	}
+	if e.failed == nil {
+		e.failed = map[digest.Digest]error{}
+	}
+	e.failed[key] = err
+}
+
+func (e *stepErrors) succeed(key digest.Digest) {
+	if e.ok == nil {
+		e.ok = map[digest.Digest]bool{}
+	}
+	e.ok[key] = true
+	delete(e.failed, key)
+}
+
+// err joins the failures, in key order.
+func (e *stepErrors) err() error {
+	keys := make([]digest.Digest, 0, len(e.failed))
+	for k := range e.failed {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	errs := make([]error, len(keys))
+	for i, k := range keys {
+		errs[i] = e.failed[k]
+	}
+	return errors.Join(errs...)
 }
 
 var errDiscarded = errors.New("build failed: cache export discarded")
@@ -171,8 +212,9 @@ func (s *manifestSession) Add(st cache.ExportStep) {
 		defer s.mu.Unlock()
 		switch {
 		case err != nil:
-			s.errs = append(s.errs, fmt.Errorf("%s: %w", st.Record.Description, err))
+			s.errs.fail(st.Record.Key, fmt.Errorf("%s: %w", st.Record.Description, err))
 		case ok:
+			s.errs.succeed(st.Record.Key)
 			s.records = append(s.records, rec)
 		}
 	})
@@ -237,7 +279,7 @@ func (s *manifestSession) Finish(ctx context.Context) (err error) {
 		<-wait
 		return context.Cause(ctx)
 	}
-	if err := errors.Join(s.errs...); err != nil {
+	if err := s.errs.err(); err != nil {
 		return fmt.Errorf("export cache to %s: %w", o.Name, err)
 	}
 	if err := s.save(ctx, Merge(s.records)); err != nil {

@@ -417,3 +417,34 @@ func TestManifestSaveSurvivesConcurrentWriter(t *testing.T) {
 		t.Errorf("%d saves, want 2 (one, then one after the check)", tgt.saves)
 	}
 }
+
+func TestStepErrorsForgiveAKeyExportedAgain(t *testing.T) {
+	t.Parallel()
+	a, b := digest.FromString("a"), digest.FromString("b")
+	errA, errB := errors.New("a: blob corrupt"), errors.New("b: registry said no")
+	for _, tc := range []struct {
+		name string
+		do   func(e *stepErrors)
+		want []error // wrapped by err(); nil: err() is nil
+	}{
+		{"none", func(e *stepErrors) {}, nil},
+		{"a failure", func(e *stepErrors) { e.fail(a, errA) }, []error{errA}},
+		{"failure, then success", func(e *stepErrors) { e.fail(a, errA); e.succeed(a) }, nil},
+		{"success, then a late failure", func(e *stepErrors) { e.succeed(a); e.fail(a, errA) }, nil},
+		{"another key still fails", func(e *stepErrors) { e.fail(a, errA); e.fail(b, errB); e.succeed(a) }, []error{errB}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var e stepErrors
+			tc.do(&e)
+			err := e.err()
+			if (err == nil) != (tc.want == nil) {
+				t.Fatalf("err() = %v, want %v", err, tc.want)
+			}
+			for _, w := range tc.want {
+				if !errors.Is(err, w) {
+					t.Errorf("err() = %v does not hold %v", err, w)
+				}
+			}
+		})
+	}
+}
