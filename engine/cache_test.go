@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/progress"
 )
 
 // cacheHarness is a harness whose engine has the given cache wiring.
@@ -704,6 +705,10 @@ func TestSharedCacheWriteBehind(t *testing.T) {
 	if recs := s.records(t); len(recs) != 0 {
 		t.Errorf("the index holds %d records before any write went through", len(recs))
 	}
+	// The progress says the writes go on after the build.
+	if name, _ := findStep(a, "writing the last"); !strings.Contains(name, "steps in the background") {
+		t.Errorf("no progress step about the writes left: %q", name)
+	}
 	close(g.open)
 	a.flushShared()
 	if sc.Pending() != 0 || len(s.records(t)) < 7 {
@@ -770,6 +775,11 @@ func TestSharedCacheWriteBehind(t *testing.T) {
 	if n := d.p.SharedCaches[0].Pending(); n != 0 {
 		t.Errorf("a sync build returned with %d writes pending", n)
 	}
+	if name, st := findStep(d, "writing to the shared cache"); name == "" {
+		t.Error("a sync build shows no step for the writes it waits for")
+	} else if st.Completed == nil || st.Error != "" {
+		t.Errorf("the sync write step ended as %+v", st)
+	}
 }
 
 // flushAll empties the redis-server.
@@ -780,4 +790,17 @@ func flushAll(t *testing.T, srv *redistest.Server) {
 	if err := c.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// findStep returns the name and last status of the harness's last-build
+// step whose name contains part ("" if none).
+func findStep(h *harness, part string) (string, progress.VertexStatus) {
+	h.steps.mu.Lock()
+	defer h.steps.mu.Unlock()
+	for name, st := range h.steps.status {
+		if strings.Contains(name, part) {
+			return name, st
+		}
+	}
+	return "", progress.VertexStatus{}
 }

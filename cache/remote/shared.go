@@ -202,6 +202,7 @@ type sharedSession struct {
 	build string
 	pw    progress.Writer
 	wg    sync.WaitGroup
+	left  atomic.Int64 // this build's steps not written yet
 
 	mu       sync.Mutex
 	warned   bool
@@ -223,10 +224,12 @@ func (ss *sharedSession) Add(st cache.ExportStep) {
 	s.mu.Unlock()
 	ss.wg.Add(1)
 	s.pending.Add(1)
+	ss.left.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer ss.wg.Done()
 		defer s.pending.Add(-1)
+		defer ss.left.Add(-1)
 		defer releaseRef(st.Ref)
 		select {
 		case s.sem <- struct{}{}:
@@ -258,11 +261,20 @@ func (ss *sharedSession) warn(st cache.ExportStep, err error) {
 // Sync it waits for them. Failures are warnings (in the build's progress
 // while it runs, in the log after); it returns nil unless ctx ends.
 func (ss *sharedSession) Finish(ctx context.Context) error {
+	left := ss.left.Load()
 	if !ss.s.sync {
 		ss.mu.Lock()
 		ss.finished = true
 		ss.mu.Unlock()
+		if left > 0 {
+			// Say so, as a finished step: the build does not wait.
+			internalStep(ss.pw, fmt.Sprintf("[internal] shared cache %s: writing the last %d steps in the background", ss.s.name, left))(nil)
+		}
 		return nil
+	}
+	step := func(error) {}
+	if left > 0 {
+		step = internalStep(ss.pw, "[internal] writing to the shared cache "+ss.s.name)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -271,8 +283,10 @@ func (ss *sharedSession) Finish(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		step(nil)
 		return nil
 	case <-ctx.Done():
+		step(context.Cause(ctx))
 		return context.Cause(ctx)
 	}
 }
