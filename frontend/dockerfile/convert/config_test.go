@@ -84,7 +84,8 @@ ONBUILD RUN echo child
 	want.Config.WorkingDir = "/a/b"
 	want.Config.Shell = []string{"/bin/bash", "-c"}
 	want.Config.Cmd = []string{"/bin/bash", "-c", "echo $A"}
-	want.Config.ArgsEscaped = true //nolint:staticcheck // set as Docker sets it
+	//lint:ignore SA1019 set as Docker sets it
+	want.Config.ArgsEscaped = true
 	want.Config.StopSignal = "SIGINT"
 	want.Config.Healthcheck = &frontend.HealthConfig{Test: []string{"CMD-SHELL", "curl -f http://localhost/"}, Interval: 30 * time.Second, Retries: 3}
 	want.Config.OnBuild = []string{"RUN echo child"}

@@ -84,7 +84,8 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command, key string, o
 	case *instructions.CmdCommand:
 		args := st.shellArgs(c.CmdLine)
 		st.img.Config.Cmd = args
-		st.img.Config.ArgsEscaped = true //nolint:staticcheck // Docker still sets it; so does BuildKit.
+		//lint:ignore SA1019 Docker still sets it for CMD in shell form; so does BuildKit.
+		st.img.Config.ArgsEscaped = true
 		st.cmdSet = true
 		st.addHistory(fmt.Sprintf("CMD %q", args), false)
 	case *instructions.EntrypointCommand:
