@@ -148,6 +148,10 @@ type CacheRegistry struct {
 	// FlushTimeout bounds how long a stopping kilnd waits for the steps
 	// still being written to this cache; 0 means the default (30s).
 	FlushTimeout Duration `toml:"flush-timeout,omitempty"`
+	// Compression of the layer blobs this cache makes: "zstd" (the
+	// default: fast, and it passes incompressible data at disk speed),
+	// "gzip" (what every registry client reads) or "uncompressed".
+	Compression string `toml:"compression,omitempty"`
 }
 
 // Shared cache export modes ([[cache.registry]] export).

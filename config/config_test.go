@@ -183,6 +183,11 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:4: [[cache.registry]] export: unsupported export mode "later" (want "async": builds do not wait for their steps to be written, or "sync": they do)`,
 		},
 		{
+			name: "unsupported shared cache compression",
+			doc:  "[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://cache:6379\"\ncompression = \"lz4\"\n",
+			want: `kilnd.toml:4: [[cache.registry]] compression: unsupported compression "lz4" (want "zstd", "gzip" or "uncompressed")`,
+		},
+		{
 			name: "flush timeout that is not a duration",
 			doc:  "[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://cache:6379\"\nflush-timeout = \"soon\"\n",
 			want: `kilnd.toml:4: [[cache.registry]] flush-timeout: bad duration "soon": want seconds (172800) or a duration ("48h", "90m", "7d")`,
@@ -307,7 +312,7 @@ func TestWarnings(t *testing.T) {
 func TestWriteTOMLMasksSecretsAndRoundTrips(t *testing.T) {
 	t.Parallel()
 	doc := "[[registry.config]]\nhost = \"my.registry:5000\"\nusername = \"ci\"\npassword = \"hunter2\"\n" +
-		"[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://user:s3cret@cache:6379/2\"\nttl = \"168h\"\nexport = \"sync\"\nflush-timeout = \"2m\"\n" +
+		"[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://user:s3cret@cache:6379/2\"\nttl = \"168h\"\nexport = \"sync\"\nflush-timeout = \"2m\"\ncompression = \"gzip\"\n" +
 		"[worker.oci]\ncache-size = \"512MiB\"\n[[worker.oci.gcpolicy]]\nkeepDuration = 3600\nreservedSpace = \"5%\"\n"
 	cfg, _, err := LoadFor(strings.NewReader(doc), "kilnd.toml", rootEnv)
 	if err != nil {

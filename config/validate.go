@@ -251,6 +251,11 @@ func (c *Config) validateCache(ck *checker) {
 		} else if err := checkRedisURL(r.RedisAddr); err != nil {
 			ck.fail(p.key("redis-addr"), "%v", err)
 		}
+		switch r.Compression {
+		case "", "zstd", "gzip", "uncompressed":
+		default:
+			ck.fail(p.key("compression"), `unsupported compression %q (want "zstd", "gzip" or "uncompressed")`, r.Compression)
+		}
 		switch r.Export {
 		case "", CacheExportAsync, CacheExportSync:
 		default:

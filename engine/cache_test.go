@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kiln-build/kiln/cache/remote"
@@ -803,4 +804,50 @@ func findStep(h *harness, part string) (string, progress.VertexStatus) {
 		}
 	}
 	return "", progress.VertexStatus{}
+}
+
+// [[cache.registry]] compression: the layers a shared cache makes are in
+// that compression, and another daemon imports them.
+func TestSharedCacheCompression(t *testing.T) {
+	for _, tc := range []struct {
+		comp, mediaType string
+	}{
+		{"", ocispec.MediaTypeImageLayerZstd},
+		{remote.CompressionGzip, ocispec.MediaTypeImageLayerGzip},
+		{remote.CompressionUncompressed, ocispec.MediaTypeImageLayer},
+	} {
+		t.Run("compression="+tc.comp, func(t *testing.T) {
+			s := newSharedEnv(t)
+			ctxDir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(ctxDir, "a.txt"), []byte("a\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			df := "FROM BASE\nCOPY a.txt /a.txt\nRUN wget -q -O /dev/null http://" + s.counter.Addr + "/run && cat /a.txt > /b.txt\n"
+			backends := sharedBackends(t, s.redis.Addr, s.blobs, func(o *remote.SharedOptions) { o.Compression = tc.comp })
+			a := cacheHarness(t, s.base, ctxDir, backends)
+			if _, err := a.build(t, df, Request{}); err != nil {
+				t.Fatal(err)
+			}
+			a.flushShared()
+			// The base image's layer is stored as the image has it; the
+			// COPY and RUN layers are made by the cache.
+			made := map[string]int{}
+			for _, r := range s.records(t) {
+				for _, l := range r.Layers[1:] {
+					made[l.MediaType]++
+				}
+			}
+			if len(made) != 1 || made[tc.mediaType] == 0 {
+				t.Errorf("layers made by the cache: %v, want only %s", made, tc.mediaType)
+			}
+			b := cacheHarness(t, s.base, ctxDir, backends)
+			files := map[string]string{}
+			if _, err := b.build(t, df, Request{Outputs: []Output{tarOutput(files)}}); err != nil {
+				t.Fatal(err)
+			}
+			if ran, _ := b.runSteps(); len(ran) != 0 || files["b.txt"] != "a\n" {
+				t.Errorf("B: ran %v, /b.txt = %q", ran, files["b.txt"])
+			}
+		})
+	}
 }

@@ -134,6 +134,7 @@ func sharedCaches(ctx context.Context, c config.Cache, p *engine.Parts, log *slo
 			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
 			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()), Logger: log,
 			Sync: r.Export == config.CacheExportSync, FlushTimeout: time.Duration(r.FlushTimeout),
+			Compression: r.Compression,
 		})
 		if err != nil {
 			return nil, err
