@@ -45,7 +45,11 @@ type Options struct {
 	// NetworkMode is the default network of RUN steps: "" or "auto" or
 	// "host" (the host's), "none".
 	NetworkMode string
-	Registry    map[string]registry.HostConfig
+	// UIDMap and GIDMap, when set, run RUN steps in a user namespace with
+	// these maps ([rootless] enabled): root in a step is an unprivileged
+	// user on the host.
+	UIDMap, GIDMap []runc.IDMap
+	Registry       map[string]registry.HostConfig
 	// Frontends by name (cmd/kilnd passes {"dockerfile": dockerfile.New()}).
 	Frontends map[string]frontend.Frontend
 	Platform  ocispec.Platform
@@ -137,9 +141,14 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	if runtime == "" {
 		runtime = "runc"
 	}
-	if p.Executor, err = runc.New(root, runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)); err != nil {
+	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)}
+	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
+		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
+	}
+	if p.Executor, err = runc.New(root, execOpts...); err != nil {
 		return nil, nil, err
 	}
+	closers = append(closers, p.Executor.Close)
 	if err := p.Executor.Cleanup(ctx); err != nil {
 		return nil, nil, fmt.Errorf("clean up containers of an earlier run: %w", err)
 	}

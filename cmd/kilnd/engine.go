@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/registry"
@@ -48,7 +49,19 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 		allowed = append(allowed, e)
 	}
 	oci := cfg.Worker.OCI
+	var uidMap, gidMap []runc.IDMap
+	if cfg.Rootless.Enabled {
+		var err error
+		if uidMap, err = idMap(cfg, "uid-map", cfg.Rootless.UIDMap); err != nil {
+			return nil, nil, err
+		}
+		if gidMap, err = idMap(cfg, "gid-map", cfg.Rootless.GIDMap); err != nil {
+			return nil, nil, err
+		}
+	}
 	return engine.Open(ctx, engine.Options{
+		UIDMap:         uidMap,
+		GIDMap:         gidMap,
 		Root:           cfg.Root,
 		Snapshotter:    oci.Snapshotter,
 		Runtime:        oci.Binary,
@@ -151,4 +164,21 @@ func gcCacheSize(cfg *config.Config) int64 {
 		return 0
 	}
 	return int64(cfg.Worker.OCI.CacheSize)
+}
+
+// defaultIDMap is the user namespace map of [rootless] enabled without
+// uid-map or gid-map: the container's 65536 ids from host id 100000, as
+// a first /etc/subuid entry usually is.
+const defaultIDMap = "0:100000:65536"
+
+// idMap parses a [rootless] map, or the default one.
+func idMap(cfg *config.Config, key, value string) ([]runc.IDMap, error) {
+	if value == "" {
+		value = defaultIDMap
+	}
+	m, err := config.ParseIDMap(value)
+	if err != nil {
+		return nil, cfg.KeyError(err, "rootless", key)
+	}
+	return m, nil
 }

@@ -118,18 +118,13 @@ func loadConfig(f flags) (*config.Config, []config.Warning, error) {
 }
 
 // checkSupported refuses what this kilnd cannot honour instead of running
-// without it: rootless mode (steps in a user namespace) is configuration
-// only so far, so a kilnd asked for it, or started without root, would
-// run strangers' RUN steps as the real root user or fail every build.
-func checkSupported(cfg *config.Config, euid int) error {
-	if cfg.Rootless.Enabled {
-		return cfg.KeyError(errdefs.WithClass(errdefs.ErrUnimplemented, errors.New(
-			"rootless mode is not available in this kilnd yet: RUN steps would run as the real root user, so kilnd does not start (set enabled = false and run kilnd as root)")),
-			"rootless", "enabled")
-	}
+// without it. [rootless] enabled runs RUN steps in a user namespace under
+// a root kilnd; kilnd itself without root cannot unpack image layers or
+// run steps, so it does not start that way.
+func checkSupported(euid int) error {
 	if euid != 0 {
 		return errdefs.WithClass(errdefs.ErrUnimplemented, errors.New(
-			"kilnd must run as root (sudo kilnd): without root it cannot unpack image layers or run steps, and rootless mode is not available yet"))
+			"kilnd must run as root (sudo kilnd): without root it cannot unpack image layers or run steps; [rootless] enabled = true runs the steps themselves as an unprivileged user"))
 	}
 	return nil
 }
@@ -156,7 +151,7 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	if f.validate {
 		euid = 0 // checking a file needs no root
 	}
-	if err := checkSupported(cfg, euid); err != nil {
+	if err := checkSupported(euid); err != nil {
 		return err
 	}
 	if f.validate {

@@ -45,8 +45,8 @@ func (e *Executor) Cleanup(ctx context.Context) error {
 		return errors.Join(append(errs, fmt.Errorf("read %s: %w", e.dir, err))...)
 	}
 	for _, ent := range entries {
-		if ent.Name() == stateDirName || !ent.IsDir() {
-			continue
+		if ent.Name() == stateDirName || ent.Name() == idmappedDirName || !ent.IsDir() {
+			continue // not bundles; the idmapped view is the whole storage
 		}
 		if err := cleanupBundle(filepath.Join(e.dir, ent.Name())); err != nil {
 			errs = append(errs, err)

@@ -26,6 +26,7 @@ var runtimeManaged = []string{"/dev", "/proc", "/sys"}
 // release can undo it in reverse order.
 type mountSet struct {
 	b           *bundle
+	userns      *userns // processes run in a user namespace
 	rootMounted bool
 	root        *os.File // O_PATH handle of the mounted rootfs
 	rootStubs   []stub   // mount points for the runtime's own mounts
@@ -48,7 +49,7 @@ func (s *mountSet) mountRoot(root executor.Mount) error {
 	// Set first: with several sources, an error may come after some of
 	// them are mounted (unmounting an unmounted rootfs is a no-op).
 	s.rootMounted = true
-	if err := mount.All(root.Source, s.b.rootfs()); err != nil {
+	if err := mount.All(s.viewOf(root.Source, true), s.b.rootfs()); err != nil {
 		return fmt.Errorf("mount root filesystem: %w", err)
 	}
 	// The root's own read-only flag is applied by the runtime (root.readonly
@@ -99,7 +100,7 @@ func (s *mountSet) setup(mounts []executor.Mount) ([]specs.Mount, error) {
 			forRuntime = append(forRuntime, specs.Mount{Destination: dest, Type: "bind", Source: staging, Options: opts})
 			continue
 		}
-		err = s.attach(dest, staging, isDir, m.Readonly)
+		err = s.attach(dest, staging, isDir, m.Readonly, s.userns != nil && !isOverlay(m.Source))
 		// The attached clone stays; the staging mount goes now (release
 		// retries it if this fails).
 		if uerr := mount.UnmountAll(staging, unix.MNT_DETACH); uerr != nil {
@@ -130,17 +131,40 @@ func (s *mountSet) stage(m executor.Mount, staging string, isDir bool) error {
 	s.staged = append(s.staged, staging)
 	// A read-only mount is staged as given and made read-only on the
 	// clone (attach) or by the runtime's bind (runtime-managed paths).
-	return mount.All(m.Source, staging)
+	return mount.All(s.viewOf(m.Source, false), staging)
+}
+
+// viewOf returns ms as mounted for a user namespace: overlays over the
+// idmapped view of the daemon's storage; binds too when binds is set (the
+// rootfs, which is not attached); other binds are idmapped when attached.
+func (s *mountSet) viewOf(ms []mount.Mount, binds bool) []mount.Mount {
+	if s.userns == nil {
+		return ms
+	}
+	out := make([]mount.Mount, len(ms))
+	for i, m := range ms {
+		if m.Type == "overlay" || binds {
+			m = s.userns.viewOf(m)
+		}
+		out[i] = m
+	}
+	return out
 }
 
 // attach moves a clone of the staged mount onto its mount point in the
 // rootfs, creating the mount point if needed.
-func (s *mountSet) attach(dest, staging string, isDir, readonly bool) error {
+func (s *mountSet) attach(dest, staging string, isDir, readonly, idmap bool) error {
 	fd, err := unix.OpenTree(unix.AT_FDCWD, staging, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 	if err != nil {
 		return fmt.Errorf("clone mount (open_tree needs Linux 5.2): %w", err)
 	}
 	tree := os.NewFile(uintptr(fd), "mount:"+dest)
+	if idmap {
+		if err := s.userns.idmap(fd); err != nil {
+			tree.Close()
+			return err
+		}
+	}
 	if readonly {
 		attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 		if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
@@ -201,7 +225,17 @@ func (s *mountSet) ensureWorkdir(cwd string, uid, gid uint32) error {
 		if err != nil {
 			return fmt.Errorf("create working directory %s: %w", cwd, err)
 		}
-		err = unix.Fchownat(int(ch.Fd()), "", int(uid), int(gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
+		huid, hgid := uid, gid
+		if s.userns != nil {
+			var ok1, ok2 bool
+			huid, ok1 = hostID(s.userns.uids, uid)
+			hgid, ok2 = hostID(s.userns.gids, gid)
+			if !ok1 || !ok2 {
+				ch.Close()
+				return errdefs.Invalidf("working directory %s: user %d:%d is outside the user namespace's maps", cwd, uid, gid)
+			}
+		}
+		err = unix.Fchownat(int(ch.Fd()), "", int(huid), int(hgid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
 		ch.Close()
 		if err != nil {
 			return fmt.Errorf("chown working directory %s: %w", c.path, err)

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
@@ -23,11 +25,19 @@ const DefaultHostname = "kilnsandbox"
 // containers are separate from anything else the runtime runs.
 const stateDirName = "runc-state"
 
+// idmappedDirName is the directory below <root>/executor where the
+// daemon's storage is seen through the user namespace's maps, at
+// <idmappedDirName>/store (WithUserNamespace). Through that view every
+// file seems to belong to the steps' root, so the directory is mode 0700:
+// a step's user that got out of its container cannot reach it.
+const idmappedDirName = "userns"
+
 // Executor runs processes with runc or crun. Create it with New.
 type Executor struct {
-	dir string // <root>/executor
-	rt  *runtime
-	cfg config
+	dir    string // <root>/executor
+	rt     *runtime
+	cfg    config
+	userns *userns // WithUserNamespace; nil runs containers as host root
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -38,6 +48,7 @@ type config struct {
 	resolvConf    string
 	cgroupParent  string
 	hostname      string
+	uids, gids    []IDMap
 }
 
 // Option configures an Executor.
@@ -103,7 +114,34 @@ func New(root string, opts ...Option) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Executor{dir: dir, rt: rt, cfg: cfg}, nil
+	e := &Executor{dir: dir, rt: rt, cfg: cfg}
+	if len(cfg.uids) > 0 || len(cfg.gids) > 0 {
+		// The container's root reaches its rootfs through the bundle
+		// directory: it must be able to pass through it.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
+		private := filepath.Join(dir, idmappedDirName)
+		if err := os.MkdirAll(private, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(private, 0o700); err != nil {
+			return nil, err
+		}
+		if e.userns, err = newUserns(root, filepath.Join(private, "store"), cfg.uids, cfg.gids); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Close releases what New set up for a user namespace (the idmapped view
+// of the daemon's storage).
+func (e *Executor) Close() error {
+	if e.userns == nil {
+		return nil
+	}
+	return e.userns.close()
 }
 
 // Runtime returns the name of the OCI runtime in use ("runc" or "crun").
@@ -142,8 +180,19 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 		return err
 	}
 	ms := newMountSet(b)
+	ms.userns = e.userns
+	// asRoot runs fn as the container's root on the host when processes
+	// run in a user namespace: what the daemon creates in the rootfs is
+	// then theirs.
+	asRoot := func(fn func() error) error { return fn() }
+	if e.userns != nil {
+		if err := os.Chmod(b.dir, 0o711); err != nil {
+			return err
+		}
+		asRoot = e.userns.asContainerRoot
+	}
 	defer func() {
-		if err := ms.release(); err != nil {
+		if err := asRoot(ms.release); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("release mounts of container %s: %w", id, err))
 			var se *stubError
 			if !errors.As(err, &se) {
@@ -155,31 +204,37 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 		}
 	}()
 
-	if err := ms.mountRoot(root); err != nil {
-		return err
-	}
-	u, err := user.Resolve(b.rootfs(), p.User)
-	if err != nil {
-		return err
-	}
-	etc, err := b.writeEtcFiles(etcConfig{
-		hostname:   p.Hostname,
-		extraHosts: p.ExtraHosts,
-		resolvConf: e.cfg.resolvConf,
-		hostNet:    p.Net != executor.NetNone,
-	})
-	if err != nil {
-		return err
-	}
-	runtimeMounts, err := ms.setup(withEtcMounts(mounts, etc))
-	if err != nil {
-		return err
-	}
+	var (
+		u             user.User
+		runtimeMounts []specs.Mount
+	)
 	cwd := p.Cwd
 	if cwd == "" {
 		cwd = "/"
 	}
-	if err := ms.ensureWorkdir(cwd, u.UID, u.GID); err != nil {
+	err = asRoot(func() error {
+		if err := ms.mountRoot(root); err != nil {
+			return err
+		}
+		var err error
+		if u, err = user.Resolve(b.rootfs(), p.User); err != nil {
+			return err
+		}
+		etc, err := b.writeEtcFiles(etcConfig{
+			hostname:   p.Hostname,
+			extraHosts: p.ExtraHosts,
+			resolvConf: e.cfg.resolvConf,
+			hostNet:    p.Net != executor.NetNone,
+		})
+		if err != nil {
+			return err
+		}
+		if runtimeMounts, err = ms.setup(withEtcMounts(mounts, etc)); err != nil {
+			return err
+		}
+		return ms.ensureWorkdir(cwd, u.UID, u.GID)
+	})
+	if err != nil {
 		return err
 	}
 	spec, err := generateSpec(ctx, specConfig{
@@ -191,6 +246,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 		user:          u,
 		cgroupParent:  e.cfg.cgroupParent,
 		runtimeMounts: runtimeMounts,
+		userns:        e.userns,
 	})
 	if err != nil {
 		return err

@@ -48,6 +48,7 @@ type specConfig struct {
 	user          user.User
 	cgroupParent  string
 	runtimeMounts []specs.Mount
+	userns        *userns
 }
 
 // generateSpec builds the OCI runtime spec of one container (see the
@@ -90,6 +91,9 @@ func generateSpec(ctx context.Context, c specConfig) (*specs.Spec, error) {
 		)
 	} else {
 		opts = append(opts, oci.WithNoNewPrivileges, withDefaultSeccomp)
+	}
+	if c.userns != nil {
+		opts = append(opts, withUserNamespace(c.userns, c.proc.Net != executor.NetNone))
 	}
 	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: c.id}, opts...)
 	if err != nil {
@@ -167,4 +171,24 @@ func withDefaultSeccomp(_ context.Context, _ oci.Client, _ *containers.Container
 // cleanAbs cleans an absolute container path.
 func cleanAbs(p string) string {
 	return path.Clean("/" + p)
+}
+
+// withUserNamespace runs the container in a new user namespace with u's
+// maps. A user namespace cannot mount sysfs for the host's network
+// namespace: with hostNet /sys is the host's, bound read-only, as rootless
+// containers have it.
+func withUserNamespace(u *userns, hostNet bool) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		s.Linux.UIDMappings = append([]IDMap(nil), u.uids...)
+		s.Linux.GIDMappings = append([]IDMap(nil), u.gids...)
+		if hostNet {
+			for i, m := range s.Mounts {
+				if m.Destination == "/sys" && m.Type == "sysfs" {
+					s.Mounts[i] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+				}
+			}
+		}
+		return nil
+	}
 }

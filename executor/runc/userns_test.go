@@ -1,0 +1,156 @@
+package runc
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/kiln-build/kiln/executor"
+)
+
+// With WithUserNamespace a process runs as root in a user namespace (an
+// unprivileged user on the host), and what it writes keeps the ids it sees
+// on disk: layers and diffs do not change.
+func TestUserNamespace(t *testing.T) {
+	requireRoot(t)
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("skipping: busybox-static is not installed")
+	}
+	maps := []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	for _, rt := range runtimes(t) {
+		t.Run(rt, func(t *testing.T) {
+			// Without a way through the test's private directories, New
+			// says which one stops the container's root.
+			root := t.TempDir()
+			if _, err := New(root, WithRuntime(rt), WithUserNamespace(maps, maps)); err == nil || !strings.Contains(err.Error(), "chmod o+x") {
+				t.Fatalf("New under a private directory: %v", err)
+			}
+			for d := root; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+				if err := os.Chmod(d, 0o711); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e, err := New(root, WithRuntime(rt), WithUserNamespace(maps, maps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { assertNoLeftovers(t, e) })
+			t.Cleanup(func() {
+				if err := e.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+			// The layers live in the daemon's storage, as snapshots do.
+			snap := filepath.Join(filepath.Dir(e.dir), "snapshots", "1")
+			lower, upper, work := filepath.Join(snap, "lower"), filepath.Join(snap, "upper"), filepath.Join(snap, "work")
+			for _, d := range []string{lower, upper, work} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := buildBusyboxRootfs(bb, lower); err != nil {
+				t.Fatal(err)
+			}
+			rootfs := executor.Mount{Dest: "/", Source: []mount.Mount{{
+				Type: "overlay", Source: "overlay",
+				Options: []string{"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
+			}}}
+			// A directory of the host bound in, owned by host root.
+			shared := t.TempDir()
+			bind := executor.Mount{Dest: "/shared", Source: []mount.Mount{{Type: "bind", Source: shared, Options: []string{"rbind", "rw"}}}}
+
+			out, errOut, err := run(t, e, rootfs, []executor.Mount{bind}, executor.Process{
+				Args: sh("id -u; cat /proc/self/uid_map; echo made > /made; mkdir -p /home/u; echo f > /home/u/f; chown -R 1000:1000 /home/u; echo x >> /etc/passwd; echo s > /shared/s"),
+			})
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, errOut)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) < 2 || lines[0] != "0" || strings.Join(strings.Fields(lines[1]), " ") != "0 100000 65536" {
+				t.Errorf("inside: %q, want uid 0 mapped to host 100000", out)
+			}
+			for path, want := range map[string][2]uint32{
+				filepath.Join(upper, "made"):       {0, 0},
+				filepath.Join(upper, "etc/passwd"): {0, 0}, // copied up
+				filepath.Join(upper, "home/u/f"):   {1000, 1000},
+				filepath.Join(shared, "s"):         {0, 0},
+			} {
+				fi, err := os.Lstat(path)
+				if err != nil {
+					t.Errorf("%s: %v", path, err)
+					continue
+				}
+				if uid, gid := owner(fi); uid != want[0] || gid != want[1] {
+					t.Errorf("%s is owned by %d:%d on disk, want %d:%d", path, uid, gid, want[0], want[1])
+				}
+			}
+
+			// Cleanup after a crash leaves the idmapped view (the whole
+			// storage) alone.
+			if err := e.Cleanup(context.Background()); err != nil {
+				t.Fatalf("Cleanup: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(lower, "bin/busybox")); err != nil {
+				t.Fatalf("the storage after Cleanup: %v", err)
+			}
+
+			// A user's working directory is created as theirs.
+			out, errOut, err = run(t, e, rootfs, nil, executor.Process{User: "1000:1000", Cwd: "/work/dir", Args: sh("id -u; touch x")})
+			if err != nil || strings.TrimSpace(out) != "1000" {
+				t.Fatalf("run as 1000: %q, %v\n%s", out, err, errOut)
+			}
+			fi, err := os.Lstat(filepath.Join(upper, "work/dir/x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uid, gid := owner(fi); uid != 1000 || gid != 1000 {
+				t.Errorf("/work/dir/x is owned by %d:%d on disk, want 1000:1000", uid, gid)
+			}
+		})
+	}
+}
+
+// A daemon killed with its idmapped view mounted starts again: New replaces
+// the stale view, and Close leaves no mount behind.
+func TestUserNamespaceAfterACrash(t *testing.T) {
+	requireRoot(t)
+	maps := []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	root, err := os.MkdirTemp("", "kiln-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	first, err := New(root, WithUserNamespace(maps, maps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first // "killed": never closed
+	second, err := New(root, WithUserNamespace(maps, maps))
+	if err != nil {
+		t.Fatalf("New after a crash: %v", err)
+	}
+	if err := second.Cleanup(context.Background()); err != nil {
+		t.Fatalf("Cleanup after a crash: %v", err)
+	}
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	first.userns.ns.Close()
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) != 0 {
+		t.Errorf("%d mounts left under %s (first: %s)", len(mounts), root, mounts[0].Mountpoint)
+	}
+}
