@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-build/kiln/internal/testutil"
 )
 
@@ -17,6 +19,13 @@ import (
 // unprivileged user on the host, and the image keeps the ids the steps
 // saw (a layer made that way is the same as one made without it).
 func TestRunInUserNamespace(t *testing.T) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err == nil {
+		var ma, mi int
+		if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err == nil && (ma < 5 || ma == 5 && mi < 19) {
+			t.Skipf("skipping: steps in a user namespace need Linux 5.19, this is %d.%d", ma, mi)
+		}
+	}
 	kilnd, kiln := binaries(t)
 	reg := testutil.StartDistribution(t, testutil.DistributionOptions{})
 	testutil.PushImage(t, reg.Ref("library/busybox:latest"), testutil.BusyboxImage(t, testutil.HostPlatform()), reg.RemoteOptions()...)

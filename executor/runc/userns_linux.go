@@ -59,6 +59,9 @@ func newUserns(store, view string, uids, gids []IDMap) (*userns, error) {
 	if !ok1 || !ok2 {
 		return nil, errdefs.Invalidf("user namespace: the uid and gid maps must map the container's root (0)")
 	}
+	if err := checkKernel(5, 19); err != nil {
+		return nil, err
+	}
 	if err := checkTraversable(store, rootUID); err != nil {
 		return nil, err
 	}
@@ -91,6 +94,29 @@ func newUserns(store, view string, uids, gids []IDMap) (*userns, error) {
 		return nil, fmt.Errorf("user namespace: mount the idmapped view of %s: %w", store, err)
 	}
 	return u, nil
+}
+
+// ErrUserNamespaceKernel is the class of the error New returns when the
+// kernel is too old for WithUserNamespace.
+var ErrUserNamespaceKernel = errors.New("kernel too old for RUN steps in a user namespace")
+
+// checkKernel makes sure the kernel is at least major.minor: overlayfs
+// over idmapped layers came in Linux 5.19.
+func checkKernel(major, minor int) error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return err
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var ma, mi int
+	if _, err := fmt.Sscanf(rel, "%d.%d", &ma, &mi); err != nil {
+		return fmt.Errorf("kernel release %q: %w", rel, err)
+	}
+	if ma < major || ma == major && mi < minor {
+		return errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf(
+			"%w: it needs Linux %d.%d (overlayfs over idmapped layers), this is %s", ErrUserNamespaceKernel, major, minor, rel))
+	}
+	return nil
 }
 
 // checkTraversable makes sure the container's root, an unprivileged user on

@@ -2,6 +2,7 @@ package runc
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,9 @@ func TestUserNamespace(t *testing.T) {
 		t.Run(rt, func(t *testing.T) {
 			// Without a way through the test's private directories, New
 			// says which one stops the container's root.
+			if err := checkKernel(5, 19); err != nil {
+				t.Skipf("skipping: %v", err)
+			}
 			root := t.TempDir()
 			if _, err := New(root, WithRuntime(rt), WithUserNamespace(maps, maps)); err == nil || !strings.Contains(err.Error(), "chmod o+x") {
 				t.Fatalf("New under a private directory: %v", err)
@@ -121,6 +125,9 @@ func TestUserNamespace(t *testing.T) {
 // the stale view, and Close leaves no mount behind.
 func TestUserNamespaceAfterACrash(t *testing.T) {
 	requireRoot(t)
+	if err := checkKernel(5, 19); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
 	maps := []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	root, err := os.MkdirTemp("", "kiln-userns-")
 	if err != nil {
@@ -152,5 +159,30 @@ func TestUserNamespaceAfterACrash(t *testing.T) {
 	}
 	if len(mounts) != 0 {
 		t.Errorf("%d mounts left under %s (first: %s)", len(mounts), root, mounts[0].Mountpoint)
+	}
+}
+
+func TestCheckKernel(t *testing.T) {
+	t.Parallel()
+	if err := checkKernel(3, 0); err != nil {
+		t.Errorf("checkKernel(3.0) = %v", err)
+	}
+	err := checkKernel(99, 0)
+	if !errors.Is(err, ErrUserNamespaceKernel) || !strings.Contains(err.Error(), "needs Linux 99.0") {
+		t.Errorf("checkKernel(99.0) = %v", err)
+	}
+}
+
+func TestHostID(t *testing.T) {
+	t.Parallel()
+	maps := []IDMap{{ContainerID: 0, HostID: 100000, Size: 1000}, {ContainerID: 5000, HostID: 300000, Size: 10}}
+	for _, tc := range []struct {
+		in   uint32
+		want uint32
+		ok   bool
+	}{{0, 100000, true}, {999, 100999, true}, {1000, 0, false}, {5009, 300009, true}, {5010, 0, false}} {
+		if got, ok := hostID(maps, tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("hostID(%d) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
 	}
 }
