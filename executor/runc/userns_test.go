@@ -96,6 +96,12 @@ func TestUserNamespace(t *testing.T) {
 				}
 			}
 
+			// With a network namespace of its own, /sys is a sysfs of it.
+			out, errOut, err = run(t, e, rootfs, nil, executor.Process{Net: executor.NetNone, Args: sh("id -u; ls /sys/class/net")})
+			if err != nil || !strings.HasPrefix(out, "0\n") || !strings.Contains(out, "lo") {
+				t.Errorf("network none: %q, %v\n%s", out, err, errOut)
+			}
+
 			// Cleanup after a crash leaves the idmapped view (the whole
 			// storage) alone.
 			if err := e.Cleanup(context.Background()); err != nil {
