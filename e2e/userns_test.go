@@ -46,22 +46,28 @@ func TestRunInUserNamespace(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"app.txt": "app\n",
+		"tok":     "s3cret",
 		"Dockerfile": `FROM busybox
 RUN id -u > /uid && cat /proc/self/uid_map > /map && echo made > /made
 COPY --chown=1000:1000 app.txt /home/app/app.txt
 RUN --mount=type=cache,target=/cache echo cached > /cache/c && cp /cache/c /from-cache
+RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" = s3cret && echo ok > /secret-ok
+RUN --mount=type=bind,source=app.txt,target=/mnt/app.txt cp /mnt/app.txt /bound
 USER 1000:1000
 WORKDIR /home/app/work
 RUN id -u > uid && cat ../app.txt > copy
 `,
 	})
 	out := filepath.Join(t.TempDir(), "image.tar")
-	if r := e.build(dir, "-o", "type=tar,dest="+out); r.err != nil {
+	if r := e.build(dir, "--secret", "id=tok,src="+filepath.Join(dir, "tok"), "-o", "type=tar,dest="+out); r.err != nil {
 		t.Fatalf("build: %v\n%s", r.err, r.stderr)
 	}
 	files, owners := readTar(t, out)
 	if files["uid"] != "0\n" || strings.Join(strings.Fields(files["map"]), " ") != "0 100000 65536" {
 		t.Errorf("RUN as root saw uid %q, map %q; want 0 mapped to host 100000", files["uid"], files["map"])
+	}
+	if files["secret-ok"] != "ok\n" || files["bound"] != "app\n" {
+		t.Errorf("secret mount: %q, bind mount of the context: %q", files["secret-ok"], files["bound"])
 	}
 	if files["from-cache"] != "cached\n" {
 		t.Errorf("/from-cache = %q: the cache mount was not writable", files["from-cache"])
