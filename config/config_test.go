@@ -183,6 +183,16 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:4: [[cache.registry]] export: unsupported export mode "later" (want "async": builds do not wait for their steps to be written, or "sync": they do)`,
 		},
 		{
+			name: "gcpolicy filter on another key",
+			doc:  "[[worker.oci.gcpolicy]]\nfilters = [\"type==exec.cachemount\", \"id==abc\"]\n",
+			want: `kilnd.toml:2: [[worker.oci.gcpolicy]] filters: filter "id==abc": only type==KIND filters are supported (KIND: regular, exec.cachemount, source.local, source.git.checkout, frontend, internal)`,
+		},
+		{
+			name: "gcpolicy filter of an unknown type",
+			doc:  "[[worker.oci.gcpolicy]]\nfilters = [\"type==cachemount\"]\n",
+			want: `kilnd.toml:2: [[worker.oci.gcpolicy]] filters: filter "type==cachemount": unknown type "cachemount" (want regular, exec.cachemount, source.local, source.git.checkout, frontend, internal)`,
+		},
+		{
 			name: "unsupported shared cache compression",
 			doc:  "[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://cache:6379\"\ncompression = \"lz4\"\n",
 			want: `kilnd.toml:4: [[cache.registry]] compression: unsupported compression "lz4" (want "zstd", "gzip" or "uncompressed")`,

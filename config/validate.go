@@ -197,11 +197,36 @@ func (c *Config) validateWorker(ck *checker) {
 	ck.oneOf(w.key("network-mode"), "network mode", o.NetworkMode, supportedNetworkModes)
 	for i, p := range o.GCPolicy {
 		for j, f := range p.Filters {
-			if !strings.Contains(f, "=") {
-				ck.fail(w.key("gcpolicy").at(i).key("filters").at(j), "bad filter %q: want key==value (type==source.local) or key=value", f)
+			if _, err := GCFilterType(f); err != nil {
+				ck.fail(w.key("gcpolicy").at(i).key("filters").at(j), "%v", err)
 			}
 		}
 	}
+}
+
+// gcFilterTypes are the record types a gcpolicy filter may name (BuildKit's;
+// Kiln has nothing of the last three, so a policy of them removes nothing).
+var gcFilterTypes = []string{"regular", "exec.cachemount", "source.local", "source.git.checkout", "frontend", "internal"}
+
+// GCFilterType returns the record type of a [[worker.oci.gcpolicy]]
+// filter: "type==exec.cachemount" (or "type=…") is "exec.cachemount".
+// Other keys are refused rather than ignored.
+func GCFilterType(f string) (string, error) {
+	k, v, ok := strings.Cut(f, "==")
+	if !ok {
+		k, v, ok = strings.Cut(f, "=")
+	}
+	switch {
+	case !ok:
+		return "", fmt.Errorf("bad filter %q: want type==KIND (type==source.local)", f)
+	case strings.TrimSpace(k) != "type":
+		return "", fmt.Errorf("filter %q: only type==KIND filters are supported (KIND: %s)", f, strings.Join(gcFilterTypes, ", "))
+	}
+	v = strings.TrimSpace(v)
+	if !slices.Contains(gcFilterTypes, v) {
+		return "", fmt.Errorf("filter %q: unknown type %q (want %s)", f, v, strings.Join(gcFilterTypes, ", "))
+	}
+	return v, nil
 }
 
 func (c *Config) validateCache(ck *checker) {

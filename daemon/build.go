@@ -52,16 +52,24 @@ type BackendOption func(*BuildBackend)
 // each build (0 turns the automatic gc off).
 func WithCacheSize(n int64) BackendOption { return func(b *BuildBackend) { b.cacheSize = n } }
 
+// WithGCPolicies makes the automatic gc apply these policies in order
+// (buildkitd.toml's [[worker.oci.gcpolicy]]) instead of keeping the cache
+// under the cache size.
+func WithGCPolicies(ps []gc.Policy) BackendOption {
+	return func(b *BuildBackend) { b.gcPolicies = ps }
+}
+
 // WithBackendLogger sets the logger of background work (automatic gc).
 func WithBackendLogger(l *slog.Logger) BackendOption { return func(b *BuildBackend) { b.log = l } }
 
 // BuildBackend serves the Build stream, images, history, disk usage and
 // runs.
 type BuildBackend struct {
-	engine    BuildEngine
-	parts     *engine.Parts
-	cacheSize int64
-	log       *slog.Logger
+	engine     BuildEngine
+	parts      *engine.Parts
+	cacheSize  int64
+	gcPolicies []gc.Policy
+	log        *slog.Logger
 
 	gcOnce    sync.Once
 	gc        *gc.Collector

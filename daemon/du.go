@@ -117,10 +117,15 @@ func usageRecord(it gc.Item) *api.UsageRecord {
 // autoGCInterval is the least time between two automatic gc runs.
 const autoGCInterval = time.Minute
 
-// autoGC keeps the build cache under the configured cache size after a
-// build, in the background (at most one run at a time).
+// autoGC applies the gc policies (or, without any, keeps the build cache
+// under the configured cache size) after a build, in the background (at
+// most one run at a time).
 func (b *BuildBackend) autoGC() {
-	if b.cacheSize <= 0 || b.parts == nil || !b.gcRunning.CompareAndSwap(false, true) {
+	policies := b.gcPolicies
+	if len(policies) == 0 && b.cacheSize > 0 {
+		policies = []gc.Policy{{KeepBytes: b.cacheSize, KeepContexts: true}}
+	}
+	if len(policies) == 0 || b.parts == nil || !b.gcRunning.CompareAndSwap(false, true) {
 		return
 	}
 	// A scan of the whole cache after every build would tax quick
@@ -138,12 +143,16 @@ func (b *BuildBackend) autoGC() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		n := 0
-		err = c.Prune(ctx, gc.Policy{KeepBytes: b.cacheSize, KeepContexts: true}, func(gc.Item) error { n++; return nil })
-		if err != nil {
-			b.log.Warn("automatic gc", slog.Any("error", err))
-		} else if n > 0 {
-			b.log.Info("automatic gc kept the cache under cache-size", slog.Int("removed", n), slog.Int64("cache-size", b.cacheSize))
+		for i, p := range policies {
+			n := 0
+			err := c.Prune(ctx, p, func(gc.Item) error { n++; return nil })
+			if err != nil {
+				b.log.Warn("automatic gc", slog.Int("policy", i+1), slog.Any("error", err))
+				return
+			}
+			if n > 0 {
+				b.log.Info("automatic gc", slog.Int("policy", i+1), slog.Int("removed", n))
+			}
 		}
 	}()
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,33 @@ func TestAutomaticGC(t *testing.T) {
 	}
 	if r := e.ok("run", "my-hello-app"); r.stdout != "Hello, Kiln!\n" {
 		t.Errorf("run after the automatic gc: %s", r)
+	}
+}
+
+// TestAutomaticGCPolicies: [[worker.oci.gcpolicy]] from a buildkitd.toml
+// drives the automatic gc: a policy filtered to cache mounts empties them
+// and leaves the cache records.
+func TestAutomaticGCPolicies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testutil.WithDaemonConfig("[worker.oci]\ngc = true\n[[worker.oci.gcpolicy]]\nfilters = [\"type==exec.cachemount\"]\nkeepBytes = 1\n"))
+	e.importBusybox()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN --mount=type=cache,target=/c dd if=/dev/zero of=/c/big bs=1k count=64 2>/dev/null && echo done > /done\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("build", "--progress", "plain", "-t", "with-cache", dir)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		counts, _ := e.usage()
+		if counts["exec.cachemount"] == 0 {
+			if counts["regular"] == 0 {
+				t.Errorf("the cache-mount policy removed the cache records too: %v", counts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the automatic gc left %d cache mounts (policy: type==exec.cachemount, keepBytes = 1)", counts["exec.cachemount"])
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -112,8 +112,10 @@ func TestPruneCacheMounts(t *testing.T) {
 	tests := []struct {
 		name   string
 		policy Policy
-		// keep, if set, computes KeepBytes from the sizes.
+		// keep, if set, computes KeepBytes from the sizes; adjust, if
+		// set, changes the policy with them.
 		keep        func(sizes map[string]int64) int64
+		adjust      func(p *Policy, sizes map[string]int64)
 		wantRemoved []string
 		wantLeft    []string
 	}{
@@ -165,6 +167,45 @@ func TestPruneCacheMounts(t *testing.T) {
 			wantRemoved: []string{"RUN step", "id=apt", "id=go"},
 			wantLeft:    []string{"busy"},
 		},
+		{
+			name:        "type==exec.cachemount leaves the records",
+			policy:      Policy{Types: []string{TypeCacheMount}},
+			wantRemoved: []string{"id=apt", "id=go"},
+			wantLeft:    []string{"busy"},
+		},
+		{
+			name:        "type==regular leaves the cache mounts",
+			policy:      Policy{Types: []string{TypeRecord}},
+			wantRemoved: []string{"RUN step"},
+			wantLeft:    []string{"apt", "busy", "go"},
+		},
+		{
+			name:   "reserved space stops a size-bound prune",
+			policy: Policy{KeepBytes: 1},
+			adjust: func(p *Policy, s map[string]int64) {
+				p.ReservedBytes = s["RUN step"] + s["go"] + s["busy"] // apt alone goes
+			},
+			wantRemoved: []string{"id=apt"},
+			wantLeft:    []string{"busy", "go"},
+		},
+		{
+			name: "min free space prunes the oldest until there is enough",
+			adjust: func(p *Policy, s map[string]int64) {
+				p.MinFreeBytes = 1 << 40
+				p.FreeBytes = func() (int64, error) { return 1<<40 - s["apt"], nil } // apt's size short
+			},
+			wantRemoved: []string{"id=apt"},
+			wantLeft:    []string{"busy", "go"},
+		},
+		{
+			name: "enough free space removes nothing",
+			adjust: func(p *Policy, s map[string]int64) {
+				p.MinFreeBytes = 1
+				p.FreeBytes = func() (int64, error) { return 1 << 30, nil }
+			},
+			wantRemoved: nil,
+			wantLeft:    []string{"apt", "busy", "go"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,6 +214,9 @@ func TestPruneCacheMounts(t *testing.T) {
 			p := tc.policy
 			if tc.keep != nil {
 				p.KeepBytes = tc.keep(f.sizes)
+			}
+			if tc.adjust != nil {
+				tc.adjust(&p, f.sizes)
 			}
 			var removed []string
 			err := f.collector(f.cm).Prune(f.ctx, p, func(it Item) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -43,6 +44,49 @@ type Policy struct {
 	// KeepContexts leaves the kept build contexts alone (the automatic gc:
 	// they make the next build's context transfer incremental).
 	KeepContexts bool
+
+	// Types, when set, limits the policy to these kinds (TypeRecord,
+	// TypeCacheMount, TypeContext; a buildkitd.toml gcpolicy's
+	// "type==…" filters). Records whose result is gone are removed
+	// whatever the kinds.
+	Types []string
+	// ReservedBytes: a size-bound prune (KeepBytes, MinFreeBytes) never
+	// goes below this total (buildkitd.toml's reservedSpace).
+	ReservedBytes int64
+	// MinFreeBytes, with FreeBytes, prunes until the file system has this
+	// much free space (minFreeSpace).
+	MinFreeBytes int64
+	FreeBytes    func() (int64, error)
+}
+
+// allows reports whether p may remove items of kind typ.
+func (p Policy) allows(typ string) bool {
+	return len(p.Types) == 0 || slices.Contains(p.Types, typ)
+}
+
+// sizeTarget returns the total size of records and cache mounts p prunes
+// down to, and false when p is not bound by size (it removes every
+// candidate).
+func (p Policy) sizeTarget(total int64) (int64, bool) {
+	target, bounded := int64(0), false
+	if p.KeepBytes > 0 {
+		target, bounded = p.KeepBytes, true
+	}
+	if p.MinFreeBytes > 0 && p.FreeBytes != nil {
+		if free, err := p.FreeBytes(); err == nil {
+			t := total // enough free space: nothing to remove for it
+			if free < p.MinFreeBytes {
+				t = max(total-(p.MinFreeBytes-free), 0)
+			}
+			if !bounded || t < target {
+				target, bounded = t, true
+			}
+		}
+	}
+	if bounded && target < p.ReservedBytes {
+		target = p.ReservedBytes
+	}
+	return target, bounded
 }
 
 // Prune removes what p selects (see the package documentation) and calls
@@ -108,7 +152,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 	if err := c.removeBlobs(ctx, st, gone, cutoff, removed); err != nil {
 		return err
 	}
-	if c.c.Contexts != nil && !p.KeepContexts {
+	if c.c.Contexts != nil && !p.KeepContexts && p.allows(TypeContext) {
 		err := c.c.Contexts.Prune(ctx, cutoff, func(k local.Kept) error { return removed(contextItem(k)) })
 		if err != nil {
 			return err
@@ -150,7 +194,7 @@ func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []ex
 			total += s.usage
 		}
 		switch {
-		case s.inUse:
+		case s.inUse, !p.allows(TypeRecord):
 		case !p.All && (isLayer(r.Result) || s.image):
 		case r.LastUsed.After(cutoff):
 		default:
@@ -159,11 +203,12 @@ func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []ex
 	}
 	for i, m := range st.mounts {
 		total += m.Size
-		if !m.InUse && !m.LastUsed.After(cutoff) {
+		if !m.InUse && !m.LastUsed.After(cutoff) && p.allows(TypeCacheMount) {
 			candidates = append(candidates, candidate{lastUsed: m.LastUsed, mount: &st.mounts[i]})
 		}
 	}
-	if p.KeepBytes > 0 {
+	target, bounded := p.sizeTarget(total)
+	if bounded {
 		sort.SliceStable(candidates, func(i, j int) bool { return candidates[i].lastUsed.Before(candidates[j].lastUsed) })
 	}
 	users := map[string]int{}
@@ -171,7 +216,7 @@ func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []ex
 		users[r.Result]++
 	}
 	for _, c := range candidates {
-		if p.KeepBytes > 0 && total <= p.KeepBytes {
+		if bounded && total <= target {
 			break
 		}
 		if c.mount != nil {

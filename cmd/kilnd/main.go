@@ -188,11 +188,13 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	size, free := diskSpace(cfg.Root)
 	srv, err := daemon.New(ctx, cfg,
 		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
-		daemon.WithBackend(daemon.EngineBackend(eng, parts, daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithBackendLogger(log))),
+		daemon.WithBackend(daemon.EngineBackend(eng, parts,
+			daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(gcPolicies(cfg, size, free)), daemon.WithBackendLogger(log))),
 	)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -39,5 +40,44 @@ func TestIDMap(t *testing.T) {
 	gids, err := idMap(cfg, "gid-map", cfg.Rootless.GIDMap)
 	if err != nil || len(gids) != 1 || gids[0].HostID != 100000 || gids[0].Size != 65536 {
 		t.Errorf("default gid-map = %+v, %v", gids, err)
+	}
+}
+
+func TestGCPolicies(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "kilnd.toml")
+	doc := `[worker.oci]
+gc = true
+[[worker.oci.gcpolicy]]
+filters = ["type==source.local", "type==exec.cachemount"]
+keepDuration = "48h"
+[[worker.oci.gcpolicy]]
+all = true
+keepBytes = "8GB"
+maxUsedSpace = "10%"
+reservedSpace = "1GB"
+minFreeSpace = "20%"
+`
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.LoadFileFor(path, config.Env{UID: 0, NumCPU: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := func() (int64, error) { return 0, nil }
+	ps := gcPolicies(cfg, 50_000_000_000, free) // a 50 GB disk
+	if len(ps) != 2 {
+		t.Fatalf("%d policies, want 2", len(ps))
+	}
+	if p := ps[0]; len(p.Types) != 2 || p.Types[0] != "source.local" || p.KeepDuration != 48*time.Hour || p.KeepBytes != 0 || p.KeepContexts {
+		t.Errorf("policy 1 = %+v; want contexts and cache mounts unused for 48h, contexts included", p)
+	}
+	if p := ps[1]; !p.All || p.KeepBytes != 5_000_000_000 || p.ReservedBytes != 1_000_000_000 || p.MinFreeBytes != 10_000_000_000 || p.FreeBytes == nil || !p.KeepContexts {
+		t.Errorf("policy 2 = %+v; want all, keep 5 GB (10%% < 8 GB), reserve 1 GB, 10 GB free, contexts kept", p)
+	}
+	cfg.Worker.OCI.GC = false
+	if ps := gcPolicies(cfg, 50_000_000_000, free); ps != nil {
+		t.Errorf("gc = false gave %d policies", len(ps))
 	}
 }
