@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/gc"
@@ -86,8 +87,13 @@ func (b *BuildBackend) Prune(ctx context.Context, req *api.PruneRequest, send fu
 	if err := b.checkParts("Prune"); err != nil {
 		return err
 	}
-	if len(req.GetFilters()) > 0 {
-		return errdefs.Invalidf("kiln prune: filters are not supported yet")
+	var types []string
+	for _, f := range req.GetFilters() {
+		typ, err := config.GCFilterType(f)
+		if err != nil {
+			return errdefs.Invalidf("kiln prune --filter: %v", err)
+		}
+		types = append(types, typ)
 	}
 	if req.GetKeepDurationNs() < 0 || req.GetKeepBytes() < 0 {
 		return errdefs.Invalidf("kiln prune: --keep-duration and --keep-storage must not be negative")
@@ -96,7 +102,7 @@ func (b *BuildBackend) Prune(ctx context.Context, req *api.PruneRequest, send fu
 	if err != nil {
 		return err
 	}
-	p := gc.Policy{All: req.GetAll(), KeepDuration: time.Duration(req.GetKeepDurationNs()), KeepBytes: req.GetKeepBytes()}
+	p := gc.Policy{All: req.GetAll(), KeepDuration: time.Duration(req.GetKeepDurationNs()), KeepBytes: req.GetKeepBytes(), Types: types}
 	return c.Prune(ctx, p, func(it gc.Item) error { return send(usageRecord(it)) })
 }
 

@@ -167,3 +167,26 @@ func TestAutomaticGCPolicies(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestPruneFilter: kiln prune --filter type==… prunes only that kind, as
+// buildx prune --filter does.
+func TestPruneFilter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.importBusybox()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM busybox\nRUN --mount=type=cache,target=/c echo x > /c/x && echo done > /done\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("build", "--progress", "plain", dir)
+	before, _ := e.usage()
+	if before["exec.cachemount"] == 0 || before["regular"] == 0 {
+		t.Fatalf("usage before: %v", before)
+	}
+	e.ok("prune", "-f", "--filter", "type==exec.cachemount")
+	after, _ := e.usage()
+	if after["exec.cachemount"] != 0 || after["regular"] != before["regular"] {
+		t.Errorf("usage %v → %v; want the cache mounts gone and the records kept", before, after)
+	}
+	e.fails(1, "only type==KIND filters", "prune", "-f", "--filter", "id==abc")
+}

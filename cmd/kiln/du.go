@@ -178,6 +178,7 @@ func newPruneCmd() *cobra.Command {
 		force            bool
 		verbose          bool
 		keepDur, keepStr string
+		filters          []string
 	)
 	cmd := &cobra.Command{
 		Use:   "prune",
@@ -191,10 +192,12 @@ is removed. A removed cache mount starts empty at its next build.
 Without --all, the records of pulled base images stay, so the next build
 does not download them again. --keep-duration keeps what was used within
 that long (e.g. 24h, 7d); --keep-storage removes the least recently used
-records and cache mounts only until they fit in that size (e.g. 5GB).`,
+records and cache mounts only until they fit in that size (e.g. 5GB);
+--filter type==exec.cachemount (or regular, source.local) prunes only
+that kind.`,
 		Args: argsBetween(0, 0, "none"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &api.PruneRequest{All: all}
+			req := &api.PruneRequest{All: all, Filters: filters}
 			if keepDur != "" {
 				d, err := parseKeepDuration(keepDur)
 				if err != nil {
@@ -248,6 +251,7 @@ records and cache mounts only until they fit in that size (e.g. 5GB).`,
 	fl.BoolVarP(&verbose, "verbose", "v", false, "list every removed record")
 	fl.StringVar(&keepDur, "keep-duration", "", "keep what was used within this long (24h, 7d)")
 	fl.StringVar(&keepStr, "keep-storage", "", "keep the cache records and cache mounts within this size (5GB, 512MiB)")
+	fl.StringArrayVar(&filters, "filter", nil, `prune only this kind: "type==regular", "type==exec.cachemount" or "type==source.local" (repeat for several)`)
 	return cmd
 }
 
