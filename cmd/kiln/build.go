@@ -30,6 +30,7 @@ type buildFlags struct {
 	buildContexts []string
 	platforms     []string
 	outputs       []string
+	push, load    bool
 	cacheFrom     []string
 	cacheTo       []string
 	noCache       bool
@@ -69,6 +70,8 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "set a build-time variable (KEY=value, or KEY to take it from the environment)")
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "additional build context (name=path or name=docker-image://ref)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "target platform(s) (linux/amd64,linux/arm64)")
+	fl.BoolVar(&f.push, "push", false, `push the image to its registry: shorthand for --output type=registry (names from -t)`)
+	fl.BoolVar(&f.load, "load", false, `keep the image in kilnd's image store: shorthand for --output type=image (what -t alone does)`)
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, `output destination ("type=local,dest=path", "type=oci,dest=img.tar", "type=image,name=app", a directory, or "-")`)
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "external cache sources (type=registry,ref=...)")
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "cache export destinations (type=registry,ref=...,mode=max)")
@@ -141,7 +144,19 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	if err := addBuildContexts(req, dirs, f.buildContexts); err != nil {
 		return err
 	}
-	outs, err := parseOutputs(f.outputs)
+	outputs := f.outputs
+	if f.push || f.load {
+		if len(f.tags) == 0 {
+			return errors.New("--push and --load need a name: add -t NAME[:TAG]")
+		}
+		if f.push {
+			outputs = append(outputs, "type=registry")
+		}
+		if f.load {
+			outputs = append(outputs, "type=image")
+		}
+	}
+	outs, err := parseOutputs(outputs)
 	if err != nil {
 		return err
 	}
