@@ -624,8 +624,11 @@ type BuildRequest struct {
 	ClientId    string `protobuf:"bytes,20,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	ContextPath string `protobuf:"bytes,21,opt,name=context_path,json=contextPath,proto3" json:"context_path,omitempty"`
 	// has_context is false when there is no context (Dockerfile from stdin).
-	HasContext    bool     `protobuf:"varint,22,opt,name=has_context,json=hasContext,proto3" json:"has_context,omitempty"`
-	Tags          []string `protobuf:"bytes,23,rep,name=tags,proto3" json:"tags,omitempty"` // -t values
+	HasContext bool     `protobuf:"varint,22,opt,name=has_context,json=hasContext,proto3" json:"has_context,omitempty"`
+	Tags       []string `protobuf:"bytes,23,rep,name=tags,proto3" json:"tags,omitempty"` // -t values
+	// network is --network: the network of RUN steps that do not ask for
+	// one ("default", "none" or "host"; "" is "default").
+	Network       string `protobuf:"bytes,24,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +822,13 @@ func (x *BuildRequest) GetTags() []string {
 		return x.Tags
 	}
 	return nil
+}
+
+func (x *BuildRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
 }
 
 // NamedContext is a --build-context value.
@@ -4374,7 +4384,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\v2\x14.kiln.v1.StatusBatchH\x00R\x06status\x12-\n" +
 	"\x06export\x18\a \x01(\v2\x13.kiln.v1.ExportDataH\x00R\x06export\x12.\n" +
 	"\x06result\x18\b \x01(\v2\x14.kiln.v1.BuildResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\xe8\a\n" +
+	"\x03msg\"\x82\b\n" +
 	"\fBuildRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bfrontend\x18\x02 \x01(\tR\bfrontend\x12\x1e\n" +
@@ -4405,7 +4415,8 @@ const file_control_proto_rawDesc = "" +
 	"\fcontext_path\x18\x15 \x01(\tR\vcontextPath\x12\x1f\n" +
 	"\vhas_context\x18\x16 \x01(\bR\n" +
 	"hasContext\x12\x12\n" +
-	"\x04tags\x18\x17 \x03(\tR\x04tags\x1a<\n" +
+	"\x04tags\x18\x17 \x03(\tR\x04tags\x12\x18\n" +
+	"\anetwork\x18\x18 \x01(\tR\anetwork\x1a<\n" +
 	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

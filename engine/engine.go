@@ -103,7 +103,10 @@ type Request struct {
 	NoCacheFilter  []string
 	Tags           []string
 	Outputs        []Output
-	Entitlements   []string
+	// Network is the network of RUN steps that ask for none (--network):
+	// "", "default", "none" or "host".
+	Network      string
+	Entitlements []string
 	// ContextPath is the client's context directory; HasContext is false
 	// when there is none (a Dockerfile from stdin).
 	ContextPath string
@@ -161,6 +164,11 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	fe, ok := e.c.Frontends[name]
 	if !ok {
 		return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.c.Frontends), ", "))
+	}
+	switch req.Network {
+	case "", "default", "none", "host":
+	default:
+		return nil, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
 	}
 	plats, err := parsePlatforms(req.Platforms)
 	if err != nil {
@@ -246,7 +254,7 @@ func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
 		Platforms: plats, BuildPlatform: e.c.Platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network,
 		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
 	})
 	done(err)

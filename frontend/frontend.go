@@ -46,6 +46,9 @@ type Request struct {
 	// steps of the named stages only.
 	NoCache       bool
 	NoCacheFilter []string
+	// Network is the network of RUN steps that do not ask for one
+	// (--network): "" or "default" (the daemon's), "none" or "host".
+	Network string
 	// ContextName is the LocalSource name of the main build context
 	// ("context"); SharedKeyHint is passed on to its LocalSource.
 	ContextName   string

@@ -31,6 +31,7 @@ type buildFlags struct {
 	platforms     []string
 	outputs       []string
 	push, load    bool
+	network       string
 	cacheFrom     []string
 	cacheTo       []string
 	noCache       bool
@@ -70,6 +71,7 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "set a build-time variable (KEY=value, or KEY to take it from the environment)")
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "additional build context (name=path or name=docker-image://ref)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "target platform(s) (linux/amd64,linux/arm64)")
+	fl.StringVar(&f.network, "network", "default", `network of RUN steps that do not set --network: "default", "none" or "host" (host needs --allow network.host)`)
 	fl.BoolVar(&f.push, "push", false, `push the image to its registry: shorthand for --output type=registry (names from -t)`)
 	fl.BoolVar(&f.load, "load", false, `keep the image in kilnd's image store: shorthand for --output type=image (what -t alone does)`)
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, `output destination ("type=local,dest=path", "type=oci,dest=img.tar", "type=image,name=app", a directory, or "-")`)
@@ -97,7 +99,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 	req := &api.BuildRequest{
 		Ref: newRef(), Frontend: "dockerfile", Target: f.target, NoCache: f.noCache,
-		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(),
+		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(), Network: f.network,
 	}
 	dirs := map[string]string{}
 
@@ -143,6 +145,11 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	req.Platforms = splitList(f.platforms)
 	if err := addBuildContexts(req, dirs, f.buildContexts); err != nil {
 		return err
+	}
+	switch f.network {
+	case "default", "none", "host":
+	default:
+		return fmt.Errorf("--network %q: want default, none or host", f.network)
 	}
 	outputs := f.outputs
 	if f.push || f.load {

@@ -66,7 +66,11 @@ func (b *build) dispatchRun(sp step, c *instructions.RunCommand) error {
 		exec.Mounts = append(exec.Mounts, gm)
 	}
 	exec.Env = env
-	switch c.Network {
+	network := c.Network
+	if network == "" || network == instructions.NetworkDefault {
+		network = instructions.NetworkMode(b.c.req.Network)
+	}
+	switch network {
 	case instructions.NetworkNone:
 		exec.Network = graph.NetNone
 	case instructions.NetworkHost:

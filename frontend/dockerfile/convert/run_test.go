@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -107,5 +108,27 @@ func TestRunNames(t *testing.T) {
 	}
 	if got := img.Root.Meta.Location; got == nil || got.File != "Dockerfile" || got.Start != 4 || got.End != 4 {
 		t.Errorf("location = %+v", got)
+	}
+}
+
+// --network sets the network of RUN steps that do not ask for one.
+func TestRunBuildNetwork(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		build, run string
+		want       graph.NetMode
+	}{
+		{"", "", ""},
+		{"default", "", ""},
+		{"none", "", graph.NetNone},
+		{"host", "", graph.NetHost},
+		{"none", "--network=default ", graph.NetNone}, // default is the build's
+		{"none", "--network=host ", graph.NetHost},    // the step's own wins
+		{"host", "--network=none ", graph.NetNone},
+	} {
+		img := mustConvert(t, "FROM busybox\nRUN "+tc.run+"true\n", func(r *frontend.Request) { r.Network = tc.build })
+		if got := img.Root.Op.Exec.Network; got != tc.want {
+			t.Errorf("--network %q, RUN %q: network %q, want %q", tc.build, tc.run, got, tc.want)
+		}
 	}
 }
