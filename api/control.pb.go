@@ -628,7 +628,10 @@ type BuildRequest struct {
 	Tags       []string `protobuf:"bytes,23,rep,name=tags,proto3" json:"tags,omitempty"` // -t values
 	// network is --network: the network of RUN steps that do not ask for
 	// one ("default", "none" or "host"; "" is "default").
-	Network       string `protobuf:"bytes,24,opt,name=network,proto3" json:"network,omitempty"`
+	Network string `protobuf:"bytes,24,opt,name=network,proto3" json:"network,omitempty"`
+	// pull is --pull: resolve base image tags with their registry even when
+	// kilnd's image store has an image of that name.
+	Pull          bool `protobuf:"varint,25,opt,name=pull,proto3" json:"pull,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +832,13 @@ func (x *BuildRequest) GetNetwork() string {
 		return x.Network
 	}
 	return ""
+}
+
+func (x *BuildRequest) GetPull() bool {
+	if x != nil {
+		return x.Pull
+	}
+	return false
 }
 
 // NamedContext is a --build-context value.
@@ -4384,7 +4394,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\v2\x14.kiln.v1.StatusBatchH\x00R\x06status\x12-\n" +
 	"\x06export\x18\a \x01(\v2\x13.kiln.v1.ExportDataH\x00R\x06export\x12.\n" +
 	"\x06result\x18\b \x01(\v2\x14.kiln.v1.BuildResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\x82\b\n" +
+	"\x03msg\"\x96\b\n" +
 	"\fBuildRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bfrontend\x18\x02 \x01(\tR\bfrontend\x12\x1e\n" +
@@ -4416,7 +4426,8 @@ const file_control_proto_rawDesc = "" +
 	"\vhas_context\x18\x16 \x01(\bR\n" +
 	"hasContext\x12\x12\n" +
 	"\x04tags\x18\x17 \x03(\tR\x04tags\x12\x18\n" +
-	"\anetwork\x18\x18 \x01(\tR\anetwork\x1a<\n" +
+	"\anetwork\x18\x18 \x01(\tR\anetwork\x12\x12\n" +
+	"\x04pull\x18\x19 \x01(\bR\x04pull\x1a<\n" +
 	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

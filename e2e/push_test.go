@@ -1,12 +1,22 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // kiln build --push -t REF pushes the image, as docker buildx build --push
@@ -38,4 +48,68 @@ func TestBuildPushAndLoad(t *testing.T) {
 	if r := e.build(dir, "--push"); r.err == nil || !strings.Contains(r.stderr, "--push and --load need a name") {
 		t.Errorf("--push without -t: %v\n%s", r.err, r.stderr)
 	}
+}
+
+// kiln build --pull resolves FROM with the registry even when kilnd's image
+// store has an image of that name; without it the local image wins.
+func TestBuildPull(t *testing.T) {
+	e := newBldEnv(t)
+	// A local busybox that differs from the registry's: it has /local.
+	local, err := mutate.Append(testutil.BusyboxImage(t, testutil.HostPlatform()), mutate.Addendum{Layer: fileLayer(t, "local", "local\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "busybox.tar")
+	tag, err := name.NewTag("busybox:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(file, tag, local); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.kilnCmd(context.Background(), "image", "import", file).CombinedOutput(); err != nil {
+		t.Fatalf("kiln image import: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN (cat /local 2>/dev/null || echo registry) > /from\n"})
+	from := func(args ...string) string {
+		t.Helper()
+		out := t.TempDir()
+		if r := e.build(dir, append(args, "-o", "type=local,dest="+out)...); r.err != nil {
+			t.Fatalf("build %v: %v\n%s", args, r.err, r.stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "from"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := from(); got != "local\n" {
+		t.Errorf("without --pull FROM busybox came from %q, want the local image", got)
+	}
+	if got := from("--pull"); got != "registry\n" {
+		t.Errorf("with --pull FROM busybox came from %q, want the registry's image", got)
+	}
+}
+
+// fileLayer is a layer holding one file.
+func fileLayer(t *testing.T, path, content string) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: path, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

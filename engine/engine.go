@@ -105,7 +105,10 @@ type Request struct {
 	Outputs        []Output
 	// Network is the network of RUN steps that ask for none (--network):
 	// "", "default", "none" or "host".
-	Network      string
+	Network string
+	// Pull resolves base image tags with their registry even when the
+	// image store has them (--pull).
+	Pull         bool
 	Entitlements []string
 	// ContextPath is the client's context directory; HasContext is false
 	// when there is none (a Dockerfile from stdin).
@@ -194,6 +197,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	}
 
 	puller := e.c.Puller
+	if req.Pull {
+		puller = puller.Pulling()
+	}
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
@@ -236,8 +242,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 			resp[k] = v
 		}
 	}
-	// The build is done once its cache exports are: the shared caches
-	// hold every step before the client hears of success.
+	// The build is done once its cache exports are: --cache-to targets
+	// (and shared caches with export = "sync") hold every step before the
+	// client hears of success; other shared caches write behind it.
 	if err := sol.FinishExports(ctx); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ type buildFlags struct {
 	platforms     []string
 	outputs       []string
 	push, load    bool
+	pull          bool
 	network       string
 	cacheFrom     []string
 	cacheTo       []string
@@ -72,6 +73,7 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "additional build context (name=path or name=docker-image://ref)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "target platform(s) (linux/amd64,linux/arm64)")
 	fl.StringVar(&f.network, "network", "default", `network of RUN steps that do not set --network: "default", "none" or "host" (host needs --allow network.host)`)
+	fl.BoolVar(&f.pull, "pull", false, "resolve base images with their registry even when kilnd's image store has them")
 	fl.BoolVar(&f.push, "push", false, `push the image to its registry: shorthand for --output type=registry (names from -t)`)
 	fl.BoolVar(&f.load, "load", false, `keep the image in kilnd's image store: shorthand for --output type=image (what -t alone does)`)
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, `output destination ("type=local,dest=path", "type=oci,dest=img.tar", "type=image,name=app", a directory, or "-")`)
@@ -99,7 +101,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 	req := &api.BuildRequest{
 		Ref: newRef(), Frontend: "dockerfile", Target: f.target, NoCache: f.noCache,
-		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(), Network: f.network,
+		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(), Network: f.network, Pull: f.pull,
 	}
 	dirs := map[string]string{}
 

@@ -24,7 +24,8 @@ const defaultDownloads = 3
 // the per-build view that also uses a build's client credentials. It is
 // safe for concurrent use.
 type Puller struct {
-	reg *registry.Resolver
+	reg  *registry.Resolver
+	pull bool // resolve tags with the registry, not the local image store
 	*shared
 }
 
@@ -74,6 +75,15 @@ func NewPuller(r *registry.Resolver, cs content.Store, sn *snapshot.Snapshotter,
 	return &Puller{reg: r, shared: s}
 }
 
+// Pulling returns a view of p that resolves tags with the registry even
+// when the local image store has them (kiln build --pull). A reference by
+// digest is still served from the content store when it has the blobs.
+func (p *Puller) Pulling() *Puller {
+	v := *p
+	v.pull = true
+	return &v
+}
+
 // WithCredentials returns a view of p that also uses the credentials creds
 // returns (a build's client's, ahead of the daemon's configured ones; see
 // registry.Resolver.WithCredentials). Answers are cached per host for the
@@ -82,9 +92,9 @@ func NewPuller(r *registry.Resolver, cs content.Store, sn *snapshot.Snapshotter,
 // view shares p's storage and the downloads in flight.
 func (p *Puller) WithCredentials(creds registry.CredentialFunc) *Puller {
 	if creds == nil {
-		return &Puller{reg: p.base, shared: p.shared}
+		return &Puller{reg: p.base, pull: p.pull, shared: p.shared}
 	}
-	return &Puller{reg: p.base.WithCredentials(cacheCredentials(creds)), shared: p.shared}
+	return &Puller{reg: p.base.WithCredentials(cacheCredentials(creds)), pull: p.pull, shared: p.shared}
 }
 
 // cacheCredentials remembers fn's answer per host. Concurrent first

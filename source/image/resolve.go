@@ -89,7 +89,8 @@ type resolved struct {
 // pinned by the digest of platform's manifest, and that image's config.
 //
 // A tag is looked up in the local image store first (a FROM of an image
-// built earlier needs no registry), then resolved with the registry. A
+// built earlier needs no registry; not in a Pulling view), then resolved
+// with the registry. A
 // reference by digest whose manifest and config are in the content store
 // never contacts the registry. Whatever is fetched (index, manifest,
 // config) is kept in the content store.
@@ -120,7 +121,7 @@ func (p *Puller) resolve(ctx context.Context, ref string, platform ocispec.Platf
 	platform = normalizePlatform(platform)
 
 	var local error
-	if t.digest == "" && p.images != nil {
+	if t.digest == "" && p.images != nil && !p.pull {
 		img, err := p.images.Get(ctx, t.String())
 		switch {
 		case err == nil:

@@ -247,6 +247,29 @@ func TestResolveLocalImageFirst(t *testing.T) {
 		})
 	}
 
+	// --pull: the registry's image, though the store has another of that
+	// name.
+	s.pushIndex(t, "pulled:1", idx)
+	other, err := mutate.ConfigFile(local, &v1.ConfigFile{OS: "linux", Architecture: "amd64", Config: v1.Config{Env: []string{"LOCAL=1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Import(t.Context(), s.host+"/pulled:1", other); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		p    *Puller
+		want v1.Image
+	}{{e.p, other}, {e.p.Pulling(), byArch["amd64"]}, {e.p.Pulling().WithCredentials(nil), byArch["amd64"]}} {
+		got, err := tc.p.ResolveImageConfig(t.Context(), s.host+"/pulled:1", amd64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Digest != imageDigest(t, tc.want) {
+			t.Errorf("pull=%v resolved %s, want %s", tc.p.pull, got.Digest, imageDigest(t, tc.want))
+		}
+	}
+
 	// A local image whose blobs went missing falls back to the registry,
 	// and the error says so.
 	emptyImg, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: "amd64"})
