@@ -631,7 +631,10 @@ type BuildRequest struct {
 	Network string `protobuf:"bytes,24,opt,name=network,proto3" json:"network,omitempty"`
 	// pull is --pull: resolve base image tags with their registry even when
 	// kilnd's image store has an image of that name.
-	Pull          bool `protobuf:"varint,25,opt,name=pull,proto3" json:"pull,omitempty"`
+	Pull bool `protobuf:"varint,25,opt,name=pull,proto3" json:"pull,omitempty"`
+	// add_hosts are --add-host values, host:ip or host=ip, added to every
+	// RUN step's /etc/hosts.
+	AddHosts      []string `protobuf:"bytes,26,rep,name=add_hosts,json=addHosts,proto3" json:"add_hosts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -839,6 +842,13 @@ func (x *BuildRequest) GetPull() bool {
 		return x.Pull
 	}
 	return false
+}
+
+func (x *BuildRequest) GetAddHosts() []string {
+	if x != nil {
+		return x.AddHosts
+	}
+	return nil
 }
 
 // NamedContext is a --build-context value.
@@ -4394,7 +4404,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\v2\x14.kiln.v1.StatusBatchH\x00R\x06status\x12-\n" +
 	"\x06export\x18\a \x01(\v2\x13.kiln.v1.ExportDataH\x00R\x06export\x12.\n" +
 	"\x06result\x18\b \x01(\v2\x14.kiln.v1.BuildResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\x96\b\n" +
+	"\x03msg\"\xb3\b\n" +
 	"\fBuildRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bfrontend\x18\x02 \x01(\tR\bfrontend\x12\x1e\n" +
@@ -4427,7 +4437,8 @@ const file_control_proto_rawDesc = "" +
 	"hasContext\x12\x12\n" +
 	"\x04tags\x18\x17 \x03(\tR\x04tags\x12\x18\n" +
 	"\anetwork\x18\x18 \x01(\tR\anetwork\x12\x12\n" +
-	"\x04pull\x18\x19 \x01(\bR\x04pull\x1a<\n" +
+	"\x04pull\x18\x19 \x01(\bR\x04pull\x12\x1b\n" +
+	"\tadd_hosts\x18\x1a \x03(\tR\baddHosts\x1a<\n" +
 	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

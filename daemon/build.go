@@ -138,7 +138,7 @@ func engineRequest(r *api.BuildRequest, sess *StreamSession) (engine.Request, er
 		Ref: r.GetRef(), Frontend: r.GetFrontend(),
 		Dockerfile: r.GetDockerfile(), DockerfileName: r.GetDockerfileName(),
 		Target: r.GetTarget(), BuildArgs: r.GetBuildArgs(), Labels: r.GetLabels(),
-		Platforms: r.GetPlatforms(), NoCache: r.GetNoCache(), NoCacheFilter: r.GetNoCacheFilter(), Network: r.GetNetwork(), Pull: r.GetPull(),
+		Platforms: r.GetPlatforms(), NoCache: r.GetNoCache(), NoCacheFilter: r.GetNoCacheFilter(), Network: r.GetNetwork(), Pull: r.GetPull(), AddHosts: r.GetAddHosts(),
 		Tags: r.GetTags(), Entitlements: r.GetEntitlements(),
 		ContextPath: r.GetContextPath(), HasContext: r.GetHasContext(),
 	}

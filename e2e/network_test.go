@@ -36,3 +36,21 @@ func TestBuildNetworkFlag(t *testing.T) {
 		t.Errorf("--network bridge: %v\n%s", r.err, r.stderr)
 	}
 }
+
+// kiln build --add-host puts the entry in RUN steps' /etc/hosts.
+func TestBuildAddHost(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN grep db.internal /etc/hosts > /hosts\n"})
+	out := t.TempDir()
+	if r := e.build(dir, "--add-host", "db.internal:10.1.2.3", "-o", "type=local,dest="+out); r.err != nil {
+		t.Fatalf("build: %v\n%s", r.err, r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "hosts"))
+	if err != nil || strings.Join(strings.Fields(string(b)), " ") != "10.1.2.3 db.internal" {
+		t.Errorf("/etc/hosts line %q, %v", b, err)
+	}
+	if r := e.build(dir, "--add-host", "db.internal"); r.err == nil || !strings.Contains(r.stderr, "want host:ip or host=ip") {
+		t.Errorf("--add-host without an IP: %v\n%s", r.err, r.stderr)
+	}
+}

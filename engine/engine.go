@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,7 +109,10 @@ type Request struct {
 	Network string
 	// Pull resolves base image tags with their registry even when the
 	// image store has them (--pull).
-	Pull         bool
+	Pull bool
+	// AddHosts are --add-host values (host:ip or host=ip) for every RUN
+	// step's /etc/hosts.
+	AddHosts     []string
 	Entitlements []string
 	// ContextPath is the client's context directory; HasContext is false
 	// when there is none (a Dockerfile from stdin).
@@ -172,6 +176,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	case "", "default", "none", "host":
 	default:
 		return nil, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
+	}
+	if _, err := ParseAddHosts(req.AddHosts); err != nil {
+		return nil, err
 	}
 	plats, err := parsePlatforms(req.Platforms)
 	if err != nil {
@@ -257,11 +264,15 @@ func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request
 		name = "Dockerfile"
 	}
 	done := internalStep(pw, "[internal] load build definition from "+name)
+	hosts, err := ParseAddHosts(req.AddHosts) // checked by Build
+	if err != nil {
+		return nil, err
+	}
 	res, err := fe.Solve(ctx, frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
 		Platforms: plats, BuildPlatform: e.c.Platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: hosts,
 		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
 	})
 	done(err)
@@ -458,4 +469,26 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// ParseAddHosts reads --add-host values: "host:ip" or "host=ip" (an IPv6
+// address keeps its colons: the host ends at the first one).
+func ParseAddHosts(list []string) ([]graph.HostIP, error) {
+	var out []graph.HostIP
+	for _, s := range list {
+		host, ip, ok := strings.Cut(s, "=")
+		if !ok {
+			host, ip, ok = strings.Cut(s, ":")
+		}
+		host, ip = strings.TrimSpace(host), strings.TrimSpace(ip)
+		addr, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+		switch {
+		case !ok || host == "" || strings.ContainsAny(host, " \t\n"):
+			return nil, errdefs.Invalidf("--add-host %q: want host:ip or host=ip", s)
+		case err != nil:
+			return nil, errdefs.Invalidf("--add-host %q: %q is not an IP address", s, ip)
+		}
+		out = append(out, graph.HostIP{Host: host, IP: addr.String()})
+	}
+	return out, nil
 }

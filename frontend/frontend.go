@@ -49,6 +49,8 @@ type Request struct {
 	// Network is the network of RUN steps that do not ask for one
 	// (--network): "" or "default" (the daemon's), "none" or "host".
 	Network string
+	// ExtraHosts are added to every RUN step's /etc/hosts (--add-host).
+	ExtraHosts []graph.HostIP
 	// ContextName is the LocalSource name of the main build context
 	// ("context"); SharedKeyHint is passed on to its LocalSource.
 	ContextName   string

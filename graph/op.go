@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -67,6 +69,11 @@ func (o Op) Validate(n int) error {
 	case o.Exec != nil:
 		if len(o.Exec.Args) == 0 {
 			return fmt.Errorf("exec op has no command")
+		}
+		for _, h := range o.Exec.ExtraHosts {
+			if _, err := netip.ParseAddr(h.IP); err != nil || h.Host == "" || strings.ContainsAny(h.Host, " \t\n") {
+				return fmt.Errorf("exec op: invalid extra host %q (%q)", h.Host, h.IP)
+			}
 		}
 		if err := checkInput("exec root", o.Exec.Root, true); err != nil {
 			return err

@@ -103,9 +103,17 @@ type ExecOp struct {
 	Mounts   []Mount      `json:"mounts,omitempty"`
 	Network  NetMode      `json:"network,omitempty"`
 	Security SecurityMode `json:"security,omitempty"`
+	// ExtraHosts are added to the step's /etc/hosts (--add-host).
+	ExtraHosts []HostIP `json:"extraHosts,omitempty"`
 	// ProxyEnv holds HTTP_PROXY and friends. They reach the process but
 	// are not part of the op digest, so changing a proxy re-runs nothing.
 	ProxyEnv []string `json:"proxyEnv,omitempty"`
+}
+
+// HostIP is one /etc/hosts entry of an Exec op: Host resolves to IP.
+type HostIP struct {
+	Host string `json:"host"`
+	IP   string `json:"ip"` // an IPv4 or IPv6 address
 }
 
 // MountType is the kind of an extra mount of an Exec op.

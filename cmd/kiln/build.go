@@ -32,6 +32,7 @@ type buildFlags struct {
 	outputs       []string
 	push, load    bool
 	pull          bool
+	addHosts      []string
 	network       string
 	cacheFrom     []string
 	cacheTo       []string
@@ -73,6 +74,7 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "additional build context (name=path or name=docker-image://ref)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "target platform(s) (linux/amd64,linux/arm64)")
 	fl.StringVar(&f.network, "network", "default", `network of RUN steps that do not set --network: "default", "none" or "host" (host needs --allow network.host)`)
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, `add a host to RUN steps' /etc/hosts ("host:ip" or "host=ip")`)
 	fl.BoolVar(&f.pull, "pull", false, "resolve base images with their registry even when kilnd's image store has them")
 	fl.BoolVar(&f.push, "push", false, `push the image to its registry: shorthand for --output type=registry (names from -t)`)
 	fl.BoolVar(&f.load, "load", false, `keep the image in kilnd's image store: shorthand for --output type=image (what -t alone does)`)
@@ -101,7 +103,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 	req := &api.BuildRequest{
 		Ref: newRef(), Frontend: "dockerfile", Target: f.target, NoCache: f.noCache,
-		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(), Network: f.network, Pull: f.pull,
+		NoCacheFilter: f.noCacheFilter, Tags: f.tags, Entitlements: f.allow, ClientId: clientID(), Network: f.network, Pull: f.pull, AddHosts: f.addHosts,
 	}
 	dirs := map[string]string{}
 

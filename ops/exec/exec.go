@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,17 +102,22 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	}
 
 	pw := progress.FromContext(ctx)
+	hosts, err := extraHosts(o.op.ExtraHosts)
+	if err != nil {
+		return nil, err
+	}
 	proc := executor.Process{
-		Args:      o.op.Args,
-		Env:       append(append([]string(nil), o.op.Env...), o.op.ProxyEnv...),
-		SecretEnv: secretEnv,
-		User:      o.op.User,
-		Cwd:       o.op.Cwd,
-		Net:       executor.NetMode(o.network()),
-		Security:  executor.SecurityMode(o.op.Security),
-		Hostname:  o.deps.Hostname,
-		Stdout:    progress.LogWriter(pw, o.vertex, 1),
-		Stderr:    progress.LogWriter(pw, o.vertex, 2),
+		ExtraHosts: hosts,
+		Args:       o.op.Args,
+		Env:        append(append([]string(nil), o.op.Env...), o.op.ProxyEnv...),
+		SecretEnv:  secretEnv,
+		User:       o.op.User,
+		Cwd:        o.op.Cwd,
+		Net:        executor.NetMode(o.network()),
+		Security:   executor.SecurityMode(o.op.Security),
+		Hostname:   o.deps.Hostname,
+		Stdout:     progress.LogWriter(pw, o.vertex, 1),
+		Stderr:     progress.LogWriter(pw, o.vertex, 2),
 	}
 	if env.sshSocket != "" {
 		proc.Env = append(proc.Env, "SSH_AUTH_SOCK="+env.sshTarget)
@@ -164,4 +170,17 @@ func describeMount(m graph.Mount) string {
 		return fmt.Sprintf("--mount=type=%s,target=%s", m.Type, m.Target)
 	}
 	return fmt.Sprintf("--mount=type=%s", m.Type)
+}
+
+// extraHosts turns the op's /etc/hosts entries into the executor's.
+func extraHosts(hs []graph.HostIP) ([]executor.HostIP, error) {
+	var out []executor.HostIP
+	for _, h := range hs {
+		ip, err := netip.ParseAddr(h.IP)
+		if err != nil {
+			return nil, errdefs.Invalidf("extra host %s: %q is not an IP address", h.Host, h.IP)
+		}
+		out = append(out, executor.HostIP{Host: h.Host, IP: ip})
+	}
+	return out, nil
 }

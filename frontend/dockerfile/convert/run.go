@@ -66,6 +66,7 @@ func (b *build) dispatchRun(sp step, c *instructions.RunCommand) error {
 		exec.Mounts = append(exec.Mounts, gm)
 	}
 	exec.Env = env
+	exec.ExtraHosts = append([]graph.HostIP(nil), b.c.req.ExtraHosts...)
 	network := c.Network
 	if network == "" || network == instructions.NetworkDefault {
 		network = instructions.NetworkMode(b.c.req.Network)

@@ -132,3 +132,17 @@ func TestRunBuildNetwork(t *testing.T) {
 		}
 	}
 }
+
+// --add-host entries reach every RUN step (and so its cache key).
+func TestRunExtraHosts(t *testing.T) {
+	t.Parallel()
+	hosts := []graph.HostIP{{Host: "db", IP: "10.0.0.5"}}
+	with := mustConvert(t, "FROM busybox\nRUN true\n", func(r *frontend.Request) { r.ExtraHosts = hosts })
+	without := mustConvert(t, "FROM busybox\nRUN true\n")
+	if diff := cmp.Diff(hosts, with.Root.Op.Exec.ExtraHosts); diff != "" {
+		t.Errorf("extra hosts (-want +got):\n%s", diff)
+	}
+	if with.Root.Digest() == without.Root.Digest() {
+		t.Error("an extra host does not change the step's digest")
+	}
+}
