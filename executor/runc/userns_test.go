@@ -32,6 +32,9 @@ func TestUserNamespace(t *testing.T) {
 			if err := checkKernel(5, 19); err != nil {
 				t.Skipf("skipping: %v", err)
 			}
+			if err := checkTraversable(os.TempDir(), 100000); err != nil {
+				t.Skipf("skipping: %v", err)
+			}
 			root := t.TempDir()
 			if _, err := New(root, WithRuntime(rt), WithUserNamespace(maps, maps)); err == nil || !strings.Contains(err.Error(), "chmod o+x") {
 				t.Fatalf("New under a private directory: %v", err)
@@ -132,6 +135,9 @@ func TestUserNamespace(t *testing.T) {
 func TestUserNamespaceAfterACrash(t *testing.T) {
 	requireRoot(t)
 	if err := checkKernel(5, 19); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	if err := checkTraversable(os.TempDir(), 100000); err != nil {
 		t.Skipf("skipping: %v", err)
 	}
 	maps := []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
