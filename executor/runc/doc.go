@@ -47,6 +47,19 @@
 // capabilities, drops seccomp and the masks, makes /sys and the cgroup fs
 // writable and exposes the host's devices.
 //
+// # User namespaces
+//
+// WithUserNamespace ([rootless] enabled) adds a user namespace with the
+// configured maps, so root in a step is an unprivileged host user. Files
+// keep on disk the ids the step sees: the executor mounts an idmapped view
+// of the daemon's root once (userns/store below its directory, 0700) and
+// builds each step's overlay over that view from a thread whose file
+// system ids are the step root's host ids (overlayfs works with its
+// mounter's credentials; host root is outside the maps). Other mounts are
+// idmapped as they are attached, the daemon creates mount points and the
+// working directory as the step's root, and with the host's network /sys
+// is the host's, read-only. It needs Linux 5.19.
+//
 // crun refuses to start containers on a cgroup v1/v2 hybrid host whose v2
 // hierarchy has controllers enabled. When that is the case the executor
 // starts crun from a thread in a private mount namespace in which
