@@ -1,15 +1,13 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -55,7 +53,7 @@ func TestBuildPushAndLoad(t *testing.T) {
 func TestBuildPull(t *testing.T) {
 	e := newBldEnv(t)
 	// A local busybox that differs from the registry's: it has /local.
-	local, err := mutate.Append(testutil.BusyboxImage(t, testutil.HostPlatform()), mutate.Addendum{Layer: fileLayer(t, "local", "local\n")})
+	local, err := mutate.Append(testutil.BusyboxImage(t, testutil.HostPlatform()), mutate.Addendum{Layer: layer(t, map[string][]byte{"local": []byte("local\n")})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,22 +90,10 @@ func TestBuildPull(t *testing.T) {
 	}
 }
 
-// fileLayer is a layer holding one file.
-func fileLayer(t *testing.T, path, content string) v1.Layer {
+// layer is a layer holding the files.
+func layer(t *testing.T, files map[string][]byte) v1.Layer {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: path, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write([]byte(content)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	l, err := crane.Layer(files)
 	if err != nil {
 		t.Fatal(err)
 	}
