@@ -177,7 +177,8 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	default:
 		return nil, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
 	}
-	if _, err := ParseAddHosts(req.AddHosts); err != nil {
+	hosts, err := ParseAddHosts(req.AddHosts)
+	if err != nil {
 		return nil, err
 	}
 	plats, err := parsePlatforms(req.Platforms)
@@ -210,7 +211,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
-	fres, err := e.frontend(ctx, fe, req, plats, puller, pw)
+	fres, err := e.frontend(ctx, fe, req, plats, hosts, puller, pw)
 	if err != nil {
 		return nil, err
 	}
@@ -258,16 +259,12 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 
-func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
+func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, hosts []graph.HostIP, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
 	name := req.DockerfileName
 	if name == "" {
 		name = "Dockerfile"
 	}
 	done := internalStep(pw, "[internal] load build definition from "+name)
-	hosts, err := ParseAddHosts(req.AddHosts) // checked by Build
-	if err != nil {
-		return nil, err
-	}
 	res, err := fe.Solve(ctx, frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
