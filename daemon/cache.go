@@ -106,8 +106,8 @@ func (x sharedIndex) readError(err error) error {
 // indexAddr is where sc's index is, without password (a redis URL), or
 // the cache's name for an index that does not say.
 func indexAddr(sc *remote.Shared) string {
-	if a, ok := sc.Index().(interface{ Addr() string }); ok {
-		return a.Addr()
+	if a := sc.IndexAddr(); a != "" {
+		return a
 	}
 	return sc.Name()
 }

@@ -132,6 +132,15 @@ func (s *Shared) Name() string { return s.name }
 // Index returns the shared index.
 func (s *Shared) Index() Index { return s.index }
 
+// IndexAddr returns where the index is, without password (a redis URL),
+// or "" for an index that does not say.
+func (s *Shared) IndexAddr() string {
+	if a, ok := s.index.(interface{ Addr() string }); ok {
+		return a.Addr()
+	}
+	return ""
+}
+
 // Blobs returns the shared blob store.
 func (s *Shared) Blobs() BlobStore { return s.blobs }
 

@@ -43,10 +43,7 @@ type blobUsager interface {
 // walks the index and the blob directory, so it takes a while on big
 // caches; the index part is skipped while the index is unavailable.
 func (s *Shared) Usage(ctx context.Context) (SharedUsage, error) {
-	u := SharedUsage{Name: s.name, Pending: s.Pending()}
-	if w, ok := s.index.(interface{ Addr() string }); ok {
-		u.Index = w.Addr()
-	}
+	u := SharedUsage{Name: s.name, Index: s.IndexAddr(), Pending: s.Pending()}
 	var errs []error
 	if iu, ok := s.index.(usager); ok {
 		n, err := iu.Usage(ctx)
