@@ -486,23 +486,3 @@ func TestValidateProgrammatic(t *testing.T) {
 		t.Errorf("errors.As(*FieldError) = %+v", fe)
 	}
 }
-
-func TestKeyErrorNamesFileAndLine(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "kilnd.toml")
-	if err := os.WriteFile(path, []byte("root = \"/var/lib/kiln\"\n\n[rootless]\nenabled = true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := LoadFileFor(path, rootEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	why := errors.New("not available")
-	err = cfg.KeyError(why, "rootless", "enabled")
-	if want := path + ":4: [rootless] enabled: not available"; err.Error() != want || !errors.Is(err, why) {
-		t.Errorf("KeyError = %q, want %q (wrapping the cause)", err, want)
-	}
-	if got := DefaultFor(rootEnv).KeyError(why, "rootless", "enabled").Error(); got != "[rootless] enabled: not available" {
-		t.Errorf("KeyError of the built-in defaults = %q", got)
-	}
-}

@@ -305,21 +305,3 @@ func article(kind string) string {
 	}
 	return "a " + kind
 }
-
-// KeyError returns err about the setting at keys ("rootless", "enabled")
-// as load errors read: file:line: [table] key: err. It is for what the
-// daemon refuses after loading (a setting it cannot honour); the file is
-// read again to find the line. Without a file (built-in defaults), or a
-// file that no longer reads, it is [table] key: err.
-func (c *Config) KeyError(err error, keys ...string) error {
-	p := keyPath{}.key(keys...)
-	fe := &FieldError{Key: p.Display(), Err: err}
-	if c.File == "" {
-		return fe
-	}
-	doc, rerr := os.ReadFile(c.File)
-	if rerr != nil {
-		return fe
-	}
-	return &errdefs.SourceError{File: c.File, Range: lineRange(indexPositions(doc).lineOf(p)), Err: fe}
-}

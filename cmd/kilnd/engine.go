@@ -52,10 +52,10 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 	var uidMap, gidMap []runc.IDMap
 	if cfg.Rootless.Enabled {
 		var err error
-		if uidMap, err = idMap(cfg, "uid-map", cfg.Rootless.UIDMap); err != nil {
+		if uidMap, err = idMap("uid-map", cfg.Rootless.UIDMap); err != nil {
 			return nil, nil, err
 		}
-		if gidMap, err = idMap(cfg, "gid-map", cfg.Rootless.GIDMap); err != nil {
+		if gidMap, err = idMap("gid-map", cfg.Rootless.GIDMap); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -171,14 +171,15 @@ func gcCacheSize(cfg *config.Config) int64 {
 // a first /etc/subuid entry usually is.
 const defaultIDMap = "0:100000:65536"
 
-// idMap parses a [rootless] map, or the default one.
-func idMap(cfg *config.Config, key, value string) ([]runc.IDMap, error) {
+// idMap parses a [rootless] map (checked when the file was loaded), or
+// the default one.
+func idMap(key, value string) ([]runc.IDMap, error) {
 	if value == "" {
 		value = defaultIDMap
 	}
 	m, err := config.ParseIDMap(value)
 	if err != nil {
-		return nil, cfg.KeyError(err, "rootless", key)
+		return nil, fmt.Errorf("[rootless] %s: %w", key, err)
 	}
 	return m, nil
 }

@@ -33,11 +33,11 @@ func TestIDMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	uids, err := idMap(cfg, "uid-map", cfg.Rootless.UIDMap)
+	uids, err := idMap("uid-map", cfg.Rootless.UIDMap)
 	if err != nil || len(uids) != 1 || uids[0].HostID != 200000 || uids[0].Size != 1000 {
 		t.Errorf("uid-map = %+v, %v", uids, err)
 	}
-	gids, err := idMap(cfg, "gid-map", cfg.Rootless.GIDMap)
+	gids, err := idMap("gid-map", cfg.Rootless.GIDMap)
 	if err != nil || len(gids) != 1 || gids[0].HostID != 100000 || gids[0].Size != 65536 {
 		t.Errorf("default gid-map = %+v, %v", gids, err)
 	}
