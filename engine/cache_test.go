@@ -133,17 +133,8 @@ func (h *harness) runSteps() (ran []string, cached map[string]string) {
 }
 
 func TestSharedCacheTwoDaemons(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
+	_, base, counter := buildFixtures(t)
 	srv := redistest.Start(t)
-	counter := testutil.StartHitCounter(t)
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
 	ctxDir, blobDir := t.TempDir(), t.TempDir()
 	a := cacheHarness(t, base, ctxDir, sharedBackends(t, srv.Addr, blobDir))
 	b := cacheHarness(t, base, ctxDir, sharedBackends(t, srv.Addr, blobDir))
@@ -262,16 +253,7 @@ func registryBackends() CacheBackends {
 }
 
 func TestRegistryCacheExportImport(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
-	counter := testutil.StartHitCounter(t)
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	host, base, counter := buildFixtures(t)
 	ctxDir := t.TempDir()
 	df := strings.ReplaceAll(multiStage, "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
@@ -324,16 +306,7 @@ func TestRegistryCacheExportImport(t *testing.T) {
 }
 
 func TestInlineCache(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
-	counter := testutil.StartHitCounter(t)
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	host, base, counter := buildFixtures(t)
 	ctxDir := t.TempDir()
 	df := strings.ReplaceAll("FROM BASE\nCOPY app.txt /app.txt\nRUN wget -q -O /dev/null http://COUNTER/one && cp /app.txt /one\n", "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
@@ -374,16 +347,25 @@ type sharedEnv struct {
 
 func newSharedEnv(t *testing.T) *sharedEnv {
 	t.Helper()
+	_, base, counter := buildFixtures(t)
+	return &sharedEnv{redis: redistest.Start(t), blobs: t.TempDir(), base: base, counter: counter}
+}
+
+// buildFixtures skips a test that cannot run builds, and starts a registry
+// holding busybox (base) and a step counter.
+func buildFixtures(t *testing.T) (host, base string, counter *testutil.HitCounter) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("builds need root")
 	}
 	if testing.Short() {
 		t.Skip("runs real builds; skipped in -short mode")
 	}
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
+	counter = testutil.StartHitCounter(t)
+	host = testutil.StartRegistry(t)
+	base = host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	return &sharedEnv{redis: redistest.Start(t), blobs: t.TempDir(), base: base, counter: testutil.StartHitCounter(t)}
+	return host, base, counter
 }
 
 func (s *sharedEnv) engine(t *testing.T, ctxDir string) *harness {
@@ -539,16 +521,7 @@ func TestReexportDownloadsNothing(t *testing.T) {
 	// A fresh daemon imports a registry cache and exports it to another
 	// ref, with no output: every step is a hit, nothing is unpacked, and
 	// the blobs go from registry to registry (mounted).
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
-	counter := testutil.StartHitCounter(t)
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	host, base, counter := buildFixtures(t)
 	ctxDir := t.TempDir()
 	df := strings.ReplaceAll(multiStage, "COUNTER", counter.Addr)
 	a := cacheHarness(t, base, ctxDir, registryBackends())
