@@ -1,7 +1,6 @@
 package main
 
 import (
-	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,7 +44,7 @@ func gcPolicies(cfg *config.Config, diskSize int64, free func() (int64, error)) 
 		if p.MinFreeBytes = bytes(cp.MinFreeSpace); p.MinFreeBytes > 0 {
 			p.FreeBytes = free
 		}
-		p.KeepContexts = p.KeepDuration == 0 || (len(p.Types) > 0 && !slices.Contains(p.Types, gc.TypeContext))
+		p.KeepContexts = p.KeepDuration == 0 // type filters are gc.Policy's to apply
 		out = append(out, p)
 	}
 	return out
