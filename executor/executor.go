@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/mount"
 
@@ -168,6 +169,26 @@ type Process struct {
 	// Stdout and Stderr receive the process's output while it runs; nil
 	// discards it.
 	Stdout, Stderr io.Writer
+	// Usage, when set, receives what the process and everything it
+	// started used, once they have exited (whether Run succeeds or not).
+	// Figures the executor cannot measure stay zero.
+	Usage *Usage
+}
+
+// Usage is what a Run consumed.
+type Usage struct {
+	// Wall is the time from the container's start to its end.
+	Wall time.Duration
+	// CPU is the CPU time (user and system) of the container's processes.
+	CPU time.Duration
+	// MemoryPeak is the most memory they were charged at once, page
+	// cache included (as the kernel's memory cgroup counts it).
+	MemoryPeak int64
+	// IORead and IOWrite are the bytes they read from and wrote to
+	// storage (not from the page cache, tmpfs or pipes).
+	IORead, IOWrite int64
+	// OOMKilled is true when the kernel's OOM killer killed one of them.
+	OOMKilled bool
 }
 
 // Validate reports whether p can run at all.
@@ -214,8 +235,24 @@ func redact(kv string) string {
 type ExitError struct {
 	Code int
 	Args []string
+	// OOMKilled says the kernel's OOM killer killed the process or one of
+	// its children; MemoryPeak is then the most memory the container used
+	// (0 when unknown) and MemoryTotal the machine's.
+	OOMKilled   bool
+	MemoryPeak  int64
+	MemoryTotal int64
 }
 
 func (e *ExitError) Error() string {
+	if e.OOMKilled {
+		msg := fmt.Sprintf("process %q was killed by the OOM killer (exit code: %d)", strings.Join(e.Args, " "), e.Code)
+		if e.MemoryPeak > 0 {
+			msg += fmt.Sprintf(": the step used %d MiB", e.MemoryPeak>>20)
+			if e.MemoryTotal > 0 {
+				msg += fmt.Sprintf(" of the machine's %d MiB", e.MemoryTotal>>20)
+			}
+		}
+		return msg + "; give it more memory, or let fewer steps run beside it (kilnd.toml [worker.oci] memory-reserve, max-parallelism)"
+	}
 	return fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(e.Args, " "), e.Code)
 }

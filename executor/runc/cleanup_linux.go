@@ -15,7 +15,8 @@ import (
 
 // Cleanup removes what an earlier daemon left behind after a crash: every
 // container in the executor's runtime state directory (killed, then
-// deleted), the mounts under <root>/executor and the bundles. Call it once
+// deleted), the containers' cgroups, the mounts under <root>/executor and
+// the bundles. Call it once
 // at start, before the first Run; it must not run concurrently with Run.
 func (e *Executor) Cleanup(ctx context.Context) error {
 	var errs []error
@@ -37,6 +38,12 @@ func (e *Executor) Cleanup(ctx context.Context) error {
 			if _, serr := os.Stat(filepath.Join(e.rt.state, id)); serr == nil {
 				errs = append(errs, fmt.Errorf("delete leftover container %s: %w", id, err))
 			}
+		}
+	}
+
+	if e.cg != nil {
+		if err := e.cg.Cleanup(e.cfg.cgroupParent); err != nil {
+			errs = append(errs, err)
 		}
 	}
 

@@ -38,7 +38,8 @@
 // The spec starts from containerd's default Linux spec (pkg/oci): Docker's
 // default capabilities, no-new-privileges, masked and read-only /proc paths,
 // /sys read-only, namespaces mount, pid, ipc and uts, a devices cgroup that
-// allows only the standard devices, and cgroupsPath /kiln/<id>. On top come
+// allows only the standard devices, and cgroupsPath
+// /kiln/<daemon>/<id>/ctr. On top come
 // Docker's default seccomp profile (github.com/moby/profiles/seccomp), the
 // process's argv, env (with Docker's default PATH and the user's HOME when
 // absent), user and groups resolved in the rootfs (executor/user), and the
@@ -63,7 +64,20 @@
 // crun refuses to start containers on a cgroup v1/v2 hybrid host whose v2
 // hierarchy has controllers enabled. When that is the case the executor
 // starts crun from a thread in a private mount namespace in which
-// /sys/fs/cgroup/unified is unmounted, so that crun sees a plain v1 host.
+// /sys/fs/cgroup/unified is unmounted, so that crun sees a plain v1 host,
+// and starts it directly in the step's v2 cgroup (clone3
+// CLONE_INTO_CGROUP), where the step's pressure is kept.
 //
-// This package imports only core/ and executor/ from Kiln.
+// # Accounting
+//
+// Each container gets a cgroup of its own, /kiln/<daemon>/<id>, created
+// by the executor (internal/cgroup), and the runtime is given its child
+// .../ctr; the usage of the removed child stays in the parent, so Run can
+// fill executor.Process.Usage (CPU time, peak memory, I/O bytes, wall
+// time, OOM kill) once the container is gone, and then removes the
+// cgroup. accounting.go describes where each figure comes from on cgroup
+// v2 and v1.
+//
+// This package imports only core/, executor/ and internal/cgroup from
+// Kiln.
 package runc

@@ -170,7 +170,12 @@ func newTestExecutor(t testing.TB, rt string, opts ...Option) *Executor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { assertNoLeftovers(t, e) })
+	t.Cleanup(func() {
+		assertNoLeftovers(t, e)
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return e
 }
 

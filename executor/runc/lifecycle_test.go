@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -164,6 +165,18 @@ func TestCleanupAfterCrash(t *testing.T) {
 			if err := e2.Cleanup(context.Background()); err != nil {
 				t.Errorf("second Cleanup: %v", err)
 			}
+			// The crashed container's cgroup went with it, and Close
+			// removes the parent.
+			if e2.cg != nil {
+				if err := e2.Close(); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				for _, m := range e2.cg.Mounts() {
+					if _, err := os.Stat(filepath.Join(m, e2.cfg.cgroupParent)); !os.IsNotExist(err) {
+						t.Errorf("cgroup %s left behind (%v)", filepath.Join(m, e2.cfg.cgroupParent), err)
+					}
+				}
+			}
 		})
 	}
 }
@@ -193,7 +206,7 @@ func crash(t *testing.T, e *Executor, lower string, args []string) string {
 		t.Fatal(err)
 	}
 	spec, err := generateSpec(context.Background(), specConfig{
-		id: id, rootfs: b.rootfs(), cwd: "/", cgroupParent: "kiln", runtimeMounts: rtMounts,
+		id: id, rootfs: b.rootfs(), cwd: "/", cgroupsPath: path.Join("/", e.cfg.cgroupParent, id, "ctr"), runtimeMounts: rtMounts,
 		proc: executor.Process{Args: args, Hostname: DefaultHostname},
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
+	"github.com/kiln-build/kiln/internal/cgroup"
 )
 
 // DefaultHostname is the container's hostname when the Process names none
@@ -38,6 +39,10 @@ type Executor struct {
 	rt     *runtime
 	cfg    config
 	userns *userns // WithUserNamespace; nil runs containers as host root
+	// cg measures each container in a cgroup of its own below
+	// cfg.cgroupParent (see accounting.go); nil when it cannot.
+	cg    *cgroup.Hierarchy
+	cgErr error // why cg is nil
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -47,8 +52,14 @@ type config struct {
 	allowInsecure bool
 	resolvConf    string
 	cgroupParent  string
-	hostname      string
-	uids, gids    []IDMap
+	// cgroupParentSet says WithCgroupParent chose cgroupParent.
+	cgroupParentSet bool
+	hostname        string
+	uids, gids      []IDMap
+	cgroups         *cgroup.Hierarchy
+	// memoryLimit caps each container's memory (tests only: a step that
+	// must be OOM-killed without exhausting the machine).
+	memoryLimit int64
 }
 
 // Option configures an Executor.
@@ -73,10 +84,19 @@ func WithResolvConf(path string) Option {
 	return func(c *config) { c.resolvConf = path }
 }
 
-// WithCgroupParent puts each container's cgroup at /<parent>/<id> (default
-// "kiln"); "" leaves cgroupsPath unset and the runtime picks one.
+// WithCgroupParent puts each container's cgroup below /<parent>/<id>
+// (default "kiln/<daemon>", where <daemon> is the first 12 hex digits of
+// the SHA-256 of the executor's directory: several daemons on one machine
+// keep their steps apart); "" leaves cgroupsPath unset and the runtime
+// picks one, and containers are not measured.
 func WithCgroupParent(parent string) Option {
-	return func(c *config) { c.cgroupParent = parent }
+	return func(c *config) { c.cgroupParent, c.cgroupParentSet = parent, true }
+}
+
+// WithCgroups measures containers in the cgroup hierarchy h (the one the
+// daemon's scheduler reads) instead of detecting it again.
+func WithCgroups(h *cgroup.Hierarchy) Option {
+	return func(c *config) { c.cgroups = h }
 }
 
 // WithDefaultHostname sets the hostname for processes that name none
@@ -93,7 +113,7 @@ func New(root string, opts ...Option) (*Executor, error) {
 	cfg := config{
 		binary:       "runc",
 		resolvConf:   "/etc/resolv.conf",
-		cgroupParent: "kiln",
+		cgroupParent: "",
 		hostname:     DefaultHostname,
 	}
 	for _, o := range opts {
@@ -107,6 +127,9 @@ func New(root string, opts ...Option) (*Executor, error) {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("OCI runtime %q: %w", cfg.binary, err))
 	}
 	dir := filepath.Join(root, "executor")
+	if !cfg.cgroupParentSet {
+		cfg.cgroupParent = defaultCgroupParent(dir)
+	}
 	if err := os.MkdirAll(filepath.Join(dir, stateDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("create executor directory: %w", err)
 	}
@@ -115,6 +138,9 @@ func New(root string, opts ...Option) (*Executor, error) {
 		return nil, err
 	}
 	e := &Executor{dir: dir, rt: rt, cfg: cfg}
+	if err := e.setupCgroups(); err != nil {
+		return nil, err
+	}
 	if len(cfg.uids) > 0 || len(cfg.gids) > 0 {
 		// The container's root reaches its rootfs through the bundle
 		// directory: it must be able to pass through it.
@@ -135,13 +161,17 @@ func New(root string, opts ...Option) (*Executor, error) {
 	return e, nil
 }
 
-// Close releases what New set up for a user namespace (the idmapped view
-// of the daemon's storage).
+// Close releases what New set up: the idmapped view of the daemon's
+// storage for a user namespace, and the containers' parent cgroup.
 func (e *Executor) Close() error {
-	if e.userns == nil {
-		return nil
+	var errs []error
+	if e.cg != nil {
+		errs = append(errs, e.cg.RemoveParent(e.cfg.cgroupParent))
 	}
-	return e.userns.close()
+	if e.userns != nil {
+		errs = append(errs, e.userns.close())
+	}
+	return errors.Join(errs...)
 }
 
 // Runtime returns the name of the OCI runtime in use ("runc" or "crun").
@@ -237,6 +267,15 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err != nil {
 		return err
 	}
+	acct, err := e.newAccount(id)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := acct.remove(); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
 	spec, err := generateSpec(ctx, specConfig{
 		id:            id,
 		rootfs:        b.rootfs(),
@@ -244,7 +283,8 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 		proc:          p,
 		cwd:           cleanAbs(cwd),
 		user:          u,
-		cgroupParent:  e.cfg.cgroupParent,
+		cgroupsPath:   acct.cgroupsPath,
+		memoryLimit:   e.cfg.memoryLimit,
 		runtimeMounts: runtimeMounts,
 		userns:        e.userns,
 	})
@@ -254,7 +294,8 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err := b.writeSpec(spec); err != nil {
 		return err
 	}
-	return e.rt.run(ctx, id, b, p)
+	res, err := e.rt.run(ctx, id, b, p, acct.cloneInto)
+	return acct.finish(res, err, p.Usage)
 }
 
 // newID returns a random container id.

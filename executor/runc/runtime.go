@@ -12,7 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/executor"
 )
@@ -86,11 +89,26 @@ func (r *runtime) output(ctx context.Context, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
+// runResult is what run measured of a container.
+type runResult struct {
+	wall time.Duration
+	io   procIO
+}
+
+// exited is the runtime process's end: its I/O accounting, read before
+// it was reaped, and Wait's error.
+type exited struct {
+	io  procIO
+	err error
+}
+
 // run runs the container in the foreground and waits for it; see
-// executor.Executor.Run for the errors.
-func (r *runtime) run(ctx context.Context, id string, b *bundle, p executor.Process) error {
+// executor.Executor.Run for the errors. With cloneInto set (a cgroup v2
+// directory), the runtime process starts in that cgroup.
+func (r *runtime) run(ctx context.Context, id string, b *bundle, p executor.Process, cloneInto string) (runResult, error) {
+	var res runResult
 	if ctx.Err() != nil {
-		return fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx))
+		return res, fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx))
 	}
 	// The command gets no context: cancelling must go through `kill`, not
 	// by killing the runtime process, which would orphan the container.
@@ -98,48 +116,68 @@ func (r *runtime) run(ctx context.Context, id string, b *bundle, p executor.Proc
 	cmd.Stdout, cmd.Stderr = p.Stdout, p.Stderr
 	stdin, err := stdinFor(cmd, p.Stdin)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer stdin.Close()
 	// Everything in the container dies with its pid 1, so the output pipes
 	// close right after; this only guards against a stuck copy.
 	cmd.WaitDelay = 5 * time.Second
+	if cloneInto != "" {
+		cg, err := os.OpenFile(cloneInto, os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return res, fmt.Errorf("open the container's cgroup: %w", err)
+		}
+		defer cg.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	}
+	start := time.Now()
 	if err := r.start(cmd); err != nil {
-		return fmt.Errorf("start %s: %w", r.name, err)
+		return res, fmt.Errorf("start %s: %w", r.name, err)
 	}
 	stdin.started()
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
+	waitc := make(chan exited, 1)
+	go func() {
+		// The runtime has reaped the container's processes when it exits,
+		// so its I/O accounting holds theirs: read it before reaping it.
+		var x exited
+		if waitExited(cmd.Process.Pid) == nil {
+			x.io = readProcIO(cmd.Process.Pid)
+		}
+		x.err = cmd.Wait()
+		waitc <- x
+	}()
 
-	var werr error
+	var x exited
 	canceled := false
 	select {
-	case werr = <-waitc:
+	case x = <-waitc:
 	case <-ctx.Done():
 		canceled = true
-		werr = r.killUntilExit(id, cmd, waitc)
+		x = r.killUntilExit(id, cmd, waitc)
 	}
+	res = runResult{wall: time.Since(start), io: x.io}
+	werr := x.err
 	derr := r.deleteIfExists(id)
 	if canceled {
-		return errors.Join(fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx)), derr)
+		return res, errors.Join(fmt.Errorf("process %q: %w", strings.Join(p.Args, " "), context.Cause(ctx)), derr)
 	}
 	if werr == nil {
-		return derr
+		return res, derr
 	}
 	var ee *exec.ExitError
 	if !errors.As(werr, &ee) {
-		return errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
+		return res, errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
 	}
 	if msg := runtimeError(b.logPath()); msg != "" {
 		if !strings.HasPrefix(msg, r.name+" ") {
 			msg = r.name + " run failed: " + msg
 		}
-		return errors.Join(errors.New(msg), derr)
+		return res, errors.Join(errors.New(msg), derr)
 	}
 	if ee.ExitCode() < 0 {
-		return errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
+		return res, errors.Join(fmt.Errorf("%s run: %w", r.name, werr), derr)
 	}
-	return errors.Join(&executor.ExitError{Code: ee.ExitCode(), Args: append([]string(nil), p.Args...)}, derr)
+	return res, errors.Join(&executor.ExitError{Code: ee.ExitCode(), Args: append([]string(nil), p.Args...)}, derr)
 }
 
 // stdinPipe feeds a non-file Stdin to the runtime. os/exec would do that
@@ -188,8 +226,8 @@ func (s *stdinPipe) Close() {
 }
 
 // killUntilExit sends SIGKILL to the container until the foreground
-// runtime process exits, and returns its Wait error.
-func (r *runtime) killUntilExit(id string, cmd *exec.Cmd, waitc <-chan error) error {
+// runtime process exits, and returns how it ended.
+func (r *runtime) killUntilExit(id string, cmd *exec.Cmd, waitc <-chan exited) exited {
 	deadline := time.Now().Add(killTimeout)
 	for {
 		// Errors are expected while the container does not exist yet or

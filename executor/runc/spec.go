@@ -46,7 +46,8 @@ type specConfig struct {
 	proc          executor.Process
 	cwd           string
 	user          user.User
-	cgroupParent  string
+	cgroupsPath   string // "" lets the runtime pick
+	memoryLimit   int64  // bytes; 0: none
 	runtimeMounts []specs.Mount
 	userns        *userns
 }
@@ -74,10 +75,13 @@ func generateSpec(ctx context.Context, c specConfig) (*specs.Spec, error) {
 			Options:     []string{"ro", "nosuid", "noexec", "nodev"},
 		}}),
 		oci.WithMounts(c.runtimeMounts),
-		withCgroupParent(c.cgroupParent, c.id),
+		withCgroupsPath(c.cgroupsPath),
 	}
 	if c.readonlyRoot {
 		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if c.memoryLimit > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(c.memoryLimit)))
 	}
 	if c.proc.Net != executor.NetNone {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
@@ -145,13 +149,9 @@ func withAdditionalGIDs(gids []uint32) oci.SpecOpts {
 	}
 }
 
-func withCgroupParent(parent, id string) oci.SpecOpts {
+func withCgroupsPath(p string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
-		if parent == "" {
-			s.Linux.CgroupsPath = ""
-		} else {
-			s.Linux.CgroupsPath = path.Join("/", parent, id)
-		}
+		s.Linux.CgroupsPath = p
 		return nil
 	}
 }

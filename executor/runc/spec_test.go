@@ -55,11 +55,11 @@ func mountOptions(s *specs.Spec, dest string) []string {
 func TestSpecSandbox(t *testing.T) {
 	t.Parallel()
 	s := testSpec(t, specConfig{
-		id:           "c1",
-		cwd:          "/src",
-		cgroupParent: "kiln",
-		user:         user.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{50}, Home: "/home/app"},
-		proc:         executor.Process{Args: []string{"make"}, Env: []string{"B=2", "A=1"}, SecretEnv: []string{"TOKEN=x"}, Hostname: "h"},
+		id:          "c1",
+		cwd:         "/src",
+		cgroupsPath: "/kiln/c1",
+		user:        user.User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{50}, Home: "/home/app"},
+		proc:        executor.Process{Args: []string{"make"}, Env: []string{"B=2", "A=1"}, SecretEnv: []string{"TOKEN=x"}, Hostname: "h"},
 	})
 	if s.Version != "1.0.2" {
 		t.Errorf("ociVersion %q, want 1.0.2 (crun < 1.9 rejects newer ones)", s.Version)
