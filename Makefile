@@ -39,7 +39,7 @@ bench-go:
 
 ## proto: regenerate api/*.pb.go with the pinned protoc plugins
 proto:
-	bash -c '. hack/lib.sh && ensure_go && ensure_apt protobuf-compiler && \
+	bash -c '. hack/lib.sh && ensure_go && ensure_apt protobuf-compiler libprotobuf-dev && \
 		ensure_go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go $(PROTOC_GEN_GO_VERSION) && \
 		ensure_go_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION)'
 	PATH="$(TOOLS):$$PATH" protoc -I api -I /usr/include \

@@ -1805,6 +1805,7 @@ type StatusBatch struct {
 	Vertexes      []*VertexStatus        `protobuf:"bytes,1,rep,name=vertexes,proto3" json:"vertexes,omitempty"`
 	Logs          []*VertexLog           `protobuf:"bytes,2,rep,name=logs,proto3" json:"logs,omitempty"`
 	Warnings      []*Warning             `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Usages        []*StepUsage           `protobuf:"bytes,4,rep,name=usages,proto3" json:"usages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1860,6 +1861,107 @@ func (x *StatusBatch) GetWarnings() []*Warning {
 	return nil
 }
 
+func (x *StatusBatch) GetUsages() []*StepUsage {
+	if x != nil {
+		return x.Usages
+	}
+	return nil
+}
+
+// StepUsage is what a RUN step's container used, sent once it has ended.
+// Figures kilnd could not measure are 0.
+type StepUsage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	WallNs        int64                  `protobuf:"varint,2,opt,name=wall_ns,json=wallNs,proto3" json:"wall_ns,omitempty"`
+	CpuNs         int64                  `protobuf:"varint,3,opt,name=cpu_ns,json=cpuNs,proto3" json:"cpu_ns,omitempty"`                // user and system CPU time
+	MemoryPeak    int64                  `protobuf:"varint,4,opt,name=memory_peak,json=memoryPeak,proto3" json:"memory_peak,omitempty"` // bytes, page cache included
+	IoRead        int64                  `protobuf:"varint,5,opt,name=io_read,json=ioRead,proto3" json:"io_read,omitempty"`             // bytes read from storage
+	IoWrite       int64                  `protobuf:"varint,6,opt,name=io_write,json=ioWrite,proto3" json:"io_write,omitempty"`          // bytes written to storage
+	OomKilled     bool                   `protobuf:"varint,7,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepUsage) Reset() {
+	*x = StepUsage{}
+	mi := &file_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepUsage) ProtoMessage() {}
+
+func (x *StepUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepUsage.ProtoReflect.Descriptor instead.
+func (*StepUsage) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StepUsage) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *StepUsage) GetWallNs() int64 {
+	if x != nil {
+		return x.WallNs
+	}
+	return 0
+}
+
+func (x *StepUsage) GetCpuNs() int64 {
+	if x != nil {
+		return x.CpuNs
+	}
+	return 0
+}
+
+func (x *StepUsage) GetMemoryPeak() int64 {
+	if x != nil {
+		return x.MemoryPeak
+	}
+	return 0
+}
+
+func (x *StepUsage) GetIoRead() int64 {
+	if x != nil {
+		return x.IoRead
+	}
+	return 0
+}
+
+func (x *StepUsage) GetIoWrite() int64 {
+	if x != nil {
+		return x.IoWrite
+	}
+	return 0
+}
+
+func (x *StepUsage) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
+	}
+	return false
+}
+
 type VertexStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
@@ -1880,7 +1982,7 @@ type VertexStatus struct {
 
 func (x *VertexStatus) Reset() {
 	*x = VertexStatus{}
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +1994,7 @@ func (x *VertexStatus) String() string {
 func (*VertexStatus) ProtoMessage() {}
 
 func (x *VertexStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[21]
+	mi := &file_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2007,7 @@ func (x *VertexStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexStatus.ProtoReflect.Descriptor instead.
 func (*VertexStatus) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{21}
+	return file_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *VertexStatus) GetDigest() string {
@@ -2004,7 +2106,7 @@ type VertexLog struct {
 
 func (x *VertexLog) Reset() {
 	*x = VertexLog{}
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2118,7 @@ func (x *VertexLog) String() string {
 func (*VertexLog) ProtoMessage() {}
 
 func (x *VertexLog) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[22]
+	mi := &file_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2131,7 @@ func (x *VertexLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexLog.ProtoReflect.Descriptor instead.
 func (*VertexLog) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{22}
+	return file_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VertexLog) GetDigest() string {
@@ -2071,7 +2173,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2185,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[23]
+	mi := &file_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2198,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{23}
+	return file_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Warning) GetDigest() string {
@@ -2132,7 +2234,7 @@ type BuildResult struct {
 
 func (x *BuildResult) Reset() {
 	*x = BuildResult{}
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2246,7 @@ func (x *BuildResult) String() string {
 func (*BuildResult) ProtoMessage() {}
 
 func (x *BuildResult) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[24]
+	mi := &file_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2259,7 @@ func (x *BuildResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildResult.ProtoReflect.Descriptor instead.
 func (*BuildResult) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{24}
+	return file_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BuildResult) GetExporterResponse() map[string]string {
@@ -2197,7 +2299,7 @@ type DiskUsageRequest struct {
 
 func (x *DiskUsageRequest) Reset() {
 	*x = DiskUsageRequest{}
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2311,7 @@ func (x *DiskUsageRequest) String() string {
 func (*DiskUsageRequest) ProtoMessage() {}
 
 func (x *DiskUsageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[25]
+	mi := &file_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2324,7 @@ func (x *DiskUsageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskUsageRequest.ProtoReflect.Descriptor instead.
 func (*DiskUsageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{25}
+	return file_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DiskUsageRequest) GetFilters() []string {
@@ -2241,7 +2343,7 @@ type DiskUsageResponse struct {
 
 func (x *DiskUsageResponse) Reset() {
 	*x = DiskUsageResponse{}
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2355,7 @@ func (x *DiskUsageResponse) String() string {
 func (*DiskUsageResponse) ProtoMessage() {}
 
 func (x *DiskUsageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[26]
+	mi := &file_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2368,7 @@ func (x *DiskUsageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskUsageResponse.ProtoReflect.Descriptor instead.
 func (*DiskUsageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{26}
+	return file_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DiskUsageResponse) GetRecords() []*UsageRecord {
@@ -2297,7 +2399,7 @@ type UsageRecord struct {
 
 func (x *UsageRecord) Reset() {
 	*x = UsageRecord{}
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2411,7 @@ func (x *UsageRecord) String() string {
 func (*UsageRecord) ProtoMessage() {}
 
 func (x *UsageRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[27]
+	mi := &file_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2424,7 @@ func (x *UsageRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UsageRecord.ProtoReflect.Descriptor instead.
 func (*UsageRecord) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{27}
+	return file_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UsageRecord) GetId() string {
@@ -2414,7 +2516,7 @@ type PruneRequest struct {
 
 func (x *PruneRequest) Reset() {
 	*x = PruneRequest{}
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2426,7 +2528,7 @@ func (x *PruneRequest) String() string {
 func (*PruneRequest) ProtoMessage() {}
 
 func (x *PruneRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[28]
+	mi := &file_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2439,7 +2541,7 @@ func (x *PruneRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PruneRequest.ProtoReflect.Descriptor instead.
 func (*PruneRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{28}
+	return file_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PruneRequest) GetAll() bool {
@@ -2481,7 +2583,7 @@ type CacheRecordsRequest struct {
 
 func (x *CacheRecordsRequest) Reset() {
 	*x = CacheRecordsRequest{}
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2595,7 @@ func (x *CacheRecordsRequest) String() string {
 func (*CacheRecordsRequest) ProtoMessage() {}
 
 func (x *CacheRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[29]
+	mi := &file_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2608,7 @@ func (x *CacheRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheRecordsRequest.ProtoReflect.Descriptor instead.
 func (*CacheRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{29}
+	return file_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CacheRecordsRequest) GetBuild() string {
@@ -2530,7 +2632,7 @@ type CacheRecordsMessage struct {
 
 func (x *CacheRecordsMessage) Reset() {
 	*x = CacheRecordsMessage{}
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2542,7 +2644,7 @@ func (x *CacheRecordsMessage) String() string {
 func (*CacheRecordsMessage) ProtoMessage() {}
 
 func (x *CacheRecordsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[30]
+	mi := &file_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,7 +2657,7 @@ func (x *CacheRecordsMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheRecordsMessage.ProtoReflect.Descriptor instead.
 func (*CacheRecordsMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{30}
+	return file_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CacheRecordsMessage) GetIndexes() []*CacheIndex {
@@ -2583,7 +2685,7 @@ type CacheIndex struct {
 
 func (x *CacheIndex) Reset() {
 	*x = CacheIndex{}
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2595,7 +2697,7 @@ func (x *CacheIndex) String() string {
 func (*CacheIndex) ProtoMessage() {}
 
 func (x *CacheIndex) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[31]
+	mi := &file_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2608,7 +2710,7 @@ func (x *CacheIndex) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheIndex.ProtoReflect.Descriptor instead.
 func (*CacheIndex) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{31}
+	return file_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CacheIndex) GetCache() string {
@@ -2642,7 +2744,7 @@ type CacheRecord struct {
 
 func (x *CacheRecord) Reset() {
 	*x = CacheRecord{}
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +2756,7 @@ func (x *CacheRecord) String() string {
 func (*CacheRecord) ProtoMessage() {}
 
 func (x *CacheRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[32]
+	mi := &file_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +2769,7 @@ func (x *CacheRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheRecord.ProtoReflect.Descriptor instead.
 func (*CacheRecord) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{32}
+	return file_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CacheRecord) GetCache() string {
@@ -2728,7 +2830,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2842,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[33]
+	mi := &file_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2855,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{33}
+	return file_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListImagesRequest) GetFilters() []string {
@@ -2772,7 +2874,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2886,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[34]
+	mi := &file_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2899,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{34}
+	return file_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -2821,7 +2923,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +2935,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[35]
+	mi := &file_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +2948,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{35}
+	return file_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Image) GetName() string {
@@ -2901,7 +3003,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2913,7 +3015,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[36]
+	mi := &file_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2926,7 +3028,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{36}
+	return file_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HistoryRequest) GetRef() string {
@@ -2952,7 +3054,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3066,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[37]
+	mi := &file_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3079,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{37}
+	return file_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HistoryResponse) GetRecords() []*BuildRecord {
@@ -2999,13 +3101,17 @@ type BuildRecord struct {
 	Target           string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
 	ExporterResponse map[string]string      `protobuf:"bytes,9,rep,name=exporter_response,json=exporterResponse,proto3" json:"exporter_response,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DockerfileName   string                 `protobuf:"bytes,10,opt,name=dockerfile_name,json=dockerfileName,proto3" json:"dockerfile_name,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// step_details lists the build's steps with their times and usage;
+	// critical_path_ns is the longest chain of dependent steps.
+	StepDetails    []*BuildStep `protobuf:"bytes,11,rep,name=step_details,json=stepDetails,proto3" json:"step_details,omitempty"`
+	CriticalPathNs int64        `protobuf:"varint,12,opt,name=critical_path_ns,json=criticalPathNs,proto3" json:"critical_path_ns,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BuildRecord) Reset() {
 	*x = BuildRecord{}
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3123,7 @@ func (x *BuildRecord) String() string {
 func (*BuildRecord) ProtoMessage() {}
 
 func (x *BuildRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[38]
+	mi := &file_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3136,7 @@ func (x *BuildRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildRecord.ProtoReflect.Descriptor instead.
 func (*BuildRecord) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{38}
+	return file_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BuildRecord) GetRef() string {
@@ -3103,6 +3209,113 @@ func (x *BuildRecord) GetDockerfileName() string {
 	return ""
 }
 
+func (x *BuildRecord) GetStepDetails() []*BuildStep {
+	if x != nil {
+		return x.StepDetails
+	}
+	return nil
+}
+
+func (x *BuildRecord) GetCriticalPathNs() int64 {
+	if x != nil {
+		return x.CriticalPathNs
+	}
+	return 0
+}
+
+// BuildStep is one step of a finished build.
+type BuildStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	DurationNs    int64                  `protobuf:"varint,3,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
+	Cached        bool                   `protobuf:"varint,4,opt,name=cached,proto3" json:"cached,omitempty"`
+	Failed        bool                   `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
+	Usage         *StepUsage             `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`        // for steps that ran a container
+	Critical      bool                   `protobuf:"varint,7,opt,name=critical,proto3" json:"critical,omitempty"` // on the build's critical path
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildStep) Reset() {
+	*x = BuildStep{}
+	mi := &file_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildStep) ProtoMessage() {}
+
+func (x *BuildStep) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildStep.ProtoReflect.Descriptor instead.
+func (*BuildStep) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *BuildStep) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *BuildStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BuildStep) GetDurationNs() int64 {
+	if x != nil {
+		return x.DurationNs
+	}
+	return 0
+}
+
+func (x *BuildStep) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
+}
+
+func (x *BuildStep) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *BuildStep) GetUsage() *StepUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *BuildStep) GetCritical() bool {
+	if x != nil {
+		return x.Critical
+	}
+	return false
+}
+
 type RemoveImagesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
@@ -3112,7 +3325,7 @@ type RemoveImagesRequest struct {
 
 func (x *RemoveImagesRequest) Reset() {
 	*x = RemoveImagesRequest{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3337,7 @@ func (x *RemoveImagesRequest) String() string {
 func (*RemoveImagesRequest) ProtoMessage() {}
 
 func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3350,7 @@ func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveImagesRequest) GetNames() []string {
@@ -3159,7 +3372,7 @@ type RemoveImagesResponse struct {
 
 func (x *RemoveImagesResponse) Reset() {
 	*x = RemoveImagesResponse{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3384,7 @@ func (x *RemoveImagesResponse) String() string {
 func (*RemoveImagesResponse) ProtoMessage() {}
 
 func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3397,7 @@ func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{40}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveImagesResponse) GetRemoved() []*Image {
@@ -3210,7 +3423,7 @@ type InspectImageRequest struct {
 
 func (x *InspectImageRequest) Reset() {
 	*x = InspectImageRequest{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3435,7 @@ func (x *InspectImageRequest) String() string {
 func (*InspectImageRequest) ProtoMessage() {}
 
 func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3448,7 @@ func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageRequest.ProtoReflect.Descriptor instead.
 func (*InspectImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InspectImageRequest) GetName() string {
@@ -3259,7 +3472,7 @@ type InspectImageResponse struct {
 
 func (x *InspectImageResponse) Reset() {
 	*x = InspectImageResponse{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3484,7 @@ func (x *InspectImageResponse) String() string {
 func (*InspectImageResponse) ProtoMessage() {}
 
 func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3497,7 @@ func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageResponse.ProtoReflect.Descriptor instead.
 func (*InspectImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{42}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InspectImageResponse) GetImage() *Image {
@@ -3328,7 +3541,7 @@ type InspectedManifest struct {
 
 func (x *InspectedManifest) Reset() {
 	*x = InspectedManifest{}
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3553,7 @@ func (x *InspectedManifest) String() string {
 func (*InspectedManifest) ProtoMessage() {}
 
 func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3566,7 @@ func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedManifest.ProtoReflect.Descriptor instead.
 func (*InspectedManifest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{43}
+	return file_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InspectedManifest) GetPlatform() string {
@@ -3401,7 +3614,7 @@ type TagImageRequest struct {
 
 func (x *TagImageRequest) Reset() {
 	*x = TagImageRequest{}
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3413,7 +3626,7 @@ func (x *TagImageRequest) String() string {
 func (*TagImageRequest) ProtoMessage() {}
 
 func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3426,7 +3639,7 @@ func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageRequest.ProtoReflect.Descriptor instead.
 func (*TagImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{44}
+	return file_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TagImageRequest) GetSource() string {
@@ -3452,7 +3665,7 @@ type TagImageResponse struct {
 
 func (x *TagImageResponse) Reset() {
 	*x = TagImageResponse{}
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3677,7 @@ func (x *TagImageResponse) String() string {
 func (*TagImageResponse) ProtoMessage() {}
 
 func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3690,7 @@ func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageResponse.ProtoReflect.Descriptor instead.
 func (*TagImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{45}
+	return file_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TagImageResponse) GetImage() *Image {
@@ -3497,7 +3710,7 @@ type ImportImageMessage struct {
 
 func (x *ImportImageMessage) Reset() {
 	*x = ImportImageMessage{}
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3722,7 @@ func (x *ImportImageMessage) String() string {
 func (*ImportImageMessage) ProtoMessage() {}
 
 func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3735,7 @@ func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageMessage.ProtoReflect.Descriptor instead.
 func (*ImportImageMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{46}
+	return file_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImportImageMessage) GetHeader() *ImportImageHeader {
@@ -3551,7 +3764,7 @@ type ImportImageHeader struct {
 
 func (x *ImportImageHeader) Reset() {
 	*x = ImportImageHeader{}
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3776,7 @@ func (x *ImportImageHeader) String() string {
 func (*ImportImageHeader) ProtoMessage() {}
 
 func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3789,7 @@ func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageHeader.ProtoReflect.Descriptor instead.
 func (*ImportImageHeader) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{47}
+	return file_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImportImageHeader) GetName() string {
@@ -3617,7 +3830,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +3842,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +3855,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{48}
+	return file_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -3671,7 +3884,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3683,7 +3896,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3696,7 +3909,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{49}
+	return file_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PushImageRequest) GetName() string {
@@ -3725,7 +3938,7 @@ type RegistryCredential struct {
 
 func (x *RegistryCredential) Reset() {
 	*x = RegistryCredential{}
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3737,7 +3950,7 @@ func (x *RegistryCredential) String() string {
 func (*RegistryCredential) ProtoMessage() {}
 
 func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3750,7 +3963,7 @@ func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
 func (*RegistryCredential) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{50}
+	return file_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RegistryCredential) GetHost() string {
@@ -3792,7 +4005,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +4017,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +4030,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{51}
+	return file_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PushImageResponse) GetRef() string {
@@ -3852,7 +4065,7 @@ type SaveImageRequest struct {
 
 func (x *SaveImageRequest) Reset() {
 	*x = SaveImageRequest{}
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +4077,7 @@ func (x *SaveImageRequest) String() string {
 func (*SaveImageRequest) ProtoMessage() {}
 
 func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +4090,7 @@ func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageRequest.ProtoReflect.Descriptor instead.
 func (*SaveImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{52}
+	return file_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SaveImageRequest) GetNames() []string {
@@ -3910,7 +4123,7 @@ type SaveImageChunk struct {
 
 func (x *SaveImageChunk) Reset() {
 	*x = SaveImageChunk{}
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +4135,7 @@ func (x *SaveImageChunk) String() string {
 func (*SaveImageChunk) ProtoMessage() {}
 
 func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4148,7 @@ func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageChunk.ProtoReflect.Descriptor instead.
 func (*SaveImageChunk) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{53}
+	return file_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SaveImageChunk) GetData() []byte {
@@ -3956,7 +4169,7 @@ type RunClientMessage struct {
 
 func (x *RunClientMessage) Reset() {
 	*x = RunClientMessage{}
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4181,7 @@ func (x *RunClientMessage) String() string {
 func (*RunClientMessage) ProtoMessage() {}
 
 func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4194,7 @@ func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClientMessage.ProtoReflect.Descriptor instead.
 func (*RunClientMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{54}
+	return file_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RunClientMessage) GetRequest() *RunRequest {
@@ -4027,7 +4240,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4252,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4265,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{55}
+	return file_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunRequest) GetImage() string {
@@ -4150,7 +4363,7 @@ type RunServerMessage struct {
 
 func (x *RunServerMessage) Reset() {
 	*x = RunServerMessage{}
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4375,7 @@ func (x *RunServerMessage) String() string {
 func (*RunServerMessage) ProtoMessage() {}
 
 func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4388,7 @@ func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServerMessage.ProtoReflect.Descriptor instead.
 func (*RunServerMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{56}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunServerMessage) GetStarted() *RunStarted {
@@ -4209,7 +4422,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4434,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4447,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{57}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RunStarted) GetImage() string {
@@ -4261,7 +4474,7 @@ type RunOutput struct {
 
 func (x *RunOutput) Reset() {
 	*x = RunOutput{}
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4273,7 +4486,7 @@ func (x *RunOutput) String() string {
 func (*RunOutput) ProtoMessage() {}
 
 func (x *RunOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4286,7 +4499,7 @@ func (x *RunOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunOutput.ProtoReflect.Descriptor instead.
 func (*RunOutput) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{58}
+	return file_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RunOutput) GetStream() int32 {
@@ -4315,7 +4528,7 @@ type RunExit struct {
 
 func (x *RunExit) Reset() {
 	*x = RunExit{}
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4327,7 +4540,7 @@ func (x *RunExit) String() string {
 func (*RunExit) ProtoMessage() {}
 
 func (x *RunExit) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4340,7 +4553,7 @@ func (x *RunExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExit.ProtoReflect.Descriptor instead.
 func (*RunExit) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{59}
+	return file_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RunExit) GetCode() int32 {
@@ -4531,11 +4744,22 @@ const file_control_proto_rawDesc = "" +
 	"ExportData\x12\x16\n" +
 	"\x06output\x18\x01 \x01(\rR\x06output\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x10\n" +
-	"\x03eof\x18\x03 \x01(\bR\x03eof\"\x96\x01\n" +
+	"\x03eof\x18\x03 \x01(\bR\x03eof\"\xc2\x01\n" +
 	"\vStatusBatch\x121\n" +
 	"\bvertexes\x18\x01 \x03(\v2\x15.kiln.v1.VertexStatusR\bvertexes\x12&\n" +
 	"\x04logs\x18\x02 \x03(\v2\x12.kiln.v1.VertexLogR\x04logs\x12,\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x10.kiln.v1.WarningR\bwarnings\"\x80\x03\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x10.kiln.v1.WarningR\bwarnings\x12*\n" +
+	"\x06usages\x18\x04 \x03(\v2\x12.kiln.v1.StepUsageR\x06usages\"\xc7\x01\n" +
+	"\tStepUsage\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x17\n" +
+	"\awall_ns\x18\x02 \x01(\x03R\x06wallNs\x12\x15\n" +
+	"\x06cpu_ns\x18\x03 \x01(\x03R\x05cpuNs\x12\x1f\n" +
+	"\vmemory_peak\x18\x04 \x01(\x03R\n" +
+	"memoryPeak\x12\x17\n" +
+	"\aio_read\x18\x05 \x01(\x03R\x06ioRead\x12\x19\n" +
+	"\bio_write\x18\x06 \x01(\x03R\aioWrite\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\a \x01(\bR\toomKilled\"\x80\x03\n" +
 	"\fVertexStatus\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -4626,7 +4850,7 @@ const file_control_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\xca\x03\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\xab\x04\n" +
 	"\vBuildRecord\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x128\n" +
@@ -4638,10 +4862,21 @@ const file_control_proto_rawDesc = "" +
 	"\x06target\x18\b \x01(\tR\x06target\x12W\n" +
 	"\x11exporter_response\x18\t \x03(\v2*.kiln.v1.BuildRecord.ExporterResponseEntryR\x10exporterResponse\x12'\n" +
 	"\x0fdockerfile_name\x18\n" +
-	" \x01(\tR\x0edockerfileName\x1aC\n" +
+	" \x01(\tR\x0edockerfileName\x125\n" +
+	"\fstep_details\x18\v \x03(\v2\x12.kiln.v1.BuildStepR\vstepDetails\x12(\n" +
+	"\x10critical_path_ns\x18\f \x01(\x03R\x0ecriticalPathNs\x1aC\n" +
 	"\x15ExporterResponseEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
+	"\tBuildStep\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vduration_ns\x18\x03 \x01(\x03R\n" +
+	"durationNs\x12\x16\n" +
+	"\x06cached\x18\x04 \x01(\bR\x06cached\x12\x16\n" +
+	"\x06failed\x18\x05 \x01(\bR\x06failed\x12(\n" +
+	"\x05usage\x18\x06 \x01(\v2\x12.kiln.v1.StepUsageR\x05usage\x12\x1a\n" +
+	"\bcritical\x18\a \x01(\bR\bcritical\"+\n" +
 	"\x13RemoveImagesRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"X\n" +
 	"\x14RemoveImagesResponse\x12(\n" +
@@ -4760,7 +4995,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_control_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: kiln.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: kiln.v1.InfoResponse
@@ -4783,53 +5018,55 @@ var file_control_proto_goTypes = []any{
 	(*CredentialsResponse)(nil),   // 18: kiln.v1.CredentialsResponse
 	(*ExportData)(nil),            // 19: kiln.v1.ExportData
 	(*StatusBatch)(nil),           // 20: kiln.v1.StatusBatch
-	(*VertexStatus)(nil),          // 21: kiln.v1.VertexStatus
-	(*VertexLog)(nil),             // 22: kiln.v1.VertexLog
-	(*Warning)(nil),               // 23: kiln.v1.Warning
-	(*BuildResult)(nil),           // 24: kiln.v1.BuildResult
-	(*DiskUsageRequest)(nil),      // 25: kiln.v1.DiskUsageRequest
-	(*DiskUsageResponse)(nil),     // 26: kiln.v1.DiskUsageResponse
-	(*UsageRecord)(nil),           // 27: kiln.v1.UsageRecord
-	(*PruneRequest)(nil),          // 28: kiln.v1.PruneRequest
-	(*CacheRecordsRequest)(nil),   // 29: kiln.v1.CacheRecordsRequest
-	(*CacheRecordsMessage)(nil),   // 30: kiln.v1.CacheRecordsMessage
-	(*CacheIndex)(nil),            // 31: kiln.v1.CacheIndex
-	(*CacheRecord)(nil),           // 32: kiln.v1.CacheRecord
-	(*ListImagesRequest)(nil),     // 33: kiln.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),    // 34: kiln.v1.ListImagesResponse
-	(*Image)(nil),                 // 35: kiln.v1.Image
-	(*HistoryRequest)(nil),        // 36: kiln.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 37: kiln.v1.HistoryResponse
-	(*BuildRecord)(nil),           // 38: kiln.v1.BuildRecord
-	(*RemoveImagesRequest)(nil),   // 39: kiln.v1.RemoveImagesRequest
-	(*RemoveImagesResponse)(nil),  // 40: kiln.v1.RemoveImagesResponse
-	(*InspectImageRequest)(nil),   // 41: kiln.v1.InspectImageRequest
-	(*InspectImageResponse)(nil),  // 42: kiln.v1.InspectImageResponse
-	(*InspectedManifest)(nil),     // 43: kiln.v1.InspectedManifest
-	(*TagImageRequest)(nil),       // 44: kiln.v1.TagImageRequest
-	(*TagImageResponse)(nil),      // 45: kiln.v1.TagImageResponse
-	(*ImportImageMessage)(nil),    // 46: kiln.v1.ImportImageMessage
-	(*ImportImageHeader)(nil),     // 47: kiln.v1.ImportImageHeader
-	(*ImportImageResponse)(nil),   // 48: kiln.v1.ImportImageResponse
-	(*PushImageRequest)(nil),      // 49: kiln.v1.PushImageRequest
-	(*RegistryCredential)(nil),    // 50: kiln.v1.RegistryCredential
-	(*PushImageResponse)(nil),     // 51: kiln.v1.PushImageResponse
-	(*SaveImageRequest)(nil),      // 52: kiln.v1.SaveImageRequest
-	(*SaveImageChunk)(nil),        // 53: kiln.v1.SaveImageChunk
-	(*RunClientMessage)(nil),      // 54: kiln.v1.RunClientMessage
-	(*RunRequest)(nil),            // 55: kiln.v1.RunRequest
-	(*RunServerMessage)(nil),      // 56: kiln.v1.RunServerMessage
-	(*RunStarted)(nil),            // 57: kiln.v1.RunStarted
-	(*RunOutput)(nil),             // 58: kiln.v1.RunOutput
-	(*RunExit)(nil),               // 59: kiln.v1.RunExit
-	nil,                           // 60: kiln.v1.BuildRequest.BuildArgsEntry
-	nil,                           // 61: kiln.v1.BuildRequest.LabelsEntry
-	nil,                           // 62: kiln.v1.Output.AttrsEntry
-	nil,                           // 63: kiln.v1.CacheOptions.AttrsEntry
-	nil,                           // 64: kiln.v1.FileStat.XattrsEntry
-	nil,                           // 65: kiln.v1.BuildResult.ExporterResponseEntry
-	nil,                           // 66: kiln.v1.BuildRecord.ExporterResponseEntry
-	(*timestamppb.Timestamp)(nil), // 67: google.protobuf.Timestamp
+	(*StepUsage)(nil),             // 21: kiln.v1.StepUsage
+	(*VertexStatus)(nil),          // 22: kiln.v1.VertexStatus
+	(*VertexLog)(nil),             // 23: kiln.v1.VertexLog
+	(*Warning)(nil),               // 24: kiln.v1.Warning
+	(*BuildResult)(nil),           // 25: kiln.v1.BuildResult
+	(*DiskUsageRequest)(nil),      // 26: kiln.v1.DiskUsageRequest
+	(*DiskUsageResponse)(nil),     // 27: kiln.v1.DiskUsageResponse
+	(*UsageRecord)(nil),           // 28: kiln.v1.UsageRecord
+	(*PruneRequest)(nil),          // 29: kiln.v1.PruneRequest
+	(*CacheRecordsRequest)(nil),   // 30: kiln.v1.CacheRecordsRequest
+	(*CacheRecordsMessage)(nil),   // 31: kiln.v1.CacheRecordsMessage
+	(*CacheIndex)(nil),            // 32: kiln.v1.CacheIndex
+	(*CacheRecord)(nil),           // 33: kiln.v1.CacheRecord
+	(*ListImagesRequest)(nil),     // 34: kiln.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),    // 35: kiln.v1.ListImagesResponse
+	(*Image)(nil),                 // 36: kiln.v1.Image
+	(*HistoryRequest)(nil),        // 37: kiln.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 38: kiln.v1.HistoryResponse
+	(*BuildRecord)(nil),           // 39: kiln.v1.BuildRecord
+	(*BuildStep)(nil),             // 40: kiln.v1.BuildStep
+	(*RemoveImagesRequest)(nil),   // 41: kiln.v1.RemoveImagesRequest
+	(*RemoveImagesResponse)(nil),  // 42: kiln.v1.RemoveImagesResponse
+	(*InspectImageRequest)(nil),   // 43: kiln.v1.InspectImageRequest
+	(*InspectImageResponse)(nil),  // 44: kiln.v1.InspectImageResponse
+	(*InspectedManifest)(nil),     // 45: kiln.v1.InspectedManifest
+	(*TagImageRequest)(nil),       // 46: kiln.v1.TagImageRequest
+	(*TagImageResponse)(nil),      // 47: kiln.v1.TagImageResponse
+	(*ImportImageMessage)(nil),    // 48: kiln.v1.ImportImageMessage
+	(*ImportImageHeader)(nil),     // 49: kiln.v1.ImportImageHeader
+	(*ImportImageResponse)(nil),   // 50: kiln.v1.ImportImageResponse
+	(*PushImageRequest)(nil),      // 51: kiln.v1.PushImageRequest
+	(*RegistryCredential)(nil),    // 52: kiln.v1.RegistryCredential
+	(*PushImageResponse)(nil),     // 53: kiln.v1.PushImageResponse
+	(*SaveImageRequest)(nil),      // 54: kiln.v1.SaveImageRequest
+	(*SaveImageChunk)(nil),        // 55: kiln.v1.SaveImageChunk
+	(*RunClientMessage)(nil),      // 56: kiln.v1.RunClientMessage
+	(*RunRequest)(nil),            // 57: kiln.v1.RunRequest
+	(*RunServerMessage)(nil),      // 58: kiln.v1.RunServerMessage
+	(*RunStarted)(nil),            // 59: kiln.v1.RunStarted
+	(*RunOutput)(nil),             // 60: kiln.v1.RunOutput
+	(*RunExit)(nil),               // 61: kiln.v1.RunExit
+	nil,                           // 62: kiln.v1.BuildRequest.BuildArgsEntry
+	nil,                           // 63: kiln.v1.BuildRequest.LabelsEntry
+	nil,                           // 64: kiln.v1.Output.AttrsEntry
+	nil,                           // 65: kiln.v1.CacheOptions.AttrsEntry
+	nil,                           // 66: kiln.v1.FileStat.XattrsEntry
+	nil,                           // 67: kiln.v1.BuildResult.ExporterResponseEntry
+	nil,                           // 68: kiln.v1.BuildRecord.ExporterResponseEntry
+	(*timestamppb.Timestamp)(nil), // 69: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: kiln.v1.InfoResponse.worker:type_name -> kiln.v1.WorkerInfo
@@ -4846,80 +5083,83 @@ var file_control_proto_depIdxs = []int32{
 	17, // 11: kiln.v1.BuildServerMessage.credentials:type_name -> kiln.v1.CredentialsRequest
 	20, // 12: kiln.v1.BuildServerMessage.status:type_name -> kiln.v1.StatusBatch
 	19, // 13: kiln.v1.BuildServerMessage.export:type_name -> kiln.v1.ExportData
-	24, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
-	60, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
-	61, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
+	25, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
+	62, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
+	63, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
 	6,  // 17: kiln.v1.BuildRequest.named_contexts:type_name -> kiln.v1.NamedContext
 	7,  // 18: kiln.v1.BuildRequest.outputs:type_name -> kiln.v1.Output
 	8,  // 19: kiln.v1.BuildRequest.cache_from:type_name -> kiln.v1.CacheOptions
 	8,  // 20: kiln.v1.BuildRequest.cache_to:type_name -> kiln.v1.CacheOptions
-	62, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
-	63, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
+	64, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
+	65, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
 	11, // 23: kiln.v1.SyncStats.stats:type_name -> kiln.v1.FileStat
-	64, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
-	21, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
-	22, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
-	23, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
-	67, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
-	67, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
-	67, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
-	65, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
-	27, // 32: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
-	67, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
-	67, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
-	31, // 35: kiln.v1.CacheRecordsMessage.indexes:type_name -> kiln.v1.CacheIndex
-	32, // 36: kiln.v1.CacheRecordsMessage.record:type_name -> kiln.v1.CacheRecord
-	67, // 37: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
-	35, // 38: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
-	67, // 39: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
-	38, // 40: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
-	67, // 41: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
-	67, // 42: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
-	66, // 43: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
-	35, // 44: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
-	35, // 45: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
-	43, // 46: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
-	35, // 47: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
-	47, // 48: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
-	35, // 49: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
-	50, // 50: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
-	55, // 51: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
-	57, // 52: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
-	58, // 53: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
-	59, // 54: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
-	0,  // 55: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
-	3,  // 56: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
-	25, // 57: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
-	28, // 58: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
-	33, // 59: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
-	36, // 60: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
-	39, // 61: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
-	41, // 62: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
-	44, // 63: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
-	46, // 64: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
-	49, // 65: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
-	52, // 66: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
-	54, // 67: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
-	29, // 68: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
-	1,  // 69: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
-	4,  // 70: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
-	26, // 71: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
-	27, // 72: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
-	34, // 73: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
-	37, // 74: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
-	40, // 75: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
-	42, // 76: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
-	45, // 77: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
-	48, // 78: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
-	51, // 79: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
-	53, // 80: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
-	56, // 81: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
-	30, // 82: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
-	69, // [69:83] is the sub-list for method output_type
-	55, // [55:69] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	66, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
+	22, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
+	23, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
+	24, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
+	21, // 28: kiln.v1.StatusBatch.usages:type_name -> kiln.v1.StepUsage
+	69, // 29: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
+	69, // 30: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
+	69, // 31: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
+	67, // 32: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
+	28, // 33: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
+	69, // 34: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
+	69, // 35: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
+	32, // 36: kiln.v1.CacheRecordsMessage.indexes:type_name -> kiln.v1.CacheIndex
+	33, // 37: kiln.v1.CacheRecordsMessage.record:type_name -> kiln.v1.CacheRecord
+	69, // 38: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
+	36, // 39: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
+	69, // 40: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
+	39, // 41: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
+	69, // 42: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
+	69, // 43: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
+	68, // 44: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
+	40, // 45: kiln.v1.BuildRecord.step_details:type_name -> kiln.v1.BuildStep
+	21, // 46: kiln.v1.BuildStep.usage:type_name -> kiln.v1.StepUsage
+	36, // 47: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
+	36, // 48: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
+	45, // 49: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
+	36, // 50: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
+	49, // 51: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
+	36, // 52: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
+	52, // 53: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
+	57, // 54: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
+	59, // 55: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
+	60, // 56: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
+	61, // 57: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
+	0,  // 58: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
+	3,  // 59: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
+	26, // 60: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
+	29, // 61: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
+	34, // 62: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
+	37, // 63: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
+	41, // 64: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
+	43, // 65: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
+	46, // 66: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
+	48, // 67: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
+	51, // 68: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
+	54, // 69: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
+	56, // 70: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
+	30, // 71: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
+	1,  // 72: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
+	4,  // 73: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
+	27, // 74: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
+	28, // 75: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
+	35, // 76: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
+	38, // 77: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
+	42, // 78: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
+	44, // 79: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
+	47, // 80: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
+	50, // 81: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
+	53, // 82: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
+	55, // 83: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
+	58, // 84: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
+	31, // 85: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
+	72, // [72:86] is the sub-list for method output_type
+	58, // [58:72] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -4951,7 +5191,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -230,7 +230,7 @@ func (s *StreamSession) sendProgress(buf *progress.Buffer) {
 }
 
 // batches groups events into status batches that keep their order: a
-// batch lists vertexes, then logs, then warnings, so an event of an
+// batch lists vertexes, then logs, then warnings, then usage, so an event of an
 // earlier kind after a later one starts a new batch (a step's last log
 // line must not arrive after its DONE).
 func batches(events []progress.Event) []*api.StatusBatch {
@@ -240,8 +240,10 @@ func batches(events []progress.Event) []*api.StatusBatch {
 			return 0
 		case e.Log != nil:
 			return 1
+		case e.Warning != nil:
+			return 2
 		}
-		return 2
+		return 3
 	}
 	var out []*api.StatusBatch
 	cur, last := &api.StatusBatch{}, -1
@@ -281,6 +283,19 @@ func addEvent(b *api.StatusBatch, e progress.Event) {
 		b.Logs = append(b.Logs, &api.VertexLog{Digest: e.Log.Vertex.String(), Stream: int32(e.Log.Stream), Data: e.Log.Data, Time: timestamppb.New(e.Log.Time)})
 	case e.Warning != nil:
 		b.Warnings = append(b.Warnings, &api.Warning{Digest: e.Warning.Vertex.String(), Message: e.Warning.Message, Location: e.Warning.Location})
+	case e.Usage != nil:
+		b.Usages = append(b.Usages, stepUsage(e.Usage))
+	}
+}
+
+// stepUsage is u on the wire.
+func stepUsage(u *progress.Usage) *api.StepUsage {
+	if u == nil {
+		return nil
+	}
+	return &api.StepUsage{
+		Digest: u.Vertex.String(), WallNs: int64(u.Wall), CpuNs: int64(u.CPU), MemoryPeak: u.MemoryPeak,
+		IoRead: u.IORead, IoWrite: u.IOWrite, OomKilled: u.OOMKilled,
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/containerd/platforms"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -99,11 +100,23 @@ func (b *BuildBackend) History(ctx context.Context, req *api.HistoryRequest) (*a
 	}
 	resp := &api.HistoryResponse{}
 	for _, r := range recs {
-		resp.Records = append(resp.Records, &api.BuildRecord{
+		br := &api.BuildRecord{
 			Ref: r.Ref, Created: timestamppb.New(r.Created), Completed: timestamppb.New(r.Completed),
 			Status: r.Status, Error: r.Error, Steps: int32(r.Steps), Cached: int32(r.Cached),
 			Target: r.Target, ExporterResponse: r.ExporterResponse, DockerfileName: r.DockerfileName,
-		})
+			CriticalPathNs: int64(r.Critical),
+		}
+		critical := map[digest.Digest]bool{}
+		for _, d := range r.CriticalPath {
+			critical[d] = true
+		}
+		for _, s := range r.StepDetails {
+			br.StepDetails = append(br.StepDetails, &api.BuildStep{
+				Digest: s.Digest.String(), Name: s.Name, DurationNs: int64(s.Duration),
+				Cached: s.Cached, Failed: s.Failed, Usage: stepUsage(s.Usage), Critical: critical[s.Digest],
+			})
+		}
+		resp.Records = append(resp.Records, br)
 	}
 	return resp, nil
 }

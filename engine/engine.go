@@ -146,8 +146,11 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		pw = progress.Discard
 	}
 	rec := BuildRecord{Ref: req.Ref, Created: start, Target: req.Target, DockerfileName: req.DockerfileName}
+	steps := &progress.Collector{}
+	pw = progress.Tee(pw, steps)
 	defer func() {
 		rec.Completed = time.Now()
+		rec.setSteps(steps)
 		switch {
 		case err == nil:
 			rec.Status = "completed"

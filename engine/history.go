@@ -9,6 +9,8 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kiln-build/kiln/progress"
 )
 
 var bucketHistory = []byte("history.v1")
@@ -28,6 +30,23 @@ type BuildRecord struct {
 	Target           string            `json:"target,omitempty"`
 	DockerfileName   string            `json:"dockerfileName,omitempty"`
 	ExporterResponse map[string]string `json:"exporterResponse,omitempty"`
+	// StepDetails are the build's steps with their times and, for steps
+	// that ran a container, what they used; CriticalPath lists the
+	// digests of the longest chain of dependent steps, which took
+	// Critical.
+	StepDetails  []progress.Step `json:"stepDetails,omitempty"`
+	CriticalPath []digest.Digest `json:"criticalPath,omitempty"`
+	Critical     time.Duration   `json:"criticalNs,omitempty"`
+}
+
+// setSteps records what the collector saw of the build's steps.
+func (r *BuildRecord) setSteps(c *progress.Collector) {
+	r.StepDetails = c.Steps()
+	rep := progress.Analyze(r.StepDetails)
+	r.Critical = rep.Critical
+	for _, s := range rep.CriticalPath {
+		r.CriticalPath = append(r.CriticalPath, s.Digest)
+	}
 }
 
 // History keeps the records of finished builds in the metadata database,

@@ -31,6 +31,8 @@ type Summary struct {
 	Cached   int
 	Failed   int
 	Duration time.Duration
+	// Report says where the time went (slowest steps, critical path).
+	Report Report
 }
 
 // String is the line a build ends with.
@@ -109,6 +111,7 @@ type state struct {
 	start    time.Time
 	vertices map[digest.Digest]*vertex
 	order    []*vertex
+	steps    Collector
 }
 
 func newState() *state {
@@ -127,6 +130,7 @@ func (s *state) vertex(d digest.Digest) *vertex {
 }
 
 func (s *state) apply(e Event) {
+	s.steps.Write(e)
 	switch {
 	case e.Vertex != nil:
 		v := s.vertex(e.Vertex.Digest)
@@ -144,7 +148,7 @@ func (s *state) apply(e Event) {
 }
 
 func (s *state) summary() Summary {
-	sum := Summary{Duration: time.Since(s.start)}
+	sum := Summary{Duration: time.Since(s.start), Report: s.steps.Report()}
 	for _, v := range s.order {
 		if v.Name == "" {
 			continue
@@ -228,7 +232,11 @@ func (p *plain) event(e Event) {
 			}
 			fmt.Fprintf(p.w, "#%d CACHED%s\n", v.index, src)
 		case "done":
-			fmt.Fprintf(p.w, "#%d DONE %.1fs\n", v.index, duration(v).Seconds())
+			extra := ""
+			if st, ok := p.st.steps.step(v.Digest); ok && st.Usage != nil {
+				extra = " (" + st.Usage.String() + ")"
+			}
+			fmt.Fprintf(p.w, "#%d DONE %.1fs%s\n", v.index, duration(v).Seconds(), extra)
 		case "error":
 			fmt.Fprintf(p.w, "#%d ERROR: %s\n", v.index, v.Error)
 		}

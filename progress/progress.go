@@ -50,11 +50,30 @@ type Warning struct {
 	Location string        `json:"location,omitempty"`
 }
 
+// Usage is what a step's container used (a RUN step), reported once it
+// has ended. Figures that could not be measured are zero.
+type Usage struct {
+	Vertex digest.Digest `json:"vertex"`
+	// Wall is the container's run time; CPU its processes' CPU time.
+	Wall time.Duration `json:"wallNs"`
+	CPU  time.Duration `json:"cpuNs"`
+	// MemoryPeak is the most memory the step was charged at once, in
+	// bytes (page cache included).
+	MemoryPeak int64 `json:"memoryPeak,omitempty"`
+	// IORead and IOWrite are bytes read from and written to storage.
+	IORead  int64 `json:"ioRead,omitempty"`
+	IOWrite int64 `json:"ioWrite,omitempty"`
+	// OOMKilled is set when the kernel's OOM killer killed a process of
+	// the step.
+	OOMKilled bool `json:"oomKilled,omitempty"`
+}
+
 // Event is one progress event; exactly one field is set.
 type Event struct {
 	Vertex  *VertexStatus `json:"vertex,omitempty"`
 	Log     *Log          `json:"log,omitempty"`
 	Warning *Warning      `json:"warning,omitempty"`
+	Usage   *Usage        `json:"usage,omitempty"`
 }
 
 // Writer receives progress events. Write must not block for long and must be
@@ -123,6 +142,15 @@ func (m *Multi) Write(e Event) {
 	for _, w := range ws {
 		w.Write(e)
 	}
+}
+
+// Tee returns a Writer that writes every event to each of ws in turn.
+func Tee(ws ...Writer) Writer {
+	return WriterFunc(func(e Event) {
+		for _, w := range ws {
+			w.Write(e)
+		}
+	})
 }
 
 // LogWriter returns an io.Writer that reports everything written to it as

@@ -251,8 +251,10 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 		if names := res.GetExporterResponse()["image.name"]; names != "" {
 			fmt.Fprintf(cmd.ErrOrStderr(), "Image %s (%s)\n", names, res.GetExporterResponse()["containerimage.digest"])
 		}
+		for _, l := range sum.Report.Lines() {
+			fmt.Fprintln(cmd.ErrOrStderr(), l)
+		}
 	}
-	_ = sum
 	resp := res.GetExporterResponse()
 	if f.metadataFile != "" {
 		if err := writeMetadata(f.metadataFile, resp); err != nil {

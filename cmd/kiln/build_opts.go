@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/archive"
 	dockerconfig "github.com/docker/cli/cli/config"
@@ -370,6 +371,12 @@ func statusEvents(b *api.StatusBatch) []progress.Event {
 	}
 	for _, w := range b.GetWarnings() {
 		out = append(out, progress.Event{Warning: &progress.Warning{Vertex: digest.Digest(w.GetDigest()), Message: w.GetMessage(), Location: w.GetLocation()}})
+	}
+	for _, u := range b.GetUsages() {
+		out = append(out, progress.Event{Usage: &progress.Usage{
+			Vertex: digest.Digest(u.GetDigest()), Wall: time.Duration(u.GetWallNs()), CPU: time.Duration(u.GetCpuNs()),
+			MemoryPeak: u.GetMemoryPeak(), IORead: u.GetIoRead(), IOWrite: u.GetIoWrite(), OOMKilled: u.GetOomKilled(),
+		}})
 	}
 	return out
 }

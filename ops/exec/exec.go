@@ -123,7 +123,16 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		proc.Env = append(proc.Env, "SSH_AUTH_SOCK="+env.sshTarget)
 	}
 	root := executor.Mount{Dest: "/", Source: active.Mounts()}
-	if err := o.deps.Executor.Run(ctx, root, mounts, proc); err != nil {
+	var usage executor.Usage
+	proc.Usage = &usage
+	err = o.deps.Executor.Run(ctx, root, mounts, proc)
+	if usage.Wall > 0 {
+		pw.Write(progress.Event{Usage: &progress.Usage{
+			Vertex: o.vertex, Wall: usage.Wall, CPU: usage.CPU, MemoryPeak: usage.MemoryPeak,
+			IORead: usage.IORead, IOWrite: usage.IOWrite, OOMKilled: usage.OOMKilled,
+		}})
+	}
+	if err != nil {
 		return nil, err
 	}
 	return active.Commit(ctx)
