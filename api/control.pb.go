@@ -185,8 +185,8 @@ type WorkerInfo struct {
 	RuntimePath    string                 `protobuf:"bytes,2,opt,name=runtime_path,json=runtimePath,proto3" json:"runtime_path,omitempty"` // resolved binary
 	Snapshotter    string                 `protobuf:"bytes,3,opt,name=snapshotter,proto3" json:"snapshotter,omitempty"`                    // overlayfs | native
 	Platforms      []string               `protobuf:"bytes,4,rep,name=platforms,proto3" json:"platforms,omitempty"`
-	MaxParallelism int32                  `protobuf:"varint,5,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
-	CacheSize      int64                  `protobuf:"varint,6,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"` // bytes the gc keeps the cache under
+	MaxParallelism int32                  `protobuf:"varint,5,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"` // cap on running steps; 0: none (they start by measured pressure)
+	CacheSize      int64                  `protobuf:"varint,6,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"`                // bytes the gc keeps the cache under
 	NetworkMode    string                 `protobuf:"bytes,7,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

@@ -2,7 +2,6 @@ package config
 
 import (
 	"path/filepath"
-	"runtime"
 )
 
 // Version is the configuration schema version this package reads.
@@ -85,9 +84,19 @@ type OCIWorker struct {
 	Enabled bool `toml:"enabled"`
 	// CacheSize is the size gc keeps the build cache under.
 	CacheSize Size `toml:"cache-size"`
-	// MaxParallelism bounds concurrently running steps; 0 means the
-	// number of CPUs.
+	// MaxParallelism caps the steps that run a container at once; 0:
+	// no cap. Steps start by measured pressure (package sched).
 	MaxParallelism int `toml:"max-parallelism"`
+	// CPUPressure, MemoryPressure and IOPressure are the highest
+	// pressures (PSI "some" over the last second, in percent) at which a
+	// new step still starts; 0 turns a check off.
+	CPUPressure    float64 `toml:"cpu-pressure"`
+	MemoryPressure float64 `toml:"memory-pressure"`
+	IOPressure     float64 `toml:"io-pressure"`
+	// MemoryReserve is the memory that must stay available after a new
+	// step takes what it may need: a size, or a percentage of the
+	// machine's memory.
+	MemoryReserve DiskSpace `toml:"memory-reserve"`
 	// Platforms are added to the native platform.
 	Platforms []string `toml:"platforms"`
 	// Binary is the OCI runtime: "runc", "crun" or an absolute path to
@@ -191,7 +200,6 @@ type KeyPair struct {
 // Env is what defaults depend on: who runs kilnd and where.
 type Env struct {
 	UID    int
-	NumCPU int
 	Getenv func(string) string
 }
 
@@ -261,19 +269,12 @@ func (c *Config) resolve(e Env) {
 	if len(c.GRPC.Address) == 0 {
 		c.GRPC.Address = []string{e.DefaultAddress()}
 	}
-	if c.Worker.OCI.MaxParallelism == 0 {
-		n := e.NumCPU
-		if n <= 0 {
-			n = runtime.NumCPU()
-		}
-		c.Worker.OCI.MaxParallelism = n
-	}
 	if c.Debug {
 		c.Log.Level = "debug"
 	}
 }
 
 // Resolve fills in the defaults that depend on the environment (root,
-// listener address, max-parallelism) for e. Load and Default call it; a
+// listener address) for e. Load and Default call it; a
 // caller that changes Root or Address to empty calls it again.
 func (c *Config) Resolve(e Env) { c.resolve(e) }

@@ -16,7 +16,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 )
 
-var rootEnv = Env{UID: 0, NumCPU: 4, Getenv: func(string) string { return "" }}
+var rootEnv = Env{UID: 0, Getenv: func(string) string { return "" }}
 
 func intp(i int) *int { return &i }
 
@@ -32,7 +32,8 @@ func loadFile(t *testing.T, name string) (*Config, []Warning) {
 // defaultOCI is the [worker.oci] of default.toml, resolved for rootEnv.
 func defaultOCI() OCIWorker {
 	return OCIWorker{
-		Enabled: true, CacheSize: 10_000_000_000, MaxParallelism: 4, Platforms: []string{},
+		Enabled: true, CacheSize: 10_000_000_000, Platforms: []string{},
+		CPUPressure: 50, MemoryPressure: 10, MemoryReserve: DiskSpace{Percent: 10},
 		Binary: "runc", Snapshotter: "auto", NetworkMode: "auto", GC: true,
 	}
 }
@@ -145,6 +146,21 @@ func TestLoadErrors(t *testing.T) {
 			name: "wrong type",
 			doc:  "[worker.oci]\nsnapshotter = \"native\"\nmax-parallelism = \"four\"\n",
 			want: `kilnd.toml:3: [worker.oci] max-parallelism: wrong type: want an integer, got a string`,
+		},
+		{
+			name: "pressure out of range",
+			doc:  "[worker.oci]\ncpu-pressure = 150\n",
+			want: `kilnd.toml:2: [worker.oci] cpu-pressure: 150 is out of range: want a percentage from 0 to 100 (0 turns the check off)`,
+		},
+		{
+			name: "pressure as a string",
+			doc:  "[worker.oci]\n\nmemory-pressure = \"10%\"\n",
+			want: `kilnd.toml:3: [worker.oci] memory-pressure: wrong type: want a percentage from 0 to 100 (e.g. 50), got a string`,
+		},
+		{
+			name: "bad memory reserve",
+			doc:  "[worker.oci]\nmemory-reserve = \"lots\"\n",
+			want: `kilnd.toml:2: [worker.oci] memory-reserve: bad value "lots": want a size ("2GiB") or a percentage of the machine's memory ("10%")`,
 		},
 		{
 			name: "wrong type for a list",
@@ -366,12 +382,12 @@ func TestDefault(t *testing.T) {
 		{"root", rootEnv, "/var/lib/kiln", "unix:///run/kiln/kilnd.sock", "/etc/kiln/kilnd.toml"},
 		{
 			"rootless",
-			Env{UID: 1000, NumCPU: 2, Getenv: func(k string) string { return home[k] }},
+			Env{UID: 1000, Getenv: func(k string) string { return home[k] }},
 			"/home/ann/.local/share/kiln", "unix:///run/user/1000/kiln/kilnd.sock", "/home/ann/.config/kiln/kilnd.toml",
 		},
 		{
 			"rootless with XDG dirs",
-			Env{UID: 1000, NumCPU: 2, Getenv: func(k string) string {
+			Env{UID: 1000, Getenv: func(k string) string {
 				return map[string]string{"XDG_DATA_HOME": "/d", "XDG_CONFIG_HOME": "/c", "XDG_RUNTIME_DIR": "/r"}[k]
 			}},
 			"/d/kiln", "unix:///r/kiln/kilnd.sock", "/c/kiln/kilnd.toml",
@@ -388,8 +404,8 @@ func TestDefault(t *testing.T) {
 			if diff := cmp.Diff([]string{tt.root, tt.addr, tt.configPath}, got); diff != "" {
 				t.Errorf("root, address, config path (-want +got):\n%s", diff)
 			}
-			if cfg.Worker.OCI.MaxParallelism != tt.env.NumCPU {
-				t.Errorf("max-parallelism = %d, want %d", cfg.Worker.OCI.MaxParallelism, tt.env.NumCPU)
+			if cfg.Worker.OCI.MaxParallelism != 0 {
+				t.Errorf("max-parallelism = %d, want 0 (no cap: steps start by measured pressure)", cfg.Worker.OCI.MaxParallelism)
 			}
 			if cfg.File != "" {
 				t.Errorf("File = %q, want empty for built-in defaults", cfg.File)

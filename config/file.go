@@ -33,6 +33,12 @@ type fileOCI struct {
 	// NetworkMode is buildkitd.toml's spelling of network-mode.
 	NetworkMode string         `toml:"networkMode"`
 	GCPolicy    []fileGCPolicy `toml:"gcpolicy"`
+	// Pressures may be integers or floats; the reserve a size or a
+	// percentage.
+	CPUPressure    any `toml:"cpu-pressure"`
+	MemoryPressure any `toml:"memory-pressure"`
+	IOPressure     any `toml:"io-pressure"`
+	MemoryReserve  any `toml:"memory-reserve"`
 }
 
 // fileGCPolicy takes both buildkitd.toml's camelCase and kebab-case keys.
@@ -131,6 +137,31 @@ func (l *loader) convertOCI(dst *OCIWorker, src *fileOCI) {
 		} else {
 			dst.NetworkMode = src.NetworkMode
 		}
+	}
+	for _, p := range []struct {
+		key string
+		src any
+		dst *float64
+	}{
+		{"cpu-pressure", src.CPUPressure, &dst.CPUPressure},
+		{"memory-pressure", src.MemoryPressure, &dst.MemoryPressure},
+		{"io-pressure", src.IOPressure, &dst.IOPressure},
+	} {
+		if p.src == nil {
+			continue
+		}
+		v, err := percentOf(p.src)
+		if err != nil {
+			l.fail(base.key(p.key), "%v", err)
+		}
+		*p.dst = v
+	}
+	if src.MemoryReserve != nil {
+		r, err := diskSpaceOf(src.MemoryReserve)
+		if err != nil {
+			l.fail(base.key("memory-reserve"), `bad value %v: want a size ("2GiB") or a percentage of the machine's memory ("10%%")`, tomlValue(src.MemoryReserve))
+		}
+		dst.MemoryReserve = r
 	}
 	dst.GCPolicy = nil
 	for i, fp := range src.GCPolicy {

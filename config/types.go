@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +15,7 @@ import (
 // HostEnv describes the running process: its effective uid, CPUs and
 // environment variables.
 func HostEnv() Env {
-	return Env{UID: os.Geteuid(), NumCPU: runtime.NumCPU(), Getenv: os.Getenv}
+	return Env{UID: os.Geteuid(), Getenv: os.Getenv}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -286,4 +285,29 @@ func tomlKind(v any) string {
 	default:
 		return "a date or time"
 	}
+}
+
+// percentOf reads a percentage given as a number (10 or 12.5).
+func percentOf(v any) (float64, error) {
+	var f float64
+	switch n := v.(type) {
+	case int64:
+		f = float64(n)
+	case float64:
+		f = n
+	default:
+		return 0, fmt.Errorf("wrong type: want a percentage from 0 to 100 (e.g. 50), got %s", tomlKind(v))
+	}
+	if f < 0 || f > 100 {
+		return 0, fmt.Errorf("%v is out of range: want a percentage from 0 to 100 (0 turns the check off)", v)
+	}
+	return f, nil
+}
+
+// tomlValue renders a decoded value as it looks in TOML (strings quoted).
+func tomlValue(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
 }

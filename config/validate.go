@@ -177,6 +177,17 @@ func (c *Config) validateWorker(ck *checker) {
 	if o.MaxParallelism < 0 {
 		ck.fail(w.key("max-parallelism"), "must not be negative, got %d", o.MaxParallelism)
 	}
+	for _, p := range []struct {
+		key string
+		v   float64
+	}{{"cpu-pressure", o.CPUPressure}, {"memory-pressure", o.MemoryPressure}, {"io-pressure", o.IOPressure}} {
+		if p.v < 0 || p.v > 100 {
+			ck.fail(w.key(p.key), "%v is out of range: want a percentage from 0 to 100 (0 turns the check off)", p.v)
+		}
+	}
+	if o.MemoryReserve.Bytes < 0 || o.MemoryReserve.Percent < 0 || o.MemoryReserve.Percent > 100 {
+		ck.fail(w.key("memory-reserve"), "%s is out of range", o.MemoryReserve)
+	}
 	for i, p := range o.Platforms {
 		pl, err := platforms.Parse(p)
 		switch {

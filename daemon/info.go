@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
@@ -59,9 +58,6 @@ func DescribeWorker(cfg *config.Config, snapshotter string) (*api.WorkerInfo, er
 		CacheSize:      int64(o.CacheSize),
 		NetworkMode:    o.NetworkMode,
 		Snapshotter:    snapshotter,
-	}
-	if w.MaxParallelism <= 0 {
-		w.MaxParallelism = int32(runtime.NumCPU())
 	}
 	w.Platforms = []string{platforms.Format(platforms.DefaultSpec())}
 	for _, p := range o.Platforms {

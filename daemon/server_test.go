@@ -58,7 +58,7 @@ func socketPath(t *testing.T) string {
 
 func testConfig(t *testing.T, addrs ...string) *config.Config {
 	t.Helper()
-	cfg := config.DefaultFor(config.Env{UID: 0, NumCPU: 3})
+	cfg := config.DefaultFor(config.Env{UID: 0})
 	cfg.Root = filepath.Join(t.TempDir(), "root")
 	cfg.GRPC.Address = addrs
 	cfg.Worker.OCI.Snapshotter = "native" // no overlay probe in unit tests
@@ -173,13 +173,12 @@ func TestInfoOverUnixSocket(t *testing.T) {
 		Rootless:      os.Geteuid() != 0,
 		Pid:           int32(os.Getpid()),
 		Worker: &api.WorkerInfo{
-			Runtime:        "runc",
-			RuntimePath:    got.Worker.RuntimePath, // depends on the machine; checked below
-			Snapshotter:    "native",
-			Platforms:      wantPlatforms,
-			MaxParallelism: 3,
-			CacheSize:      10_000_000_000,
-			NetworkMode:    "auto",
+			Runtime:     "runc",
+			RuntimePath: got.Worker.RuntimePath, // depends on the machine; checked below
+			Snapshotter: "native",
+			Platforms:   wantPlatforms,
+			CacheSize:   10_000_000_000,
+			NetworkMode: "auto",
 		},
 	}
 	if diff := cmp.Diff(want, got, cmpProto); diff != "" {

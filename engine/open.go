@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor/runc"
+	"github.com/kiln-build/kiln/internal/cgroup"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
@@ -24,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
+	"github.com/kiln-build/kiln/sched"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
 	"github.com/kiln-build/kiln/source/git"
@@ -41,7 +43,9 @@ type Options struct {
 	Runtime        string // runc | crun | a path
 	AllowInsecure  bool   // the daemon grants security.insecure
 	Allowed        []string
-	MaxParallelism int
+	// Admission is the policy by which steps that run a container start
+	// (package sched).
+	Admission sched.Config
 	// NetworkMode is the default network of RUN steps: "" or "auto" or
 	// "host" (the host's), "none".
 	NetworkMode string
@@ -80,6 +84,7 @@ type Parts struct {
 	Resolver    *registry.Resolver
 	Layers      *exporter.Layers
 	Solver      *solver.Solver
+	Scheduler   *sched.Scheduler
 	History     *History
 	// CacheImporter imports remote cache hits; CacheWriter is this
 	// daemon's writer id in shared caches (kept in the root).
@@ -142,6 +147,12 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		runtime = "runc"
 	}
 	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)}
+	cg, err := cgroup.Detect()
+	if err != nil {
+		opts.Logger.Warn("cannot read the cgroup mounts: steps are not measured", "error", err)
+	} else {
+		execOpts = append(execOpts, runc.WithCgroups(cg))
+	}
 	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
 		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
 	}
@@ -149,6 +160,11 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		return nil, nil, err
 	}
 	closers = append(closers, p.Executor.Close)
+	if mode, err := p.Executor.Accounting(); err != nil {
+		opts.Logger.Warn("steps are not measured (no CPU time or peak memory per step; steps start by count)", "reason", err)
+	} else {
+		opts.Logger.Debug("steps are measured", "cgroups", mode.String(), "parent", p.Executor.Steps().Path())
+	}
 	if err := p.Executor.Cleanup(ctx); err != nil {
 		return nil, nil, fmt.Errorf("clean up containers of an earlier run: %w", err)
 	}
@@ -208,8 +224,13 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 			exporters = append(exporters, sc)
 		}
 	}
+	src, err := sched.NewHostSource(p.Executor.Steps())
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Scheduler = sched.New(opts.Admission, src)
 	p.Solver = solver.New(p.Worker, p.CacheStore,
-		solver.WithMaxParallelism(opts.MaxParallelism),
+		solver.WithAdmission(p.Scheduler),
 		solver.WithRemoteCaches(remotes...),
 		solver.WithExporters(exporters...))
 	if p.History, err = NewHistory(p.DB); err != nil {

@@ -88,11 +88,12 @@ func (s *Solver) runJob(ctx context.Context, j *job, sp jobSpec) {
 
 	ctx = progress.WithWriter(ctx, &j.progress)
 	if sp.slot {
-		if err := s.slots.Acquire(ctx, 1); err != nil {
-			j.err = context.Cause(ctx)
+		release, _, err := s.admit.Acquire(ctx)
+		if err != nil {
+			j.err = err
 			return
 		}
-		defer s.slots.Release(1)
+		defer release()
 	}
 	ref, err := sp.op.Exec(ctx, sp.inputs)
 	if err == nil && ctx.Err() != nil {

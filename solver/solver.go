@@ -1,6 +1,7 @@
 // Package solver runs build graphs: it computes each vertex's cache key,
-// looks it up in the caches, runs the misses in parallel (executions bounded
-// by max-parallelism), deduplicates identical steps across concurrent
+// looks it up in the caches, runs the misses in parallel (steps that run a
+// container start when an Admission lets them, see package sched),
+// deduplicates identical steps across concurrent
 // builds, records results and streams progress. docs/dev/solver.md describes
 // the design.
 //
@@ -13,6 +14,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/semaphore"
@@ -44,11 +46,19 @@ type RemoteCache = cache.RemoteCache
 // cache.Exporter.
 type Exporter = cache.Exporter
 
+// Admission decides when a step that runs a container may start. Acquire
+// blocks until it may, or ctx ends (the error is then context.Cause(ctx)),
+// and returns how long the step waited and the function to call once,
+// when the step is over. *sched.Scheduler admits by measured pressure.
+type Admission interface {
+	Acquire(ctx context.Context) (release func(), waited time.Duration, err error)
+}
+
 // Solver runs builds. It is safe for concurrent use by many builds.
 type Solver struct {
 	worker Worker
 	store  cache.Store
-	slots  *semaphore.Weighted
+	admit  Admission
 	remote []RemoteCache
 	export []Exporter
 
@@ -59,15 +69,32 @@ type Solver struct {
 // Option configures a Solver.
 type Option func(*Solver)
 
-// WithMaxParallelism bounds the number of steps that run a container at
-// once. n <= 0 means runtime.NumCPU().
+// WithMaxParallelism admits at most n steps that run a container at
+// once, by count. n <= 0 means runtime.NumCPU(). It is the default.
 func WithMaxParallelism(n int) Option {
 	return func(s *Solver) {
 		if n <= 0 {
 			n = runtime.NumCPU()
 		}
-		s.slots = semaphore.NewWeighted(int64(n))
+		s.admit = slots{semaphore.NewWeighted(int64(n))}
 	}
+}
+
+// WithAdmission lets a decides when steps that run a container start.
+func WithAdmission(a Admission) Option {
+	return func(s *Solver) { s.admit = a }
+}
+
+// slots is the Admission of WithMaxParallelism.
+type slots struct{ sem *semaphore.Weighted }
+
+func (sl slots) Acquire(ctx context.Context) (func(), time.Duration, error) {
+	start := time.Now()
+	if err := sl.sem.Acquire(ctx, 1); err != nil {
+		return nil, time.Since(start), context.Cause(ctx)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { sl.sem.Release(1) }) }, time.Since(start), nil
 }
 
 // WithRemoteCaches adds daemon-wide remote caches, consulted in order after

@@ -105,7 +105,11 @@ func printInfoText(w io.Writer, info *api.InfoResponse) error {
 		row("Runtime", rt)
 		row("Snapshotter", wk.Snapshotter)
 		row("Platforms", strings.Join(wk.Platforms, ", "))
-		row("Max parallelism", fmt.Sprint(wk.MaxParallelism))
+		mp := "no cap (steps start by measured pressure)"
+		if wk.MaxParallelism > 0 {
+			mp = fmt.Sprint(wk.MaxParallelism)
+		}
+		row("Max parallelism", mp)
 		row("Cache size", config.Size(wk.CacheSize).String())
 		row("Network mode", wk.NetworkMode)
 	}

@@ -27,7 +27,7 @@ func startDaemon(t *testing.T, opts ...daemon.Option) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	addr := "unix://" + filepath.Join(dir, "kilnd.sock")
-	cfg := config.DefaultFor(config.Env{UID: 0, NumCPU: 2})
+	cfg := config.DefaultFor(config.Env{UID: 0})
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.GRPC.Address = []string{addr}
 	cfg.Worker.OCI.Snapshotter = "native"
@@ -87,7 +87,7 @@ func TestInfo(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out)
 	}
-	if got.Version != "v1.2.3" || got.Worker.Snapshotter != "native" || got.Worker.MaxParallelism != 2 || len(got.Listeners) != 1 {
+	if got.Version != "v1.2.3" || got.Worker.Snapshotter != "native" || got.Worker.MaxParallelism != 0 || len(got.Listeners) != 1 {
 		t.Errorf("JSON info = %+v", got)
 	}
 

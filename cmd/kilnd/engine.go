@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	ctrdlog "github.com/containerd/log"
 	"github.com/containerd/platforms"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/registry"
+	"github.com/kiln-build/kiln/sched"
 )
 
 // openEngine wires the engine from the configuration: the frontends by
@@ -60,19 +63,25 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 		}
 	}
 	return engine.Open(ctx, engine.Options{
-		UIDMap:         uidMap,
-		GIDMap:         gidMap,
-		Root:           cfg.Root,
-		Snapshotter:    oci.Snapshotter,
-		Runtime:        oci.Binary,
-		AllowInsecure:  allowInsecure,
-		Allowed:        allowed,
-		MaxParallelism: oci.MaxParallelism,
-		NetworkMode:    oci.NetworkMode,
-		Registry:       hosts,
-		Frontends:      map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-		Platform:       platforms.DefaultSpec(),
-		Logger:         log,
+		UIDMap:        uidMap,
+		GIDMap:        gidMap,
+		Root:          cfg.Root,
+		Snapshotter:   oci.Snapshotter,
+		Runtime:       oci.Binary,
+		AllowInsecure: allowInsecure,
+		Allowed:       allowed,
+		Admission: sched.Config{
+			MaxParallelism: oci.MaxParallelism,
+			CPUPressure:    oci.CPUPressure,
+			MemoryPressure: oci.MemoryPressure,
+			IOPressure:     oci.IOPressure,
+			MemoryReserve:  memoryReserve(oci.MemoryReserve),
+		},
+		NetworkMode: oci.NetworkMode,
+		Registry:    hosts,
+		Frontends:   map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+		Platform:    platforms.DefaultSpec(),
+		Logger:      log,
 		Caches: engine.CacheBackends{
 			Shared: func(ctx context.Context, p *engine.Parts) ([]*remote.Shared, error) {
 				return sharedCaches(ctx, cfg.Cache, p, log)
@@ -182,4 +191,17 @@ func idMap(key, value string) ([]runc.IDMap, error) {
 		return nil, fmt.Errorf("[rootless] %s: %w", key, err)
 	}
 	return m, nil
+}
+
+// memoryReserve is [worker.oci] memory-reserve in bytes: a percentage is
+// of the machine's memory.
+func memoryReserve(r config.DiskSpace) int64 {
+	if r.Percent == 0 {
+		return int64(r.Bytes)
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int64(si.Totalram) * int64(si.Unit) * int64(r.Percent) / 100
 }

@@ -29,7 +29,7 @@ func TestIDMap(t *testing.T) {
 	if err := os.WriteFile(path, []byte("[rootless]\nenabled = true\nuid-map = \"0:200000:1000\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := config.LoadFileFor(path, config.Env{UID: 0, NumCPU: 2})
+	cfg, _, err := config.LoadFileFor(path, config.Env{UID: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ minFreeSpace = "20%"
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, _, err := config.LoadFileFor(path, config.Env{UID: 0, NumCPU: 2})
+	cfg, _, err := config.LoadFileFor(path, config.Env{UID: 0})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,13 +65,19 @@ func (e *Executor) setupCgroups() error {
 		e.cgErr = errors.New("no cgroup v2 controllers and no cgroup v1 cpuacct and memory hierarchies")
 		return nil
 	}
-	if _, err := h.Parent(e.cfg.cgroupParent); err != nil {
+	parent, err := h.Parent(e.cfg.cgroupParent)
+	if err != nil {
 		e.cgErr = err
 		return nil
 	}
-	e.cg = h
+	e.cg, e.cgParent = h, parent
 	return nil
 }
+
+// Steps returns the cgroup whose children are the running containers
+// (for a scheduler to measure them), nil when containers are not
+// measured.
+func (e *Executor) Steps() *cgroup.Group { return e.cgParent }
 
 // Accounting says how containers are measured: the cgroup mode, or why
 // they are not (CPU time and peak memory are then unknown).

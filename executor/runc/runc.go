@@ -41,8 +41,9 @@ type Executor struct {
 	userns *userns // WithUserNamespace; nil runs containers as host root
 	// cg measures each container in a cgroup of its own below
 	// cfg.cgroupParent (see accounting.go); nil when it cannot.
-	cg    *cgroup.Hierarchy
-	cgErr error // why cg is nil
+	cg       *cgroup.Hierarchy
+	cgParent *cgroup.Group
+	cgErr    error // why cg is nil
 }
 
 var _ executor.Executor = (*Executor)(nil)

@@ -47,14 +47,15 @@ func writeDockerfile(dir, content string) error {
 
 // coldAndNoChange measures a build on a fresh daemon root each run, then
 // repeated builds with nothing changed.
-func coldAndNoChange(e *env, runs int, dir string, args ...string) (cold, noChange time.Duration, err error) {
+func coldAndNoChange(e *env, runs int, dir string, args ...string) (cold, noChange, coldCPU time.Duration, err error) {
 	all := append(append([]string{}, args...), dir)
 	cold, err = timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(all...) })
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
+	coldCPU = e.cpuMedian(runs)
 	noChange, err = timeIt(runs, nil, func() error { return e.build(all...) })
-	return cold, noChange, err
+	return cold, noChange, coldCPU, err
 }
 
 func helloCase(e *env, runs int) ([]row, error) {
@@ -62,12 +63,12 @@ func helloCase(e *env, runs int) ([]row, error) {
 	if err := writeDockerfile(dir, "FROM busybox\nRUN echo \"Hello, Kiln!\" > /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n"); err != nil {
 		return nil, err
 	}
-	cold, noChange, err := coldAndNoChange(e, runs, dir, "-t", "my-hello-app")
+	cold, noChange, cpu, err := coldAndNoChange(e, runs, dir, "-t", "my-hello-app")
 	if err != nil {
 		return nil, err
 	}
 	return []row{
-		{name: "hello cold", kiln: cold, buildkit: bkHelloCold},
+		{name: "hello cold", kiln: cold, cpu: cpu, buildkit: bkHelloCold},
 		{name: "hello no-change", kiln: noChange, buildkit: bkHelloNoChange, target: bkHelloNoChange / 2},
 	}, nil
 }
@@ -89,7 +90,7 @@ func parallelCase(e *env, runs int) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []row{{name: "parallel cold", kiln: cold, buildkit: bkParallelCold, target: 2500 * time.Millisecond}}, nil
+	return []row{{name: "parallel cold", kiln: cold, cpu: e.cpuMedian(runs), buildkit: bkParallelCold, target: 2500 * time.Millisecond}}, nil
 }
 
 // makeContext writes 5,000 small files and a few large ones (~200 MB).
@@ -131,7 +132,7 @@ func contextCase(e *env, runs int) ([]row, error) {
 	if err := writeDockerfile(dir, "FROM busybox\nCOPY . /src\nRUN find /src | wc -l\n"); err != nil {
 		return nil, err
 	}
-	cold, noChange, err := coldAndNoChange(e, runs, dir)
+	cold, noChange, _, err := coldAndNoChange(e, runs, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -159,12 +160,12 @@ func chainCase(e *env, runs int) ([]row, error) {
 	if err := writeDockerfile(dir, b.String()); err != nil {
 		return nil, err
 	}
-	cold, noChange, err := coldAndNoChange(e, runs, dir)
+	cold, noChange, cpu, err := coldAndNoChange(e, runs, dir)
 	if err != nil {
 		return nil, err
 	}
 	return []row{
-		{name: "chain cold", kiln: cold, buildkit: bkChainCold, target: 1500 * time.Millisecond},
+		{name: "chain cold", kiln: cold, cpu: cpu, buildkit: bkChainCold, target: 1500 * time.Millisecond},
 		{name: "chain no-change", kiln: noChange, buildkit: bkChainNoChange, target: bkChainNoChange / 2},
 	}, nil
 }

@@ -31,8 +31,14 @@ type env struct {
 	root     string
 	maxPeak  int64 // highest VmHWM of the daemons stopped so far
 	// extraConfig is added to the kilnd.toml of daemons started from now
-	// on (the shared case's cache settings).
-	extraConfig string
+	// on (the shared case's cache settings); workerConfig to their
+	// [worker.oci] (the cpu case's max-parallelism).
+	extraConfig, workerConfig string
+	// progress shows every build's plain progress on stderr (-progress).
+	progress bool
+	// cpuLog is the CPU time kilnd and the processes it ran (runtime,
+	// containers) used in each build so far.
+	cpuLog []time.Duration
 }
 
 func setup(dir string) (*env, error) {
@@ -116,11 +122,9 @@ func (e *env) startDaemon(root string) error {
 	e.root = root
 	e.sock = filepath.Join(e.dir, fmt.Sprintf("kilnd-%d.sock", time.Now().UnixNano()))
 	cfg := filepath.Join(e.dir, "kilnd.toml")
-	// max-parallelism = 4: BuildKit, measured with its default (no
-	// limit), ran the parallel case's four stages at once; kilnd's default
-	// is the number of CPUs (2 here).
-	data := fmt.Sprintf("root = %q\n[grpc]\naddress = [\"unix://%s\"]\n[worker.oci]\nmax-parallelism = 4\n[registry.\"docker.io\"]\nmirrors = [%q]\n[registry.%q]\nhttp = true\n",
-		root, e.sock, e.registry, e.registry)
+	// The [worker.oci] defaults: steps start by measured pressure.
+	data := fmt.Sprintf("root = %q\n[grpc]\naddress = [\"unix://%s\"]\n[worker.oci]\n%s[registry.\"docker.io\"]\nmirrors = [%q]\n[registry.%q]\nhttp = true\n",
+		root, e.sock, e.workerConfig, e.registry, e.registry)
 	data += e.extraConfig
 	if err := os.WriteFile(cfg, []byte(data), 0o644); err != nil {
 		return err
@@ -179,7 +183,19 @@ func (e *env) stop() {
 }
 
 // build runs kiln build with args in dir.
-func (e *env) build(args ...string) error {
+func (e *env) build(args ...string) (err error) {
+	before := e.cpuTime()
+	defer func() {
+		if err == nil {
+			e.cpuLog = append(e.cpuLog, e.cpuTime()-before)
+		}
+	}()
+	if e.progress {
+		full := append([]string{"--addr", "unix://" + e.sock, "build", "--progress", "plain"}, args...)
+		cmd := exec.Command(e.kiln, full...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		return cmd.Run()
+	}
 	full := append([]string{"--addr", "unix://" + e.sock, "build", "--progress", "quiet"}, args...)
 	return command(context.Background(), e.kiln, full...)
 }
@@ -209,4 +225,30 @@ func (e *env) peakRSS() (int64, error) {
 		p = e.maxPeak
 	}
 	return p, err
+}
+
+// cpuTime is the CPU time of kilnd and of its reaped children (the OCI
+// runtime and the containers), from /proc/<pid>/stat.
+func (e *env) cpuTime() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.daemon.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: fields count from after ")".
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// cpuMedian is the median CPU time of the last n builds.
+func (e *env) cpuMedian(n int) time.Duration {
+	if len(e.cpuLog) < n {
+		return 0
+	}
+	return median(e.cpuLog[len(e.cpuLog)-n:])
 }

@@ -94,7 +94,7 @@ func TestStatV2(t *testing.T) {
 	step := filepath.Join(root, "kiln", "abc")
 	write(t, filepath.Join(step, "cpu.stat"), "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
 	write(t, filepath.Join(step, "cpu.pressure"), "some avg10=1.00 avg60=0.50 avg300=0.10 total=250000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-	write(t, filepath.Join(step, "memory.stat"), "anon 1000\nfile 2000\n")
+	write(t, filepath.Join(step, "memory.stat"), "anon 1000\nfile 2000\ninactive_file 1024\n")
 	write(t, filepath.Join(step, "memory.current"), "4096\n")
 	write(t, filepath.Join(step, "memory.peak"), "734003200\n")
 	write(t, filepath.Join(step, "memory.pressure"), "some avg10=0.00 avg60=0.00 avg300=0.00 total=7000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
@@ -105,8 +105,8 @@ func TestStatV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Stats{
-		CPU: 1500 * time.Millisecond, Memory: 4096, MemoryPeak: 734003200, OOMKills: 1, OOMKnown: true,
-		Pressure:      Pressure{CPU: 250 * time.Millisecond, Memory: 7 * time.Millisecond, IO: 30 * time.Microsecond},
+		CPU: 1500 * time.Millisecond, Memory: 4096, MemoryPeak: 734003200, WorkingSet: 3072, OOMKills: 1, OOMKnown: true,
+		Pressure:      Pressure{CPU: 250 * time.Millisecond, Memory: 7 * time.Millisecond, IO: 30 * time.Microsecond, CPUAvg10: 1},
 		PressureKnown: true,
 	}
 	if d := cmp.Diff(want, got); d != "" {
@@ -154,7 +154,7 @@ func TestStatV1(t *testing.T) {
 	write(t, filepath.Join(cpu, "cpuacct.usage"), "2500000000\n")
 	write(t, filepath.Join(cpu, "cpuacct.stat"), "user 200\nsystem 50\n")
 	write(t, filepath.Join(cpu, "cpuacct.usage_percpu"), "1250000000 1250000000\n")
-	write(t, filepath.Join(mem, "memory.stat"), "cache 0\nrss 1024\n")
+	write(t, filepath.Join(mem, "memory.stat"), "cache 0\nrss 1024\ntotal_inactive_file 4096\n")
 	write(t, filepath.Join(mem, "memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
 	write(t, filepath.Join(mem, "memory.usage_in_bytes"), "8192\n")
 	write(t, filepath.Join(mem, "memory.max_usage_in_bytes"), "1073741824\n")
@@ -166,9 +166,21 @@ func TestStatV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Stats{CPU: 2500 * time.Millisecond, Memory: 8192, MemoryPeak: 1 << 30, Pressure: Pressure{CPU: time.Millisecond}, PressureKnown: true}
+	want := Stats{CPU: 2500 * time.Millisecond, Memory: 8192, MemoryPeak: 1 << 30, WorkingSet: 4096, Pressure: Pressure{CPU: time.Millisecond}, PressureKnown: true}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("stats (-want +got):\n%s", d)
+	}
+	// The parent sees the step among its children.
+	parent, err := h.Parent("kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids, err := parent.Children()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string]Stats{"abc": want}, kids); d != "" {
+		t.Errorf("children (-want +got):\n%s", d)
 	}
 }
 

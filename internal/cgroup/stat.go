@@ -3,6 +3,9 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -20,6 +23,9 @@ type Stats struct {
 	// was charged at once (page cache included, as the kernel counts
 	// it). Zero when unknown.
 	Memory, MemoryPeak int64
+	// WorkingSet is Memory less the inactive file cache, which the
+	// kernel can drop at once (the kubelet's measure).
+	WorkingSet int64
 	// OOMKills counts processes the OOM killer killed in it; OOMKnown
 	// says whether the kernel reports it (cgroup v2 with the memory
 	// controller).
@@ -35,6 +41,9 @@ type Stats struct {
 // percentages /proc/pressure shows.
 type Pressure struct {
 	CPU, Memory, IO time.Duration
+	// CPUAvg10 is the kernel's ten-second average of the CPU pressure,
+	// in percent.
+	CPUAvg10 float64
 }
 
 // Group is one cgroup, read by Stat. Parent and NewStep make them.
@@ -60,6 +69,7 @@ func (g *Group) Stat() (Stats, error) {
 		fromV2(&st, m)
 		if mem := m.GetMemory(); mem != nil {
 			st.Memory, st.MemoryPeak = int64(mem.GetUsage()), int64(mem.GetMaxUsage())
+			st.WorkingSet = workingSet(mem.GetUsage(), mem.GetInactiveFile())
 		}
 		if ev := m.GetMemoryEvents(); ev != nil {
 			st.OOMKills, st.OOMKnown = int64(ev.GetOomKill()), true
@@ -94,9 +104,10 @@ func fromV2(st *Stats, m *v2stats.Metrics) {
 	st.PressureKnown = true
 	us := func(d *v2stats.PSIData) time.Duration { return time.Duration(d.GetTotal()) * time.Microsecond }
 	st.Pressure = Pressure{
-		CPU:    us(cpu),
-		Memory: us(m.GetMemory().GetPSI().GetSome()),
-		IO:     us(m.GetIo().GetPSI().GetSome()),
+		CPU:      us(cpu),
+		Memory:   us(m.GetMemory().GetPSI().GetSome()),
+		IO:       us(m.GetIo().GetPSI().GetSome()),
+		CPUAvg10: cpu.GetAvg10(),
 	}
 }
 
@@ -104,7 +115,60 @@ func fromV1(st *Stats, m *v1stats.Metrics) {
 	st.CPU = time.Duration(m.GetCPU().GetUsage().GetTotal())
 	if u := m.GetMemory().GetUsage(); u != nil {
 		st.Memory, st.MemoryPeak = int64(u.GetUsage()), int64(u.GetMax())
+		st.WorkingSet = workingSet(u.GetUsage(), m.GetMemory().GetTotalInactiveFile())
 	}
+}
+
+func workingSet(usage, inactiveFile uint64) int64 {
+	if inactiveFile > usage {
+		return 0
+	}
+	return int64(usage - inactiveFile)
+}
+
+// Children returns the usage of each cgroup directly below g (the steps
+// running below a parent), by name. A child that goes away while it is
+// read is left out.
+func (g *Group) Children() (map[string]Stats, error) {
+	dir := ""
+	switch g.h.mode {
+	case V2:
+		dir = filepath.Join(g.h.unified, g.rel)
+	case V1:
+		dir = filepath.Join(g.h.v1root, "memory", g.rel)
+	default:
+		return nil, nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list cgroup %s: %w", g.rel, err)
+	}
+	out := map[string]Stats{}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		c := &Group{h: g.h, rel: path.Join(g.rel, e.Name())}
+		switch g.h.mode {
+		case V2:
+			if c.v2, err = cgroup2.Load(c.rel, cgroup2.WithMountpoint(g.h.unified)); err != nil {
+				continue
+			}
+		case V1:
+			if c.v1, err = cgroup1.Load(cgroup1.StaticPath(c.rel), cgroup1.WithHierarchy(g.h.v1Subsystems)); err != nil {
+				continue
+			}
+			if g.v2 != nil {
+				c.v2, _ = cgroup2.Load(c.rel, cgroup2.WithMountpoint(g.h.unified))
+			}
+		}
+		st, err := c.Stat()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		out[e.Name()] = st
+	}
+	return out, nil
 }
 
 // isBusy reports whether err is EBUSY (a cgroup still has processes or

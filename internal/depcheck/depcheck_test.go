@@ -52,7 +52,7 @@ func imports(t *testing.T) map[string][]string {
 var knownTop = map[string]bool{
 	"api": true, "cache": true, "client": true, "config": true, "content": true, "daemon": true, "engine": true,
 	"executor": true, "exporter": true, "filesync": true, "frontend": true, "gc": true, "graph": true,
-	"imagestore": true, "ops": true, "progress": true, "registry": true, "session": true, "snapshot": true,
+	"imagestore": true, "ops": true, "sched": true, "progress": true, "registry": true, "session": true, "snapshot": true,
 	"solver": true, "worker": true,
 }
 
@@ -64,6 +64,7 @@ func TestImportDirection(t *testing.T) {
 	allowed := map[string][]string{
 		"core/errdefs": nil, "core/labels": nil, "graph": nil, "progress": nil, "session": nil,
 		"internal/cgroup":             nil,
+		"sched":                       {"internal/cgroup"},
 		"executor/runc":               {"core/errdefs", "executor", "executor/user", "internal/cgroup"},
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},

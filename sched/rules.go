@@ -1,0 +1,114 @@
+package sched
+
+import "time"
+
+// reasonLocked returns why the next step must wait, "" if it may start.
+func (s *Scheduler) reasonLocked() string {
+	if s.running == 0 {
+		return "" // a build always makes progress
+	}
+	if s.cfg.MaxParallelism > 0 && s.running >= s.cfg.MaxParallelism {
+		return ReasonMaxParallelism
+	}
+	if s.cpuDemand()+1 > float64(s.cfg.CPUs)+cpuSlack {
+		return ReasonCPU
+	}
+	if len(s.samples) > 0 {
+		cpu, mem, io, ok := s.pressure()
+		switch {
+		case !ok:
+		case s.cfg.CPUPressure > 0 && cpu >= s.cfg.CPUPressure:
+			return ReasonCPUPressure
+		case s.cfg.MemoryPressure > 0 && mem >= s.cfg.MemoryPressure:
+			return ReasonMemoryPressure
+		case s.cfg.IOPressure > 0 && io >= s.cfg.IOPressure:
+			return ReasonIOPressure
+		}
+		if !s.memoryFits() {
+			return ReasonMemory
+		}
+	}
+	return ""
+}
+
+// cpuDemand is the CPUs the running steps use: each measured step's CPU
+// time over the last interval, plus one CPU for every running step that
+// has not been measured twice yet (its rate is unknown).
+func (s *Scheduler) cpuDemand() float64 {
+	n := len(s.samples)
+	if n == 0 || s.samples[n-1].Steps == nil {
+		return float64(s.running)
+	}
+	last := s.samples[n-1]
+	var prev *Sample
+	if n >= 2 {
+		prev = &s.samples[n-2]
+	}
+	demand, measured := 0.0, 0
+	for name, st := range last.Steps {
+		if prev == nil {
+			continue
+		}
+		before, ok := prev.Steps[name]
+		dt := last.Time.Sub(prev.Time)
+		if !ok || dt <= 0 {
+			continue
+		}
+		measured++
+		demand += max(0, (st.CPU - before.CPU).Seconds()/dt.Seconds())
+	}
+	// Steps admitted but not (yet, or any more) measured count whole.
+	return demand + float64(max(0, s.running-measured))
+}
+
+// pressure returns the pressures (percent) over the last second, or the
+// kernel's ten-second averages while fewer samples span less than
+// minWindow, and whether they are known.
+func (s *Scheduler) pressure() (cpu, mem, io float64, ok bool) {
+	last := s.samples[len(s.samples)-1]
+	first := s.samples[0]
+	dt := last.Time.Sub(first.Time)
+	if !last.PressureKnown {
+		return 0, 0, 0, false
+	}
+	if !first.PressureKnown || dt < minWindow || last.StepsCPUStall != first.StepsCPUStall {
+		return last.CPUAvg10, last.MemoryAvg10, last.IOAvg10, true
+	}
+	pct := func(a, b time.Duration) float64 { return max(0, 100*float64(b-a)/float64(dt)) }
+	return pct(first.CPUStall, last.CPUStall), pct(first.MemoryStall, last.MemoryStall), pct(first.IOStall, last.IOStall), true
+}
+
+// memoryFits reports whether a new step, and every admitted step not
+// measured yet, may each take what the largest running or recently
+// finished step holds, and the memory reserve still stays available
+// after the running steps' projected growth.
+func (s *Scheduler) memoryFits() bool {
+	last := s.samples[len(s.samples)-1]
+	if last.MemAvailable <= 0 {
+		return true // unknown
+	}
+	need := int64(0)
+	for _, st := range last.Steps {
+		need = max(need, st.Memory)
+	}
+	for _, r := range s.recent {
+		need = max(need, r.memory)
+	}
+	unseen := int64(max(0, s.running-len(last.Steps)))
+	growth := int64(0)
+	for name, st := range last.Steps {
+		// Its growth since the oldest sample that has it.
+		for _, old := range s.samples[:len(s.samples)-1] {
+			before, ok := old.Steps[name]
+			if !ok {
+				continue
+			}
+			if dt := last.Time.Sub(old.Time); dt > 0 && st.Memory > before.Memory {
+				rate := float64(st.Memory-before.Memory) / dt.Seconds()
+				growth += int64(rate * growthHorizon.Seconds())
+			}
+			break
+		}
+	}
+	return last.MemAvailable-growth-need*(1+unseen) >= s.cfg.MemoryReserve
+}

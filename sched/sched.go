@@ -1,0 +1,243 @@
+package sched
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Config is the admission policy (kilnd.toml [worker.oci]).
+type Config struct {
+	// MaxParallelism caps the steps that run at once; 0: no cap.
+	MaxParallelism int
+	// CPUs is the number of CPUs steps share; 0: runtime.NumCPU().
+	CPUs int
+	// CPUPressure, MemoryPressure and IOPressure are the highest
+	// pressures (PSI "some" over the last second, in percent) at which a
+	// new step still starts; 0 turns the check off.
+	CPUPressure, MemoryPressure, IOPressure float64
+	// MemoryReserve is the memory (bytes) that must stay available after
+	// a new step takes what it may need.
+	MemoryReserve int64
+	// Interval is how often the machine is sampled while steps wait; 0:
+	// 50 ms.
+	Interval time.Duration
+}
+
+// Reasons a step waits, as Stats and Reason report them.
+const (
+	ReasonMaxParallelism = "max-parallelism"
+	ReasonCPU            = "cpu"
+	ReasonCPUPressure    = "cpu-pressure"
+	ReasonMemory         = "memory"
+	ReasonMemoryPressure = "memory-pressure"
+	ReasonIOPressure     = "io-pressure"
+)
+
+// Tuning of the rules; see the package documentation.
+const (
+	// cpuSlack is how far the running steps' measured CPU use may exceed
+	// what leaves a CPU free (measurement noise over short intervals).
+	cpuSlack = 0.25
+	// pressureWindow is the span pressure and memory growth are measured
+	// over; minWindow the least span that gives a figure.
+	pressureWindow = time.Second
+	minWindow      = 250 * time.Millisecond
+	// growthHorizon is how far ahead the running steps' memory growth is
+	// projected.
+	growthHorizon = 2 * time.Second
+	// recentFor is how long a finished step's memory counts as what a
+	// new step may need.
+	recentFor = 30 * time.Second
+)
+
+// Scheduler admits steps. It is safe for concurrent use.
+type Scheduler struct {
+	cfg Config
+	src Source
+
+	mu       sync.Mutex
+	running  int
+	queue    []*waiter
+	samples  []Sample // oldest first, the last pressureWindow or so
+	recent   map[string]recentStep
+	sampling bool
+	stats    Stats
+}
+
+type waiter struct {
+	ready    chan struct{}
+	admitted bool
+}
+
+type recentStep struct {
+	memory int64
+	seen   time.Time
+}
+
+// Stats are the Scheduler's counters.
+type Stats struct {
+	Running, Waiting int
+	// Admitted counts steps started; Held counts, by reason, the times
+	// the first waiting step was kept waiting.
+	Admitted uint64
+	Held     map[string]uint64
+}
+
+// New returns a Scheduler measuring with src.
+func New(cfg Config, src Source) *Scheduler {
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = runtime.NumCPU()
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 50 * time.Millisecond
+	}
+	return &Scheduler{cfg: cfg, src: src, recent: map[string]recentStep{}, stats: Stats{Held: map[string]uint64{}}}
+}
+
+// Acquire blocks until a step may start, or ctx ends (the error is then
+// context.Cause(ctx)). It returns how long the step waited and the
+// function that ends the step's admission; call it exactly once.
+func (s *Scheduler) Acquire(ctx context.Context) (release func(), waited time.Duration, err error) {
+	start := time.Now()
+	w := &waiter{ready: make(chan struct{})}
+	s.mu.Lock()
+	s.queue = append(s.queue, w)
+	if s.running > 0 && !s.sampling && s.stale(start) {
+		// A decision needs a measurement; take one now rather than
+		// wait for the loop.
+		s.mu.Unlock()
+		smp, serr := s.src.Sample()
+		s.mu.Lock()
+		if serr == nil {
+			s.addLocked(smp)
+		}
+	}
+	s.dispatchLocked()
+	if !w.admitted && !s.sampling {
+		s.sampling = true
+		go s.loop()
+	}
+	s.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		return s.releaser(), time.Since(start), nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if w.admitted {
+			// Admitted as ctx ended: give the admission back.
+			s.releaseLocked()
+		} else {
+			s.removeLocked(w)
+		}
+		return nil, time.Since(start), context.Cause(ctx)
+	}
+}
+
+// Stats returns the counters.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Running, st.Waiting = s.running, len(s.queue)
+	st.Held = make(map[string]uint64, len(s.stats.Held))
+	for k, v := range s.stats.Held {
+		st.Held[k] = v
+	}
+	return st
+}
+
+func (s *Scheduler) releaser() func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.releaseLocked()
+		})
+	}
+}
+
+func (s *Scheduler) releaseLocked() {
+	s.running--
+	s.dispatchLocked()
+}
+
+func (s *Scheduler) removeLocked(w *waiter) {
+	for i, q := range s.queue {
+		if q == w {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			return
+		}
+	}
+}
+
+// stale reports whether the newest sample is too old to decide on.
+func (s *Scheduler) stale(now time.Time) bool {
+	return len(s.samples) == 0 || now.Sub(s.samples[len(s.samples)-1].Time) > s.cfg.Interval
+}
+
+// dispatchLocked admits waiting steps, first come first served, while
+// the rules allow.
+func (s *Scheduler) dispatchLocked() {
+	for len(s.queue) > 0 {
+		if reason := s.reasonLocked(); reason != "" {
+			s.stats.Held[reason]++
+			return
+		}
+		w := s.queue[0]
+		s.queue = s.queue[1:]
+		w.admitted = true
+		s.running++
+		s.stats.Admitted++
+		close(w.ready)
+	}
+}
+
+// loop samples while steps wait.
+func (s *Scheduler) loop() {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for range t.C {
+		smp, err := s.src.Sample()
+		s.mu.Lock()
+		if err == nil {
+			s.addLocked(smp)
+		}
+		s.dispatchLocked()
+		if len(s.queue) == 0 {
+			s.sampling = false
+			s.samples = nil
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// addLocked keeps smp, drops samples older than the windows need, and
+// remembers the memory of steps that finished.
+func (s *Scheduler) addLocked(smp Sample) {
+	if n := len(s.samples); n > 0 {
+		prev := s.samples[n-1]
+		for name, st := range prev.Steps {
+			if _, ok := smp.Steps[name]; !ok {
+				s.recent[name] = recentStep{memory: st.Memory, seen: prev.Time}
+			}
+		}
+	}
+	for name, r := range s.recent {
+		if smp.Time.Sub(r.seen) > recentFor {
+			delete(s.recent, name)
+		}
+	}
+	s.samples = append(s.samples, smp)
+	cut := 0
+	for cut < len(s.samples)-2 && smp.Time.Sub(s.samples[cut+1].Time) >= pressureWindow {
+		cut++
+	}
+	s.samples = s.samples[cut:]
+}
