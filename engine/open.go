@@ -234,8 +234,9 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
+	_, free := disk.Space(root)
 	e.disk = disk.New(collector, disk.Options{
-		Shared: e.shared, CacheSize: opts.GC.CacheSize, Policies: opts.GC.Policies, Logger: opts.Logger,
+		Shared: e.shared, CacheSize: opts.GC.CacheSize, Policies: opts.GC.Policies, FreeBytes: free, Logger: opts.Logger,
 	})
 	e.sharedCache = sharedcache.New(e.shared)
 	return e, nil

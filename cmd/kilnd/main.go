@@ -24,6 +24,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/disk"
 )
 
 // version and revision are set at link time:
@@ -176,7 +177,7 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	size, free := diskSpace(cfg.Root)
+	size, free := disk.Space(cfg.Root)
 	eng, err := openEngine(ctx, cfg, log, engine.GCOptions{CacheSize: gcCacheSize(cfg), Policies: gcPolicies(cfg, size, free)})
 	if err != nil {
 		return fmt.Errorf("open root %s: %w", cfg.Root, err)

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -49,6 +50,9 @@ type Options struct {
 	// instead.
 	CacheSize int64
 	Policies  []gc.Policy
+	// FreeBytes reads the free space of the root's file system, for
+	// PruneRequest.MinFreeBytes (see Space).
+	FreeBytes func() (int64, error)
 	Logger    *slog.Logger
 }
 
@@ -117,8 +121,14 @@ type PruneRequest struct {
 	// KeepDuration keeps what was used within this long (0: no limit).
 	KeepDuration time.Duration
 	// KeepBytes, if positive, prunes least recently used first until the
-	// cache is at most this big.
+	// cache is at most this big (buildctl's --max-used-space).
 	KeepBytes int64
+	// ReservedBytes: a size-bound prune never goes below this total
+	// (--reserved-space).
+	ReservedBytes int64
+	// MinFreeBytes prunes until the root's file system has this much free
+	// space (--min-free-space).
+	MinFreeBytes int64
 	// Filters limit the prune to kinds: "type==regular",
 	// "type==exec.cachemount", "type==source.local" ...
 	Filters []string
@@ -138,7 +148,19 @@ func (s *Service) Prune(ctx context.Context, req PruneRequest, removed func(Reco
 	if req.KeepDuration < 0 || req.KeepBytes < 0 {
 		return errdefs.Invalidf("kiln prune: --keep-duration and --keep-storage must not be negative")
 	}
-	p := gc.Policy{All: req.All, KeepDuration: req.KeepDuration, KeepBytes: req.KeepBytes, Types: types}
+	if req.ReservedBytes < 0 || req.MinFreeBytes < 0 {
+		return errdefs.Invalidf("prune: the reserved and minimum free space must not be negative")
+	}
+	p := gc.Policy{
+		All: req.All, KeepDuration: req.KeepDuration, KeepBytes: req.KeepBytes, Types: types,
+		ReservedBytes: req.ReservedBytes, MinFreeBytes: req.MinFreeBytes,
+	}
+	if p.MinFreeBytes > 0 {
+		if s.o.FreeBytes == nil {
+			return errdefs.WithClass(errdefs.ErrUnimplemented, errors.New("prune: this kilnd cannot read its free disk space"))
+		}
+		p.FreeBytes = s.o.FreeBytes
+	}
 	return s.gc.Prune(ctx, p, func(it gc.Item) error { return removed(record(it)) })
 }
 

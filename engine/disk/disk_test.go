@@ -2,6 +2,7 @@ package disk
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ func TestRequestsAreChecked(t *testing.T) {
 			"kiln prune: --keep-duration and --keep-storage must not be negative"},
 		{"negative size", func() error { return s.Prune(ctx, PruneRequest{KeepBytes: -1}, nil) },
 			"must not be negative"},
+		{"negative reserve", func() error { return s.Prune(ctx, PruneRequest{ReservedBytes: -1}, nil) },
+			"prune: the reserved and minimum free space must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
@@ -64,4 +67,19 @@ func TestPolicies(t *testing.T) {
 	// Without policies the automatic gc does nothing (and needs no
 	// collector).
 	New(nil, Options{}).AfterBuild()
+}
+
+func TestSpace(t *testing.T) {
+	t.Parallel()
+	size, free := Space(t.TempDir())
+	n, err := free()
+	if err != nil || size <= 0 || n <= 0 || n > size {
+		t.Errorf("Space = %d, free %d, %v; want a size and free space within it", size, n, err)
+	}
+	// Without a way to read free space, a min-free-space prune is
+	// refused, not run without its bound.
+	err = New(nil, Options{}).Prune(context.Background(), PruneRequest{MinFreeBytes: 1}, nil)
+	if !errors.Is(err, errdefs.ErrUnimplemented) {
+		t.Errorf("prune with MinFreeBytes and no FreeBytes = %v, want unimplemented", err)
+	}
 }
