@@ -27,9 +27,9 @@ import (
 	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/cgroup"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
-	"github.com/kiln-build/kiln/internal/cgroup"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/sched"
 	"github.com/kiln-build/kiln/snapshot"
@@ -44,11 +44,11 @@ import (
 // Options are what Open needs to assemble a daemon's engine on a root
 // directory. cmd/kilnd fills them from kilnd.toml; tests fill them directly.
 type Options struct {
-	Root           string
-	Snapshotter    string // auto | overlayfs | native
-	Runtime        string // runc | crun | a path
-	AllowInsecure  bool   // the daemon grants security.insecure
-	Allowed        []string
+	Root          string
+	Snapshotter   string // auto | overlayfs | native
+	Runtime       string // runc | crun | a path
+	AllowInsecure bool   // the daemon grants security.insecure
+	Allowed       []string
 	// Admission is the policy by which steps that run a container start
 	// (package sched).
 	Admission sched.Config

@@ -55,7 +55,7 @@ func (s *Scheduler) cpuDemand() float64 {
 			continue
 		}
 		measured++
-		demand += max(0, (st.CPU - before.CPU).Seconds()/dt.Seconds())
+		demand += max(0, (st.CPU-before.CPU).Seconds()/dt.Seconds())
 	}
 	// Steps admitted but not (yet, or any more) measured count whole.
 	return demand + float64(max(0, s.running-measured))

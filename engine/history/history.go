@@ -46,7 +46,7 @@ type Record struct {
 	// that ran a container, what they used; CriticalPath lists the
 	// digests of the longest chain of dependent steps, which took
 	// Critical.
-	StepDetails  []progress.Step  `json:"stepDetails,omitempty"`
+	StepDetails  []progress.Step `json:"stepDetails,omitempty"`
 	CriticalPath []digest.Digest `json:"criticalPath,omitempty"`
 	Critical     time.Duration   `json:"criticalNs,omitempty"`
 }
