@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"os/exec"
 	"path/filepath"
 )
 
@@ -16,6 +18,10 @@ type Config struct {
 	Root string `toml:"root"`
 	// Debug turns on debug logging (same as [log] level = "debug").
 	Debug bool `toml:"debug"`
+	// DebugAddress is where the debug listener serves Prometheus
+	// /metrics and /debug/pprof (host:port); empty: no listener. In the
+	// file: [debug] address, or buildkitd.toml's [grpc] debugAddress.
+	DebugAddress string `toml:"-"`
 	// InsecureEntitlements lists the entitlements builds may ask for:
 	// "network.host", "security.insecure".
 	InsecureEntitlements []string `toml:"insecure-entitlements"`
@@ -99,8 +105,9 @@ type OCIWorker struct {
 	MemoryReserve DiskSpace `toml:"memory-reserve"`
 	// Platforms are added to the native platform.
 	Platforms []string `toml:"platforms"`
-	// Binary is the OCI runtime: "runc", "crun" or an absolute path to
-	// one of them.
+	// Binary is the OCI runtime: "auto" (crun when it is installed, else
+	// runc; see RuntimeBinary), "runc", "crun" or an absolute path to one
+	// of them.
 	Binary string `toml:"binary"`
 	// Snapshotter is "auto" (overlayfs when it works, else native),
 	// "overlayfs" or "native".
@@ -278,3 +285,21 @@ func (c *Config) resolve(e Env) {
 // listener address) for e. Load and Default call it; a
 // caller that changes Root or Address to empty calls it again.
 func (c *Config) Resolve(e Env) { c.resolve(e) }
+
+// RuntimeBinary is the runtime Binary selects: for "auto", crun when it is
+// on PATH or in an sbin directory (it starts a container with about a
+// third of runc's CPU time), else runc.
+func (o OCIWorker) RuntimeBinary() string {
+	if o.Binary != "auto" {
+		return o.Binary
+	}
+	if _, err := exec.LookPath("crun"); err == nil {
+		return "crun"
+	}
+	for _, dir := range []string{"/usr/local/sbin", "/usr/sbin", "/sbin"} {
+		if fi, err := os.Stat(filepath.Join(dir, "crun")); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return filepath.Join(dir, "crun")
+		}
+	}
+	return "runc"
+}

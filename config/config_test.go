@@ -34,7 +34,7 @@ func defaultOCI() OCIWorker {
 	return OCIWorker{
 		Enabled: true, CacheSize: 10_000_000_000, Platforms: []string{},
 		CPUPressure: 50, MemoryPressure: 10, MemoryReserve: DiskSpace{Percent: 10},
-		Binary: "runc", Snapshotter: "auto", NetworkMode: "auto", GC: true,
+		Binary: "auto", Snapshotter: "auto", NetworkMode: "auto", GC: true,
 	}
 }
 
@@ -241,7 +241,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown runtime",
 			doc:  "[worker.oci]\nbinary = \"youki\"\n",
-			want: `kilnd.toml:2: [worker.oci] binary: unsupported runtime "youki" (supported: runc, crun, or an absolute path to one)`,
+			want: `kilnd.toml:2: [worker.oci] binary: unsupported runtime "youki" (supported: auto, runc, crun, or an absolute path to one)`,
 		},
 		{
 			name: "bad platform",
@@ -335,11 +335,57 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+func TestDebugListener(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		addr      string
+		debug     bool
+		warn      string
+		err       string
+	}{
+		{name: "table", doc: "[debug]\naddress = \"127.0.0.1:6060\"\n", addr: "127.0.0.1:6060"},
+		{name: "bool still means logging", doc: "debug = true\n", debug: true},
+		{name: "buildkitd.toml spelling", doc: "[grpc]\ndebugAddress = \"localhost:6060\"\n", addr: "localhost:6060"},
+		{name: "open to the network", doc: "[debug]\naddress = \"0.0.0.0:6060\"\n", addr: "0.0.0.0:6060",
+			warn: "kilnd.toml:2: [debug] address: the debug listener serves /debug/pprof (memory, goroutines, command line) to anyone who can reach 0.0.0.0:6060; prefer 127.0.0.1"},
+		{name: "unknown key", doc: "[debug]\nport = 6060\n", err: "kilnd.toml:2: [debug] port: unknown key (the [debug] table takes address)"},
+		{name: "no port", doc: "\n[debug]\naddress = \"localhost\"\n", err: `kilnd.toml:3: [debug] address: bad address "localhost": want host:port, e.g. "127.0.0.1:6060"`},
+		{name: "both spellings", doc: "[debug]\naddress = \"127.0.0.1:1\"\n[grpc]\ndebugAddress = \"127.0.0.1:2\"\n", err: "kilnd.toml:4: [grpc] debugAddress: [debug] address is set too; keep only [debug] address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, warns, err := LoadFor(strings.NewReader(tt.doc), "kilnd.toml", rootEnv)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("error:\n got: %v\nwant: %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.DebugAddress != tt.addr || cfg.Debug != tt.debug {
+				t.Errorf("address %q, debug %v; want %q, %v", cfg.DebugAddress, cfg.Debug, tt.addr, tt.debug)
+			}
+			var got string
+			for _, w := range warns {
+				got += w.String()
+			}
+			if got != tt.warn {
+				t.Errorf("warnings %q, want %q", got, tt.warn)
+			}
+		})
+	}
+}
+
 func TestWriteTOMLMasksSecretsAndRoundTrips(t *testing.T) {
 	t.Parallel()
 	doc := "[[registry.config]]\nhost = \"my.registry:5000\"\nusername = \"ci\"\npassword = \"hunter2\"\n" +
 		"[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://user:s3cret@cache:6379/2\"\nttl = \"168h\"\nexport = \"sync\"\nflush-timeout = \"2m\"\ncompression = \"gzip\"\n" +
-		"[worker.oci]\ncache-size = \"512MiB\"\n[[worker.oci.gcpolicy]]\nkeepDuration = 3600\nreservedSpace = \"5%\"\n"
+		"[worker.oci]\ncache-size = \"512MiB\"\nmemory-reserve = \"2GiB\"\ncpu-pressure = 75.5\n[[worker.oci.gcpolicy]]\nkeepDuration = 3600\nreservedSpace = \"5%\"\n" +
+		"[debug]\naddress = \"127.0.0.1:6060\"\n"
 	cfg, _, err := LoadFor(strings.NewReader(doc), "kilnd.toml", rootEnv)
 	if err != nil {
 		t.Fatal(err)

@@ -16,9 +16,18 @@ import (
 
 type fileConfig struct {
 	Config
+	// Debug is debug = true (logging) or a [debug] table (the listener).
+	Debug    any            `toml:"debug"`
+	GRPC     fileGRPC       `toml:"grpc"`
 	Worker   fileWorker     `toml:"worker"`
 	Cache    fileCache      `toml:"cache"`
 	Registry map[string]any `toml:"registry"`
+}
+
+type fileGRPC struct {
+	GRPC
+	// DebugAddress is buildkitd.toml's spelling of [debug] address.
+	DebugAddress string `toml:"debugAddress"`
 }
 
 type fileWorker struct {
@@ -78,6 +87,8 @@ type fileRegistryHost struct {
 // convert builds the Config from what was decoded, recording problems in l.
 func (l *loader) convert(fc *fileConfig) *Config {
 	cfg := fc.Config
+	cfg.GRPC = fc.GRPC.GRPC
+	l.convertDebug(&cfg, fc)
 	cfg.Worker = fc.Worker.Worker
 	cfg.Worker.OCI = fc.Worker.OCI.OCIWorker
 	cfg.Cache = fc.Cache.Cache
@@ -104,6 +115,39 @@ func (l *loader) convert(fc *fileConfig) *Config {
 	}
 	cfg.Registry = l.convertRegistry(fc.Registry)
 	return &cfg
+}
+
+// convertDebug reads debug = true|false or the [debug] table, and
+// [grpc] debugAddress.
+func (l *loader) convertDebug(dst *Config, fc *fileConfig) {
+	switch v := fc.Debug.(type) {
+	case nil:
+	case bool:
+		dst.Debug = v
+	case map[string]any:
+		for _, k := range sortedKeys(v) {
+			p := keyPath{}.key("debug", k)
+			if k != "address" {
+				l.fail(p, "unknown key (the [debug] table takes address)")
+				continue
+			}
+			addr, ok := v[k].(string)
+			if !ok {
+				l.fail(p, "wrong type: want a string (\"127.0.0.1:6060\"), got %s", tomlKind(v[k]))
+				continue
+			}
+			dst.DebugAddress = addr
+		}
+	default:
+		l.fail(keyPath{}.key("debug"), "wrong type: want true or false, or a [debug] table with address, got %s", tomlKind(v))
+	}
+	if a := fc.GRPC.DebugAddress; a != "" {
+		if dst.DebugAddress != "" {
+			l.fail(keyPath{}.key("grpc", "debugAddress"), "[debug] address is set too; keep only [debug] address")
+		} else {
+			dst.DebugAddress = a
+		}
+	}
 }
 
 func (l *loader) convertOCI(dst *OCIWorker, src *fileOCI) {

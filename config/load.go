@@ -195,7 +195,6 @@ func errLine(err error) int {
 var hints = map[string]string{
 	"worker.oci.rootless":         `use [rootless] enabled instead`,
 	"worker.oci.noProcessSandbox": `kilnd always runs steps in their own pid namespace`,
-	"grpc.debugAddress":           `kilnd has no debug listener`,
 	"worker.oci.networkMode":      `spelled network-mode in kilnd.toml`,
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"strings"
 
@@ -58,7 +59,20 @@ func (c *Config) Redacted() *Config {
 // WriteTOML writes the configuration as TOML with secrets masked, as
 // `kilnd --validate` prints it.
 func (c *Config) WriteTOML(w io.Writer) error {
-	b, err := toml.Marshal(c.Redacted())
+	var v any = c.Redacted()
+	if c.DebugAddress != "" {
+		// The debug key is a table then (debug = true is already folded
+		// into [log] level).
+		v = struct {
+			*Config
+			Debug struct {
+				Address string `toml:"address"`
+			} `toml:"debug"`
+		}{Config: c.Redacted(), Debug: struct {
+			Address string `toml:"address"`
+		}{c.DebugAddress}}
+	}
+	b, err := toml.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode configuration: %w", err)
 	}
@@ -79,6 +93,17 @@ func (l *loader) warn(c *Config) {
 		}
 		if h.HTTP && h.Insecure {
 			add(p.key("insecure"), "http and insecure are both set; http (plain HTTP) wins")
+		}
+	}
+	if c.DebugAddress != "" {
+		if host, _, err := net.SplitHostPort(c.DebugAddress); err == nil {
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				p := keyPath{}.key("debug", "address")
+				if !l.pos.has(p) {
+					p = keyPath{}.key("grpc", "debugAddress")
+				}
+				add(p, "the debug listener serves /debug/pprof (memory, goroutines, command line) to anyone who can reach "+c.DebugAddress+"; prefer 127.0.0.1")
+			}
 		}
 	}
 	for i, r := range c.Cache.Registry {

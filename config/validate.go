@@ -20,7 +20,7 @@ var (
 	supportedIndexTypes   = []string{"redis"}
 	supportedSnapshotters = []string{"auto", "overlayfs", "native"}
 	supportedNetworkModes = []string{"auto", "host", "none", "bridge"}
-	supportedRuntimes     = []string{"runc", "crun"}
+	supportedRuntimes     = []string{"auto", "runc", "crun"}
 	supportedLogFormats   = []string{"text", "json"}
 	supportedLogLevels    = []string{"trace", "debug", "info", "warn", "warning", "error"}
 	knownArchs            = []string{"amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64"}
@@ -75,6 +75,11 @@ func (c *Config) validate(hostPath func(string) keyPath) []*fieldError {
 	for i, e := range c.InsecureEntitlements {
 		if !slices.Contains(supportedEntitlements, e) {
 			ck.fail(top.key("insecure-entitlements").at(i), "unknown entitlement %q (supported: %s)", e, strings.Join(supportedEntitlements, ", "))
+		}
+	}
+	if c.DebugAddress != "" {
+		if _, port, err := net.SplitHostPort(c.DebugAddress); err != nil || port == "" {
+			ck.fail(top.key("debug", "address"), "bad address %q: want host:port, e.g. \"127.0.0.1:6060\"", c.DebugAddress)
 		}
 	}
 	ck.oneOf(top.key("log", "format"), "log format", c.Log.Format, supportedLogFormats)
@@ -199,10 +204,10 @@ func (c *Config) validateWorker(ck *checker) {
 	}
 	switch {
 	case o.Binary == "":
-		ck.fail(w.key("binary"), "missing: want runc, crun or an absolute path to one")
+		ck.fail(w.key("binary"), "missing: want auto, runc, crun or an absolute path to one")
 	case filepath.IsAbs(o.Binary):
 	case !slices.Contains(supportedRuntimes, o.Binary):
-		ck.fail(w.key("binary"), "unsupported runtime %q (supported: runc, crun, or an absolute path to one)", o.Binary)
+		ck.fail(w.key("binary"), "unsupported runtime %q (supported: auto, runc, crun, or an absolute path to one)", o.Binary)
 	}
 	ck.oneOf(w.key("snapshotter"), "snapshotter", o.Snapshotter, supportedSnapshotters)
 	ck.oneOf(w.key("network-mode"), "network mode", o.NetworkMode, supportedNetworkModes)

@@ -52,8 +52,8 @@ func DetectWorker(ctx context.Context, cfg *config.Config) (*api.WorkerInfo, err
 func DescribeWorker(cfg *config.Config, snapshotter string) (*api.WorkerInfo, error) {
 	o := cfg.Worker.OCI
 	w := &api.WorkerInfo{
-		Runtime:        runtimeName(o.Binary),
-		RuntimePath:    lookRuntime(o.Binary),
+		Runtime:        runtimeName(o.RuntimeBinary()),
+		RuntimePath:    lookRuntime(o.RuntimeBinary()),
 		MaxParallelism: int32(o.MaxParallelism),
 		CacheSize:      int64(o.CacheSize),
 		NetworkMode:    o.NetworkMode,

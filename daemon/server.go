@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*Server, erro
 		s.worker = w
 	}
 	if s.worker.RuntimePath == "" {
-		s.log.Warn("OCI runtime not found; builds that run steps will fail", "binary", cfg.Worker.OCI.Binary)
+		s.log.Warn("OCI runtime not found; builds that run steps will fail", "binary", cfg.Worker.OCI.RuntimeBinary())
 	}
 	s.base, s.cancel = context.WithCancelCause(context.Background())
 	return s, nil

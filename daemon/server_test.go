@@ -177,8 +177,8 @@ func TestInfoOverUnixSocket(t *testing.T) {
 		Rootless:      os.Geteuid() != 0,
 		Pid:           int32(os.Getpid()),
 		Worker: &api.WorkerInfo{
-			Runtime:     "runc",
-			RuntimePath: got.Worker.RuntimePath, // depends on the machine; checked below
+			Runtime:     cfg.Worker.OCI.RuntimeBinary(), // auto: crun when installed
+			RuntimePath: got.Worker.RuntimePath,         // depends on the machine; checked below
 			Snapshotter: "native",
 			Platforms:   wantPlatforms,
 			CacheSize:   10_000_000_000,
@@ -188,8 +188,8 @@ func TestInfoOverUnixSocket(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmpProto); diff != "" {
 		t.Errorf("Info (-want +got):\n%s", diff)
 	}
-	if _, err := os.Stat("/usr/sbin/runc"); err == nil && got.Worker.RuntimePath == "" {
-		t.Errorf("runc is installed but Info reports no runtime path")
+	if _, err := os.Stat("/usr/sbin/" + got.Worker.Runtime); err == nil && got.Worker.RuntimePath == "" {
+		t.Errorf("%s is installed but Info reports no runtime path", got.Worker.Runtime)
 	}
 }
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . hack/lib.sh
 
 ensure_go
-ensure_apt runc busybox-static docker-registry redis-server
+ensure_apt runc crun busybox-static docker-registry redis-server
 say "go run ./hack/bench ${BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 go run ./hack/bench ${BENCH_ARGS:-}

@@ -67,7 +67,7 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 		GIDMap:        gidMap,
 		Root:          cfg.Root,
 		Snapshotter:   oci.Snapshotter,
-		Runtime:       oci.Binary,
+		Runtime:       oci.RuntimeBinary(),
 		AllowInsecure: allowInsecure,
 		Allowed:       allowed,
 		Admission: sched.Config{

@@ -44,6 +44,9 @@ type Executor struct {
 	cg       *cgroup.Hierarchy
 	cgParent *cgroup.Group
 	cgErr    error // why cg is nil
+	// seccomp holds the seccomp programs crun compiled
+	// (seccompbpf_linux.go).
+	seccomp seccompCache
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -292,6 +295,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err != nil {
 		return err
 	}
+	e.precompileSeccomp(ctx, spec)
 	if err := b.writeSpec(spec); err != nil {
 		return err
 	}

@@ -38,7 +38,8 @@ echo procsys=$(grep ' /proc/sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1)
 echo devices=$(for d in null zero random urandom tty full ptmx; do test -c /dev/$d || echo missing-$d; done; test -d /dev/pts && test -d /dev/shm && echo ok)
 echo zero=$(head -c 4 /dev/zero | od -An -tx1 | tr -d ' ')
 echo null=$(echo discard > /dev/null && cat /dev/null | wc -c)
-echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
+echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')
+echo userns=$(unshare -U true 2>/dev/null && echo allowed || echo denied)`
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
 			e := newTestExecutor(t, rt, WithInsecureAllowed(true))
@@ -51,13 +52,15 @@ echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
 				want: map[string]string{
 					"CapEff": dockerDefaultCaps, "CapBnd": dockerDefaultCaps, "CapPrm": dockerDefaultCaps,
 					"Seccomp": "2", "NoNewPrivs": "1", "sys": "ro", "kcore": "0", "procsys": "ro",
+					// Docker's profile refuses unshare without CAP_SYS_ADMIN.
+					"userns": "denied",
 				},
 			}, {
 				name:     "insecure",
 				security: executor.SecurityInsecure,
 				want: map[string]string{
 					"CapEff": hostCaps, "CapBnd": hostCaps, "CapPrm": hostCaps,
-					"Seccomp": "0", "NoNewPrivs": "0", "sys": "rw", "procsys": "",
+					"Seccomp": "0", "NoNewPrivs": "0", "sys": "rw", "procsys": "", "userns": "allowed",
 				},
 			}}
 			for _, tc := range tests {
@@ -83,6 +86,20 @@ echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
 						t.Errorf("/proc/1/cmdline = %q: /proc should show the container's own pid 1", got["proc"])
 					}
 				})
+			}
+			// crun got the filter it compiled once, not the profile (the
+			// checks above hold for it all the same).
+			if rt == "crun" {
+				e.seccomp.mu.Lock()
+				defer e.seccomp.mu.Unlock()
+				if len(e.seccomp.programs) != 1 {
+					t.Fatalf("%d compiled seccomp programs, want 1", len(e.seccomp.programs))
+				}
+				for _, p := range e.seccomp.programs {
+					if p == "" {
+						t.Error("crun could not compile Docker's profile ahead")
+					}
+				}
 			}
 		})
 	}
