@@ -2,6 +2,7 @@ package engine
 
 import (
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -66,7 +67,16 @@ type Engine struct {
 	running     *running
 
 	closers []func() error
+	// exported counts the bytes exports sent out (ExportedBytes).
+	exported atomic.Int64
 }
+
+// ExportedBytes is how many bytes exports sent out since Open: written to
+// client-side outputs, and the sizes of the images pushed.
+func (e *Engine) ExportedBytes() int64 { return e.exported.Load() }
+
+// SharedCaches are the daemon-wide shared caches (kilnd.toml).
+func (e *Engine) SharedCaches() []*remote.Shared { return append([]*remote.Shared(nil), e.shared...) }
 
 // Scheduler decides when steps that run a container start.
 func (e *Engine) Scheduler() *sched.Scheduler { return e.scheduler }

@@ -39,6 +39,7 @@ func (e *Engine) exporters(req Request, resolver *registry.Resolver, sde *time.T
 		}
 		deps := exporter.Deps{
 			Layers: e.layers, Images: e.imageStore, Resolver: resolver, Writer: o.Writer, SourceDateEpoch: sde, Tags: req.Tags,
+			Exported: func(n int64) { e.exported.Add(n) },
 		}
 		ex, err := f.New(o.Attrs, deps)
 		if err != nil {

@@ -123,6 +123,11 @@ type Deps struct {
 	// Tags are the build's kiln build -t names: outputs that name images
 	// (image, registry, docker) add them to their name= names.
 	Tags []string
+	// Exported, when set, is told the bytes an export sends out: what it
+	// writes to a client-side stream, and the size of each image it
+	// pushes (manifests, configs and layers, whether the registry had
+	// them or not).
+	Exported func(bytes int64)
 }
 
 // Multi returns an exporter that exports to each of es concurrently. Layer
@@ -239,13 +244,17 @@ func platformString(p ocispec.Platform) string {
 
 // openWriter opens the client stream and returns a finish function that
 // closes it, reporting err to the reader when it can.
-func openWriter(open func() (io.WriteCloser, error)) (io.Writer, func(err error) error, error) {
+func openWriter(open func() (io.WriteCloser, error), exported func(int64)) (io.Writer, func(err error) error, error) {
 	if open == nil {
 		return nil, nil, errdefs.WithClass(errdefs.ErrInternal, errors.New("export: no output stream to write to"))
 	}
 	w, err := open()
 	if err != nil {
 		return nil, nil, fmt.Errorf("export: open output: %w", err)
+	}
+	var out io.Writer = w
+	if exported != nil {
+		out = countingWriter{w, exported}
 	}
 	finish := func(err error) error {
 		if err != nil {
@@ -261,5 +270,17 @@ func openWriter(open func() (io.WriteCloser, error)) (io.Writer, func(err error)
 		}
 		return nil
 	}
-	return w, finish, nil
+	return out, finish, nil
+}
+
+// countingWriter reports the bytes written through it.
+type countingWriter struct {
+	w     io.Writer
+	count func(int64)
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.count(int64(n))
+	return n, err
 }

@@ -59,7 +59,7 @@ func (e *fsExporter) Export(ctx context.Context, r Result) (resp Response, err e
 	if e.opts.PlatformSplit != nil {
 		split = *e.opts.PlatformSplit
 	}
-	w, finish, err := openWriter(e.deps.Writer)
+	w, finish, err := openWriter(e.deps.Writer, e.deps.Exported)
 	if err != nil {
 		return nil, err
 	}

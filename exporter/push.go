@@ -41,6 +41,47 @@ func pushBuilt(ctx context.Context, deps Deps, ref name.Reference, b *built, ins
 	if err != nil {
 		return fmt.Errorf("push %s: %w", registry.NormalizedName(ref), err)
 	}
+	if err := push(ctx, deps, ref, t, insecure); err != nil {
+		return err
+	}
+	if deps.Exported != nil {
+		deps.Exported(taggableSize(t))
+	}
+	return nil
+}
+
+// taggableSize is the size of an image or index and everything in it.
+func taggableSize(t remote.Taggable) int64 {
+	raw, err := t.RawManifest()
+	if err != nil {
+		return 0
+	}
+	n := int64(len(raw))
+	switch v := t.(type) {
+	case v1.ImageIndex:
+		im, err := v.IndexManifest()
+		if err != nil {
+			return n
+		}
+		for _, d := range im.Manifests {
+			if img, err := v.Image(d.Digest); err == nil {
+				n += taggableSize(img)
+			}
+		}
+	case v1.Image:
+		m, err := v.Manifest()
+		if err != nil {
+			return n
+		}
+		n += m.Config.Size
+		for _, l := range m.Layers {
+			n += l.Size
+		}
+	}
+	return n
+}
+
+func push(ctx context.Context, deps Deps, ref name.Reference, t remote.Taggable, insecure bool) error {
 	extra := []remote.Option{remote.WithJobs(pushJobs)}
 	if !insecure {
 		if idx, ok := t.(v1.ImageIndex); ok {

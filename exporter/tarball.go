@@ -73,7 +73,7 @@ func (e *tarballExporter) Export(ctx context.Context, r Result) (resp Response, 
 	if e.opts.Docker && len(r.Images) > 1 {
 		return nil, errdefs.Invalidf("type=docker: a docker image tarball holds one platform, the build made %d: use type=oci for a multi-platform tarball, or build one --platform", len(r.Images))
 	}
-	w, finish, err := openWriter(e.deps.Writer)
+	w, finish, err := openWriter(e.deps.Writer, e.deps.Exported)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,10 @@ type Step struct {
 	Inputs   []digest.Digest `json:"inputs,omitempty"`
 	Duration time.Duration   `json:"durationNs"`
 	Cached   bool            `json:"cached,omitempty"`
-	Failed   bool            `json:"failed,omitempty"`
+	// CacheSource says which cache a cached step came from ("local",
+	// "redis", a --cache-from name).
+	CacheSource string `json:"cacheSource,omitempty"`
+	Failed      bool   `json:"failed,omitempty"`
 	// Usage is set for steps that ran a container.
 	Usage *Usage `json:"usage,omitempty"`
 }
@@ -56,7 +59,7 @@ func (c *Collector) Write(e Event) {
 		if len(v.Inputs) > 0 {
 			st.Inputs = v.Inputs
 		}
-		st.Cached, st.Failed = v.Cached, v.Error != ""
+		st.Cached, st.CacheSource, st.Failed = v.Cached, v.CacheSource, v.Error != ""
 		if v.Started != nil && v.Completed != nil {
 			st.Duration = v.Completed.Sub(*v.Started)
 		}

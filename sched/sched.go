@@ -83,6 +83,18 @@ type Stats struct {
 	// the first waiting step was kept waiting.
 	Admitted uint64
 	Held     map[string]uint64
+	// WaitCounts[i] counts the admitted steps that waited at most
+	// WaitBounds[i] (and more than the bound before); the last one those
+	// that waited longer than every bound. WaitSum is their total wait.
+	WaitCounts []uint64
+	WaitSum    time.Duration
+}
+
+// WaitBounds are the upper bounds of Stats.WaitCounts.
+var WaitBounds = []time.Duration{
+	time.Millisecond, 10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute,
 }
 
 // New returns a Scheduler measuring with src.
@@ -93,7 +105,7 @@ func New(cfg Config, src Source) *Scheduler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 50 * time.Millisecond
 	}
-	return &Scheduler{cfg: cfg, src: src, recent: map[string]recentStep{}, stats: Stats{Held: map[string]uint64{}}}
+	return &Scheduler{cfg: cfg, src: src, recent: map[string]recentStep{}, stats: Stats{Held: map[string]uint64{}, WaitCounts: make([]uint64, len(WaitBounds)+1)}}
 }
 
 // Acquire blocks until a step may start, or ctx ends (the error is then
@@ -123,7 +135,16 @@ func (s *Scheduler) Acquire(ctx context.Context) (release func(), waited time.Du
 
 	select {
 	case <-w.ready:
-		return s.releaser(), time.Since(start), nil
+		waited := time.Since(start)
+		s.mu.Lock()
+		i := 0
+		for i < len(WaitBounds) && waited > WaitBounds[i] {
+			i++
+		}
+		s.stats.WaitCounts[i]++
+		s.stats.WaitSum += waited
+		s.mu.Unlock()
+		return s.releaser(), waited, nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -143,6 +164,7 @@ func (s *Scheduler) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Running, st.Waiting = s.running, len(s.queue)
+	st.WaitCounts = append([]uint64(nil), s.stats.WaitCounts...)
 	st.Held = make(map[string]uint64, len(s.stats.Held))
 	for k, v := range s.stats.Held {
 		st.Held[k] = v

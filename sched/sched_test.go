@@ -114,13 +114,16 @@ func waitFor(t *testing.T, cond func() bool) {
 // settle lets the scheduler sample a few times.
 func settle(s *Scheduler) { time.Sleep(20 * s.cfg.Interval) }
 
+// admitted returns the admissions that came since the last call: those
+// that reach ch before it stays quiet for 20 ms (an admitted step's
+// goroutine sends at once).
 func admitted(ch <-chan started) []started {
 	var out []started
 	for {
 		select {
 		case a := <-ch:
 			out = append(out, a)
-		default:
+		case <-time.After(20 * time.Millisecond):
 			return out
 		}
 	}

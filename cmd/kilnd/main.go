@@ -187,6 +187,11 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 			log.Warn("close engine", slog.Any("error", err))
 		}
 	}()
+	if cfg.DebugAddress != "" {
+		if err := startDebug(ctx, cfg.DebugAddress, eng, log); err != nil {
+			return err
+		}
+	}
 	worker, err := daemon.DescribeWorker(cfg, eng.Snapshotter())
 	if err != nil {
 		return err

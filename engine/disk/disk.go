@@ -65,6 +65,25 @@ type Service struct {
 
 	gcRunning atomic.Bool
 	gcLast    atomic.Int64 // unix nanoseconds of the last automatic gc
+
+	runs, removed, removedBytes atomic.Int64 // GCStats
+}
+
+// GCStats counts the prunes since the service was made: automatic gc
+// runs and asked-for prunes, and what they removed.
+type GCStats struct {
+	Runs, Removed, RemovedBytes int64
+}
+
+// GCStats returns the counters.
+func (s *Service) GCStats() GCStats {
+	return GCStats{Runs: s.runs.Load(), Removed: s.removed.Load(), RemovedBytes: s.removedBytes.Load()}
+}
+
+// count records a prune's removed item.
+func (s *Service) count(it gc.Item) {
+	s.removed.Add(1)
+	s.removedBytes.Add(it.Size)
 }
 
 // New returns the service over c.
@@ -161,7 +180,8 @@ func (s *Service) Prune(ctx context.Context, req PruneRequest, removed func(Reco
 		}
 		p.FreeBytes = s.o.FreeBytes
 	}
-	return s.gc.Prune(ctx, p, func(it gc.Item) error { return removed(record(it)) })
+	s.runs.Add(1)
+	return s.gc.Prune(ctx, p, func(it gc.Item) error { s.count(it); return removed(record(it)) })
 }
 
 // Policies returns the automatic gc's policies, in order: the configured
@@ -205,7 +225,8 @@ func (s *Service) AfterBuild() {
 		defer cancel()
 		for i, p := range policies {
 			n := 0
-			err := s.gc.Prune(ctx, p, func(gc.Item) error { n++; return nil })
+			s.runs.Add(1)
+			err := s.gc.Prune(ctx, p, func(it gc.Item) error { n++; s.count(it); return nil })
 			if err != nil {
 				s.log.Warn("automatic gc", slog.Int("policy", i+1), slog.Any("error", err))
 				return

@@ -34,6 +34,8 @@ type env struct {
 	// on (the shared case's cache settings); workerConfig to their
 	// [worker.oci] (the cpu case's max-parallelism).
 	extraConfig, workerConfig string
+	// debugConfig is the [debug] table of every kilnd (-debug-address).
+	debugConfig string
 	// progress shows every build's plain progress on stderr (-progress).
 	progress bool
 	// cpuLog is the CPU time kilnd and the processes it ran (runtime,
@@ -41,8 +43,11 @@ type env struct {
 	cpuLog []time.Duration
 }
 
-func setup(dir string) (*env, error) {
+func setup(dir, debugAddr string) (*env, error) {
 	e := &env{dir: dir}
+	if debugAddr != "" {
+		e.debugConfig = fmt.Sprintf("[debug]\naddress = %q\n", debugAddr)
+	}
 	bin := filepath.Join(dir, "bin")
 	fmt.Fprintln(os.Stderr, "bench: building kilnd and kiln")
 	for _, c := range []string{"kilnd", "kiln"} {
@@ -125,7 +130,7 @@ func (e *env) startDaemon(root string) error {
 	// The [worker.oci] defaults: steps start by measured pressure.
 	data := fmt.Sprintf("root = %q\n[grpc]\naddress = [\"unix://%s\"]\n[worker.oci]\n%s[registry.\"docker.io\"]\nmirrors = [%q]\n[registry.%q]\nhttp = true\n",
 		root, e.sock, e.workerConfig, e.registry, e.registry)
-	data += e.extraConfig
+	data += e.extraConfig + e.debugConfig
 	if err := os.WriteFile(cfg, []byte(data), 0o644); err != nil {
 		return err
 	}

@@ -25,8 +25,9 @@ func main() {
 	cases := flag.String("cases", "hello,parallel,context,chain,export,shared", "comma-separated cases to run")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	showProgress := flag.Bool("progress", false, "show each build's plain progress on stderr (times include printing it)")
+	debugAddr := flag.String("debug-address", "", "kilnd's [debug] address (metrics and pprof while the cases run), e.g. 127.0.0.1:6060")
 	flag.Parse()
-	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress); err != nil {
+	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress, *debugAddr); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -45,7 +46,7 @@ type row struct {
 	cpu time.Duration
 }
 
-func run(runs int, cases []string, keep, showProgress bool) error {
+func run(runs int, cases []string, keep, showProgress bool, debugAddr string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks run containers: run them as root")
 	}
@@ -56,7 +57,7 @@ func run(runs int, cases []string, keep, showProgress bool) error {
 	if !keep {
 		defer os.RemoveAll(dir)
 	}
-	env, err := setup(dir)
+	env, err := setup(dir, debugAddr)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -55,6 +56,8 @@ type Index struct {
 	cooldown  time.Duration
 	openUntil time.Time
 	lastErr   error
+	// errors counts failed calls (kilnd's kiln_redis_errors_total).
+	errors atomic.Uint64
 }
 
 var (
@@ -117,6 +120,10 @@ func (x *Index) Close() error { return x.c.Close() }
 // Addr returns the index's address without its password.
 func (x *Index) Addr() string { return x.addr }
 
+// Errors counts the calls to Redis that failed (timeouts included) since
+// the index was made.
+func (x *Index) Errors() uint64 { return x.errors.Load() }
+
 // Available reports whether the breaker lets calls through.
 func (x *Index) Available() bool { return x.Unavailable() == nil }
 
@@ -161,6 +168,7 @@ func (x *Index) attempt(ctx context.Context, fn func(ctx context.Context) error)
 	if ctx.Err() != nil {
 		return context.Cause(ctx) // the caller gave up; Redis is not to blame
 	}
+	x.errors.Add(1)
 	x.mu.Lock()
 	if time.Now().After(x.openUntil) {
 		x.log.Warn("shared cache index unavailable", "redis", x.addr, "error", err, "retry_in", x.cooldown)
