@@ -1,0 +1,451 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+)
+
+// The dump of a build result is a deterministic text listing of what a
+// user of the image sees: the image config and history, then each layer
+// the build added (entries sorted by path, with type, mode, owner, size,
+// content, link targets and hard links), and, for type=local outputs, the
+// tree written to disk. Everything that legitimately differs between two
+// builders or two runs is normalised away:
+//
+//   - times: history and config "created", layer and file mtimes newer
+//     than compatEpochLimit ("new"; older times are the context's and are
+//     printed);
+//   - digests of layers, configs and manifests (the listing is the
+//     content);
+//   - the busybox base layer, printed as "base layer".
+//
+// Deliberate differences from BuildKit are listed in compatNormalise.
+
+// compatCtxTime is the modification time of every file of a case's build
+// context; compatEpochLimit separates times a build kept (from the
+// context or an image) from times it made.
+var (
+	compatCtxTime    = time.Unix(1600000000, 0)
+	compatEpochLimit = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// baseInfo is what dumps leave out: the base image's layers (by diff ID)
+// and its files (as dumpTar lists them).
+type baseInfo struct {
+	layers map[v1.Hash]bool
+	files  map[string]bool
+}
+
+func newBaseInfo(img v1.Image) (*baseInfo, error) {
+	b := &baseInfo{layers: map[v1.Hash]bool{}, files: map[string]bool{}}
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range layers {
+		id, err := l.DiffID()
+		if err != nil {
+			return nil, err
+		}
+		b.layers[id] = true
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return nil, err
+		}
+		lines, err := dumpTar(rc)
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range lines {
+			b.files[line] = true
+		}
+	}
+	return b, nil
+}
+
+// dumpOCI dumps an OCI layout tarball (type=oci output), printing the
+// base image's layers as such.
+func dumpOCI(file string, base *baseInfo) (string, error) {
+	dir, err := os.MkdirTemp("", "kiln-compat-oci-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	if err := untarPlain(file, dir); err != nil {
+		return "", err
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		return "", fmt.Errorf("read OCI layout: %w", err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", err
+	}
+	if len(im.Manifests) != 1 {
+		return "", fmt.Errorf("OCI layout has %d manifests, want 1", len(im.Manifests))
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return "", err
+	}
+	if err := dumpConfig(&b, raw); err != nil {
+		return "", err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return "", err
+	}
+	for i, l := range layers {
+		id, err := l.DiffID()
+		if err != nil {
+			return "", err
+		}
+		if base.layers[id] {
+			fmt.Fprintf(&b, "\n## layer %d: base layer\n", i)
+			continue
+		}
+		fmt.Fprintf(&b, "\n## layer %d\n", i)
+		rc, err := l.Uncompressed()
+		if err != nil {
+			return "", err
+		}
+		lines, err := dumpTar(rc)
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("layer %d: %w", i, err)
+		}
+		b.WriteString(strings.Join(lines, ""))
+	}
+	return b.String(), nil
+}
+
+// dumpConfig writes the image config without its times and layer digests.
+func dumpConfig(b *strings.Builder, raw []byte) error {
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("image config: %w", err)
+	}
+	delete(cfg, "created")
+	hist, _ := cfg["history"].([]any)
+	delete(cfg, "history")
+	if rf, ok := cfg["rootfs"].(map[string]any); ok {
+		ids, _ := rf["diff_ids"].([]any)
+		rf["diff_ids"] = len(ids)
+	}
+	compatNormalise(cfg)
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	b.WriteString("## config\n")
+	b.Write(out)
+	b.WriteString("\n\n## history\n")
+	for _, h := range hist {
+		m, _ := h.(map[string]any)
+		empty, _ := m["empty_layer"].(bool)
+		kind := "layer"
+		if empty {
+			kind = "empty"
+		}
+		fmt.Fprintf(b, "%s %q comment=%q", kind, m["created_by"], m["comment"])
+		if a, ok := m["author"]; ok {
+			fmt.Fprintf(b, " author=%q", a)
+		}
+		b.WriteString("\n")
+	}
+	return nil
+}
+
+// compatNormalise removes from a decoded image config what differs from
+// BuildKit on purpose. Nothing yet.
+func compatNormalise(cfg map[string]any) {}
+
+// dumpTar lists the entries of a layer tarball, sorted by path.
+func dumpTar(r io.Reader) ([]string, error) {
+	tr := tar.NewReader(r)
+	var lines []string
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimPrefix(hdr.Name, "./")
+		e := entry{path: strings.TrimSuffix(name, "/"), mode: uint32(hdr.Mode) & 0o7777, uid: hdr.Uid, gid: hdr.Gid, mtime: hdr.ModTime}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			e.kind = "dir"
+		case tar.TypeReg, tar.TypeRegA:
+			e.kind = "file"
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				return nil, err
+			}
+			e.content = describeContent(data)
+		case tar.TypeSymlink:
+			e.kind, e.target = "symlink", hdr.Linkname
+		case tar.TypeLink:
+			e.kind, e.hardlink = "hardlink", strings.TrimPrefix(hdr.Linkname, "./")
+		case tar.TypeChar, tar.TypeBlock:
+			e.kind = fmt.Sprintf("dev(%c %d,%d)", hdr.Typeflag, hdr.Devmajor, hdr.Devminor)
+		case tar.TypeFifo:
+			e.kind = "fifo"
+		default:
+			e.kind = fmt.Sprintf("type(%c)", hdr.Typeflag)
+		}
+		for k := range hdr.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				e.xattrs = append(e.xattrs, x)
+			}
+		}
+		lines = append(lines, e.String())
+	}
+	sort.Strings(lines)
+	return lines, nil
+}
+
+// dumpDir lists a directory written by a type=local output, leaving out
+// the entries listed exactly so in base (the base image's files). Hard
+// links are groups of paths sharing an inode inside the tree.
+func dumpDir(root string, base map[string]bool) (string, error) {
+	type ino struct{ dev, ino uint64 }
+	first := map[ino]string{}
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entry{path: filepath.ToSlash(rel), mode: uint32(fi.Mode().Perm()), uid: int(st.Uid), gid: int(st.Gid), mtime: fi.ModTime()}
+		e.mode |= uint32(st.Mode) & 0o7000
+		switch {
+		case fi.IsDir():
+			e.kind = "dir"
+		case fi.Mode().IsRegular():
+			e.kind = "file"
+			if st.Nlink > 1 {
+				k := ino{uint64(st.Dev), st.Ino}
+				if f, ok := first[k]; ok {
+					e.kind, e.hardlink = "hardlink", f
+					break
+				}
+				first[k] = e.path
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			e.content = describeContent(data)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.kind, e.target = "symlink", t
+		case fi.Mode()&fs.ModeNamedPipe != 0:
+			e.kind = "fifo"
+		case fi.Mode()&fs.ModeDevice != 0:
+			e.kind = fmt.Sprintf("dev(%d,%d)", unixMajor(st.Rdev), unixMinor(st.Rdev))
+		default:
+			e.kind = "other"
+		}
+		if line := e.String(); !base[line] {
+			lines = append(lines, line)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return strings.Join(lines, ""), nil
+}
+
+func unixMajor(dev uint64) uint64 { return (dev >> 8) & 0xfff }
+func unixMinor(dev uint64) uint64 { return (dev & 0xff) | ((dev >> 12) & 0xfff00) }
+
+// entry is one file of a layer or tree.
+type entry struct {
+	path     string
+	kind     string
+	mode     uint32
+	uid, gid int
+	content  string
+	target   string // symlink
+	hardlink string // first path of the inode
+	mtime    time.Time
+	xattrs   []string
+}
+
+func (e entry) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %04o %d:%d", e.path, e.kind, e.mode, e.uid, e.gid)
+	if e.content != "" {
+		b.WriteString(" " + e.content)
+	}
+	if e.target != "" {
+		b.WriteString(" -> " + e.target)
+	}
+	if e.hardlink != "" {
+		b.WriteString(" => " + e.hardlink)
+	}
+	if e.kind != "symlink" && e.kind != "hardlink" {
+		b.WriteString(" mtime=" + describeTime(e.mtime))
+	}
+	if len(e.xattrs) > 0 {
+		sort.Strings(e.xattrs)
+		b.WriteString(" xattrs=" + strings.Join(e.xattrs, ","))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// describeContent shows short printable contents as a quoted string and
+// anything else as its size and digest.
+func describeContent(data []byte) string {
+	if len(data) <= 48 && bytes.IndexFunc(data, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' }) < 0 {
+		return strconv.Quote(string(data))
+	}
+	sum := sha256.Sum256(data)
+	return fmt.Sprintf("size=%d sha256:%s", len(data), hex.EncodeToString(sum[:6]))
+}
+
+// describeTime prints a time the build kept, or "new" for one it made.
+func describeTime(t time.Time) string {
+	switch {
+	case t.Equal(compatCtxTime):
+		return "ctx"
+	case t.Unix() == 0:
+		return "0"
+	case t.Before(compatEpochLimit):
+		return t.UTC().Format(time.RFC3339)
+	}
+	return "new"
+}
+
+// untarPlain extracts a tarball of regular files and directories (an OCI
+// layout) into dir.
+func untarPlain(file, dir string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			return fmt.Errorf("tar entry %q leaves the directory", hdr.Name)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				var b []byte
+				if b, err = io.ReadAll(tr); err == nil {
+					err = os.WriteFile(p, b, 0o644)
+				}
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// writeTarball writes the tree at dir as a tarball file (gzipped when its
+// name ends in .gz), with names relative to dir and the context's time.
+func writeTarball(file, dir string) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var w io.Writer = f
+	var zw *gzip.Writer
+	if strings.HasSuffix(file, ".gz") {
+		zw = gzip.NewWriter(f)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		hdr.Name = filepath.ToSlash(rel)
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.ModTime, hdr.Uname, hdr.Gname = compatCtxTime, "", ""
+		hdr.Uid, hdr.Gid = 1000, 1000
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(data)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	return err
+}
