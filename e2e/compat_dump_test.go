@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -46,15 +47,15 @@ var (
 	compatEpochLimit = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// baseInfo is what dumps leave out: the base image's layers (by diff ID)
-// and its files (as dumpTar lists them).
+// baseInfo is what dumps leave out: the base image's layers (by diff ID,
+// with their entries) and its files (as entry.String prints them).
 type baseInfo struct {
-	layers map[v1.Hash]bool
+	layers map[v1.Hash][]entry
 	files  map[string]bool
 }
 
 func newBaseInfo(img v1.Image) (*baseInfo, error) {
-	b := &baseInfo{layers: map[v1.Hash]bool{}, files: map[string]bool{}}
+	b := &baseInfo{layers: map[v1.Hash][]entry{}, files: map[string]bool{}}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, err
@@ -64,18 +65,18 @@ func newBaseInfo(img v1.Image) (*baseInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.layers[id] = true
 		rc, err := l.Uncompressed()
 		if err != nil {
 			return nil, err
 		}
-		lines, err := dumpTar(rc)
+		entries, err := dumpTar(rc)
 		rc.Close()
 		if err != nil {
 			return nil, err
 		}
-		for _, line := range lines {
-			b.files[line] = true
+		b.layers[id] = entries
+		for _, e := range entries {
+			b.files[e.String()] = true
 		}
 	}
 	return b, nil
@@ -119,13 +120,15 @@ func dumpOCI(file string, base *baseInfo) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	state := layerState{}
 	for i, l := range layers {
 		id, err := l.DiffID()
 		if err != nil {
 			return "", err
 		}
-		if base.layers[id] {
+		if entries, ok := base.layers[id]; ok {
 			fmt.Fprintf(&b, "\n## layer %d: base layer\n", i)
+			state.apply(entries)
 			continue
 		}
 		fmt.Fprintf(&b, "\n## layer %d\n", i)
@@ -133,15 +136,82 @@ func dumpOCI(file string, base *baseInfo) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		lines, err := dumpTar(rc)
+		entries, err := dumpTar(rc)
 		rc.Close()
 		if err != nil {
 			return "", fmt.Errorf("layer %d: %w", i, err)
 		}
-		b.WriteString(strings.Join(lines, ""))
+		b.WriteString(strings.Join(state.apply(entries), ""))
 	}
 	return b.String(), nil
 }
+
+// layerState is the filesystem the layers so far make: path → entry line.
+type layerState map[string]string
+
+// apply applies a layer's entries and returns the lines that describe its
+// effect, sorted by path: each entry that differs from what the layers
+// below have there, and "PATH removed" for each path it deletes. Two
+// differs can write the same change differently, and both forms are valid
+// OCI layers: a directory emptied and refilled is an opaque directory or a
+// whiteout per removed child, and a file copied up unchanged (when a hard
+// link to it was made) may or may not be in the layer. The listing is the
+// same for both.
+func (s layerState) apply(entries []entry) []string {
+	prev := make(map[string]string, len(s))
+	for k, v := range s {
+		prev[k] = v
+	}
+	own := map[string]bool{}
+	for _, e := range entries {
+		if !isWhiteout(e.path) {
+			own[e.path] = true
+		}
+	}
+	removed := map[string]bool{}
+	remove := func(p string) {
+		for q := range s {
+			if q == p || strings.HasPrefix(q, p+"/") {
+				if !own[q] {
+					removed[q] = true
+				}
+				delete(s, q)
+			}
+		}
+	}
+	for _, e := range entries {
+		dir, base := path.Split(e.path)
+		switch {
+		case base == ".wh..wh..opq":
+			d := strings.TrimSuffix(dir, "/")
+			for q := range s {
+				if strings.HasPrefix(q, d+"/") {
+					remove(q)
+				}
+			}
+		case strings.HasPrefix(base, ".wh."):
+			remove(dir + strings.TrimPrefix(base, ".wh."))
+		}
+	}
+	var out []string
+	for _, e := range entries {
+		if isWhiteout(e.path) {
+			continue
+		}
+		line := e.String()
+		if old, ok := prev[e.path]; !ok || old != line || e.kind == "hardlink" {
+			out = append(out, line)
+		}
+		s[e.path] = line
+	}
+	for p := range removed {
+		out = append(out, p+" removed\n")
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isWhiteout(p string) bool { return strings.HasPrefix(path.Base(p), ".wh.") }
 
 // dumpConfig writes the image config without its times and layer digests.
 func dumpConfig(b *strings.Builder, raw []byte) error {
@@ -185,9 +255,9 @@ func dumpConfig(b *strings.Builder, raw []byte) error {
 func compatNormalise(cfg map[string]any) {}
 
 // dumpTar lists the entries of a layer tarball, sorted by path.
-func dumpTar(r io.Reader) ([]string, error) {
+func dumpTar(r io.Reader) ([]entry, error) {
 	tr := tar.NewReader(r)
-	var lines []string
+	var entries []entry
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -224,10 +294,10 @@ func dumpTar(r io.Reader) ([]string, error) {
 				e.xattrs = append(e.xattrs, x)
 			}
 		}
-		lines = append(lines, e.String())
+		entries = append(entries, e)
 	}
-	sort.Strings(lines)
-	return lines, nil
+	sort.Slice(entries, func(i, j int) bool { return entries[i].path < entries[j].path })
+	return entries, nil
 }
 
 // dumpDir lists a directory written by a type=local output, leaving out
@@ -322,7 +392,10 @@ func (e entry) String() string {
 	if e.hardlink != "" {
 		b.WriteString(" => " + e.hardlink)
 	}
-	if e.kind != "symlink" && e.kind != "hardlink" {
+	// Directory times are left out: BuildKit's are not reproducible (the
+	// same build gave a COPY destination directory the source's time in
+	// one run and the time of the copy in the next).
+	if e.kind != "symlink" && e.kind != "hardlink" && e.kind != "dir" {
 		b.WriteString(" mtime=" + describeTime(e.mtime))
 	}
 	if len(e.xattrs) > 0 {
@@ -448,4 +521,69 @@ func writeTarball(file, dir string) error {
 		err = zw.Close()
 	}
 	return err
+}
+
+// lineDiff returns a unified-style diff of two dumps ("-" want, "+" got)
+// with two lines of context, or "" when they are equal. go-cmp's string
+// diff elides long lines, which are most lines of a dump; the dumps are a
+// few hundred lines, so a plain LCS table is enough.
+func lineDiff(want, got string) string {
+	if want == got {
+		return ""
+	}
+	a, b := strings.Split(want, "\n"), strings.Split(got, "\n")
+	n, m := len(a), len(b)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	type op struct {
+		kind byte
+		line string
+	}
+	var ops []op
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && a[i] == b[j]:
+			ops = append(ops, op{' ', a[i]})
+			i, j = i+1, j+1
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			ops = append(ops, op{'+', b[j]})
+			j++
+		default:
+			ops = append(ops, op{'-', a[i]})
+			i++
+		}
+	}
+	var out strings.Builder
+	last := -1
+	for k, o := range ops {
+		if o.kind == ' ' {
+			continue
+		}
+		from := max(k-2, last+1)
+		if from > last+1 && last >= 0 {
+			out.WriteString("  ...\n")
+		}
+		for c := from; c < k; c++ {
+			out.WriteString("  " + ops[c].line + "\n")
+		}
+		out.WriteString(string(o.kind) + " " + o.line + "\n")
+		last = k
+		for c := k + 1; c < len(ops) && c <= k+2 && ops[c].kind == ' '; c++ {
+			out.WriteString("  " + ops[c].line + "\n")
+			last = c
+		}
+	}
+	return out.String()
 }

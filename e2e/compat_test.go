@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 	"golang.org/x/tools/txtar"
 
@@ -29,8 +29,8 @@ import (
 // with BuildKit and writes its dump instead of comparing.
 //
 // A case is a txtar archive: its comment holds options ("build-arg: K=V",
-// "target: NAME", "local: true" to also dump a type=local output), its
-// files are the build
+// "target: NAME", "local: true" to also dump a type=local output, and the
+// deliberate differences below), its files are the build
 // context (the Dockerfile included), and a file named "[setup]" lists what
 // a text archive cannot say, one per line:
 //
@@ -43,6 +43,12 @@ import (
 //	mtime PATH UNIXTIME    instead of the context's fixed time
 //	tar FILE DIR           a tarball (gzipped if FILE ends in .gz) of the
 //	                       files named "@archive/DIR/..." in the case
+//
+// Where Kiln differs from BuildKit on purpose, the case says so and why
+// (the golden stays BuildKit's):
+//
+//	ignore: REGEXP         lines matching are left out of both dumps
+//	kiln-fails: REASON     Kiln refuses the build that BuildKit accepts
 func TestCompat(t *testing.T) {
 	cases, err := filepath.Glob(filepath.Join("testdata", "compat", "*.txtar"))
 	if err != nil || len(cases) == 0 {
@@ -76,7 +82,13 @@ func TestCompat(t *testing.T) {
 				if err != nil {
 					t.Fatalf("no golden for %s (run hack/compat.sh): %v", name, err)
 				}
-				if d := cmp.Diff(string(want), got); d != "" {
+				if c.opts.kilnFails != "" {
+					if got != "build fails\n" {
+						t.Errorf("%s: the build succeeded; Kiln must refuse it (%s)", file, c.opts.kilnFails)
+					}
+					return
+				}
+				if d := lineDiff(c.filter(string(want)), c.filter(got)); d != "" {
 					t.Errorf("%s: kiln differs from BuildKit (-buildkit +kiln):\n%s\nkiln's output:\n%s", file, d, tail(log, 3000))
 				}
 			})
@@ -96,6 +108,8 @@ type compatOpts struct {
 	buildArgs []string
 	target    string
 	local     bool
+	ignore    []*regexp.Regexp
+	kilnFails string
 }
 
 func loadCompatCase(t *testing.T, file string) *compatCase {
@@ -121,6 +135,14 @@ func loadCompatCase(t *testing.T, file string) *compatCase {
 			c.opts.target = v
 		case k == "local":
 			c.opts.local = v == "true"
+		case k == "ignore":
+			re, err := regexp.Compile(v)
+			if err != nil {
+				t.Fatalf("%s:%d: ignore: %v", file, i+1, err)
+			}
+			c.opts.ignore = append(c.opts.ignore, re)
+		case k == "kiln-fails":
+			c.opts.kilnFails = v
 		default:
 			t.Fatalf("%s:%d: unknown option %q", file, i+1, k)
 		}
@@ -137,6 +159,24 @@ func loadCompatCase(t *testing.T, file string) *compatCase {
 		c.files = append(c.files, f)
 	}
 	return c
+}
+
+// filter drops the lines of a dump that the case ignores.
+func (c *compatCase) filter(dump string) string {
+	if len(c.opts.ignore) == 0 {
+		return dump
+	}
+	var keep []string
+	for _, l := range strings.Split(dump, "\n") {
+		drop := false
+		for _, re := range c.opts.ignore {
+			drop = drop || re.MatchString(l)
+		}
+		if !drop {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 // writeContext writes the case's build context into dir.

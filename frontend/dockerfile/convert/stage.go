@@ -144,6 +144,7 @@ func emptyImage(p ocispec.Platform) frontend.DockerImage {
 	var img frontend.DockerImage
 	img.OS, img.Architecture, img.Variant = p.OS, p.Architecture, p.Variant
 	img.RootFS.Type = "layers"
+	img.Config.WorkingDir = "/" // as BuildKit writes it
 	return img
 }
 
