@@ -26,8 +26,8 @@ type copier struct {
 	// dirPerm is the mode of the directories the copy creates for its
 	// destination (not copies of source directories).
 	dirPerm uint32
-	chmod     modeFunc       // nil: mode kept
-	mtime     *unix.Timespec // nil: mtime kept
+	chmod   modeFunc       // nil: mode kept
+	mtime   *unix.Timespec // nil: mtime kept
 	// keepXattrs copies extended attributes (filesystem sources).
 	keepXattrs bool
 	exclude    *patternmatcher.PatternMatcher
