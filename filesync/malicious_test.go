@@ -67,6 +67,10 @@ func lnk(p, target string) *api.FileStat {
 	return &api.FileStat{Path: p, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: target, ModTime: baseTime.UnixNano()}
 }
 
+func hard(p, target string) *api.FileStat {
+	return &api.FileStat{Path: p, Mode: 0o644, Linkname: target, ModTime: baseTime.UnixNano()}
+}
+
 func TestMaliciousClient(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -125,6 +129,31 @@ func TestMaliciousClient(t *testing.T) {
 		name:  "device node",
 		stats: func(string) []*api.FileStat { return []*api.FileStat{st("sda", fs.ModeDevice|0o600, 0)} },
 		want:  "unsupported file type",
+	}, {
+		name: "hard link out of the directory",
+		stats: func(o string) []*api.FileStat {
+			return []*api.FileStat{hard("h", o+"/passwd")}
+		},
+		want: "absolute path",
+	}, {
+		name: "hard link climbing out",
+		stats: func(string) []*api.FileStat {
+			return []*api.FileStat{hard("h", "../x")}
+		},
+		want: "path leaves the directory",
+	}, {
+		name: "hard link to a file not sent before",
+		stats: func(string) []*api.FileStat {
+			return []*api.FileStat{hard("h", "later"), st("later", 0o644, 1)}
+		},
+		content: map[string]string{"later": "x"},
+		want:    "not a regular file sent before it",
+	}, {
+		name: "hard link to a symlink",
+		stats: func(o string) []*api.FileStat {
+			return []*api.FileStat{lnk("l", o+"/passwd"), hard("h", "l")}
+		},
+		want: "not a regular file sent before it",
 	}, {
 		name:  "negative size",
 		stats: func(string) []*api.FileStat { return []*api.FileStat{st("f", 0o644, -1)} },
