@@ -9,6 +9,8 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // copier copies entries of a source tree into the destination for one
@@ -326,5 +328,5 @@ func (c *copier) linkSource(srcPath string) (string, bool) {
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 		return "", false
 	}
-	return layerFile(c.src.layers, rel)
+	return snapshot.LayerFile(c.src.layers, rel)
 }

@@ -61,5 +61,6 @@
 // paths relative to the input's root (wildcards kept; none when a COPY
 // reads the whole input), for the solver's content checksum.
 //
-// This package imports graph, ops, executor/user and core only.
+// This package imports graph, ops, snapshot (to find the layer files of a
+// view), executor/user and core only.
 package file

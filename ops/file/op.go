@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // Option configures New and NewMerge.
@@ -303,7 +304,7 @@ func (x *execution) source(ctx context.Context, i int) (*tree, error) {
 			return nil, err
 		}
 		x.releases = append(x.releases, func() error { return joinErr(unmount(), unview()) })
-		t = &tree{dir: dir, where: where, layers: viewLayers(mounts)}
+		t = &tree{dir: dir, where: where, layers: snapshot.ViewLayers(mounts)}
 	default:
 		return nil, errdefs.Invalidf("file op: input %d: a %T cannot be read", i, r)
 	}
