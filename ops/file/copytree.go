@@ -28,6 +28,10 @@ type copier struct {
 	// dirPerm is the mode of the directories the copy creates for its
 	// destination (not copies of source directories).
 	dirPerm uint32
+	// stack replaces a link in the way of a directory instead of
+	// following it: layers stacking (merge), where a directory of an
+	// upper layer hides a link of a lower one, as in BuildKit.
+	stack bool
 	chmod   modeFunc       // nil: mode kept
 	mtime   *unix.Timespec // nil: mtime kept
 	// keepXattrs copies extended attributes (filesystem sources).
@@ -285,6 +289,10 @@ func (c *copier) makeDir(srcPath string, st *unix.Stat_t, dstRel string, top boo
 		}
 		c.dst.dirTimes = append(c.dst.dirTimes, dirTime{rel: dstRel, t: a.mtime})
 		return dstRel, nil
+	case existing.Mode()&os.ModeSymlink != 0 && c.stack:
+		if err := os.Remove(c.dst.host(dstRel)); err != nil {
+			return "", err
+		}
 	case existing.Mode()&os.ModeSymlink != 0:
 		r, err := c.dst.resolve(dstRel)
 		if err != nil {
