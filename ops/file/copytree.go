@@ -32,8 +32,8 @@ type copier struct {
 	// following it: layers stacking (merge), where a directory of an
 	// upper layer hides a link of a lower one, as in BuildKit.
 	stack bool
-	chmod   modeFunc       // nil: mode kept
-	mtime   *unix.Timespec // nil: mtime kept
+	chmod modeFunc       // nil: mode kept
+	mtime *unix.Timespec // nil: mtime kept
 	// keepXattrs copies extended attributes (filesystem sources).
 	keepXattrs bool
 	exclude    *patternmatcher.PatternMatcher
