@@ -96,7 +96,7 @@ bin/tools/buildctl --addr "$sock" debug workers >/dev/null || { cat "$work/build
 
 run='TestCompat'
 if [ $# -gt 0 ]; then
-	run="TestCompat/case/$1\$"
+	run="TestCompat/case/^($1)\$"
 fi
 say "building the cases with BuildKit and writing the goldens"
 KILN_COMPAT_BUILDKIT="$sock" KILN_COMPAT_BUILDCTL="$(pwd)/bin/tools/buildctl" \

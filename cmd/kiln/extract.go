@@ -15,11 +15,12 @@ import (
 
 // extractor unpacks a tar stream (a type=local output) into a directory as
 // it arrives. archive.Apply keeps every entry inside the directory (no
-// ../, no absolute links followed out of it). As root, entries keep their
-// owners; otherwise they belong to the user running kiln, as with
-// buildctl, and directories are made writable while their contents
-// arrive and get their own modes at the end (a 0555 directory of the
-// image is not an error, as it is in buildctl).
+// ../, no absolute links followed out of it). As with buildctl, the files
+// belong to the user running kiln (root's are root's): a type=local output
+// is build artefacts, and type=tar keeps the image's owners. Directories
+// are writable while their contents arrive and get their own modes at the
+// end (a 0555 directory of the image is not an error, as it is with
+// buildctl run by a user).
 type extractor struct {
 	pw   *io.PipeWriter
 	done chan error
@@ -32,12 +33,7 @@ func newExtractor(dir string) (*extractor, error) {
 	pr, pw := io.Pipe()
 	e := &extractor{pw: pw, done: make(chan error, 1)}
 	go func() {
-		var err error
-		if os.Geteuid() == 0 {
-			_, err = archive.Apply(context.Background(), dir, pr)
-		} else {
-			err = applyAsUser(dir, pr)
-		}
+		err := applyAsUser(dir, pr)
 		_, _ = io.Copy(io.Discard, pr)
 		e.done <- err
 	}()
