@@ -50,8 +50,9 @@ func untarPlain(file, dir string) error {
 }
 
 // writeTarball writes the tree at dir as a tarball file (gzipped when its
-// name ends in .gz), with names relative to dir and the context's time.
-func writeTarball(file, dir string) error {
+// name ends in .gz), with names relative to dir; edit, if not nil, changes
+// each header first.
+func writeTarball(file, dir string, edit func(*tar.Header)) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return err
@@ -81,8 +82,9 @@ func writeTarball(file, dir string) error {
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
-		hdr.ModTime, hdr.Uname, hdr.Gname = compatCtxTime, "", ""
-		hdr.Uid, hdr.Gid = 1000, 1000
+		if edit != nil {
+			edit(hdr)
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}

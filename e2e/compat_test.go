@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -228,7 +229,9 @@ func (c *compatCase) writeContext(t *testing.T, dir string) {
 		case "hardlink":
 			err = os.Link(filepath.Join(dir, filepath.FromSlash(arg(2))), p)
 		case "tar":
-			err = writeTarball(p, filepath.Join(staging, filepath.FromSlash(arg(2))))
+			err = writeTarball(p, filepath.Join(staging, filepath.FromSlash(arg(2))), func(h *tar.Header) {
+				h.ModTime, h.Uname, h.Gname, h.Uid, h.Gid = compatCtxTime, "", "", 1000, 1000
+			})
 		case "fifo":
 			err = syscall.Mkfifo(p, 0o644)
 		case "mtime":
