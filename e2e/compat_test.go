@@ -5,13 +5,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +49,10 @@ import (
 //	tar FILE DIR           a tarball (gzipped if FILE ends in .gz) of the
 //	                       files named "@archive/DIR/..." in the case
 //
+// Files named "@http/PATH" are served over HTTP on 127.0.0.1 (modified at
+// the context's time); the build gets their base URL as the build
+// argument HTTP, and the dump shows it as "http://HTTP".
+//
 // Where Kiln differs from BuildKit on purpose, the case says so and why
 // (the golden stays BuildKit's):
 //
@@ -65,12 +73,14 @@ func TestCompat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	web := newCompatWeb(t)
 	t.Run("case", func(t *testing.T) {
 		for _, file := range cases {
 			name := strings.TrimSuffix(filepath.Base(file), ".txtar")
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				c := loadCompatCase(t, file)
+				web.serve(c)
 				got, log := c.run(t, b, base)
 				golden := strings.TrimSuffix(file, ".txtar") + ".golden"
 				if b.updates() {
@@ -99,10 +109,11 @@ func TestCompat(t *testing.T) {
 
 // compatCase is one parsed case.
 type compatCase struct {
-	name  string
-	opts  compatOpts
-	files []txtar.File
-	setup []string
+	name    string
+	httpURL string // base URL of the case's @http files, "" if none
+	opts    compatOpts
+	files   []txtar.File
+	setup   []string
 }
 
 type compatOpts struct {
@@ -188,6 +199,9 @@ func (c *compatCase) writeContext(t *testing.T, dir string) {
 		p := filepath.Join(dir, filepath.FromSlash(f.Name))
 		if rel, ok := strings.CutPrefix(f.Name, "@archive/"); ok {
 			p = filepath.Join(staging, filepath.FromSlash(rel))
+		}
+		if strings.HasPrefix(f.Name, "@http/") {
+			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -293,13 +307,20 @@ func (c *compatCase) run(t *testing.T, b compatBuilder, base *baseInfo) (string,
 	if c.opts.local {
 		localDir = filepath.Join(out, "local")
 	}
-	log, err := b.build(ctxDir, c.opts, ociFile, localDir)
+	o := c.opts
+	if c.httpURL != "" {
+		o.buildArgs = append(append([]string(nil), o.buildArgs...), "HTTP="+c.httpURL)
+	}
+	log, err := b.build(ctxDir, o, ociFile, localDir)
 	if err != nil {
 		return "build fails\n", log
 	}
 	dump, err := dumpOCI(ociFile, base)
 	if err != nil {
 		t.Fatalf("%s: %v", c.name, err)
+	}
+	if c.httpURL != "" {
+		dump = strings.ReplaceAll(dump, c.httpURL, "http://HTTP")
 	}
 	if localDir != "" {
 		ld, err := dumpDir(localDir, base.files)
@@ -377,4 +398,40 @@ func (b *buildctlBuilder) build(ctxDir string, o compatOpts, ociFile, localDir s
 		err = fmt.Errorf("buildctl: %w", err)
 	}
 	return outb.String(), err
+}
+
+// compatWeb serves the @http files of every case on one local server,
+// under /CASE/.
+type compatWeb struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+func newCompatWeb(t *testing.T) *compatWeb {
+	w := &compatWeb{files: map[string][]byte{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.mu.Lock()
+		data, ok := w.files[r.URL.Path]
+		w.mu.Unlock()
+		if !ok {
+			http.NotFound(rw, r)
+			return
+		}
+		http.ServeContent(rw, r, path.Base(r.URL.Path), compatCtxTime, bytes.NewReader(data))
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+// serve publishes the case's @http files and sets its base URL.
+func (w *compatWeb) serve(c *compatCase) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, f := range c.files {
+		if rel, ok := strings.CutPrefix(f.Name, "@http/"); ok {
+			w.files["/"+c.name+"/"+rel] = f.Data
+			c.httpURL = w.srv.URL + "/" + c.name
+		}
+	}
 }
