@@ -83,7 +83,7 @@ func userWritableDirs(r io.Reader, w io.Writer, modes map[string]os.FileMode) er
 		}
 		if hdr.Typeflag == tar.TypeDir {
 			if name := path.Clean(strings.TrimPrefix(hdr.Name, "/")); name != "." && !strings.HasPrefix(name, "../") && name != ".." {
-				modes[name] = fileModeOf(hdr.Mode)
+				modes[name] = hdr.FileInfo().Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
 			}
 			hdr.Mode |= 0o700
 		}
@@ -94,21 +94,6 @@ func userWritableDirs(r io.Reader, w io.Writer, modes map[string]os.FileMode) er
 			return err
 		}
 	}
-}
-
-// fileModeOf converts tar mode bits to an os.FileMode.
-func fileModeOf(m int64) os.FileMode {
-	mode := os.FileMode(m & 0o777)
-	if m&0o4000 != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&0o2000 != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&0o1000 != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode
 }
 
 // restoreDirModes gives the directories their own modes, deepest first,
