@@ -354,7 +354,7 @@ func (b *build) resolveReachable(ctx context.Context, target *stage) (map[*stage
 		grew := false
 		for _, s := range b.stages {
 			if reach[s] && !s.triggersSet {
-				if err := b.collectTriggers(s); err != nil {
+				if err := b.collectTriggers(ctx, s); err != nil {
 					return nil, err
 				}
 				grew = grew || len(s.triggers) > 0
