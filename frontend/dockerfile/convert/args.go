@@ -59,8 +59,9 @@ func (b *build) setGlobals() error {
 		}
 	}
 	for _, a := range b.c.df.MetaArgs {
+		growth := shell.NewExpander(b.c.lex, nil)
 		for _, d := range a.Args {
-			v, set, err := b.argValue(d, a, shell.Map(b.globals), nil)
+			v, set, err := b.argValue(d, a, shell.Map(b.globals), nil, growth)
 			if err != nil {
 				return err
 			}
@@ -74,16 +75,20 @@ func (b *build) setGlobals() error {
 
 // argValue returns the value one ARG declaration gives its name: the
 // --build-arg, else the default expanded with env, else the global value
-// (globals nil for the global ARGs themselves).
-func (b *build) argValue(d instructions.ArgDecl, c *instructions.ArgCommand, env shell.Env, globals map[string]string) (string, bool, error) {
+// (globals nil for the global ARGs themselves). growth counts what
+// expansion adds to the ARG instruction, against shell.MaxExpansion.
+func (b *build) argValue(d instructions.ArgDecl, c *instructions.ArgCommand, env shell.Env, globals map[string]string, growth *shell.Expander) (string, bool, error) {
 	if v, ok := b.c.req.BuildArgs[d.Key]; ok {
 		b.consumed[d.Key] = true
 		return v, true, nil
 	}
 	if d.HasValue {
 		v, err := b.c.lex.ProcessWord(d.Value, env)
+		if err == nil {
+			err = growth.Grow(len(v) - len(d.Value))
+		}
 		if err != nil {
-			return "", false, c.Errorf("ARG %s: %v", d.Key, err)
+			return "", false, c.Errorf("ARG %s: %w", d.Key, err)
 		}
 		return v, true, nil
 	}
@@ -104,8 +109,9 @@ type argDecl struct {
 // stage's scope and returns the history line.
 func (b *build) declareArgs(s *stageState, c *instructions.ArgCommand) (string, error) {
 	var parts []string
+	growth := shell.NewExpander(b.c.lex, nil)
 	for _, d := range c.Args {
-		v, set, err := b.argValue(d, c, s.expandEnv(), b.globals)
+		v, set, err := b.argValue(d, c, s.expandEnv(), b.globals, growth)
 		if err != nil {
 			return "", err
 		}
