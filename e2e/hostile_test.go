@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Hostile Dockerfiles: each fails (or builds) with a clear message, and
@@ -59,4 +62,64 @@ func TestExpansionBombFailsFast(t *testing.T) {
 	if r := e.build(dir); r.err != nil {
 		t.Fatalf("the build after the bomb: %v\n%s", r.err, r.stderr)
 	}
+}
+
+// TestInvalidUTF8Dockerfile builds a Dockerfile whose RUN, LABEL and COPY
+// lines hold bytes that are not UTF-8, with a context file whose name is
+// not UTF-8 either. Kiln passes the bytes through as Docker does: file
+// names and heredoc bodies keep them exactly; the image config and the
+// OCI runtime spec are JSON, where (for Docker and BuildKit too) an
+// invalid byte reads as U+FFFD. Nothing fails with gRPC's "string field
+// contains invalid UTF-8".
+func TestInvalidUTF8Dockerfile(t *testing.T) {
+	e := newBldEnv(t)
+	dir, out := t.TempDir(), t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": "FROM busybox\n" +
+			"LABEL note=\"a\xffb\"\n" +
+			"RUN echo \"x\xfey\" > /run.txt\n" +
+			"COPY caf\xe9.txt /copied/\n" +
+			"COPY <<EOF /heredoc.txt\nh\xfei\nEOF\n" +
+			"RUN echo \"caf\xe9\" && false\n",
+		"caf\xe9.txt": "latin-1 name",
+	})
+	// The last RUN fails: its error and step name carry the bytes too.
+	r := e.build(dir)
+	if r.err == nil {
+		t.Fatal("the failing RUN built")
+	}
+	if strings.Contains(r.stderr, "invalid UTF-8") || !strings.Contains(r.stderr, "error: Dockerfile:8: [5/5] RUN echo \"caf\uFFFD\" && false") {
+		t.Fatalf("failed build's output:\n%s", r.stderr)
+	}
+	writeFiles(t, dir, map[string]string{"Dockerfile": strings.Replace(readFile(t, filepath.Join(dir, "Dockerfile")), " && false", "", 1)})
+	if r := e.build(dir, "-t", "utf8", "-o", "type=local,dest="+out); r.err != nil {
+		t.Fatalf("build: %v\n%s", r.err, r.stderr)
+	}
+	for name, want := range map[string]string{
+		"copied/caf\xe9.txt": "latin-1 name",
+		"heredoc.txt":        "h\xfei\n",
+		"run.txt":            "x\uFFFDy\n", // through runc's JSON spec, as with Docker
+	} {
+		if got := readFile(t, filepath.Join(out, name)); got != want {
+			t.Errorf("%q = %q, want %q", name, got, want)
+		}
+	}
+	if r := e.build(dir, "-t", "utf8"); r.err != nil {
+		t.Fatalf("build to the store: %v\n%s", r.err, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := e.kilnCmd(ctx, "image", "inspect", "--format", "{{index .Config.config.Labels \"note\"}}", "utf8").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(b)) != "a\uFFFDb" {
+		t.Errorf("label: %q, %v", b, err)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
