@@ -58,9 +58,16 @@ func TestExpansionBombFailsFast(t *testing.T) {
 	if rss := peakRSS(t, e.d.Pid()); rss > 256<<20 {
 		t.Errorf("kilnd's peak RSS is %d MiB", rss>>20)
 	}
-	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN echo fine\n"})
-	if r := e.build(dir); r.err != nil {
+	// The next build works, and warns about a build arg named like a
+	// secret (SecretsUsedInArgOrEnv) at its line.
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nARG NPM_TOKEN\nRUN echo fine\n"})
+	r = e.build(dir)
+	if r.err != nil {
 		t.Fatalf("the build after the bomb: %v\n%s", r.err, r.stderr)
+	}
+	want := `{"warning":{"message":"Dockerfile:2: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG \"NPM_TOKEN\")","location":"Dockerfile:2"}}`
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("no secret warning %s in:\n%s", want, r.stderr)
 	}
 }
 
