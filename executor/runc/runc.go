@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,10 +50,17 @@ type config struct {
 	cgroupParent  string
 	hostname      string
 	uids, gids    []IDMap
+	log           *slog.Logger
 }
 
 // Option configures an Executor.
 type Option func(*config)
+
+// WithLogger is where the runtime's standard error goes, one record per
+// command (the default discards it).
+func WithLogger(log *slog.Logger) Option {
+	return func(c *config) { c.log = log }
+}
 
 // WithRuntime selects the OCI runtime binary: "runc" (the default), "crun"
 // or a path to either.
@@ -110,7 +118,10 @@ func New(root string, opts ...Option) (*Executor, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("create executor directory: %w", err)
 	}
-	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName))
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName), cfg.log)
 	if err != nil {
 		return nil, err
 	}

@@ -66,6 +66,7 @@ func TestImportDirection(t *testing.T) {
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
+		"internal/proclog":            nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
 		"config":                      {"core/errdefs"},
