@@ -130,3 +130,35 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestSourceDateEpochFromEnvironment: SOURCE_DATE_EPOCH in kiln's
+// environment makes the same image as --build-arg SOURCE_DATE_EPOCH.
+func TestSourceDateEpochFromEnvironment(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN echo hi > /hi\n"})
+	id := func(env []string, args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		iid := filepath.Join(t.TempDir(), "iid")
+		cmd := e.kilnCmd(ctx, append(append([]string{"build", "--progress", "quiet", "--iidfile", iid, "-o", "type=oci,dest=" + filepath.Join(t.TempDir(), "o.tar")}, args...), dir)...)
+		cmd.Env = append(os.Environ(), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %v %v: %v\n%s", env, args, err, out)
+		}
+		return readFile(t, iid)
+	}
+	none := id([]string{"SOURCE_DATE_EPOCH="})
+	fromArg := id(nil, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+	fromEnv := id([]string{"SOURCE_DATE_EPOCH=1700000000"})
+	if fromEnv != fromArg {
+		t.Errorf("SOURCE_DATE_EPOCH from the environment gave %s, from --build-arg %s", fromEnv, fromArg)
+	}
+	if fromEnv == none {
+		t.Errorf("SOURCE_DATE_EPOCH from the environment changed nothing (%s)", none)
+	}
+	if flag := id([]string{"SOURCE_DATE_EPOCH=1600000000"}, "--build-arg", "SOURCE_DATE_EPOCH=1700000000"); flag != fromArg {
+		t.Errorf("--build-arg did not win over the environment: %s", flag)
+	}
+}
