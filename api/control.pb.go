@@ -188,8 +188,11 @@ type WorkerInfo struct {
 	MaxParallelism int32                  `protobuf:"varint,5,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
 	CacheSize      int64                  `protobuf:"varint,6,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"` // bytes the gc keeps the cache under
 	NetworkMode    string                 `protobuf:"bytes,7,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Platforms the host runs through binfmt_misc emulators (qemu-user-static),
+	// besides the native ones in platforms.
+	EmulatedPlatforms []string `protobuf:"bytes,8,rep,name=emulated_platforms,json=emulatedPlatforms,proto3" json:"emulated_platforms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -269,6 +272,13 @@ func (x *WorkerInfo) GetNetworkMode() string {
 		return x.NetworkMode
 	}
 	return ""
+}
+
+func (x *WorkerInfo) GetEmulatedPlatforms() []string {
+	if x != nil {
+		return x.EmulatedPlatforms
+	}
+	return nil
 }
 
 // BuildClientMessage is one message from client to daemon on a Build stream.
@@ -4380,7 +4390,7 @@ const file_control_proto_rawDesc = "" +
 	"\x03pid\x18\t \x01(\x05R\x03pid\x12\x1f\n" +
 	"\vconfig_file\x18\n" +
 	" \x01(\tR\n" +
-	"configFile\"\xf4\x01\n" +
+	"configFile\"\xa3\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x18\n" +
 	"\aruntime\x18\x01 \x01(\tR\aruntime\x12!\n" +
@@ -4390,7 +4400,8 @@ const file_control_proto_rawDesc = "" +
 	"\x0fmax_parallelism\x18\x05 \x01(\x05R\x0emaxParallelism\x12\x1d\n" +
 	"\n" +
 	"cache_size\x18\x06 \x01(\x03R\tcacheSize\x12!\n" +
-	"\fnetwork_mode\x18\a \x01(\tR\vnetworkMode\"\xbe\x02\n" +
+	"\fnetwork_mode\x18\a \x01(\tR\vnetworkMode\x12-\n" +
+	"\x12emulated_platforms\x18\b \x03(\tR\x11emulatedPlatforms\"\xbe\x02\n" +
 	"\x12BuildClientMessage\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.kiln.v1.BuildRequestH\x00R\arequest\x12*\n" +
 	"\x05stats\x18\x02 \x01(\v2\x12.kiln.v1.SyncStatsH\x00R\x05stats\x12'\n" +

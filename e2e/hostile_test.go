@@ -162,3 +162,27 @@ func TestSourceDateEpochFromEnvironment(t *testing.T) {
 		t.Errorf("--build-arg did not win over the environment: %s", flag)
 	}
 }
+
+// TestExecFormatError runs a program no host can run (an ELF for ia64,
+// which no binfmt_misc emulator covers): the step's error says what the
+// program is and how to install emulators.
+func TestExecFormatError(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	hdr := make([]byte, 64)
+	copy(hdr, "\x7fELF\x02\x01\x01")
+	hdr[16], hdr[18] = 2, 50 // ET_EXEC, EM_IA_64
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": "FROM busybox\nCOPY --chmod=755 prog /prog\nRUN [\"/prog\"]\n",
+		"prog":       string(hdr),
+	})
+	r := e.build(dir)
+	if r.err == nil {
+		t.Fatal("the ia64 program ran")
+	}
+	for _, want := range []string{"error: Dockerfile:3", "exec format error", "/prog is an ELF machine 50 program and no binfmt_misc emulator for it is enabled", "apt-get install qemu-user-static"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}

@@ -10,12 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
+	"github.com/kiln-build/kiln/internal/binfmt"
 )
 
 // DefaultHostname is the container's hostname when the Process names none
@@ -265,7 +267,17 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err := b.writeSpec(spec); err != nil {
 		return err
 	}
-	return e.rt.run(ctx, id, b, p)
+	// runc reports a program the kernel cannot execute on the process's
+	// stderr ("exec /prog: exec format error") with exit code 1; the tail
+	// of stderr tells, and the root is still mounted to say what the
+	// program is.
+	tail := &tailWriter{w: p.Stderr}
+	p.Stderr = tail
+	err = e.rt.run(ctx, id, b, p)
+	if err != nil && (strings.Contains(err.Error(), execFormat) || tail.contains(execFormat)) {
+		return explainExecFormat(err, b.rootfs(), p, binfmt.Dir)
+	}
+	return err
 }
 
 // newID returns a random container id.

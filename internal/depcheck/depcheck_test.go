@@ -67,6 +67,7 @@ func TestImportDirection(t *testing.T) {
 		"frontend":                    {"graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
 		"internal/proclog":            nil,
+		"internal/binfmt":             nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
 		"config":                      {"core/errdefs"},
