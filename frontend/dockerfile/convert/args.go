@@ -136,20 +136,36 @@ func (s *stageState) setArg(a argDecl) {
 	s.args = append(s.args, a)
 }
 
-// expandEnv is the environment words are expanded with: the ARGs in scope,
-// overridden by the config's Env (ENV wins over ARG, as in Docker).
-func (s *stageState) expandEnv() shell.Map {
-	m := shell.Map{}
-	for _, a := range s.args {
-		if a.set {
-			m[a.key] = a.value
+// expandEnv is the environment words are expanded with: the ARGs in
+// scope, overridden by the config's Env (ENV wins over ARG, as in Docker).
+func (s *stageState) expandEnv() shell.Env { return stageEnv{s: s} }
+
+// stageEnv looks variables up in the stage's state as it is at the time of
+// the lookup, rather than copying every variable into a map for each
+// instruction: that copy made a Dockerfile of n ENV and RUN lines cost n²
+// map insertions. hide lists names that read as unset.
+type stageEnv struct {
+	s    *stageState
+	hide []string
+}
+
+// Lookup implements shell.Env.
+func (e stageEnv) Lookup(name string) (string, bool) {
+	if slices.Contains(e.hide, name) {
+		return "", false
+	}
+	env := e.s.img.Config.Env
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == name {
+			return v, true
 		}
 	}
-	for _, kv := range s.img.Config.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		m[k] = v
+	for _, a := range e.s.args {
+		if a.key == name && a.set {
+			return a.value, true
+		}
 	}
-	return m
+	return "", false
 }
 
 // runEnv is the environment of a RUN: the config's Env, then the ARGs in
@@ -192,7 +208,7 @@ func (s *stageState) runHistoryArgs() []string {
 	env := s.expandEnv()
 	var parts []string
 	for _, a := range s.args {
-		v, ok := env[a.key]
+		v, ok := env.Lookup(a.key)
 		if !ok {
 			v = a.value
 		}

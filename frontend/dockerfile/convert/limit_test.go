@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/shell"
 )
 
@@ -84,5 +86,35 @@ func TestExpansionBombMemory(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 {
 		t.Errorf("converting allocated %d MiB", alloc>>20)
+	}
+}
+
+// TestExecDataLimit: alternating ENV and RUN lines make every RUN copy a
+// growing environment; the conversion stops at the limit.
+func TestExecDataLimit(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("FROM scratch\n")
+	for i := range 200 {
+		b.WriteString("ENV V" + itoa(i) + "=" + strings.Repeat("v", 1000) + "\nRUN true\n")
+	}
+	df, err := instructions.Parse(context.Background(), []byte(b.String()), "Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(df, newRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.maxExecData = 1 << 20 // the 200 steps hold about 20 MB
+	_, _, err = c.Convert(context.Background(), amd64)
+	// The RUN after the k-th ENV holds k variables of about 1 KB (and
+	// PATH): the total passes 1 MiB at k = 46, the RUN on line 1+2*46.
+	if err == nil || !strings.HasPrefix(err.Error(), "Dockerfile:93: RUN: the RUN steps up to here hold more than 1 MiB") || !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("got %v", err)
+	}
+	c.maxExecData = 0 // MaxExecData
+	if _, _, err := c.Convert(context.Background(), amd64); err != nil {
+		t.Fatalf("under the default limit: %v", err)
 	}
 }
