@@ -243,9 +243,14 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:2: [registry."docker.io"] mirror: unknown key`,
 		},
 		{
-			name: "registry host configured twice",
-			doc:  "[registry.\"docker.io\"]\nmirrors = [\"m:5000\"]\n[[registry.config]]\nhost = \"docker.io\"\n",
-			want: `kilnd.toml:4: [[registry.config]] host: registry "docker.io" is already configured at line 1`,
+			name: "registry key set twice to different values",
+			doc:  "[registry.\"docker.io\"]\nmirrors = [\"m:5000\"]\nhttp = true\n[[registry.config]]\nhost = \"docker.io\"\nmirrors = [\"other:5000\"]\n",
+			want: `kilnd.toml:6: [[registry.config]] mirrors: registry "docker.io": mirrors is already set to ['m:5000'] at line 2; set it once`,
+		},
+		{
+			name: "registry key set twice in [[registry.config]]",
+			doc:  "[[registry.config]]\nhost = \"r:5000\"\ninsecure = true\n[[registry.config]]\nhost = \"r:5000\"\ninsecure = false\n",
+			want: `kilnd.toml:6: [[registry.config]] insecure: registry "r:5000": insecure is already set to true at line 3; set it once`,
 		},
 		{
 			name: "tls cert without key",

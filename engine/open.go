@@ -140,7 +140,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if runtime == "" {
 		runtime = "runc"
 	}
-	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)}
+	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure), runc.WithLogger(opts.Logger)}
 	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
 		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
 	}
@@ -172,7 +172,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gitCache, err := git.NewCache(filepath.Join(root, "git"))
+	gitCache, err := git.NewCache(filepath.Join(root, "git"), git.WithLogger(opts.Logger))
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func fakeSync(t *testing.T, dest string, stats []*api.FileStat, extra []*api.Fil
 			case r := <-reqs:
 				for _, i := range r.GetIndexes() {
 					select {
-					case files <- &api.FileData{Id: 7, Index: i, Data: []byte(content[stats[i].GetPath()]), Eof: true}:
+					case files <- &api.FileData{Id: 7, Index: i, Data: []byte(content[string(stats[i].GetPath())]), Eof: true}:
 					case <-ctx.Done():
 						return
 					}
@@ -60,11 +60,11 @@ func fakeSync(t *testing.T, dest string, stats []*api.FileStat, extra []*api.Fil
 }
 
 func st(p string, mode fs.FileMode, size int64) *api.FileStat {
-	return &api.FileStat{Path: p, Mode: uint32(mode), Size: size, ModTime: baseTime.UnixNano()}
+	return &api.FileStat{Path: []byte(p), Mode: uint32(mode), Size: size, ModTime: baseTime.UnixNano()}
 }
 
 func lnk(p, target string) *api.FileStat {
-	return &api.FileStat{Path: p, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: target, ModTime: baseTime.UnixNano()}
+	return &api.FileStat{Path: []byte(p), Mode: uint32(fs.ModeSymlink | 0o777), Linkname: []byte(target), ModTime: baseTime.UnixNano()}
 }
 
 func hard(p, target string) *api.FileStat {

@@ -203,7 +203,7 @@ func (r *receiver) invalid(p, format string, args ...any) error {
 // apply compares one entry with dest, fixes directories and links at once
 // and queues regular files that differ.
 func (r *receiver) apply(st *api.FileStat) error {
-	p := st.GetPath()
+	p := string(st.GetPath())
 	if err := checkPath(p); err != nil {
 		return r.invalid(p, "%v", err)
 	}
@@ -249,7 +249,7 @@ func (r *receiver) apply(st *api.FileStat) error {
 	case fs.ModeSymlink:
 		r.seen[p] = kindSymlink
 		if have && fi.Mode().Type() == fs.ModeSymlink && fi.ModTime().UnixNano() == st.GetModTime() {
-			if t, err := os.Readlink(full); err == nil && t == st.GetLinkname() {
+			if t, err := os.Readlink(full); err == nil && t == string(st.GetLinkname()) {
 				return nil
 			}
 		}
@@ -257,7 +257,7 @@ func (r *receiver) apply(st *api.FileStat) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Symlink(st.GetLinkname(), filepath.Join(r.dest, tmp)); err != nil {
+		if err := os.Symlink(string(st.GetLinkname()), filepath.Join(r.dest, tmp)); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 		if err := lutimes(filepath.Join(r.dest, tmp), st.GetModTime()); err != nil {

@@ -105,11 +105,11 @@ func (s *sender) walk(ctx context.Context, root string, req *api.SyncRequest) er
 	if !fi.IsDir() {
 		return errdefs.Invalidf("read context %s: %s is not a directory", req.GetName(), root)
 	}
-	include := req.GetIncludePatterns()
-	if len(req.GetFollowPaths()) > 0 {
-		include = append(append([]string(nil), include...), followPaths(root, req.GetFollowPaths())...)
+	include := fromBytes(req.GetIncludePatterns())
+	if follow := fromBytes(req.GetFollowPaths()); len(follow) > 0 {
+		include = append(include, followPaths(root, follow)...)
 	}
-	f, err := newFilter(include, req.GetExcludePatterns())
+	f, err := newFilter(include, fromBytes(req.GetExcludePatterns()))
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func fileStat(full, rel string, d fs.DirEntry, links map[fileID]string) (*api.Fi
 		return nil, false, err
 	}
 	st := &api.FileStat{
-		Path:    rel,
+		Path:    []byte(rel),
 		Mode:    uint32(wireMode(fi.Mode())),
 		ModTime: fi.ModTime().UnixNano(),
 	}
@@ -247,7 +247,7 @@ func fileStat(full, rel string, d fs.DirEntry, links map[fileID]string) (*api.Fi
 		if err != nil {
 			return nil, false, err
 		}
-		st.Linkname = filepath.ToSlash(target)
+		st.Linkname = []byte(filepath.ToSlash(target))
 	}
 	return st, true, nil
 }

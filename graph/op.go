@@ -114,9 +114,10 @@ const digestPrefix = "kiln/op/v1\x00"
 // Digest returns the stable digest of the op's definition alone: sha256 over
 // a versioned prefix and the op's JSON encoding (struct fields in declaration
 // order, map keys sorted by encoding/json, no pointers or times). Fields that
-// must not affect caching (proxy variables) are cleared first.
+// must not affect caching (proxy variables) are cleared first; strings that
+// are not valid UTF-8 are escaped so that their bytes count (escape.go).
 func (o Op) Digest() digest.Digest {
-	b, err := json.Marshal(o.ForDigest())
+	b, err := json.Marshal(forDigestJSON(o.ForDigest()))
 	if err != nil {
 		// Every type in Op is plain data; marshalling cannot fail.
 		panic(fmt.Sprintf("graph: marshal op: %v", err))

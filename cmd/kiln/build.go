@@ -140,7 +140,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 
 	var err error
-	if req.BuildArgs, err = keyValues(f.buildArgs, "--build-arg", true); err != nil {
+	if req.BuildArgs, err = buildArgs(f.buildArgs, os.LookupEnv); err != nil {
 		return err
 	}
 	if req.Labels, err = keyValues(f.labels, "--label", false); err != nil {
@@ -335,6 +335,22 @@ func unwrapPathError(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// buildArgs is the --build-arg map, plus SOURCE_DATE_EPOCH from the
+// client's environment when no --build-arg gives it (as buildx does), so
+// that a reproducible-build setup works without repeating it as a flag.
+func buildArgs(list []string, lookupEnv func(string) (string, bool)) (map[string]string, error) {
+	m, err := keyValues(list, "--build-arg", true)
+	if err != nil {
+		return nil, err
+	}
+	if _, given := m["SOURCE_DATE_EPOCH"]; !given {
+		if v, ok := lookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+			m["SOURCE_DATE_EPOCH"] = v
+		}
+	}
+	return m, nil
 }
 
 func keyValues(list []string, flag string, fromEnv bool) (map[string]string, error) {

@@ -66,6 +66,8 @@ func TestImportDirection(t *testing.T) {
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
+		"internal/proclog":            nil,
+		"internal/binfmt":             nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
 		"config":                      {"core/errdefs"},

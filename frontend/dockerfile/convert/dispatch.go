@@ -191,10 +191,7 @@ func uppercaseFirst(s string) string {
 // upper case. hide lists variables whose values must not be shown
 // (secrets given as environment variables).
 func (b *build) displayText(st *stageState, loc instructions.Location, hide ...string) string {
-	env := st.expandEnv()
-	for _, h := range hide {
-		delete(env, h)
-	}
+	env := stageEnv{s: st, hide: hide}
 	lex := b.c.lex
 	lex.RawQuotes, lex.RawEscapes, lex.SkipUnset = true, true, true
 	text := loc.Original

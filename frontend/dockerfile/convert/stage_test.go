@@ -177,7 +177,7 @@ func TestNamedContexts(t *testing.T) {
 func TestMultiPlatformSharing(t *testing.T) {
 	t.Parallel()
 	src := "FROM --platform=$BUILDPLATFORM golang AS build\nRUN go generate\nARG TARGETARCH\nRUN GOARCH=$TARGETARCH go build\nFROM busybox\nCOPY --from=build /app /app\n"
-	df, err := instructions.Parse([]byte(src), "Dockerfile")
+	df, err := instructions.Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
