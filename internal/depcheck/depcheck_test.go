@@ -65,6 +65,7 @@ func TestImportDirection(t *testing.T) {
 		"core/errdefs": nil, "core/labels": nil, "graph": nil, "progress": nil, "session": nil,
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},
+		"frontend/llb":                {"graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
