@@ -128,12 +128,12 @@ func TestConvertExec(t *testing.T) {
 		}
 	}
 	want := map[string]graph.Mount{
-		"/ctx|":              {Type: graph.MountBind, Target: "/ctx", Input: ctxIdx, Selector: "sub", Readonly: true},
-		"/cache|":            {Type: graph.MountCache, Target: "/cache", Input: graph.NoInput, CacheID: "go", Sharing: graph.SharingLocked},
-		"/tmp|":              {Type: graph.MountTmpfs, Target: "/tmp", Input: graph.NoInput, TmpfsSize: 1 << 20},
-		"/run/secrets/tok|":  {Type: graph.MountSecret, Target: "/run/secrets/tok", Input: graph.NoInput, SecretID: "tok", Required: true, UID: ptr(1), GID: ptr(2), Mode: ptr(uint32(0o440))},
-		"|TOKEN":             {Type: graph.MountSecret, Input: graph.NoInput, SecretID: "envsec", Env: "TOKEN", Required: true},
-		"/ssh.sock|":         {Type: graph.MountSSH, Target: "/ssh.sock", Input: graph.NoInput, SSHID: "agent", UID: ptr(0), GID: ptr(0), Mode: ptr(uint32(0o600))},
+		"/ctx|":             {Type: graph.MountBind, Target: "/ctx", Input: ctxIdx, Selector: "sub", Readonly: true},
+		"/cache|":           {Type: graph.MountCache, Target: "/cache", Input: graph.NoInput, CacheID: "go", Sharing: graph.SharingLocked},
+		"/tmp|":             {Type: graph.MountTmpfs, Target: "/tmp", Input: graph.NoInput, TmpfsSize: 1 << 20},
+		"/run/secrets/tok|": {Type: graph.MountSecret, Target: "/run/secrets/tok", Input: graph.NoInput, SecretID: "tok", Required: true, UID: ptr(1), GID: ptr(2), Mode: ptr(uint32(0o440))},
+		"|TOKEN":            {Type: graph.MountSecret, Input: graph.NoInput, SecretID: "envsec", Env: "TOKEN", Required: true},
+		"/ssh.sock|":        {Type: graph.MountSSH, Target: "/ssh.sock", Input: graph.NoInput, SSHID: "agent", UID: ptr(0), GID: ptr(0), Mode: ptr(uint32(0o600))},
 	}
 	if diff := cmp.Diff(want, byTarget); diff != "" {
 		t.Errorf("mounts (-want +got):\n%s", diff)

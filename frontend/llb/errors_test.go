@@ -58,7 +58,6 @@ func selectorOutput(base bk.State) bk.State {
 	return base.Run(bk.Shlex("true")).AddMount("/o", base, bk.SourcePath("/etc"))
 }
 
-
 // Malformed definitions: errors, never panics.
 func TestConvertMalformed(t *testing.T) {
 	t.Parallel()
