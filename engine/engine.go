@@ -18,14 +18,17 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/session"
@@ -66,6 +69,14 @@ type Config struct {
 	// ContentDir is the content store's directory (blobs are hard-linked
 	// from it into shared blob stores on the same file system).
 	ContentDir string
+	// Syntax says what `# syntax=` lines and BUILDKIT_SYNTAX do.
+	Syntax SyntaxPolicy
+	// Executor and Snapshots run frontend containers (gateway frontends);
+	// MountDir holds the mounts of results frontends read (under the
+	// worker's state directory, which a restart cleans).
+	Executor  executor.Executor
+	Snapshots ops.Snapshots
+	MountDir  string
 }
 
 // Engine runs builds. It is safe for concurrent use.
@@ -84,6 +95,13 @@ func New(c Config) (*Engine, error) {
 	}
 	if c.Platform.OS == "" {
 		c.Platform = platforms.DefaultSpec()
+	}
+	for i, b := range c.Syntax.Builtin {
+		repo, err := repository(b)
+		if err != nil {
+			return nil, fmt.Errorf("engine: builtin syntax %q: %w", b, err)
+		}
+		c.Syntax.Builtin[i] = repo
 	}
 	return &Engine{c: c}, nil
 }
@@ -122,6 +140,18 @@ type Request struct {
 	// checked by remote.ParseImport and remote.ParseExport.
 	CacheFrom []remote.ImportSpec
 	CacheTo   []CacheExport
+
+	// FrontendOpts are BuildKit-style frontend options (buildctl --opt;
+	// for "gateway.v0": "source" is the frontend image) and
+	// FrontendInputs its frontend inputs; both reach the frontend as
+	// they are.
+	FrontendOpts   map[string]string
+	FrontendInputs map[string]*pb.Definition
+	// Definition, if set, is a BuildKit LLB definition to build instead
+	// of running a frontend (frontend/llb converts it); ImageConfig is
+	// then the result's image config (JSON), if it has one.
+	Definition  *pb.Definition
+	ImageConfig []byte
 }
 
 // Output is one --output value. Writer is set for outputs the client
@@ -164,13 +194,20 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		}
 	}()
 
-	name := req.Frontend
-	if name == "" {
-		name = "dockerfile"
-	}
-	fe, ok := e.c.Frontends[name]
-	if !ok {
-		return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.c.Frontends), ", "))
+	var (
+		fe    frontend.Frontend
+		fopts map[string]string
+		use   *syntaxUse
+	)
+	if req.Definition == nil {
+		var name string
+		if name, fopts, use, err = e.chooseFrontend(req, pw); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if fe, ok = e.c.Frontends[name]; !ok {
+			return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.c.Frontends), ", "))
+		}
 	}
 	switch req.Network {
 	case "", "default", "none", "host":
@@ -211,7 +248,16 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
-	fres, err := e.frontend(ctx, fe, req, plats, hosts, puller, pw)
+	br := e.newBridge(req, sess, pw, caches.remotes)
+	var fres *frontend.Result
+	if req.Definition != nil {
+		fres, err = e.definition(ctx, req, plats, br)
+	} else {
+		if err = e.resolveSyntax(ctx, use, puller); err != nil {
+			return nil, err
+		}
+		fres, err = e.frontend(ctx, fe, frontendCall{req: req, opts: fopts, plats: plats, hosts: hosts, resolver: puller, bridge: br}, pw)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +305,18 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 
-func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, hosts []graph.HostIP, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
+// frontendCall is what one frontend run gets besides the request.
+type frontendCall struct {
+	req      Request
+	opts     map[string]string
+	plats    []ocispec.Platform
+	hosts    []graph.HostIP
+	resolver frontend.ImageResolver
+	bridge   frontend.Bridge
+}
+
+func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, c frontendCall, pw progress.Writer) (*frontend.Result, error) {
+	req := c.req
 	name := req.DockerfileName
 	if name == "" {
 		name = "Dockerfile"
@@ -268,9 +325,10 @@ func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request
 	res, err := fe.Solve(ctx, frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Platforms: plats, BuildPlatform: e.c.Platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: hosts,
-		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
+		Platforms: c.plats, BuildPlatform: e.c.Platform, NamedContexts: req.NamedContexts,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: c.hosts,
+		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: c.resolver,
+		Opts: c.opts, Inputs: req.FrontendInputs, Bridge: c.bridge,
 	})
 	done(err)
 	if err != nil {

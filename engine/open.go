@@ -60,6 +60,9 @@ type Options struct {
 	RemoteCaches   []solver.RemoteCache
 	CacheExporters []solver.Exporter
 	Caches         CacheBackends
+	// Syntax says what `# syntax=` and BUILDKIT_SYNTAX do (kilnd.toml
+	// [frontend]).
+	Syntax SyntaxPolicy
 }
 
 // Parts are the pieces Open assembled, for the daemon's other services
@@ -215,6 +218,12 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	if p.History, err = NewHistory(p.DB); err != nil {
 		return nil, nil, err
 	}
+	// Results gateway frontends read are mounted under the worker's state
+	// directory, which worker.New empties at start.
+	mountDir := filepath.Join(root, "steps", "frontend")
+	if err := os.MkdirAll(mountDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", mountDir, err)
+	}
 	allowed := opts.Allowed
 	if opts.AllowInsecure {
 		allowed = append(allowed, EntitlementSecurityInsecure)
@@ -224,6 +233,7 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 		Images: p.Images, Resolver: p.Resolver, History: p.History, Platform: opts.Platform,
 		Allowed: allowed, Logger: opts.Logger,
 		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter, CacheTempDir: cacheTmp, ContentDir: p.ContentDir(),
+		Syntax: opts.Syntax, Executor: p.Executor, Snapshots: p.Snapshots, MountDir: mountDir,
 	})
 	if err != nil {
 		return nil, nil, err
