@@ -96,13 +96,15 @@ func New(c Config) (*Engine, error) {
 	if c.Platform.OS == "" {
 		c.Platform = platforms.DefaultSpec()
 	}
+	builtin := make([]string, len(c.Syntax.Builtin))
 	for i, b := range c.Syntax.Builtin {
 		repo, err := repository(b)
 		if err != nil {
 			return nil, fmt.Errorf("engine: builtin syntax %q: %w", b, err)
 		}
-		c.Syntax.Builtin[i] = repo
+		builtin[i] = repo
 	}
+	c.Syntax.Builtin = builtin
 	return &Engine{c: c}, nil
 }
 

@@ -35,6 +35,14 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith opens an engine with opts (the root and, unless opts
+// has some, the Dockerfile frontend filled in) and a registry holding
+// busybox.
+func newHarnessWith(t *testing.T, opts Options) *harness {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("builds need root")
 	}
@@ -44,10 +52,11 @@ func newHarness(t *testing.T) *harness {
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	e, p, err := Open(context.Background(), Options{
-		Root:      t.TempDir(),
-		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-	})
+	opts.Root = t.TempDir()
+	if opts.Frontends == nil {
+		opts.Frontends = map[string]frontend.Frontend{"dockerfile": dockerfile.New()}
+	}
+	e, p, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/frontend/gateway"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -70,9 +71,18 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 		MaxParallelism: oci.MaxParallelism,
 		NetworkMode:    oci.NetworkMode,
 		Registry:       hosts,
-		Frontends:      map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-		Platform:       platforms.DefaultSpec(),
-		Logger:         log,
+		Frontends: map[string]frontend.Frontend{
+			engine.FrontendDockerfile: dockerfile.New(),
+			gateway.Name:              gateway.New(),
+		},
+		Syntax: engine.SyntaxPolicy{
+			Disabled:            !cfg.Frontend.Gateway,
+			Pin:                 cfg.Frontend.Syntax,
+			Builtin:             cfg.Frontend.BuiltinSyntax,
+			AllowedRepositories: cfg.Frontend.AllowedRepositories,
+		},
+		Platform: platforms.DefaultSpec(),
+		Logger:   log,
 		Caches: engine.CacheBackends{
 			Shared: func(ctx context.Context, p *engine.Parts) ([]*remote.Shared, error) {
 				return sharedCaches(ctx, cfg.Cache, p, log)

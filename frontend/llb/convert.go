@@ -20,10 +20,10 @@ const maxOps = 100000
 
 // Options tune a conversion. The zero value converts plain definitions.
 type Options struct {
-	// Local, if set, is asked about every local source; a non-nil vertex
-	// replaces the source (the gateway serves a Dockerfile it holds in
-	// memory this way). nil keeps the converted source.
-	Local func(src graph.LocalSource) (*graph.Vertex, error)
+	// Local, if set, is asked about every local source. It may change
+	// src; a non-nil vertex replaces the source (the gateway serves a
+	// Dockerfile it holds in memory this way).
+	Local func(src *graph.LocalSource) (*graph.Vertex, error)
 	// ReadFile returns the file at path in the result of v (solving v
 	// first). Build ops need it to read their definition from their
 	// builder input; without it a build op is an error.

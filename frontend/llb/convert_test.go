@@ -269,7 +269,7 @@ func TestConvertMetadata(t *testing.T) {
 func TestConvertLocalHook(t *testing.T) {
 	t.Parallel()
 	repl := graph.NewVertex(graph.Op{File: &graph.FileOp{Base: graph.NoInput, Actions: []graph.FileAction{{Mkfile: &graph.MkfileAction{Path: "/Dockerfile", Mode: 0o644}}}}}, graph.Meta{})
-	res := convert(t, bk.Local("dockerfile"), Options{Local: func(src graph.LocalSource) (*graph.Vertex, error) {
+	res := convert(t, bk.Local("dockerfile"), Options{Local: func(src *graph.LocalSource) (*graph.Vertex, error) {
 		if src.Name == "dockerfile" {
 			return repl, nil
 		}

@@ -135,7 +135,7 @@ func (o *opCtx) localSource(name string, attrs map[string]string) (*graph.Vertex
 		}
 	}
 	if o.c.opts.Local != nil {
-		v, err := o.c.opts.Local(src)
+		v, err := o.c.opts.Local(&src)
 		if err != nil {
 			return nil, o.errorf("local source %s: %v", name, err)
 		}

@@ -66,6 +66,7 @@ func TestImportDirection(t *testing.T) {
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},
 		"frontend/llb":                {"graph", "core/errdefs"},
+		"frontend/gateway":            {"frontend", "frontend/llb", "graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
@@ -93,7 +94,8 @@ func TestImportDirection(t *testing.T) {
 
 	// The edge: only these know gRPC, and nothing below the engine
 	// imports the daemon, the client or the engine.
-	edge := []string{"api", "daemon", "client", "cmd", "e2e", "hack", "internal/testutil"}
+	// frontend/gateway serves BuildKit's LLBBridge to frontend containers.
+	edge := []string{"api", "daemon", "client", "cmd", "e2e", "hack", "internal/testutil", "frontend/gateway"}
 	top := []string{"daemon", "client", "engine", "cmd"}
 	for pkg, imps := range pkgs {
 		atEdge := false

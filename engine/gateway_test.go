@@ -1,0 +1,223 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/frontend/gateway"
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+// gatewayHarness is an engine with the gateway frontend, and BuildKit's
+// Dockerfile frontend built into an image (by a Kiln build) and pushed to
+// the test registry as HOST/dockerfile:test.
+func gatewayHarness(t *testing.T, policy SyntaxPolicy) (*harness, string) {
+	t.Helper()
+	h := newHarnessWith(t, Options{
+		Frontends: map[string]frontend.Frontend{FrontendDockerfile: dockerfile.New(), gateway.Name: gateway.New()},
+		Syntax:    policy,
+	})
+	bin := testutil.DockerfileFrontend(t)
+	host, _, _ := strings.Cut(h.base, "/")
+	img := host + "/dockerfile:test"
+	ctxDir := t.TempDir()
+	if err := copyFileTo(bin, filepath.Join(ctxDir, "dockerfile-frontend")); err != nil {
+		t.Fatal(err)
+	}
+	h.sess.Dirs["frontend"] = ctxDir
+	df := "FROM scratch\nCOPY --from=bin dockerfile-frontend /bin/dockerfile-frontend\nENTRYPOINT [\"/bin/dockerfile-frontend\"]\n"
+	_, err := h.e.Build(context.Background(), Request{
+		Ref: "frontend-image", Dockerfile: []byte(df), DockerfileName: "Dockerfile",
+		NamedContexts: map[string]frontend.NamedContext{"bin": {Local: "frontend"}},
+		Outputs:       []Output{{Type: "registry", Attrs: map[string]string{"name": img}}},
+	}, h.sess, &stepLog{})
+	if err != nil {
+		t.Fatalf("build the frontend image: %v", err)
+	}
+	return h, img
+}
+
+func copyFileTo(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	return errors.Join(err, out.Close())
+}
+
+// imageConfig builds req into the image store under name and returns the
+// image's config.
+func (h *harness) imageConfig(t *testing.T, name string, req Request) frontend.DockerImage {
+	t.Helper()
+	req.Outputs = []Output{{Type: "image", Attrs: map[string]string{"name": name}}}
+	req.Dockerfile = []byte(strings.ReplaceAll(string(req.Dockerfile), "BASE", h.base))
+	req.DockerfileName, req.ContextPath, req.HasContext, req.Ref = "Dockerfile", h.ctx, true, name
+	h.steps = &stepLog{}
+	if _, err := h.e.Build(context.Background(), req, h.sess, h.steps); err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	img, err := h.p.Images.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m ocispec.Manifest
+	readJSON(t, h, img.Target.Digest.String(), &m)
+	var cfg frontend.DockerImage
+	readJSON(t, h, m.Config.Digest.String(), &cfg)
+	return cfg
+}
+
+// gatewayFixture exercises most of the Dockerfile: stages, args, env,
+// copies with owners and modes, heredocs, cache mounts, archives, links
+// and the metadata instructions.
+const gatewayFixture = `FROM BASE AS build
+ARG GREETING=hello
+ENV APP_HOME=/app
+WORKDIR $APP_HOME
+COPY a.txt dir/ ./
+RUN --mount=type=cache,target=/cache echo "$GREETING" > /cache/g && cp /cache/g greeting
+RUN <<EOF
+mkdir -p /out
+echo heredoc > /out/h
+ln -s /out/h /out/link
+EOF
+
+FROM BASE
+LABEL org.example.name="gateway test" org.example.v=1
+COPY --from=build --chown=2:3 /out/ /out/
+COPY --from=build /app/greeting /greeting
+COPY --chmod=0750 a.txt /bin-a
+COPY --link dir/ /linked/
+ADD arch.tar /unpacked/
+USER 1000:1000
+WORKDIR /home/app
+EXPOSE 8080/tcp
+VOLUME /data
+ENV MODE=production
+HEALTHCHECK --interval=30s CMD ["true"]
+SHELL ["/bin/sh", "-ec"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/bin/sh"]
+CMD ["-c", "cat /greeting"]
+`
+
+// BuildKit's own Dockerfile frontend, run by the gateway from a
+// `# syntax=` line, builds what Kiln's built-in frontend builds: the same
+// files and the same image config.
+func TestGatewayDockerfileFrontend(t *testing.T) {
+	h, img := gatewayHarness(t, SyntaxPolicy{})
+	h.write(t, "a.txt", "a\n")
+	h.write(t, "dir/b.txt", "b\n")
+	h.write(t, "arch.tar", tarFile(t, "inner.txt", "inside\n"))
+
+	builtin := Request{Dockerfile: []byte(gatewayFixture), BuildArgs: map[string]string{"GREETING": "hi"}}
+	external := Request{Dockerfile: []byte("# syntax=" + img + "\n" + gatewayFixture), BuildArgs: map[string]string{"GREETING": "hi"}}
+
+	want := h.buildTree(t, builtin)
+	got := h.buildTree(t, external)
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("files differ (-built-in +gateway):\n%s", d)
+	}
+	if _, ok := h.steps.find("load frontend " + img); !ok {
+		t.Errorf("the gateway build did not run the frontend image")
+	}
+
+	wantCfg := h.imageConfig(t, "builtin:1", builtin)
+	gotCfg := h.imageConfig(t, "gateway:1", external)
+	ignore := cmpopts.IgnoreFields(ocispec.History{}, "Created", "Comment")
+	if d := cmp.Diff(wantCfg.Config, gotCfg.Config); d != "" {
+		t.Errorf("image config differs (-built-in +gateway):\n%s", d)
+	}
+	if d := cmp.Diff(wantCfg.History, gotCfg.History, ignore); d != "" {
+		t.Errorf("history differs (-built-in +gateway):\n%s", d)
+	}
+	if wantCfg.OS != gotCfg.OS || wantCfg.Architecture != gotCfg.Architecture || len(wantCfg.RootFS.DiffIDs) != len(gotCfg.RootFS.DiffIDs) {
+		t.Errorf("platform or layers differ: %s/%s %d layers, gateway %s/%s %d layers", wantCfg.OS, wantCfg.Architecture,
+			len(wantCfg.RootFS.DiffIDs), gotCfg.OS, gotCfg.Architecture, len(gotCfg.RootFS.DiffIDs))
+	}
+}
+
+// The syntax image can be pinned or refused by the daemon and named by
+// the BUILDKIT_SYNTAX build arg; one that cannot be pulled is an error at
+// its line.
+func TestGatewaySyntaxPolicy(t *testing.T) {
+	h, img := gatewayHarness(t, SyntaxPolicy{Builtin: []string{"docker/dockerfile"}})
+	host, _, _ := strings.Cut(h.base, "/")
+	df := "FROM BASE\nRUN echo ok > /ok\n"
+
+	// A missing image: the error names the line.
+	_, err := h.build(t, "\n# syntax="+host+"/nope:1\n"+df, Request{})
+	var se *errdefs.SourceError
+	if !errors.As(err, &se) || se.File != "Dockerfile" || se.Range.Start != 2 || !strings.Contains(err.Error(), host+"/nope:1") {
+		t.Errorf("unpullable syntax image: %v, want an error at Dockerfile:2 naming it", err)
+	}
+
+	// A built-in syntax is built without pulling anything.
+	if _, err := h.build(t, "# syntax=docker/dockerfile:1.7\n"+df, Request{}); err != nil {
+		t.Errorf("built-in syntax: %v", err)
+	}
+	if _, ok := h.steps.find("load frontend"); ok {
+		t.Errorf("a built-in syntax ran a frontend image")
+	}
+
+	// BUILDKIT_SYNTAX wins over the line.
+	if _, err := h.build(t, "# syntax="+host+"/nope:1\n"+df, Request{BuildArgs: map[string]string{"BUILDKIT_SYNTAX": img}}); err != nil {
+		t.Fatalf("BUILDKIT_SYNTAX: %v", err)
+	}
+	if _, ok := h.steps.find("load frontend " + img); !ok {
+		t.Errorf("BUILDKIT_SYNTAX did not run %s", img)
+	}
+
+	// A daemon that refuses frontend images says where one was asked for.
+	h.e.c.Syntax.Disabled = true
+	_, err = h.build(t, "# syntax="+img+"\n"+df, Request{})
+	if !errors.As(err, &se) || se.Range.Start != 1 || !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "gateway = false") {
+		t.Errorf("disabled gateway: %v", err)
+	}
+	h.e.c.Syntax.Disabled = false
+
+	// A daemon pinning its frontend runs the pinned image whatever the
+	// line says.
+	h.e.c.Syntax.Pin = img
+	if _, err := h.build(t, "# syntax="+host+"/nope:1\n"+df, Request{}); err != nil {
+		t.Errorf("pinned syntax: %v", err)
+	}
+	h.e.c.Syntax.Pin = ""
+
+	// Allowed repositories.
+	h.e.c.Syntax.AllowedRepositories = []string{host + "/other"}
+	_, err = h.build(t, "# syntax="+img+"\n"+df, Request{})
+	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "allowed") {
+		t.Errorf("repository not allowed: %v", err)
+	}
+	h.e.c.Syntax.AllowedRepositories = nil
+}
+
+// A Dockerfile error found by the external frontend keeps its line.
+func TestGatewayFrontendError(t *testing.T) {
+	h, img := gatewayHarness(t, SyntaxPolicy{})
+	_, err := h.build(t, "# syntax="+img+"\nFROM BASE\nFROBNICATE now\n", Request{})
+	var se *errdefs.SourceError
+	if !errors.As(err, &se) || se.Range.Start != 3 || !strings.Contains(strings.ToLower(err.Error()), "unknown instruction") {
+		t.Fatalf("err = %v, want an unknown-instruction error at line 3", err)
+	}
+	t.Logf("error: %v", err)
+}
