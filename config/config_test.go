@@ -105,7 +105,7 @@ func TestLoadBuildkitdStyle(t *testing.T) {
 			GID:     intp(1001),
 			TLS:     TLS{Cert: "/etc/buildkit/tls.crt", Key: "/etc/buildkit/tls.key", CA: "/etc/buildkit/tlsca.crt"},
 		},
-		Worker: Worker{OCI: oci},
+		Worker:   Worker{OCI: oci},
 		Frontend: Frontend{Gateway: false, BuiltinSyntax: []string{"docker.io/docker/dockerfile"}, AllowedRepositories: []string{"docker/dockerfile"}},
 		Registry: map[string]RegistryHost{
 			"docker.io": {

@@ -55,4 +55,3 @@ func repoRoot() (string, error) {
 		dir = parent
 	}
 }
-
