@@ -106,6 +106,7 @@ COPY --from=build --chown=2:3 /out/ /out/
 COPY --from=build /app/greeting /greeting
 COPY --chmod=0750 a.txt /bin-a
 COPY --link dir/ /linked/
+COPY . /ctx/
 ADD arch.tar /unpacked/
 USER 1000:1000
 WORKDIR /home/app
@@ -128,8 +129,10 @@ func TestGatewayDockerfileFrontend(t *testing.T) {
 	h.write(t, "dir/b.txt", "b\n")
 	h.write(t, "arch.tar", tarFile(t, "inner.txt", "inside\n"))
 
-	builtin := Request{Dockerfile: []byte(gatewayFixture), BuildArgs: map[string]string{"GREETING": "hi"}}
-	external := Request{Dockerfile: []byte("# syntax=" + img + "\n" + gatewayFixture), BuildArgs: map[string]string{"GREETING": "hi"}}
+	h.write(t, "dir/ignored.txt", "secret\n")
+	dockerignore := []byte("dir/ignored.txt\n")
+	builtin := Request{Dockerfile: []byte(gatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
+	external := Request{Dockerfile: []byte("# syntax=" + img + "\n" + gatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
 
 	want := h.buildTree(t, builtin)
 	got := h.buildTree(t, external)
@@ -138,6 +141,16 @@ func TestGatewayDockerfileFrontend(t *testing.T) {
 	}
 	if _, ok := h.steps.find("load frontend " + img); !ok {
 		t.Errorf("the gateway build did not run the frontend image")
+	}
+	for _, p := range []string{"ctx/dir/ignored.txt", "linked/ignored.txt"} {
+		if _, ok := got[p]; ok {
+			t.Errorf("%s was copied although .dockerignore excludes it", p)
+		}
+	}
+	// Again: the frontend's steps are cache hits.
+	h.buildTree(t, external)
+	if st, ok := h.steps.find("RUN --mount=type=cache"); !ok || !st.Cached {
+		t.Errorf("the RUN step of a repeated gateway build: %+v (found %v)", st, ok)
 	}
 
 	wantCfg := h.imageConfig(t, "builtin:1", builtin)
@@ -186,6 +199,15 @@ func TestGatewaySyntaxPolicy(t *testing.T) {
 		t.Errorf("BUILDKIT_SYNTAX did not run %s", img)
 	}
 
+	// BuildKit's way: the gateway frontend by name, its image in the
+	// "source" option.
+	if _, err := h.build(t, df, Request{Frontend: FrontendGateway, FrontendOpts: map[string]string{"source": img}}); err != nil {
+		t.Fatalf("frontend gateway.v0: %v", err)
+	}
+	if _, ok := h.steps.find("load frontend " + img); !ok {
+		t.Errorf("frontend gateway.v0 did not run %s", img)
+	}
+
 	// A daemon that refuses frontend images says where one was asked for.
 	h.e.c.Syntax.Disabled = true
 	_, err = h.build(t, "# syntax="+img+"\n"+df, Request{})
@@ -220,4 +242,48 @@ func TestGatewayFrontendError(t *testing.T) {
 		t.Fatalf("err = %v, want an unknown-instruction error at line 3", err)
 	}
 	t.Logf("error: %v", err)
+}
+
+// Several platforms (a map of results with refs.platforms), named
+// contexts and the frontend's lint warnings go through the gateway.
+func TestGatewayPlatformsContextsWarnings(t *testing.T) {
+	h, img := gatewayHarness(t, SyntaxPolicy{})
+	h.write(t, "a.txt", "a\n")
+	extra := t.TempDir()
+	if err := os.WriteFile(filepath.Join(extra, "x.txt"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.sess.Dirs["context:extra"] = extra
+	df := "# syntax=" + img + "\nFROM scratch\nCOPY a.txt /\nCOPY --from=extra x.txt /\nCMD echo not json\n"
+	req := Request{
+		Dockerfile: []byte(df), DockerfileName: "Dockerfile", ContextPath: h.ctx, HasContext: true, Ref: "multi",
+		Platforms:     []string{"linux/amd64", "linux/arm64"},
+		NamedContexts: map[string]frontend.NamedContext{"extra": {Local: "context:extra"}},
+		Outputs:       []Output{{Type: "image", Attrs: map[string]string{"name": "multi:1"}}},
+	}
+	h.steps = &stepLog{}
+	if _, err := h.e.Build(context.Background(), req, h.sess, h.steps); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	stored, err := h.p.Images.Get(context.Background(), "multi:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	readJSON(t, h, stored.Target.Digest.String(), &idx)
+	var plats []string
+	for _, m := range idx.Manifests {
+		if m.Platform != nil {
+			plats = append(plats, m.Platform.OS+"/"+m.Platform.Architecture)
+		}
+	}
+	if d := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, plats); d != "" {
+		t.Errorf("index platforms (-want +got):\n%s", d)
+	}
+	h.steps.mu.Lock()
+	warns := strings.Join(h.steps.warns, "\n")
+	h.steps.mu.Unlock()
+	if !strings.Contains(warns, "JSONArgsRecommended") || !strings.Contains(warns, "Dockerfile:5") {
+		t.Errorf("the frontend's lint warning is missing or unplaced: %q", warns)
+	}
 }
