@@ -287,3 +287,36 @@ func TestGatewayPlatformsContextsWarnings(t *testing.T) {
 		t.Errorf("the frontend's lint warning is missing or unplaced: %q", warns)
 	}
 }
+
+// More of RUN's and COPY's options, built both ways.
+func TestGatewayMountsAndCopyOptions(t *testing.T) {
+	h, img := gatewayHarness(t, SyntaxPolicy{})
+	h.write(t, "src/a/keep.go", "package a\n")
+	h.write(t, "src/a/skip.txt", "skip\n")
+	h.write(t, "src/b/keep.go", "package b\n")
+	h.sess.Secrets = map[string][]byte{"tok": []byte("s3cret")}
+	df := `FROM BASE
+RUN --mount=type=secret,id=tok,target=/run/secrets/tok,uid=5 test "$(cat /run/secrets/tok)" = s3cret && stat -c %u /run/secrets/tok > /secret-owner
+RUN --mount=type=secret,id=tok,env=TOK test "$TOK" = s3cret && echo env > /secret-env
+RUN --mount=type=bind,source=src,target=/mnt ls -R /mnt > /bind-listing
+RUN --mount=type=bind,source=src,target=/mnt,rw touch /mnt/new && ls /mnt > /rw-listing
+RUN --mount=type=tmpfs,target=/scratch,size=1m df -k /scratch | tail -1 | awk '{print $2}' > /tmpfs-size
+RUN --network=none (wget -q -T 1 -O - http://127.0.0.1:1 || echo offline) > /net
+COPY --parents src/*/keep.go /parents/
+COPY --exclude=**/*.txt src/ /excluded/
+ADD --chmod=0600 src/a/keep.go /added
+`
+	want := h.buildTree(t, Request{Dockerfile: []byte(df)})
+	got := h.buildTree(t, Request{Dockerfile: []byte("# syntax=" + img + "\n" + df)})
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("files differ (-built-in +gateway):\n%s", d)
+	}
+	for _, p := range []string{"secret-owner", "secret-env", "bind-listing", "rw-listing", "tmpfs-size", "net", "parents/src/a/keep.go", "excluded/a/keep.go", "added"} {
+		if _, ok := got[p]; !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	if _, ok := got["excluded/a/skip.txt"]; ok {
+		t.Error("--exclude did not exclude")
+	}
+}
