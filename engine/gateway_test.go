@@ -29,24 +29,30 @@ func gatewayHarness(t *testing.T, policy SyntaxPolicy) (*harness, string) {
 		Frontends: map[string]frontend.Frontend{FrontendDockerfile: dockerfile.New(), gateway.Name: gateway.New()},
 		Syntax:    policy,
 	})
-	bin := testutil.DockerfileFrontend(t)
 	host, _, _ := strings.Cut(h.base, "/")
 	img := host + "/dockerfile:test"
+	h.pushBinary(t, testutil.DockerfileFrontend(t), img)
+	return h, img
+}
+
+// pushBinary builds an image holding the program bin as its entrypoint
+// (with a Kiln build) and pushes it to the test registry as ref.
+func (h *harness) pushBinary(t *testing.T, bin, ref string) {
+	t.Helper()
 	ctxDir := t.TempDir()
-	if err := copyFileTo(bin, filepath.Join(ctxDir, "dockerfile-frontend")); err != nil {
+	if err := copyFileTo(bin, filepath.Join(ctxDir, "frontend")); err != nil {
 		t.Fatal(err)
 	}
-	h.sess.Dirs["frontend"] = ctxDir
-	df := "FROM scratch\nCOPY --from=bin dockerfile-frontend /bin/dockerfile-frontend\nENTRYPOINT [\"/bin/dockerfile-frontend\"]\n"
+	h.sess.Dirs["frontend-bin"] = ctxDir
+	df := "FROM scratch\nCOPY --from=bin frontend /bin/frontend\nENTRYPOINT [\"/bin/frontend\"]\n"
 	_, err := h.e.Build(context.Background(), Request{
 		Ref: "frontend-image", Dockerfile: []byte(df), DockerfileName: "Dockerfile",
-		NamedContexts: map[string]frontend.NamedContext{"bin": {Local: "frontend"}},
-		Outputs:       []Output{{Type: "registry", Attrs: map[string]string{"name": img}}},
+		NamedContexts: map[string]frontend.NamedContext{"bin": {Local: "frontend-bin"}},
+		Outputs:       []Output{{Type: "registry", Attrs: map[string]string{"name": ref}}},
 	}, h.sess, &stepLog{})
 	if err != nil {
-		t.Fatalf("build the frontend image: %v", err)
+		t.Fatalf("build the frontend image %s: %v", ref, err)
 	}
-	return h, img
 }
 
 func copyFileTo(src, dst string) error {
