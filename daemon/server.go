@@ -18,6 +18,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/core/errdefs"
 )
 
 // Server is the kilnd API server. Create it with New, open its listeners
@@ -25,7 +26,7 @@ import (
 type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	backend Backend
+	svc     Services
 	version string
 	rev     string
 	worker  *api.WorkerInfo
@@ -42,9 +43,9 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithBackend plugs in the engine. Without one, Build, DiskUsage, Prune,
-// ListImages and History answer Unimplemented.
-func WithBackend(b Backend) Option { return func(s *Server) { s.backend = b } }
+// WithServices plugs in the engine's services (EngineServices). The RPCs
+// of a service not given answer Unimplemented.
+func WithServices(svc Services) Option { return func(s *Server) { s.svc = svc } }
 
 // WithLogger sets the logger (default: text on stderr at the configured
 // level).
@@ -231,7 +232,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
-var errShutdown = errors.New("kilnd is shutting down")
+// errShutdown cancels the requests in flight when kilnd stops; clients
+// see it in the errdefs.ErrUnavailable class.
+var errShutdown = errdefs.WithClass(errdefs.ErrUnavailable, errors.New("kilnd is shutting down"))
 
 func (s *Server) shutdown(servers ...*grpc.Server) {
 	s.cancel(errShutdown)

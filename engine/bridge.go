@@ -40,7 +40,7 @@ var _ frontend.Bridge = (*bridge)(nil)
 // newBridge returns the bridge of a build.
 func (e *Engine) newBridge(req Request, sess session.Session, pw progress.Writer, remotes []solver.RemoteCache) *bridge {
 	return &bridge{
-		e: e, sess: sess, pw: pw, asked: req.Entitlements, mountDir: e.c.MountDir,
+		e: e, sess: sess, pw: pw, asked: req.Entitlements, mountDir: e.mountDir,
 		opt: solver.SolveOpt{Session: sess, Progress: pw, NoCache: req.NoCache, Remote: remotes},
 	}
 }
@@ -56,7 +56,7 @@ func (b *bridge) Solve(ctx context.Context, root *graph.Vertex) (frontend.Ref, e
 	if err := b.e.checkEntitlements([]*graph.Vertex{root}, b.asked); err != nil {
 		return nil, err
 	}
-	sol, err := b.e.c.Solver.Solve(ctx, []*graph.Vertex{root}, b.opt)
+	sol, err := b.e.solver.Solve(ctx, []*graph.Vertex{root}, b.opt)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +75,7 @@ func (b *bridge) readFile(ctx context.Context, v *graph.Vertex, p string) ([]byt
 
 // Run implements frontend.Bridge.
 func (b *bridge) Run(ctx context.Context, root frontend.Ref, p frontend.Process) error {
-	if b.e.c.Executor == nil || b.e.c.Snapshots == nil {
+	if b.e.executor == nil || b.e.snapshots == nil {
 		return errdefs.WithClass(errdefs.ErrUnimplemented, errors.New("this engine cannot run frontend containers"))
 	}
 	var parent ops.Ref
@@ -84,7 +84,7 @@ func (b *bridge) Run(ctx context.Context, root frontend.Ref, p frontend.Process)
 	} else if !ok && root != nil {
 		return errdefs.Invalidf("run: the root filesystem %T is not a result of this build", root)
 	}
-	act, err := b.e.c.Snapshots.New(ctx, parent, "frontend container")
+	act, err := b.e.snapshots.New(ctx, parent, "frontend container")
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (b *bridge) Run(ctx context.Context, root frontend.Ref, p frontend.Process)
 		Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Net: executor.NetMode(p.Network),
 		Stdin: p.Stdin, Stdout: p.Stdout, Stderr: p.Stderr,
 	}
-	return b.e.c.Executor.Run(ctx, executor.Mount{Dest: "/", Source: act.Mounts()}, nil, proc)
+	return b.e.executor.Run(ctx, executor.Mount{Dest: "/", Source: act.Mounts()}, nil, proc)
 }
 
 // bridgeRef is a solved result a frontend reads. It mounts the result

@@ -21,7 +21,7 @@ func (e *Engine) definition(ctx context.Context, req Request, plats []ocispec.Pl
 	if err != nil {
 		return nil, err
 	}
-	plat := e.c.Platform
+	plat := e.platform
 	if len(plats) > 0 {
 		plat = plats[0]
 	}

@@ -80,7 +80,7 @@ func (h *harness) imageConfig(t *testing.T, name string, req Request) frontend.D
 	if _, err := h.e.Build(context.Background(), req, h.sess, h.steps); err != nil {
 		t.Fatalf("build %s: %v", name, err)
 	}
-	img, err := h.p.Images.Get(context.Background(), name)
+	img, err := h.e.imageStore.Get(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,28 +215,28 @@ func TestGatewaySyntaxPolicy(t *testing.T) {
 	}
 
 	// A daemon that refuses frontend images says where one was asked for.
-	h.e.c.Syntax.Disabled = true
+	h.e.syntax.Disabled = true
 	_, err = h.build(t, "# syntax="+img+"\n"+df, Request{})
 	if !errors.As(err, &se) || se.Range.Start != 1 || !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "gateway = false") {
 		t.Errorf("disabled gateway: %v", err)
 	}
-	h.e.c.Syntax.Disabled = false
+	h.e.syntax.Disabled = false
 
 	// A daemon pinning its frontend runs the pinned image whatever the
 	// line says.
-	h.e.c.Syntax.Pin = img
+	h.e.syntax.Pin = img
 	if _, err := h.build(t, "# syntax="+host+"/nope:1\n"+df, Request{}); err != nil {
 		t.Errorf("pinned syntax: %v", err)
 	}
-	h.e.c.Syntax.Pin = ""
+	h.e.syntax.Pin = ""
 
 	// Allowed repositories.
-	h.e.c.Syntax.AllowedRepositories = []string{host + "/other"}
+	h.e.syntax.AllowedRepositories = []string{host + "/other"}
 	_, err = h.build(t, "# syntax="+img+"\n"+df, Request{})
 	if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "allowed") {
 		t.Errorf("repository not allowed: %v", err)
 	}
-	h.e.c.Syntax.AllowedRepositories = nil
+	h.e.syntax.AllowedRepositories = nil
 }
 
 // A Dockerfile error found by the external frontend keeps its line.
@@ -271,7 +271,7 @@ func TestGatewayPlatformsContextsWarnings(t *testing.T) {
 	if _, err := h.e.Build(context.Background(), req, h.sess, h.steps); err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	stored, err := h.p.Images.Get(context.Background(), "multi:1")
+	stored, err := h.e.imageStore.Get(context.Background(), "multi:1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,21 @@ type SyntaxPolicy struct {
 	AllowedRepositories []string
 }
 
+// normalizeSyntax checks a policy and writes its Builtin repositories in
+// their normalized form.
+func normalizeSyntax(p SyntaxPolicy) (SyntaxPolicy, error) {
+	builtin := make([]string, len(p.Builtin))
+	for i, b := range p.Builtin {
+		repo, err := repository(b)
+		if err != nil {
+			return p, fmt.Errorf("engine: builtin syntax %q: %w", b, err)
+		}
+		builtin[i] = repo
+	}
+	p.Builtin = builtin
+	return p, nil
+}
+
 // syntaxUse is an external frontend a Dockerfile build asked for.
 type syntaxUse struct {
 	image   string // the frontend image to run
@@ -86,7 +101,7 @@ func (e *Engine) chooseFrontend(req Request, pw progress.Writer) (string, map[st
 	case "", FrontendDockerfile, "dockerfile.v0":
 		name = FrontendDockerfile
 	case FrontendGateway:
-		if e.c.Syntax.Disabled {
+		if e.syntax.Disabled {
 			return "", nil, nil, errdefs.WithClass(errdefs.ErrPermissionDenied, fmt.Errorf("frontend %s: this kilnd does not run frontend images ([frontend] gateway = false in kilnd.toml)", name))
 		}
 		if err := e.checkFrontendImage(opts["source"]); err != nil {
@@ -103,9 +118,9 @@ func (e *Engine) chooseFrontend(req Request, pw progress.Writer) (string, map[st
 	if use == nil {
 		return name, opts, nil, nil
 	}
-	if e.c.Syntax.Pin != "" {
-		pw.Write(progress.Event{Warning: &progress.Warning{Message: fmt.Sprintf("%s: kilnd runs the pinned frontend %s instead", use.what, e.c.Syntax.Pin)}})
-		use.image = e.c.Syntax.Pin
+	if e.syntax.Pin != "" {
+		pw.Write(progress.Event{Warning: &progress.Warning{Message: fmt.Sprintf("%s: kilnd runs the pinned frontend %s instead", use.what, e.syntax.Pin)}})
+		use.image = e.syntax.Pin
 		if _, args, ok := strings.Cut(use.cmdline, " "); ok {
 			use.cmdline = use.image + " " + args
 		} else {
@@ -113,16 +128,16 @@ func (e *Engine) chooseFrontend(req Request, pw progress.Writer) (string, map[st
 		}
 	} else if repo, err := repository(use.image); err != nil {
 		return "", nil, nil, use.errorf(errdefs.ErrInvalidArgument, "%v", err)
-	} else if contains(e.c.Syntax.Builtin, repo) {
+	} else if contains(e.syntax.Builtin, repo) {
 		return name, opts, nil, nil // the built-in frontend implements it
 	}
-	if e.c.Syntax.Disabled {
+	if e.syntax.Disabled {
 		return "", nil, nil, use.errorf(errdefs.ErrPermissionDenied, "this kilnd does not run frontend images ([frontend] gateway = false in kilnd.toml); remove the line or use a built-in syntax")
 	}
 	if err := e.checkFrontendImage(use.image); err != nil {
 		return "", nil, nil, use.wrap(err)
 	}
-	if _, ok := e.c.Frontends[FrontendGateway]; !ok {
+	if _, ok := e.frontends[FrontendGateway]; !ok {
 		return "", nil, nil, use.errorf(errdefs.ErrUnimplemented, "this kilnd has no gateway frontend to run %s", use.image)
 	}
 	opts["source"], opts["cmdline"] = use.image, use.cmdline
@@ -134,7 +149,7 @@ func (e *Engine) checkFrontendImage(image string) error {
 	if image == "" {
 		return errdefs.Invalidf("frontend %s needs the \"source\" option: the frontend image to run", FrontendGateway)
 	}
-	allowed := e.c.Syntax.AllowedRepositories
+	allowed := e.syntax.AllowedRepositories
 	if len(allowed) == 0 {
 		return nil
 	}
@@ -211,7 +226,7 @@ func (e *Engine) resolveSyntax(ctx context.Context, use *syntaxUse, r frontend.I
 	if use == nil {
 		return nil
 	}
-	if _, err := r.ResolveImageConfig(ctx, use.image, e.c.Platform); err != nil {
+	if _, err := r.ResolveImageConfig(ctx, use.image, e.platform); err != nil {
 		return use.errorf(classOf(err), "cannot use frontend image %s: %v", use.image, err)
 	}
 	return nil

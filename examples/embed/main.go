@@ -26,6 +26,7 @@ import (
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/filesync"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
@@ -62,12 +63,14 @@ func main() {
 
 // run opens an engine, builds, writes the result and closes the engine.
 func run(ctx context.Context, o options, log io.Writer) error {
-	e, _, err := engine.Open(ctx, engine.Options{
+	e, err := engine.Open(ctx, engine.Options{
 		Root: o.root,
 		Frontends: map[string]frontend.Frontend{
 			engine.FrontendDockerfile: dockerfile.New(),
 			gateway.Name:              gateway.New(),
 		},
+		// The outputs this program uses, by their --output type.
+		Exporters: map[string]exporter.Factory{exporter.TypeTar: exporter.TarFactory()},
 	})
 	if err != nil {
 		return err
