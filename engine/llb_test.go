@@ -239,3 +239,30 @@ func TestLLBUnsupported(t *testing.T) {
 		t.Fatalf("err = %v, want the ulimit named", err)
 	}
 }
+
+// An exec's hostname, valid exit codes and read-only root reach the step.
+func TestLLBExecOptions(t *testing.T) {
+	h := newHarness(t)
+	sh := func(cmd string) bk.RunOption { return bk.Args([]string{"/bin/sh", "-c", cmd}) }
+	base := bk.Image(h.base)
+	st := base.Run(sh("hostname > /h; exit 3"), bk.Hostname("llbhost"), bk.ValidExitCodes(3)).Root()
+	ro := st.Run(sh("(touch /x 2>/dev/null && echo writable || echo readonly) > /out/r"), bk.ReadonlyRootFS())
+	out := ro.AddMount("/out", st)
+	req := marshalLLB(t, out)
+	files := map[string]string{}
+	req.Outputs = []Output{tarOutput(files)}
+	req.Ref = "execopts"
+	if _, err := h.e.Build(context.Background(), req, h.sess, &stepLog{}); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if files["h"] != "llbhost\n" || files["r"] != "readonly\n" {
+		t.Errorf("h = %q, r = %q", files["h"], files["r"])
+	}
+
+	// Exit code 0 is not valid when the list leaves it out.
+	req = marshalLLB(t, base.Run(sh("true"), bk.ValidExitCodes(1)).Root())
+	req.Ref = "exit0"
+	if _, err := h.e.Build(context.Background(), req, h.sess, &stepLog{}); err == nil || !strings.Contains(err.Error(), "valid exit codes [1]") {
+		t.Errorf("exit 0 with valid codes [1]: %v", err)
+	}
+}
