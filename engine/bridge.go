@@ -45,6 +45,18 @@ func (e *Engine) newBridge(req Request, sess session.Session, pw progress.Writer
 	}
 }
 
+// NewBridge returns a frontend.Bridge for work outside Build (BuildKit's
+// gateway API driven by a client, as docker buildx does): it solves with
+// sess, reports to pw, honours req's NoCache and Entitlements and the
+// daemon's caches (not req's --cache-from). Results it returns must be
+// released; the bridge itself holds nothing.
+func (e *Engine) NewBridge(req Request, sess session.Session, pw progress.Writer) frontend.Bridge {
+	if pw == nil {
+		pw = progress.Discard
+	}
+	return e.newBridge(req, sess, pw, nil)
+}
+
 // Solve implements frontend.Bridge.
 func (b *bridge) Solve(ctx context.Context, root *graph.Vertex) (frontend.Ref, error) {
 	if root == nil {
