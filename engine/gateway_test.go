@@ -248,6 +248,17 @@ func TestGatewayFrontendError(t *testing.T) {
 		t.Fatalf("err = %v, want an unknown-instruction error at line 3", err)
 	}
 	t.Logf("error: %v", err)
+
+	// A step that misses says why, as with the built-in frontend.
+	for _, word := range []string{"one", "two"} {
+		if _, err := h.build(t, "# syntax="+img+"\nFROM BASE\nRUN echo "+word+" > /w\n", Request{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, ok := h.steps.find("RUN echo two")
+	if !ok || st.Cached || !strings.Contains(st.MissReason, "command changed") {
+		t.Errorf("changed RUN: %+v, want a miss explained as a changed command", st)
+	}
 }
 
 // Several platforms (a map of results with refs.platforms), named

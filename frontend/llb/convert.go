@@ -221,21 +221,30 @@ func (o *opCtx) meta(fallback string) graph.Meta {
 		m.IgnoreCache = md.IgnoreCache
 	}
 	m.Location = o.location()
-	// The same step across builds: where it comes from and what it is
-	// called, without BuildKit's "[stage 2/5]" counter, which moves when
-	// steps are added before it.
-	name := m.Name
+	m.StepID = stepID(m)
+	return m
+}
+
+// stepID says which step of earlier builds a vertex is, so that a miss can
+// be explained against it: its place in the source (file, line and, from a
+// name like BuildKit's "[build 2/5] RUN make", the stage), or without one
+// its name minus that "[stage n/m]" prefix (the counter moves when steps are
+// added before it). Unnamed, unplaced vertices have none.
+func stepID(m graph.Meta) string {
+	name, stage := m.Name, ""
 	if strings.HasPrefix(name, "[") {
-		if _, rest, ok := strings.Cut(name, "] "); ok {
+		if head, rest, ok := strings.Cut(name[1:], "] "); ok {
 			name = rest
+			stage, _, _ = strings.Cut(head, " ")
 		}
 	}
-	if m.Location != nil {
-		m.StepID = fmt.Sprintf("llb\x00%s\x00%d\x00%s", m.Location.File, m.Location.Start, name)
-	} else if md != nil && md.Description["llb.customname"] != "" {
-		m.StepID = "llb\x00" + name
+	switch {
+	case m.Location != nil:
+		return fmt.Sprintf("llb\x00%s\x00%d\x00%s", m.Location.File, m.Location.Start, stage)
+	case m.Name != "":
+		return "llb\x00" + name
 	}
-	return m
+	return ""
 }
 
 // location returns where the op comes from, if the definition says.
