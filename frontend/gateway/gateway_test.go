@@ -178,7 +178,7 @@ func TestServeBuildKitClient(t *testing.T) {
 		Dockerfile: []byte("FROM busybox\n"), DockerfileName: "Dockerfile", Dockerignore: []byte("*.log\n"),
 		BuildPlatform: ocispec.Platform{OS: "linux", Architecture: "amd64"},
 		Bridge:        fb, Resolver: fakeResolver{},
-		Inputs:        map[string]*pb.Definition{"extra": extra.ToPB()},
+		Inputs: map[string]*pb.Definition{"extra": extra.ToPB()},
 	}
 	s := serve(t, req, func(ctx context.Context, c client.Client) (*client.Result, error) {
 		def, err := bkllb.Local("dockerfile", bkllb.FollowPaths([]string{"Dockerfile"})).Marshal(ctx)

@@ -47,15 +47,19 @@ func TestPathCopy(t *testing.T) {
 			want:    map[string]node{"dst/src/a.txt": {Mode: "-rw-r--r--", Owner: "7:8", Data: "a"}},
 		},
 		{
-			name:    "contents chown chmod",
-			actions: []graph.FileAction{pcp("/src/", "/dst/", func(a *graph.PathCopyAction) { a.DirContents, a.CreateDestPath, a.Chown, a.Mode, a.Timestamp = true, true, &graph.Chown{User: "5", Group: "6"}, u32(0o640), &ts })},
-			want:    map[string]node{"dst/a.txt": {Mode: "-rw-r-----", Owner: "5:6", Data: "a"}, "dst/sub": {Mode: "drw-r-----", Owner: "5:6"}},
+			name: "contents chown chmod",
+			actions: []graph.FileAction{pcp("/src/", "/dst/", func(a *graph.PathCopyAction) {
+				a.DirContents, a.CreateDestPath, a.Chown, a.Mode, a.Timestamp = true, true, &graph.Chown{User: "5", Group: "6"}, u32(0o640), &ts
+			})},
+			want: map[string]node{"dst/a.txt": {Mode: "-rw-r-----", Owner: "5:6", Data: "a"}, "dst/sub": {Mode: "drw-r-----", Owner: "5:6"}},
 		},
 		{
-			name:    "wildcards",
-			actions: []graph.FileAction{pcp("/src/s*", "/w/", func(a *graph.PathCopyAction) { a.Wildcard, a.DirContents, a.CreateDestPath, a.Exclude = true, true, true, []string{"*.log"} })},
-			want:    map[string]node{"w/b.txt": {Mode: "-rw-------", Owner: "0:0", Data: "b"}},
-			absent:  []string{"w/c.log", "w/a.txt"},
+			name: "wildcards",
+			actions: []graph.FileAction{pcp("/src/s*", "/w/", func(a *graph.PathCopyAction) {
+				a.Wildcard, a.DirContents, a.CreateDestPath, a.Exclude = true, true, true, []string{"*.log"}
+			})},
+			want:   map[string]node{"w/b.txt": {Mode: "-rw-------", Owner: "0:0", Data: "b"}},
+			absent: []string{"w/c.log", "w/a.txt"},
 		},
 		{
 			name:    "empty wildcard allowed",
