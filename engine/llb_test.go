@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bk "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/llbbuild"
 )
 
 // entry is one file of an output tree, without its mtime (steps that ran
@@ -264,5 +265,30 @@ func TestLLBExecOptions(t *testing.T) {
 	req.Ref = "exit0"
 	if _, err := h.e.Build(context.Background(), req, h.sess, &stepLog{}); err == nil || !strings.Contains(err.Error(), "valid exit codes [1]") {
 		t.Errorf("exit 0 with valid codes [1]: %v", err)
+	}
+}
+
+// A build op (BuildKit's llbbuild) reads its definition from another
+// step's result, through the build's bridge.
+func TestLLBBuildOp(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	inner, err := bk.Image(h.base).Run(bk.Args([]string{"/bin/sh", "-c", "echo inner > /inner"})).Root().Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := inner.ToPB().MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := bk.Scratch().File(bk.Mkfile("/buildkit.llb.definition", 0o644, dt)).With(llbbuild.Build())
+	req := marshalLLB(t, st)
+	files := map[string]string{}
+	req.Outputs, req.Ref = []Output{tarOutput(files)}, "buildop"
+	if _, err := h.e.Build(ctx, req, h.sess, &stepLog{}); err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if files["inner"] != "inner\n" {
+		t.Errorf("inner = %q", files["inner"])
 	}
 }

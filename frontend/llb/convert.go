@@ -3,6 +3,7 @@ package llb
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/moby/buildkit/solver/pb"
@@ -386,30 +387,34 @@ func (o *opCtx) diff(ctx context.Context, d *pb.DiffOp, index int) (*graph.Verte
 	return o.vertex(graph.Op{Diff: &graph.DiffOp{}}, "diff", lower, upper)
 }
 
-// build converts a build op: the definition file in the builder input is
-// read, converted and used in its place.
+// build converts a build op (BuildKit's llbbuild): the definition file in
+// its definition input is read, converted and used in its place.
 func (o *opCtx) build(ctx context.Context, b *pb.BuildOp, index int) (*graph.Vertex, error) {
 	if index != 0 {
 		return nil, o.errorf("has one output, output %d was asked for", index)
 	}
-	if len(b.Inputs) > 0 {
-		return nil, o.errorf("build op inputs are not supported")
+	if b.Builder != int64(pb.LLBBuilder) {
+		return nil, o.errorf("builder %d is not supported (only the LLB builder)", b.Builder)
 	}
 	if b.Def != nil {
 		return nil, o.errorf("build op with an inline definition is not supported")
 	}
+	in, ok := b.Inputs[pb.LLBDefinitionInput]
+	if !ok || in == nil || len(b.Inputs) != 1 {
+		return nil, o.errorf("a build op needs exactly the input %q", pb.LLBDefinitionInput)
+	}
 	if o.c.opts.ReadFile == nil {
 		return nil, o.errorf("build ops need a daemon that can read their definition file (not available here)")
 	}
-	builder, err := o.input(ctx, b.Builder)
+	src, err := o.input(ctx, in.Input)
 	if err != nil {
 		return nil, err
 	}
 	name := b.Attrs[pb.AttrLLBDefinitionFilename]
 	if name == "" {
-		name = "buildkit.llb.definition"
+		name = pb.LLBDefaultDefinitionFile
 	}
-	dt, err := o.c.opts.ReadFile(ctx, builder, name)
+	dt, err := o.c.opts.ReadFile(ctx, src, path.Join("/", name))
 	if err != nil {
 		return nil, o.errorf("read definition %s: %v", name, err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bk "github.com/moby/buildkit/client/llb"
-	"github.com/moby/buildkit/solver/pb"
+	"github.com/moby/buildkit/client/llb/llbbuild"
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -292,10 +292,13 @@ func TestConvertBuildOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	builder := bk.Scratch().File(bk.Mkfile("/def.pb", 0o644, dt))
-	op := &pb.Op{Inputs: []*pb.Input{}, Op: &pb.Op_Build{Build: &pb.BuildOp{Builder: 0, Attrs: map[string]string{pb.AttrLLBDefinitionFilename: "/def.pb"}}}}
-	def := withOp(t, builder, op)
+	st := builder.With(llbbuild.Build(llbbuild.WithFilename("def.pb")))
+	def, err := st.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var read string
-	res, err := Convert(ctx, def, Options{ReadFile: func(_ context.Context, v *graph.Vertex, p string) ([]byte, error) {
+	res, err := Convert(ctx, def.ToPB(), Options{ReadFile: func(_ context.Context, v *graph.Vertex, p string) ([]byte, error) {
 		read = p
 		return v.Op.File.Actions[0].Mkfile.Data, nil
 	}})
@@ -305,37 +308,9 @@ func TestConvertBuildOp(t *testing.T) {
 	if read != "/def.pb" || res.Root == nil || res.Root.Op.Exec == nil {
 		t.Errorf("read %q, root %+v", read, res.Root)
 	}
-	if _, err := Convert(ctx, def, Options{}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "build op") {
+	if _, err := Convert(ctx, def.ToPB(), Options{}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "build op") {
 		t.Errorf("without ReadFile: %v", err)
 	}
-}
-
-// withOp appends op, taking st as its input 0, and a terminal to st's
-// definition.
-func withOp(t *testing.T, st bk.State, op *pb.Op) *pb.Definition {
-	t.Helper()
-	def, err := st.Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := def.ToPB()
-	term := &pb.Op{}
-	if err := term.UnmarshalVT(d.Def[len(d.Def)-1]); err != nil {
-		t.Fatal(err)
-	}
-	op.Inputs = append([]*pb.Input{term.Inputs[0]}, op.Inputs...)
-	b, err := op.MarshalVT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Def = d.Def[:len(d.Def)-1]
-	d.Def = append(d.Def, b)
-	tb, err := (&pb.Op{Inputs: []*pb.Input{{Digest: digestOf(b), Index: 0}}}).MarshalVT()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Def = append(d.Def, tb)
-	return d
 }
 
 func digestOf(b []byte) string { return digest.FromBytes(b).String() }
