@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/buildkit/client/llb"
 
 	"github.com/kiln-build/kiln/internal/testutil"
 )
@@ -226,5 +227,72 @@ func TestGatewaySyntaxErrorsAndPolicy(t *testing.T) {
 	r = e.build(dir)
 	if r.err == nil || !strings.Contains(r.stderr, "Dockerfile:1") || !strings.Contains(r.stderr, "gateway = false") {
 		t.Errorf("disabled gateway: %v\n%s", r.err, tail(r.stderr, 20))
+	}
+}
+
+// kiln build --llb builds a BuildKit LLB definition (written with
+// BuildKit's client/llb, as `go run ... | buildctl build` would send it)
+// on a real kilnd, cached the second time; what Kiln cannot run is a clear
+// error.
+func TestBuildLLBDefinition(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"in.txt": "from the context\n"})
+	ctx := context.Background()
+	st := llb.Image("busybox").
+		Run(llb.Args([]string{"/bin/sh", "-c", "cat /src/in.txt > /out.txt"}), llb.AddMount("/src", llb.Local("context"), llb.Readonly)).Root().
+		File(llb.Mkdir("/made", 0o755))
+	def, err := st.Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "def.pb")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := llb.WriteTo(def, f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	out := t.TempDir()
+	r := e.build(dir, "--llb", file, "-o", "type=local,dest="+out)
+	if r.err != nil {
+		t.Fatalf("kiln build --llb: %v\n%s", r.err, tail(r.stderr, 20))
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "out.txt")); err != nil || string(b) != "from the context\n" {
+		t.Errorf("out.txt = %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(out, "made")); err != nil || !fi.IsDir() {
+		t.Errorf("made: %v", err)
+	}
+	r = e.build(dir, "--llb", file)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if st := r.step(t, "cat /src/in.txt"); !st.cached {
+		t.Errorf("the second build ran the step again")
+	}
+
+	bad, err := llb.Image("busybox").Run(llb.Shlex("true"), llb.AddUlimit(llb.UlimitNofile, 1, 1)).Root().Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt, err := bad.ToPB().MarshalVT()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, dt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.build(dir, "--llb", file); r.err == nil || !strings.Contains(r.stderr, "meta.ulimit is not supported") {
+		t.Errorf("unsupported LLB: %v\n%s", r.err, tail(r.stderr, 10))
+	}
+	if err := os.WriteFile(file, []byte("not a definition"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.build(dir, "--llb", file); r.err == nil || !strings.Contains(r.stderr, "not a BuildKit LLB definition") {
+		t.Errorf("garbage: %v\n%s", r.err, tail(r.stderr, 10))
 	}
 }
