@@ -23,35 +23,6 @@ import (
 	"github.com/kiln-build/kiln/internal/testutil"
 )
 
-// gatewayFixture is built twice: by kilnd's built-in Dockerfile frontend
-// and by BuildKit's, named on a `# syntax=` line.
-const gatewayFixture = `FROM busybox AS build
-ARG GREETING=hello
-ENV APP_HOME=/app
-WORKDIR $APP_HOME
-COPY a.txt dir/ ./
-RUN --mount=type=cache,target=/cache echo "$GREETING" > /cache/g && cp /cache/g greeting
-RUN <<EOF
-mkdir -p /out
-echo heredoc > /out/h
-ln -s /out/h /out/link
-EOF
-
-FROM busybox
-LABEL org.example.name="gateway e2e"
-COPY --from=build --chown=2:3 /out/ /out/
-COPY --from=build /app/greeting /greeting
-COPY --chmod=0750 a.txt /bin-a
-COPY --link dir/ /linked/
-USER 1000:1000
-WORKDIR /home/app
-EXPOSE 8080/tcp
-ENV MODE=production
-HEALTHCHECK --interval=30s CMD ["true"]
-ENTRYPOINT ["/bin/sh"]
-CMD ["-c", "cat /greeting"]
-`
-
 // pushFrontendImage builds BuildKit's Dockerfile frontend (pinned,
 // static, from hack/lib.sh) into an image with kiln build and pushes it to
 // the test registry; it returns the image's reference.
@@ -157,7 +128,12 @@ func TestGatewayDockerfileFrontend(t *testing.T) {
 	e := newBldEnv(t)
 	frontendRef := pushFrontendImage(t, e)
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"a.txt": "a\n", "dir/b.txt": "b\n", "dir/c.txt": "c\n"})
+	files := map[string]string{}
+	for name, data := range testutil.GatewayFixtureFiles() {
+		files[name] = string(data)
+	}
+	writeFiles(t, dir, files)
+	fixture := strings.ReplaceAll(testutil.GatewayFixture, "BASE", "busybox")
 
 	build := func(tag, dockerfile string) pulled {
 		t.Helper()
@@ -172,8 +148,8 @@ func TestGatewayDockerfileFrontend(t *testing.T) {
 		}
 		return pullImage(t, e, ref)
 	}
-	want := build("builtin", gatewayFixture)
-	got := build("gateway", "# syntax="+frontendRef+"\n"+gatewayFixture)
+	want := build("builtin", fixture)
+	got := build("gateway", "# syntax="+frontendRef+"\n"+fixture)
 
 	if d := cmp.Diff(want.cfg.Config, got.cfg.Config); d != "" {
 		t.Errorf("image config differs (-built-in +gateway):\n%s", d)

@@ -91,54 +91,18 @@ func (h *harness) imageConfig(t *testing.T, name string, req Request) frontend.D
 	return cfg
 }
 
-// gatewayFixture exercises most of the Dockerfile: stages, args, env,
-// copies with owners and modes, heredocs, cache mounts, archives, links
-// and the metadata instructions.
-const gatewayFixture = `FROM BASE AS build
-ARG GREETING=hello
-ENV APP_HOME=/app
-WORKDIR $APP_HOME
-COPY a.txt dir/ ./
-RUN --mount=type=cache,target=/cache echo "$GREETING" > /cache/g && cp /cache/g greeting
-RUN <<EOF
-mkdir -p /out
-echo heredoc > /out/h
-ln -s /out/h /out/link
-EOF
-
-FROM BASE
-LABEL org.example.name="gateway test" org.example.v=1
-COPY --from=build --chown=2:3 /out/ /out/
-COPY --from=build /app/greeting /greeting
-COPY --chmod=0750 a.txt /bin-a
-COPY --link dir/ /linked/
-COPY . /ctx/
-ADD arch.tar /unpacked/
-USER 1000:1000
-WORKDIR /home/app
-EXPOSE 8080/tcp
-VOLUME /data
-ENV MODE=production
-HEALTHCHECK --interval=30s CMD ["true"]
-SHELL ["/bin/sh", "-ec"]
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["/bin/sh"]
-CMD ["-c", "cat /greeting"]
-`
-
 // BuildKit's own Dockerfile frontend, run by the gateway from a
 // `# syntax=` line, builds what Kiln's built-in frontend builds: the same
 // files and the same image config.
 func TestGatewayDockerfileFrontend(t *testing.T) {
 	h, img := gatewayHarness(t, SyntaxPolicy{})
-	h.write(t, "a.txt", "a\n")
-	h.write(t, "dir/b.txt", "b\n")
-	h.write(t, "arch.tar", tarFile(t, "inner.txt", "inside\n"))
-
-	h.write(t, "dir/ignored.txt", "secret\n")
-	dockerignore := []byte("dir/ignored.txt\n")
-	builtin := Request{Dockerfile: []byte(gatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
-	external := Request{Dockerfile: []byte("# syntax=" + img + "\n" + gatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
+	files := testutil.GatewayFixtureFiles()
+	for name, data := range files {
+		h.write(t, name, string(data))
+	}
+	dockerignore := files[".dockerignore"]
+	builtin := Request{Dockerfile: []byte(testutil.GatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
+	external := Request{Dockerfile: []byte("# syntax=" + img + "\n" + testutil.GatewayFixture), Dockerignore: dockerignore, BuildArgs: map[string]string{"GREETING": "hi"}}
 
 	want := h.buildTree(t, builtin)
 	got := h.buildTree(t, external)

@@ -2,11 +2,9 @@ package engine
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	bk "github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/client/llb/llbbuild"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // entry is one file of an output tree, without its mtime (steps that ran
@@ -31,25 +31,12 @@ type entry struct {
 
 // treeOutput collects a type=tar output's entries into files.
 func treeOutput(mu *sync.Mutex, files map[string]entry) Output {
-	return Output{Type: "tar", Attrs: map[string]string{"dest": "x"}, Writer: func() (io.WriteCloser, error) {
-		pr, pw := io.Pipe()
-		go func() {
-			tr := tar.NewReader(pr)
-			for {
-				h, err := tr.Next()
-				if err != nil {
-					_ = pr.CloseWithError(err)
-					return
-				}
-				b, _ := io.ReadAll(tr)
-				sum := sha256.Sum256(b)
-				mu.Lock()
-				files[strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")] = entry{Type: h.Typeflag, Mode: h.Mode, UID: h.Uid, GID: h.Gid, Link: h.Linkname, Sum: hex.EncodeToString(sum[:4])}
-				mu.Unlock()
-			}
-		}()
-		return pw, nil
-	}}
+	return tarEntries(func(h *tar.Header, b []byte) {
+		sum := sha256.Sum256(b)
+		mu.Lock()
+		files[strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")] = entry{Type: h.Typeflag, Mode: h.Mode, UID: h.Uid, GID: h.Gid, Link: h.Linkname, Sum: hex.EncodeToString(sum[:4])}
+		mu.Unlock()
+	})
 }
 
 // buildTree builds req and returns the result's file tree.
@@ -93,23 +80,6 @@ func marshalLLB(t *testing.T, st bk.State) Request {
 	return Request{Definition: def.ToPB()}
 }
 
-// tarFile returns a tar archive holding one file.
-func tarFile(t *testing.T, name, data string) string {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o640, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write([]byte(data)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
-
 // An LLB definition written with BuildKit's client gives the same
 // filesystem as the Dockerfile that says the same, and is cached the
 // second time.
@@ -118,7 +88,7 @@ func TestLLBMatchesDockerfile(t *testing.T) {
 	h.write(t, "a.txt", "a\n")
 	h.write(t, "dir/b.txt", "b\n")
 	h.write(t, "dir/old.txt", "old\n")
-	h.write(t, "arch.tar", tarFile(t, "inner.txt", "inside\n"))
+	h.write(t, "arch.tar", string(testutil.TarArchive("inner.txt", "inside\n")))
 	if err := os.Symlink("a.txt", filepath.Join(h.ctx, "alink")); err != nil {
 		t.Fatal(err)
 	}
