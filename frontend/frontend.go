@@ -4,7 +4,10 @@
 // A Frontend is chosen by name from a map built in cmd/kilnd. It reads what
 // it needs from the Request (the Dockerfile bytes, build args, platforms) and
 // asks the ImageResolver for base-image configs; it never touches the
-// network or the daemon's storage itself. It imports graph and core only.
+// network or the daemon's storage itself. A frontend that must build while
+// it converts (the gateway) does so through the request's Bridge. It
+// imports graph and core only (and BuildKit's LLB types, for frontend
+// inputs).
 package frontend
 
 import (
