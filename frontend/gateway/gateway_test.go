@@ -247,8 +247,11 @@ func TestServeBuildKitClient(t *testing.T) {
 	if len(res.Warnings) != 1 || res.Warnings[0].Message != "look out" || res.Warnings[0].Range.Start != 1 {
 		t.Errorf("warnings = %+v", res.Warnings)
 	}
-	if fb.solved != 1 {
-		t.Errorf("the Dockerfile was solved %d times, want once", fb.solved)
+	fb.mu.Lock()
+	solved := fb.solved
+	fb.mu.Unlock()
+	if solved != 1 {
+		t.Errorf("the Dockerfile was solved %d times, want once", solved)
 	}
 }
 
