@@ -137,26 +137,26 @@ func (fo *fileOp) action(ctx context.Context, j int, ins *inputSet) (*graph.File
 	a := fo.f.Actions[j]
 	o := fo.o
 	base := fo.chainInput(j)
-	owner := func(c *pb.ChownOpt) (*graph.Chown, error) { return o.chown(c, base) }
+	// meta converts the owner and time mkdir, mkfile and symlink share.
+	meta := func(c *pb.ChownOpt, ts int64) (*graph.Chown, *int64, error) {
+		ch, err := o.chown(c, base)
+		if err != nil {
+			return nil, nil, err
+		}
+		t, err := o.timestamp(ts)
+		return ch, t, err
+	}
 	switch x := a.Action.(type) {
 	case *pb.FileAction_Mkdir:
 		m := x.Mkdir
-		ch, err := owner(m.Owner)
-		if err != nil {
-			return nil, "", err
-		}
-		ts, err := o.timestamp(m.Timestamp)
+		ch, ts, err := meta(m.Owner, m.Timestamp)
 		if err != nil {
 			return nil, "", err
 		}
 		return &graph.FileAction{Mkdir: &graph.MkdirAction{Path: m.Path, Mode: uint32(m.Mode) & 0o7777, MakeParents: m.MakeParents, Chown: ch, Timestamp: ts}}, "mkdir " + m.Path, nil
 	case *pb.FileAction_Mkfile:
 		m := x.Mkfile
-		ch, err := owner(m.Owner)
-		if err != nil {
-			return nil, "", err
-		}
-		ts, err := o.timestamp(m.Timestamp)
+		ch, ts, err := meta(m.Owner, m.Timestamp)
 		if err != nil {
 			return nil, "", err
 		}
@@ -165,16 +165,12 @@ func (fo *fileOp) action(ctx context.Context, j int, ins *inputSet) (*graph.File
 		r := x.Rm
 		return &graph.FileAction{Rm: &graph.RmAction{Path: r.Path, AllowNotFound: r.AllowNotFound, AllowWildcard: r.AllowWildcard}}, "rm " + r.Path, nil
 	case *pb.FileAction_Symlink:
-		s := x.Symlink
-		ch, err := owner(s.Owner)
+		l := x.Symlink
+		ch, ts, err := meta(l.Owner, l.Timestamp)
 		if err != nil {
 			return nil, "", err
 		}
-		ts, err := o.timestamp(s.Timestamp)
-		if err != nil {
-			return nil, "", err
-		}
-		return &graph.FileAction{Symlink: &graph.SymlinkAction{Oldpath: s.Oldpath, Newpath: s.Newpath, Chown: ch, Timestamp: ts}}, "symlink " + s.Newpath + " -> " + s.Oldpath, nil
+		return &graph.FileAction{Symlink: &graph.SymlinkAction{Oldpath: l.Oldpath, Newpath: l.Newpath, Chown: ch, Timestamp: ts}}, "symlink " + l.Newpath + " -> " + l.Oldpath, nil
 	case *pb.FileAction_Copy:
 		return fo.copyAction(ctx, a, x.Copy, base, ins)
 	}
