@@ -644,7 +644,11 @@ type BuildRequest struct {
 	Pull bool `protobuf:"varint,25,opt,name=pull,proto3" json:"pull,omitempty"`
 	// add_hosts are --add-host values, host:ip or host=ip, added to every
 	// RUN step's /etc/hosts.
-	AddHosts      []string `protobuf:"bytes,26,rep,name=add_hosts,json=addHosts,proto3" json:"add_hosts,omitempty"`
+	AddHosts []string `protobuf:"bytes,26,rep,name=add_hosts,json=addHosts,proto3" json:"add_hosts,omitempty"`
+	// llb_definition, if set, is a marshalled BuildKit LLB definition
+	// (github.com/moby/buildkit/solver/pb.Definition, as llb.WriteTo writes
+	// it) built instead of the Dockerfile (kiln build --llb FILE).
+	LlbDefinition []byte `protobuf:"bytes,27,opt,name=llb_definition,json=llbDefinition,proto3" json:"llb_definition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -857,6 +861,13 @@ func (x *BuildRequest) GetPull() bool {
 func (x *BuildRequest) GetAddHosts() []string {
 	if x != nil {
 		return x.AddHosts
+	}
+	return nil
+}
+
+func (x *BuildRequest) GetLlbDefinition() []byte {
+	if x != nil {
+		return x.LlbDefinition
 	}
 	return nil
 }
@@ -4419,7 +4430,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\v2\x14.kiln.v1.StatusBatchH\x00R\x06status\x12-\n" +
 	"\x06export\x18\a \x01(\v2\x13.kiln.v1.ExportDataH\x00R\x06export\x12.\n" +
 	"\x06result\x18\b \x01(\v2\x14.kiln.v1.BuildResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\xb3\b\n" +
+	"\x03msg\"\xda\b\n" +
 	"\fBuildRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bfrontend\x18\x02 \x01(\tR\bfrontend\x12\x1e\n" +
@@ -4453,7 +4464,8 @@ const file_control_proto_rawDesc = "" +
 	"\x04tags\x18\x17 \x03(\tR\x04tags\x12\x18\n" +
 	"\anetwork\x18\x18 \x01(\tR\anetwork\x12\x12\n" +
 	"\x04pull\x18\x19 \x01(\bR\x04pull\x12\x1b\n" +
-	"\tadd_hosts\x18\x1a \x03(\tR\baddHosts\x1a<\n" +
+	"\tadd_hosts\x18\x1a \x03(\tR\baddHosts\x12%\n" +
+	"\x0ellb_definition\x18\x1b \x01(\fR\rllbDefinition\x1a<\n" +
 	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

@@ -20,7 +20,21 @@ type fileConfig struct {
 	Config
 	Worker   fileWorker     `toml:"worker"`
 	Cache    fileCache      `toml:"cache"`
+	Frontend fileFrontend   `toml:"frontend"`
 	Registry map[string]any `toml:"registry"`
+}
+
+// fileFrontend also takes buildkitd.toml's [frontend."gateway.v0"] and
+// [frontend."dockerfile.v0"] tables.
+type fileFrontend struct {
+	Frontend
+	GatewayV0    *bkFrontend `toml:"gateway.v0"`
+	DockerfileV0 *bkFrontend `toml:"dockerfile.v0"`
+}
+
+type bkFrontend struct {
+	Enabled             *bool    `toml:"enabled"`
+	AllowedRepositories []string `toml:"allowedRepositories"`
 }
 
 type fileWorker struct {
@@ -99,7 +113,34 @@ func (l *loader) convert(fc *fileConfig) *Config {
 		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
 	}
 	cfg.Registry = l.convertRegistry(fc.Registry)
+	l.convertFrontend(&cfg.Frontend, &fc.Frontend)
 	return &cfg
+}
+
+// convertFrontend applies buildkitd.toml's frontend tables.
+func (l *loader) convertFrontend(dst *Frontend, src *fileFrontend) {
+	*dst = src.Frontend
+	base := keyPath{}.key("frontend")
+	if g := src.GatewayV0; g != nil {
+		gp := base.key("gateway.v0")
+		if g.Enabled != nil {
+			if l.pos.has(base.key("gateway")) {
+				l.fail(gp.key("enabled"), "gateway is set too; keep only gateway")
+			} else {
+				dst.Gateway = *g.Enabled
+			}
+		}
+		if len(g.AllowedRepositories) > 0 {
+			if l.pos.has(base.key("allowed-repositories")) {
+				l.fail(gp.key("allowedRepositories"), "allowed-repositories is set too; keep only allowed-repositories")
+			} else {
+				dst.AllowedRepositories = g.AllowedRepositories
+			}
+		}
+	}
+	if d := src.DockerfileV0; d != nil && d.Enabled != nil && !*d.Enabled {
+		l.fail(base.key("dockerfile.v0").key("enabled"), "the built-in Dockerfile frontend cannot be disabled")
+	}
 }
 
 func (l *loader) convertOCI(dst *OCIWorker, src *fileOCI) {

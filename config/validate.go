@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"errors"
 	"fmt"
 	"net"
@@ -98,7 +100,25 @@ func (c *Config) validate(hostPath func(host, key string) keyPath) []*fieldError
 	for _, host := range sortedKeys(c.Registry) {
 		validateHost(&ck, func(key string) keyPath { return hostPath(host, key) }, host, c.Registry[host])
 	}
+	c.validateFrontend(&ck)
 	return ck.errs
+}
+
+// validateFrontend checks the image references of [frontend].
+func (c *Config) validateFrontend(ck *checker) {
+	f := keyPath{}.key("frontend")
+	if s := c.Frontend.Syntax; s != "" {
+		if _, err := name.ParseReference(s); err != nil {
+			ck.fail(f.key("syntax"), "%q is not an image reference (want e.g. registry.local:5000/dockerfile:1)", s)
+		}
+	}
+	for key, list := range map[string][]string{"builtin-syntax": c.Frontend.BuiltinSyntax, "allowed-repositories": c.Frontend.AllowedRepositories} {
+		for i, r := range list {
+			if _, err := name.NewRepository(r); err != nil {
+				ck.fail(f.key(key).at(i), "%q is not an image repository: %v", r, err)
+			}
+		}
+	}
 }
 
 func (c *Config) validateGRPC(ck *checker) {

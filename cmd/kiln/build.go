@@ -46,6 +46,7 @@ type buildFlags struct {
 	labels        []string
 	allow         []string
 	quiet         bool
+	llb           string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -91,6 +92,7 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.labels, "label", nil, "set metadata for an image (KEY=value)")
 	fl.StringArrayVar(&f.allow, "allow", nil, "allow an extra privileged entitlement (network.host, security.insecure)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
+	fl.StringVar(&f.llb, "llb", "", `build a BuildKit LLB definition (as llb.WriteTo writes it; "-" reads stdin) instead of a Dockerfile; PATH is its local "context"`)
 	return cmd
 }
 
@@ -107,8 +109,21 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 	dirs := map[string]string{}
 
-	// The context and the Dockerfile.
+	// The context and the Dockerfile (or the LLB definition).
 	stdinUsed := false
+	if f.llb != "" {
+		if contextArg == "-" {
+			return errors.New("kiln build --llb: PATH must be a directory (the definition's local \"context\"), not -")
+		}
+		if f.file != "" {
+			return errors.New("kiln build --llb builds a definition, not a Dockerfile: drop -f")
+		}
+		b, err := readLLB(cmd, f.llb)
+		if err != nil {
+			return err
+		}
+		req.LlbDefinition, stdinUsed = b, true // no Dockerfile to read
+	}
 	if contextArg == "-" {
 		if f.file != "" && f.file != "-" {
 			return errors.New("kiln build -: the Dockerfile comes from stdin, so -f cannot name another file")
@@ -272,6 +287,26 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 		fmt.Fprintln(cmd.OutOrStdout(), resp["containerimage.config.digest"])
 	}
 	return nil
+}
+
+// readLLB reads the --llb file ("-": stdin).
+func readLLB(cmd *cobra.Command, file string) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	if file == "-" {
+		b, err = io.ReadAll(cmd.InOrStdin())
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--llb: %w", unwrapPathError(err))
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--llb %s: the definition is empty", file)
+	}
+	return b, nil
 }
 
 // readBuildDockerfile reads -f (default PATH/Dockerfile) and its .dockerignore.
