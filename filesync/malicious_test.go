@@ -68,7 +68,7 @@ func lnk(p, target string) *api.FileStat {
 }
 
 func hard(p, target string) *api.FileStat {
-	return &api.FileStat{Path: p, Mode: 0o644, Linkname: target, ModTime: baseTime.UnixNano()}
+	return &api.FileStat{Path: []byte(p), Mode: 0o644, Linkname: []byte(target), ModTime: baseTime.UnixNano()}
 }
 
 func TestMaliciousClient(t *testing.T) {

@@ -273,7 +273,7 @@ func (r *receiver) apply(st *api.FileStat) error {
 		}
 		r.touch(p)
 	case 0:
-		if t := st.GetLinkname(); t != "" {
+		if t := string(st.GetLinkname()); t != "" {
 			// Another name of a file sent before: linked in finish,
 			// once that file is written.
 			if err := checkPath(t); err != nil {

@@ -128,7 +128,7 @@ func (s *sender) walk(ctx context.Context, root string, req *api.SyncRequest) er
 			return err
 		}
 		s.mu.Lock()
-		s.entries = append(s.entries, sentEntry{path: rel, size: st.Size, regular: d.Type().IsRegular() && st.Linkname == ""})
+		s.entries = append(s.entries, sentEntry{path: rel, size: st.Size, regular: d.Type().IsRegular() && len(st.Linkname) == 0})
 		s.mu.Unlock()
 		batch = append(batch, st)
 		if len(batch) >= s.cfg.batchSize {
@@ -234,7 +234,7 @@ func fileStat(full, rel string, d fs.DirEntry, links map[fileID]string) (*api.Fi
 		st.Size = fi.Size()
 		if id, ok := linkID(fi); ok {
 			if first, seen := links[id]; seen {
-				st.Linkname = first
+				st.Linkname = []byte(first)
 			} else {
 				links[id] = rel
 			}
