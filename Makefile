@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: all build test demo bench bench-go proto lint clean
+.PHONY: all build test demo bench compat-goldens bench-go proto lint clean
 
 all: build
 
@@ -32,6 +32,10 @@ demo:
 ## bench: end-to-end benchmarks against a real kilnd, beside BuildKit's figures
 bench:
 	bash hack/bench.sh
+
+## compat-goldens: rebuild the BuildKit goldens of e2e/testdata/compat (root)
+compat-goldens:
+	bash hack/compat.sh
 
 ## bench-go: the Go micro-benchmarks of every package
 bench-go:

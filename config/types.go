@@ -303,11 +303,3 @@ func percentOf(v any) (float64, error) {
 	}
 	return f, nil
 }
-
-// tomlValue renders a decoded value as it looks in TOML (strings quoted).
-func tomlValue(v any) string {
-	if s, ok := v.(string); ok {
-		return strconv.Quote(s)
-	}
-	return fmt.Sprint(v)
-}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/internal/binfmt"
 )
 
 // DetectWorker describes the worker the configuration asks for on this
@@ -59,7 +60,12 @@ func DescribeWorker(cfg *config.Config, snapshotter string) (*api.WorkerInfo, er
 		NetworkMode:    o.NetworkMode,
 		Snapshotter:    snapshotter,
 	}
-	w.Platforms = []string{platforms.Format(platforms.DefaultSpec())}
+	native := platforms.Format(platforms.DefaultSpec())
+	w.Platforms = []string{native}
+	// binfmt_misc is only read; a host without it just emulates nothing.
+	if entries, err := binfmt.Read(binfmt.Dir); err == nil {
+		w.EmulatedPlatforms = binfmt.EmulatedPlatforms(entries, native)
+	}
 	for _, p := range o.Platforms {
 		pl, err := platforms.Parse(p)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,9 +182,16 @@ func TestInfoOverUnixSocket(t *testing.T) {
 			RuntimePath: got.Worker.RuntimePath,         // depends on the machine; checked below
 			Snapshotter: "native",
 			Platforms:   wantPlatforms,
+			// No max-parallelism: steps start by measured pressure.
 			CacheSize:   10_000_000_000,
 			NetworkMode: "auto",
+			// The host's binfmt_misc emulators; checked below.
+			EmulatedPlatforms: got.Worker.EmulatedPlatforms,
 		},
+	}
+	if b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err == nil && strings.HasPrefix(string(b), "enabled") && native == "linux/amd64" &&
+		!slices.Contains(got.Worker.EmulatedPlatforms, "linux/arm64") {
+		t.Errorf("qemu-aarch64 is registered but Info's emulated platforms are %v", got.Worker.EmulatedPlatforms)
 	}
 	if diff := cmp.Diff(want, got, cmpProto); diff != "" {
 		t.Errorf("Info (-want +got):\n%s", diff)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
+	"github.com/moby/buildkit/solver/pb"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -60,6 +61,18 @@ type Request struct {
 	// checked by remote.ParseImport and remote.ParseExport.
 	CacheFrom []remote.ImportSpec
 	CacheTo   []CacheExport
+
+	// FrontendOpts are BuildKit-style frontend options (buildctl --opt;
+	// for "gateway.v0": "source" is the frontend image) and
+	// FrontendInputs its frontend inputs; both reach the frontend as
+	// they are.
+	FrontendOpts   map[string]string
+	FrontendInputs map[string]*pb.Definition
+	// Definition, if set, is a BuildKit LLB definition to build instead
+	// of running a frontend (frontend/llb converts it); ImageConfig is
+	// then the result's image config (JSON), if it has one.
+	Definition  *pb.Definition
+	ImageConfig []byte
 }
 
 // Output is one --output value. Writer is set for outputs the client
@@ -114,13 +127,20 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		}
 	}()
 
-	name := req.Frontend
-	if name == "" {
-		name = "dockerfile"
-	}
-	fe, ok := e.frontends[name]
-	if !ok {
-		return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.frontends), ", "))
+	var (
+		fe    frontend.Frontend
+		fopts map[string]string
+		use   *syntaxUse
+	)
+	if req.Definition == nil {
+		var name string
+		if name, fopts, use, err = e.chooseFrontend(req, pw); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if fe, ok = e.frontends[name]; !ok {
+			return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.frontends), ", "))
+		}
 	}
 	switch req.Network {
 	case "", "default", "none", "host":
@@ -161,7 +181,16 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
-	fres, err := e.frontend(ctx, fe, req, plats, hosts, puller, pw)
+	br := e.newBridge(req, sess, pw, caches.remotes)
+	var fres *frontend.Result
+	if req.Definition != nil {
+		fres, err = e.definition(ctx, req, plats, br)
+	} else {
+		if err = e.resolveSyntax(ctx, use, puller); err != nil {
+			return nil, err
+		}
+		fres, err = e.frontend(ctx, fe, frontendCall{req: req, opts: fopts, plats: plats, hosts: hosts, resolver: puller, bridge: br}, pw)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +238,18 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 
-func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, hosts []graph.HostIP, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
+// frontendCall is what one frontend run gets besides the request.
+type frontendCall struct {
+	req      Request
+	opts     map[string]string
+	plats    []ocispec.Platform
+	hosts    []graph.HostIP
+	resolver frontend.ImageResolver
+	bridge   frontend.Bridge
+}
+
+func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, c frontendCall, pw progress.Writer) (*frontend.Result, error) {
+	req := c.req
 	name := req.DockerfileName
 	if name == "" {
 		name = "Dockerfile"
@@ -218,9 +258,10 @@ func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request
 	res, err := fe.Solve(ctx, frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Platforms: plats, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: hosts,
-		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
+		Platforms: c.plats, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: c.hosts,
+		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: c.resolver,
+		Opts: c.opts, Inputs: req.FrontendInputs, Bridge: c.bridge,
 	})
 	done(err)
 	if err != nil {

@@ -97,6 +97,11 @@ RUN wget -q -O /dev/null http://COUNTER/final && cat /lib.out /app.out > /all
 
 // tarOutput collects a type=tar output's files.
 func tarOutput(files map[string]string) Output {
+	return tarEntries(func(h *tar.Header, b []byte) { files[strings.TrimPrefix(h.Name, "./")] = string(b) })
+}
+
+// tarEntries is a type=tar output that hands each entry to fn.
+func tarEntries(fn func(h *tar.Header, data []byte)) Output {
 	return Output{Type: "tar", Attrs: map[string]string{"dest": "x"}, Writer: func() (io.WriteCloser, error) {
 		pr, pw := io.Pipe()
 		go func() {
@@ -108,7 +113,7 @@ func tarOutput(files map[string]string) Output {
 					return
 				}
 				b, _ := io.ReadAll(tr)
-				files[strings.TrimPrefix(h.Name, "./")] = string(b)
+				fn(h, b)
 			}
 		}()
 		return pw, nil

@@ -16,9 +16,11 @@ import (
 	"github.com/kiln-build/kiln/engine/images"
 	"github.com/kiln-build/kiln/engine/run"
 	"github.com/kiln-build/kiln/engine/sharedcache"
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/sched"
 	"github.com/kiln-build/kiln/snapshot"
@@ -65,6 +67,15 @@ type Engine struct {
 	history     *history.Service
 	sharedCache *sharedcache.Service
 	running     *running
+
+	// Frontends that build while they convert (gateway frontends) get a
+	// bridge per build: syntax is the `# syntax=` policy; executor and
+	// snapshots run frontend containers; mountDir holds the mounts of the
+	// results they read.
+	syntax    SyntaxPolicy
+	executor  executor.Executor
+	snapshots ops.Snapshots
+	mountDir  string
 
 	closers []func() error
 	// exported counts the bytes exports sent out (ExportedBytes).

@@ -36,6 +36,14 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith opens an engine with opts (the root, and unless opts has
+// them, the Dockerfile frontend and the exporters filled in) and a
+// registry holding busybox.
+func newHarnessWith(t *testing.T, opts Options) *harness {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("builds need root")
 	}
@@ -45,11 +53,14 @@ func newHarness(t *testing.T) *harness {
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	e, err := Open(context.Background(), Options{
-		Root:      t.TempDir(),
-		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-		Exporters: testExporters(),
-	})
+	opts.Root = t.TempDir()
+	if opts.Frontends == nil {
+		opts.Frontends = map[string]frontend.Frontend{"dockerfile": dockerfile.New()}
+	}
+	if opts.Exporters == nil {
+		opts.Exporters = testExporters()
+	}
+	e, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

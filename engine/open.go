@@ -75,6 +75,9 @@ type Options struct {
 	Caches         CacheBackends
 	// GC is the automatic gc after builds.
 	GC GCOptions
+	// Syntax says what `# syntax=` and BUILDKIT_SYNTAX do (kilnd.toml
+	// [frontend]).
+	Syntax SyntaxPolicy
 }
 
 // GCOptions configure the automatic gc after builds (disk.Service).
@@ -144,7 +147,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if runtime == "" {
 		runtime = "runc"
 	}
-	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)}
+	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure), runc.WithLogger(opts.Logger)}
 	cg, err := cgroup.Detect()
 	if err != nil {
 		opts.Logger.Warn("cannot read the cgroup mounts: steps are not measured", "error", err)
@@ -187,7 +190,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gitCache, err := git.NewCache(filepath.Join(root, "git"))
+	gitCache, err := git.NewCache(filepath.Join(root, "git"), git.WithLogger(opts.Logger))
 	if err != nil {
 		return nil, err
 	}
@@ -240,6 +243,16 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.allowed = opts.Allowed
 	if opts.AllowInsecure {
 		e.allowed = append(e.allowed, EntitlementSecurityInsecure)
+	}
+	if e.syntax, err = normalizeSyntax(opts.Syntax); err != nil {
+		return nil, err
+	}
+	e.executor, e.snapshots = executor, snaps
+	// Results gateway frontends read are mounted under the worker's state
+	// directory, which the worker empties at start.
+	e.mountDir = filepath.Join(root, "steps", "frontend")
+	if err := os.MkdirAll(e.mountDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", e.mountDir, err)
 	}
 
 	// The services the API edges call.

@@ -4,13 +4,17 @@
 // A Frontend is chosen by name from a map built in cmd/kilnd. It reads what
 // it needs from the Request (the Dockerfile bytes, build args, platforms) and
 // asks the ImageResolver for base-image configs; it never touches the
-// network or the daemon's storage itself. It imports graph and core only.
+// network or the daemon's storage itself. A frontend that must build while
+// it converts (the gateway) does so through the request's Bridge. It
+// imports graph and core only (and BuildKit's LLB types, for frontend
+// inputs).
 package frontend
 
 import (
 	"context"
 	"time"
 
+	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -59,6 +63,19 @@ type Request struct {
 	// Resolver looks up base images. Required unless every stage is FROM
 	// scratch.
 	Resolver ImageResolver
+
+	// Opts are BuildKit-style frontend options (buildctl --opt, BuildKit's
+	// FrontendAttrs: "source", "cmdline", "build-arg:X", ...), for
+	// frontends that take them (the gateway); they win over what the
+	// typed fields above say.
+	Opts map[string]string
+	// Inputs are BuildKit frontend inputs (FrontendInputs): LLB
+	// definitions by name, handed to gateway frontends as they are.
+	Inputs map[string]*pb.Definition
+	// Bridge lets a frontend build while it converts (the gateway runs
+	// its frontend image and solves what that asks for). The engine sets
+	// it for every build; the Dockerfile frontend does not use it.
+	Bridge Bridge
 }
 
 // NamedContext is a --build-context value: a local directory the client

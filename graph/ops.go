@@ -108,6 +108,23 @@ type ExecOp struct {
 	// ProxyEnv holds HTTP_PROXY and friends. They reach the process but
 	// are not part of the op digest, so changing a proxy re-runs nothing.
 	ProxyEnv []string `json:"proxyEnv,omitempty"`
+
+	// The fields below are set by LLB definitions (frontend/llb); the
+	// Dockerfile frontend leaves them empty.
+
+	// Output, if set, is the Target of a writable bind mount whose
+	// filesystem after the command is the op's result instead of the
+	// root's (an LLB exec with several outputs becomes one vertex per
+	// output used).
+	Output string `json:"output,omitempty"`
+	// ReadonlyRoot mounts the root filesystem read-only.
+	ReadonlyRoot bool `json:"readonlyRoot,omitempty"`
+	// Hostname is the container's hostname (the executor's default when
+	// empty).
+	Hostname string `json:"hostname,omitempty"`
+	// ValidExitCodes, if set, are the exit codes that count as success
+	// (default: only 0).
+	ValidExitCodes []int `json:"validExitCodes,omitempty"`
 }
 
 // HostIP is one /etc/hosts entry of an Exec op: Host resolves to IP.
@@ -185,6 +202,8 @@ type FileAction struct {
 	Mkfile  *MkfileAction  `json:"mkfile,omitempty"`
 	Rm      *RmAction      `json:"rm,omitempty"`
 	Symlink *SymlinkAction `json:"symlink,omitempty"`
+	// PathCopy is a copy with LLB's explicit rules (see PathCopyAction).
+	PathCopy *PathCopyAction `json:"pathCopy,omitempty"`
 }
 
 // Chown is an owner for created files: user and group are names or numeric
@@ -244,6 +263,10 @@ type RmAction struct {
 type SymlinkAction struct {
 	Oldpath string `json:"oldpath"`
 	Newpath string `json:"newpath"`
+	// Chown and Timestamp, if set, are the link's owner and mtime (Unix
+	// seconds); by default root and the current time.
+	Chown     *Chown `json:"chown,omitempty"`
+	Timestamp *int64 `json:"timestamp,omitempty"`
 }
 
 // MergeOp stacks its inputs' filesystems in order, later ones on top, the

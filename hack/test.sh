@@ -13,6 +13,9 @@ ensure_go
 ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd
 ensure_binfmt
 ensure_arm64_busybox
+# BuildKit's Dockerfile frontend, run by the gateway frontend tests as a
+# `# syntax=` image.
+ensure_dockerfile_frontend
 
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"

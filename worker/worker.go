@@ -103,6 +103,8 @@ func (w *Worker) Op(v *graph.Vertex, sess session.Session) (ops.Op, error) {
 		return file.New(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
 	case op.Merge != nil:
 		return file.NewMerge(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
+	case op.Diff != nil:
+		return file.NewDiff(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
 	}
 	return nil, errdefs.Invalidf("vertex %s: unsupported op %q", v.Meta.Name, v.Op.Kind())
 }

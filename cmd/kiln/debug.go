@@ -62,12 +62,12 @@ stages) and lint warnings are printed to standard error.`,
 			if err != nil {
 				return err
 			}
-			res, err := parser.Parse(src, name)
+			res, err := parser.Parse(cmd.Context(), src, name)
 			if err != nil {
 				return err
 			}
 			if check {
-				df, err := instructions.Parse(src, name)
+				df, err := instructions.Parse(cmd.Context(), src, name)
 				if err != nil {
 					return err
 				}

@@ -6,15 +6,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
+	"github.com/kiln-build/kiln/internal/binfmt"
 	"github.com/kiln-build/kiln/internal/cgroup"
 )
 
@@ -64,10 +67,17 @@ type config struct {
 	// memoryLimit caps each container's memory (tests only: a step that
 	// must be OOM-killed without exhausting the machine).
 	memoryLimit int64
+	log         *slog.Logger
 }
 
 // Option configures an Executor.
 type Option func(*config)
+
+// WithLogger is where the runtime's standard error goes, one record per
+// command (the default discards it).
+func WithLogger(log *slog.Logger) Option {
+	return func(c *config) { c.log = log }
+}
 
 // WithRuntime selects the OCI runtime binary: "runc" (the default), "crun"
 // or a path to either.
@@ -137,7 +147,10 @@ func New(root string, opts ...Option) (*Executor, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("create executor directory: %w", err)
 	}
-	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName))
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName), cfg.log)
 	if err != nil {
 		return nil, err
 	}
@@ -299,8 +312,18 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err := b.writeSpec(spec); err != nil {
 		return err
 	}
+	// runc reports a program the kernel cannot execute on the process's
+	// stderr ("exec /prog: exec format error") with exit code 1; the tail
+	// of stderr tells, and the root is still mounted to say what the
+	// program is.
+	tail := &tailWriter{w: p.Stderr}
+	p.Stderr = tail
 	res, err := e.rt.run(ctx, id, b, p, acct.cloneInto)
-	return acct.finish(res, err, p.Usage)
+	err = acct.finish(res, err, p.Usage)
+	if err != nil && (strings.Contains(err.Error(), execFormat) || tail.contains(execFormat)) {
+		return explainExecFormat(err, b.rootfs(), p, binfmt.Dir)
+	}
+	return err
 }
 
 // newID returns a random container id.

@@ -65,10 +65,14 @@ func TestImportDirection(t *testing.T) {
 		"core/errdefs": nil, "core/labels": nil, "graph": nil, "progress": nil, "session": nil,
 		"internal/cgroup":             nil,
 		"sched":                       {"internal/cgroup"},
-		"executor/runc":               {"core/errdefs", "executor", "executor/user", "internal/cgroup"},
+		"executor/runc":               {"core/errdefs", "executor", "executor/user", "internal/binfmt", "internal/cgroup", "internal/proclog"},
 		"ops":                         {"graph", "session", "core/errdefs"},
 		"frontend":                    {"graph", "core/errdefs"},
+		"frontend/llb":                {"graph", "core/errdefs"},
+		"frontend/gateway":            {"frontend", "frontend/llb", "graph", "core/errdefs"},
 		"frontend/dockerfile/shell":   nil,
+		"internal/proclog":            nil,
+		"internal/binfmt":             nil,
 		"frontend/dockerfile/parser":  {"core/errdefs", "frontend/dockerfile/shell"},
 		"cache":                       {"ops", "progress", "core/errdefs"},
 		"config":                      {"core/errdefs"},
@@ -95,7 +99,10 @@ func TestImportDirection(t *testing.T) {
 
 	// The edge: only these know gRPC, and nothing below the engine
 	// imports the daemon, the client or the engine.
-	edge := []string{"api", "daemon", "client", "cmd", "e2e", "hack", "internal/testutil"}
+	// frontend/gateway serves BuildKit's LLBBridge to frontend containers
+	// (the allowed table above keeps it off the engine); examples are
+	// programs, like cmd.
+	edge := []string{"api", "daemon", "client", "cmd", "e2e", "hack", "internal/testutil", "frontend/gateway", "examples"}
 	top := []string{"daemon", "client", "engine", "cmd"}
 	for pkg, imps := range pkgs {
 		atEdge := false

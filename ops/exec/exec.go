@@ -94,11 +94,14 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	}
 	defer active.Discard(context.WithoutCancel(ctx))
 
-	env := &runEnv{deps: o.deps, sess: o.sess}
+	env := &runEnv{deps: o.deps, sess: o.sess, output: o.op.Output, name: o.name}
 	defer env.cleanup()
 	mounts, secretEnv, err := env.mounts(ctx, o.op.Mounts, inputs)
 	if err != nil {
 		return nil, err
+	}
+	if env.outputActive != nil {
+		defer env.outputActive.Discard(context.WithoutCancel(ctx))
 	}
 
 	pw := progress.FromContext(ctx)
@@ -115,14 +118,14 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		Cwd:        o.op.Cwd,
 		Net:        executor.NetMode(o.network()),
 		Security:   executor.SecurityMode(o.op.Security),
-		Hostname:   o.deps.Hostname,
+		Hostname:   o.hostname(),
 		Stdout:     progress.LogWriter(pw, o.vertex, 1),
 		Stderr:     progress.LogWriter(pw, o.vertex, 2),
 	}
 	if env.sshSocket != "" {
 		proc.Env = append(proc.Env, "SSH_AUTH_SOCK="+env.sshTarget)
 	}
-	root := executor.Mount{Dest: "/", Source: active.Mounts()}
+	root := executor.Mount{Dest: "/", Source: active.Mounts(), Readonly: o.op.ReadonlyRoot}
 	var usage executor.Usage
 	proc.Usage = &usage
 	err = o.deps.Executor.Run(ctx, root, mounts, proc)
@@ -132,10 +135,48 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 			IORead: usage.IORead, IOWrite: usage.IOWrite, OOMKilled: usage.OOMKilled,
 		}})
 	}
-	if err != nil {
+	if err := o.exitStatus(err); err != nil {
 		return nil, err
 	}
+	if env.outputActive != nil {
+		// The result is the output mount's filesystem; the root's
+		// changes go with the step.
+		return env.outputActive.Commit(ctx)
+	}
 	return active.Commit(ctx)
+}
+
+// hostname is the step's hostname: its own, else the worker's.
+func (o *Op) hostname() string {
+	if o.op.Hostname != "" {
+		return o.op.Hostname
+	}
+	return o.deps.Hostname
+}
+
+// exitStatus applies the op's valid exit codes to the executor's answer:
+// without a list only 0 succeeds; with one, exactly the codes it holds.
+func (o *Op) exitStatus(err error) error {
+	if len(o.op.ValidExitCodes) == 0 {
+		return err
+	}
+	code := 0
+	if err != nil {
+		var ee *executor.ExitError
+		if !errors.As(err, &ee) {
+			return err
+		}
+		code = ee.Code
+	}
+	for _, c := range o.op.ValidExitCodes {
+		if c == code {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w (valid exit codes: %v)", err, o.op.ValidExitCodes)
+	}
+	return fmt.Errorf("process %q exited with 0, which is not one of the valid exit codes %v", strings.Join(o.op.Args, " "), o.op.ValidExitCodes)
 }
 
 // network is the step's network: its own choice, else the daemon's default.

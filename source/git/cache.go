@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/kiln-build/kiln/internal/flight"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Cache struct {
 	bin                        string
 	binErr                     error
 	allowFile                  bool
+	log                        *slog.Logger // git's stderr, a record per command
 
 	mu    sync.Mutex
 	repos map[string]*sync.RWMutex
@@ -50,6 +52,12 @@ type CacheOption func(*Cache)
 // WithGitBinary runs path instead of the git found in PATH.
 func WithGitBinary(path string) CacheOption {
 	return func(c *Cache) { c.bin = path }
+}
+
+// WithLogger is where git's standard error goes, one record per command
+// with credentials scrubbed (the default discards it).
+func WithLogger(log *slog.Logger) CacheOption {
+	return func(c *Cache) { c.log = log }
 }
 
 // WithFileRemotes allows file:// remotes, which read the daemon's own

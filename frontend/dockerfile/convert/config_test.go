@@ -2,6 +2,7 @@ package convert
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,7 +142,7 @@ MAINTAINER me
 		{"ADD <<EOF /x # buildkit", false},
 		{"WORKDIR /app", false},
 		{"WORKDIR /", true},
-		{"EXPOSE [80/tcp 443/tcp]", true},
+		{"EXPOSE [443/tcp 80/tcp]", true}, // sorted, as BuildKit writes it
 		{"VOLUME [/data]", true},
 		{"USER nobody", true},
 		{`CMD ["cat" "/hello.txt"]`, true},
@@ -149,7 +150,7 @@ MAINTAINER me
 		{"SHELL [/bin/ash -c]", true},
 		{"STOPSIGNAL SIGTERM", true},
 		{"HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}", true},
-		{"ONBUILD COPY . /src", true},
+		// ONBUILD makes no history entry in BuildKit.
 		{"MAINTAINER me", true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -181,5 +182,57 @@ func TestDockerConfigJSON(t *testing.T) {
 	}
 	if back.Platform.OS != "linux" || back.RootFS.Type != "layers" {
 		t.Errorf("round trip lost the OCI fields: %+v", back.Image)
+	}
+}
+
+// TestWorkingDirAsBuildKit checks the working directory and WORKDIR
+// history as BuildKit writes them: "/" for scratch, absolute paths kept as
+// written (trailing slash included), relative ones joined and cleaned.
+func TestWorkingDirAsBuildKit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, src string
+		want      string
+		history   []string
+		mkdirs    []string
+	}{
+		{"scratch", "FROM scratch\nENV A=1\n", "/", nil, nil},
+		{"image without one", "FROM busybox\n", "", nil, nil},
+		{"trailing slash", "FROM busybox\nWORKDIR /app/\n", "/app/", []string{"WORKDIR /app/"}, []string{"/app"}},
+		{"as written", "FROM busybox\nWORKDIR /x//y/../z\n", "/x//y/../z", []string{"WORKDIR /x//y/../z"}, []string{"/x/z"}},
+		{"relative joined", "FROM busybox\nWORKDIR /a/\nWORKDIR b/\nWORKDIR ./c/.\n", "/a/b/c",
+			[]string{"WORKDIR /a/", "WORKDIR /a/b", "WORKDIR /a/b/c"}, []string{"/a", "/a/b", "/a/b/c"}},
+		{"root makes no layer", "FROM scratch\nWORKDIR /\n", "/", []string{"WORKDIR /"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			img := mustConvert(t, tc.src)
+			if got := img.Config.Config.WorkingDir; got != tc.want {
+				t.Errorf("WorkingDir = %q, want %q", got, tc.want)
+			}
+			var hist []string
+			for _, h := range img.Config.History {
+				if strings.HasPrefix(h.CreatedBy, "WORKDIR") {
+					hist = append(hist, h.CreatedBy)
+				}
+			}
+			if diff := cmp.Diff(tc.history, hist); diff != "" {
+				t.Errorf("WORKDIR history (-want +got):\n%s", diff)
+			}
+			var mkdirs []string
+			for _, v := range vertices(img.Root) {
+				if f := v.Op.File; f != nil {
+					for _, a := range f.Actions {
+						if a.Mkdir != nil {
+							mkdirs = append(mkdirs, a.Mkdir.Path)
+						}
+					}
+				}
+			}
+			if diff := cmp.Diff(tc.mkdirs, mkdirs); diff != "" {
+				t.Errorf("mkdir actions (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

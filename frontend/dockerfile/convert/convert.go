@@ -27,6 +27,8 @@ type Converter struct {
 	exclude []string // parsed .dockerignore
 	target  int      // index of the target stage
 	images  *resolveCache
+	// maxExecData is MaxExecData unless a test lowers it.
+	maxExecData int
 }
 
 // New checks the request against the Dockerfile (the target stage exists,
@@ -141,6 +143,7 @@ type build struct {
 	context  *graph.Vertex            // the main build context, made on first use
 	locals   map[string]*graph.Vertex // named local contexts by name
 	consumed map[string]bool          // build args some ARG declared
+	execData int                      // bytes of RUN args and env so far (MaxExecData)
 }
 
 // sourceKind says what a FROM, COPY --from or mount from= refers to.
@@ -354,7 +357,7 @@ func (b *build) resolveReachable(ctx context.Context, target *stage) (map[*stage
 		grew := false
 		for _, s := range b.stages {
 			if reach[s] && !s.triggersSet {
-				if err := b.collectTriggers(s); err != nil {
+				if err := b.collectTriggers(ctx, s); err != nil {
 					return nil, err
 				}
 				grew = grew || len(s.triggers) > 0

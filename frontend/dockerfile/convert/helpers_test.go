@@ -92,7 +92,7 @@ func newRequest(opts ...convertOpt) frontend.Request {
 
 // convertErr converts src for platform and returns the error, if any.
 func convertErr(src string, platform ocispec.Platform, opts ...convertOpt) (*frontend.Image, []frontend.Warning, error) {
-	df, err := instructions.Parse([]byte(src), "Dockerfile")
+	df, err := instructions.Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -66,6 +66,9 @@ func (b *build) dispatchRun(sp step, c *instructions.RunCommand) error {
 		exec.Mounts = append(exec.Mounts, gm)
 	}
 	exec.Env = env
+	if err := b.chargeExec(c, exec); err != nil {
+		return err
+	}
 	exec.ExtraHosts = append([]graph.HostIP(nil), b.c.req.ExtraHosts...)
 	network := c.Network
 	if network == "" || network == instructions.NetworkDefault {
@@ -191,4 +194,28 @@ func intPtr(v *uint32) *int {
 	}
 	i := int(*v)
 	return &i
+}
+
+// MaxExecData bounds the arguments and environment that the RUN steps of
+// one conversion hold together. Every RUN keeps its own copy of the
+// stage's environment, so a few megabytes of alternating ENV and RUN lines
+// would otherwise ask for gigabytes (n steps, each with n variables).
+const MaxExecData = 64 << 20
+
+// chargeExec adds a RUN's arguments and environment to the conversion's
+// total and fails once that passes the limit.
+func (b *build) chargeExec(c *instructions.RunCommand, exec *graph.ExecOp) error {
+	for _, list := range [][]string{exec.Args, exec.Env} {
+		for _, s := range list {
+			b.execData += len(s)
+		}
+	}
+	limit := b.c.maxExecData
+	if limit == 0 {
+		limit = MaxExecData
+	}
+	if b.execData > limit {
+		return c.Errorf("RUN: the RUN steps up to here hold more than %d MiB of arguments and environment together (each step copies the stage's ENV and ARG values), the limit per build", limit>>20)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func boolp(v bool) *bool   { return &v }
 // parseStage parses "FROM base\n" + body and returns the stage's commands.
 func parseStage(t *testing.T, body string) []Command {
 	t.Helper()
-	df, err := Parse([]byte("FROM base\n"+body), "Dockerfile")
+	df, err := Parse(context.Background(), []byte("FROM base\n"+body), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestParseStages(t *testing.T) {
 		"\n" +
 		"FROM scratch\n" +
 		"COPY --from=build /app /app\n"
-	df, err := Parse([]byte(src), "Dockerfile")
+	df, err := Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestParseStages(t *testing.T) {
 func TestEscapeDirective(t *testing.T) {
 	t.Parallel()
 	src := "# escape=`\nFROM base\nCOPY <<EOF C:\\dir\\\n$x\nEOF\n"
-	df, err := Parse([]byte(src), "Dockerfile")
+	df, err := Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

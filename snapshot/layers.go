@@ -1,4 +1,4 @@
-package file
+package snapshot
 
 import (
 	"errors"
@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// viewLayers returns the layer directories of a read-only snapshot view,
+// ViewLayers returns the layer directories of a read-only snapshot view,
 // topmost first: the lowerdirs of an overlay without an upper directory,
 // or the one directory of a bind mount. It declines other layouts
 // (userxattr whiteouts, id-mapped mounts, several mounts).
-func viewLayers(mounts []mount.Mount) []string {
+func ViewLayers(mounts []mount.Mount) []string {
 	if len(mounts) != 1 {
 		return nil
 	}
@@ -45,14 +45,14 @@ func viewLayers(mounts []mount.Mount) []string {
 	return lowers
 }
 
-// layerFile finds the layer file behind the regular file rel (slash
+// LayerFile finds the layer file behind the regular file rel (slash
 // separated, relative to the view's root) of an overlay of layers (topmost
 // first), so that it can be hard-linked rather than copied. It follows
 // overlay's rules: the topmost layer holding the path wins; a whiteout or
 // an opaque directory above hides the layers below. It answers false
 // whenever it is not sure (a symlink or a non-directory on the way, a
 // special file), and the caller copies instead.
-func layerFile(layers []string, rel string) (string, bool) {
+func LayerFile(layers []string, rel string) (string, bool) {
 	parts := strings.Split(strings.Trim(filepath.ToSlash(rel), "/"), "/")
 	if len(parts) == 0 || parts[0] == "" {
 		return "", false
@@ -84,7 +84,7 @@ func lookInLayer(layer string, parts []string) (p string, found, hidden bool) {
 			}
 			// Not in this layer: an opaque directory on the way hides
 			// the lower layers.
-			if i > 0 && isOpaque(cur) {
+			if i > 0 && opaqueLayerDir(cur) {
 				return "", false, true
 			}
 			return "", false, false
@@ -108,8 +108,9 @@ func lookInLayer(layer string, parts []string) (p string, found, hidden bool) {
 	return "", true, false
 }
 
-// isOpaque reports whether an overlay directory is marked opaque.
-func isOpaque(dir string) bool {
+// opaqueLayerDir reports whether an overlay layer directory is marked
+// opaque (trusted.overlay.opaque: the layouts ViewLayers accepts).
+func opaqueLayerDir(dir string) bool {
 	var b [1]byte
 	n, err := unix.Lgetxattr(dir, "trusted.overlay.opaque", b[:])
 	return err == nil && n == 1 && b[0] == 'y'
