@@ -36,6 +36,9 @@ type env struct {
 	extraConfig, workerConfig string
 	// debugConfig is the [debug] table of every kilnd (-debug-address).
 	debugConfig string
+	// memoryFraction is the share of the machine's memory each step of
+	// the memory case allocates (-memory-fraction).
+	memoryFraction float64
 	// progress shows every build's plain progress on stderr (-progress).
 	progress bool
 	// cpuLog is the CPU time kilnd and the processes it ran (runtime,

@@ -22,12 +22,13 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
-	cases := flag.String("cases", "hello,parallel,context,chain,export,shared", "comma-separated cases to run")
+	cases := flag.String("cases", "hello,parallel,context,chain,export,shared,cpu,memory", "comma-separated cases to run")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	showProgress := flag.Bool("progress", false, "show each build's plain progress on stderr (times include printing it)")
+	memFraction := flag.Float64("memory-fraction", 0.4, "the memory case: the share of the machine's memory each of its 4 steps allocates")
 	debugAddr := flag.String("debug-address", "", "kilnd's [debug] address (metrics and pprof while the cases run), e.g. 127.0.0.1:6060")
 	flag.Parse()
-	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress, *debugAddr); err != nil {
+	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress, *debugAddr, *memFraction); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -46,7 +47,7 @@ type row struct {
 	cpu time.Duration
 }
 
-func run(runs int, cases []string, keep, showProgress bool, debugAddr string) error {
+func run(runs int, cases []string, keep, showProgress bool, debugAddr string, memFraction float64) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks run containers: run them as root")
 	}
@@ -63,6 +64,7 @@ func run(runs int, cases []string, keep, showProgress bool, debugAddr string) er
 	}
 	defer env.stop()
 	env.progress = showProgress
+	env.memoryFraction = memFraction
 
 	idle, err := env.rss()
 	if err != nil {
