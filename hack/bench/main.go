@@ -26,9 +26,10 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	showProgress := flag.Bool("progress", false, "show each build's plain progress on stderr (times include printing it)")
 	memFraction := flag.Float64("memory-fraction", 0.4, "the memory case: the share of the machine's memory each of its 4 steps allocates")
+	worker := flag.String("worker", "", "extra [worker.oci] keys for every kilnd, e.g. 'max-parallelism = 4' (the cpu case sets its own)")
 	debugAddr := flag.String("debug-address", "", "kilnd's [debug] address (metrics and pprof while the cases run), e.g. 127.0.0.1:6060")
 	flag.Parse()
-	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress, *debugAddr, *memFraction); err != nil {
+	if err := run(*runs, strings.Split(*cases, ","), *keep, *showProgress, *debugAddr, *memFraction, *worker); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
@@ -47,7 +48,7 @@ type row struct {
 	cpu time.Duration
 }
 
-func run(runs int, cases []string, keep, showProgress bool, debugAddr string, memFraction float64) error {
+func run(runs int, cases []string, keep, showProgress bool, debugAddr string, memFraction float64, worker string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks run containers: run them as root")
 	}
@@ -65,6 +66,10 @@ func run(runs int, cases []string, keep, showProgress bool, debugAddr string, me
 	defer env.stop()
 	env.progress = showProgress
 	env.memoryFraction = memFraction
+	env.workerConfig = strings.ReplaceAll(worker, ";", "\n")
+	if env.workerConfig != "" {
+		env.workerConfig += "\n"
+	}
 
 	idle, err := env.rss()
 	if err != nil {
@@ -87,7 +92,11 @@ func run(runs int, cases []string, keep, showProgress bool, debugAddr string, me
 		return err
 	}
 	printTable(rows, idle, peak)
-	fmt.Println("\nkilnd ran with its [worker.oci] defaults (steps start by measured pressure; BuildKit's measurement used its default, no limit);")
+	if worker != "" {
+		fmt.Printf("\nkilnd ran with [worker.oci] %s (BuildKit's measurement used its default, no limit);\n", worker)
+	} else {
+		fmt.Println("\nkilnd ran with its [worker.oci] defaults (steps start by measured pressure; BuildKit's measurement used its default, no limit);")
+	}
 	fmt.Println("only hello exports an image (-t); the other cases keep their result in the build cache, as BuildKit's did.")
 	return nil
 }

@@ -37,8 +37,9 @@ func cpuCase(e *env, runs int) ([]row, error) {
 		return nil, err
 	}
 	measure := func(worker string) (time.Duration, time.Duration, error) {
+		saved := e.workerConfig
 		e.workerConfig = worker
-		defer func() { e.workerConfig = "" }()
+		defer func() { e.workerConfig = saved }()
 		d, err := timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(dir) })
 		return d, e.cpuMedian(runs), err
 	}
