@@ -26,6 +26,9 @@ import (
 	"github.com/kiln-build/kiln/source/image"
 )
 
+// The puller resolves the frontends' base images.
+var _ frontend.ImageResolver = (*image.Puller)(nil)
+
 // Request is one build, as the client asked for it.
 type Request struct {
 	Ref            string

@@ -27,6 +27,7 @@ import (
 	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
@@ -188,7 +189,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, e.cacheStore.Flush)
-	e.layers = exporter.NewLayers(e.content, e.snapshotter)
+	e.layers = layer.NewMaker(e.content, e.snapshotter)
 	e.cacheImporter = remote.NewImporter(e.content, e.snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
 		return snaps.Load(ctx, name)
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // Exporter types, as `--output type=` names them.
@@ -235,9 +236,9 @@ func (p *attrParser) format(f *ImageFormat, ociDefault bool) {
 	p.fns["compression"] = func(v string) error {
 		f.Compression.Type = v
 		if v == "" {
-			return fmt.Errorf("empty (want %s, %s or %s)", Gzip, Zstd, Uncompressed)
+			return fmt.Errorf("empty (want %s, %s or %s)", layer.Gzip, layer.Zstd, layer.Uncompressed)
 		}
-		return Compression{Type: v}.Validate()
+		return layer.Compression{Type: v}.Validate()
 	}
 	p.fns["compression-level"] = func(v string) error {
 		n, err := strconv.Atoi(v)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/progress"
 )
 
@@ -103,7 +103,7 @@ type ManifestExporterOptions struct {
 	Name   string
 	Target Target
 	Spec   ExportSpec
-	Layers *exporter.Layers
+	Layers *layer.Maker
 	Local  BlobStore // the daemon's content store (LocalBlobs)
 	Writer string
 	// Recheck, when set, is how long Finish waits after saving before it

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/exporter"
 )
 
 func blobDesc(data string) ocispec.Descriptor {
@@ -448,3 +449,6 @@ func TestStepErrorsForgiveAKeyExportedAgain(t *testing.T) {
 		})
 	}
 }
+
+// The image exporter asks Inline for the records of each image config.
+var _ exporter.InlineCache = (*Inline)(nil)

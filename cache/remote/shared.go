@@ -15,7 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -37,7 +37,7 @@ type Shared struct {
 	blobs    BlobStore
 	local    BlobStore
 	im       *Importer
-	layers   *exporter.Layers
+	layers   *layer.Maker
 	writer   string
 	blobComp string
 	log      *slog.Logger
@@ -74,7 +74,7 @@ type SharedOptions struct {
 	Importer *Importer
 	// Layers makes the blobs of results; Local is the content store they
 	// are made in (LocalBlobs).
-	Layers *exporter.Layers
+	Layers *layer.Maker
 	Local  BlobStore
 	Logger *slog.Logger
 	// Parallel bounds the steps exported at once (default 4).
@@ -384,7 +384,7 @@ func (s *Shared) resultLayers(ctx context.Context, id string) ([]Layer, error) {
 
 // imageComp is the compression of blobs made in the content store, for
 // stores that cannot ingest a blob of unknown digest.
-func (s *Shared) imageComp() exporter.Compression { return exporter.Compression{} }
+func (s *Shared) imageComp() layer.Compression { return layer.Compression{} }
 
 func releaseRef(r ops.Ref) {
 	if r != nil {

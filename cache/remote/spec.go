@@ -9,7 +9,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // Cache types, as --cache-from and --cache-to name them (buildx's).
@@ -56,7 +56,7 @@ type ExportSpec struct {
 	Mode string // ModeMin (default) or ModeMax
 	// Compression of the layer blobs the export makes (default gzip);
 	// existing blobs are reused unless Compression.Force.
-	Compression   exporter.Compression
+	Compression   layer.Compression
 	OCIMediaTypes bool // OCI (default) or Docker manifest media types
 	// IgnoreError turns an export failure into a warning.
 	IgnoreError bool
@@ -135,7 +135,7 @@ func ParseExport(typ string, attrs map[string]string) (ExportSpec, error) {
 		}
 		p.fns["compression"] = func(v string) error {
 			s.Compression.Type = v
-			return exporter.Compression{Type: v}.Validate()
+			return layer.Compression{Type: v}.Validate()
 		}
 		p.fns["compression-level"] = func(v string) error {
 			n, err := strconv.Atoi(v)
