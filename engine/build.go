@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
@@ -122,20 +122,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if !ok {
 		return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.frontends), ", "))
 	}
-	switch req.Network {
-	case "", "default", "none", "host":
-	default:
-		return nil, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
-	}
-	hosts, err := ParseAddHosts(req.AddHosts)
-	if err != nil {
-		return nil, err
-	}
-	plats, err := parsePlatforms(req.Platforms)
-	if err != nil {
-		return nil, err
-	}
-	sde, err := sourceDateEpoch(req.BuildArgs)
+	in, err := parseRequest(req)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +132,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		resolver = resolver.WithCredentials(image.SessionCredentials(sess))
 	}
-	exp, err := e.exporters(req, resolver, sde, pw)
+	exp, err := e.exporters(req, resolver, in.epoch, pw)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +148,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
-	fres, err := e.frontend(ctx, fe, req, plats, hosts, puller, pw)
+	fres, err := e.frontend(ctx, fe, e.frontendRequest(req, in, puller), pw)
 	if err != nil {
 		return nil, err
 	}
@@ -209,19 +196,51 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 
-func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, hosts []graph.HostIP, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
+// parsed is what Build reads from a request's strings, once, before
+// anything runs.
+type parsed struct {
+	platforms []ocispec.Platform
+	network   sandbox.NetMode
+	hosts     []sandbox.HostIP
+	epoch     *time.Time // SOURCE_DATE_EPOCH
+}
+
+func parseRequest(req Request) (parsed, error) {
+	var in parsed
+	var ok bool
+	if in.network, ok = sandbox.ParseNetMode(req.Network); !ok {
+		return in, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
+	}
+	var err error
+	if in.hosts, err = sandbox.ParseHostIPs(req.AddHosts); err != nil {
+		return in, err
+	}
+	if in.platforms, err = parsePlatforms(req.Platforms); err != nil {
+		return in, err
+	}
+	if in.epoch, err = sourceDateEpoch(req.BuildArgs); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+func (e *Engine) frontendRequest(req Request, in parsed, r frontend.ImageResolver) frontend.Request {
 	name := req.DockerfileName
 	if name == "" {
 		name = "Dockerfile"
 	}
-	done := internalStep(pw, "[internal] load build definition from "+name)
-	res, err := fe.Solve(ctx, frontend.Request{
+	return frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Platforms: plats, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: hosts,
+		Platforms: in.platforms, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: in.network, ExtraHosts: in.hosts,
 		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
-	})
+	}
+}
+
+func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, freq frontend.Request, pw progress.Writer) (*frontend.Result, error) {
+	done := internalStep(pw, "[internal] load build definition from "+freq.DockerfileName)
+	res, err := fe.Solve(ctx, freq)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -283,9 +302,9 @@ func (e *Engine) checkEntitlements(roots []*graph.Vertex, asked []string) error 
 		}
 		need := ""
 		switch {
-		case ex.Security == graph.SecurityInsecure:
+		case ex.Security == sandbox.SecurityInsecure:
 			need = EntitlementSecurityInsecure
-		case ex.Network == graph.NetHost:
+		case ex.Network == sandbox.NetHost:
 			need = EntitlementNetworkHost
 		}
 		if need == "" {
@@ -360,28 +379,6 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// ParseAddHosts reads --add-host values: "host:ip" or "host=ip" (an IPv6
-// address keeps its colons: the host ends at the first one).
-func ParseAddHosts(list []string) ([]graph.HostIP, error) {
-	var out []graph.HostIP
-	for _, s := range list {
-		host, ip, ok := strings.Cut(s, "=")
-		if !ok {
-			host, ip, ok = strings.Cut(s, ":")
-		}
-		host, ip = strings.TrimSpace(host), strings.TrimSpace(ip)
-		addr, err := netip.ParseAddr(strings.Trim(ip, "[]"))
-		switch {
-		case !ok || host == "" || strings.ContainsAny(host, " \t\n"):
-			return nil, errdefs.Invalidf("--add-host %q: want host:ip or host=ip", s)
-		case err != nil:
-			return nil, errdefs.Invalidf("--add-host %q: %q is not an IP address", s, ip)
-		}
-		out = append(out, graph.HostIP{Host: host, IP: addr.String()})
-	}
-	return out, nil
 }
 
 // internalDigest names a progress step that is not a graph vertex.

@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/engine/images"
@@ -25,7 +26,6 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/gc"
-	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
@@ -109,12 +109,12 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		}
 	}()
 
-	var defaultNetwork graph.NetMode
-	switch opts.NetworkMode {
-	case "", "auto", "host":
-	case "none":
-		defaultNetwork = graph.NetNone
-	default:
+	mode := opts.NetworkMode
+	if mode == "auto" {
+		mode = ""
+	}
+	defaultNetwork, ok := sandbox.ParseNetMode(mode)
+	if !ok || mode == "default" {
 		return nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
 	}
 	dbPath := filepath.Join(root, "metadata.db")
@@ -230,7 +230,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.runs = run.New(run.Options{Images: e.images, Puller: e.puller, Snapshots: snaps, Executor: executor})
 	collector, err := gc.New(gc.Config{
 		Cache: e.cacheStore, Snapshotter: e.snapshotter, Content: e.content, Images: e.imageStore,
-		InUse: snaps.InUse, Contexts: contexts, CacheMounts: cacheMounts,
+		InUse: snaps.InUse, Contexts: gcContexts{contexts}, CacheMounts: gcCacheMounts{cacheMounts},
 	})
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/imageconfig"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -47,10 +48,10 @@ type Request struct {
 	NoCache       bool
 	NoCacheFilter []string
 	// Network is the network of RUN steps that do not ask for one
-	// (--network): "" or "default" (the daemon's), "none" or "host".
-	Network string
+	// (--network).
+	Network sandbox.NetMode
 	// ExtraHosts are added to every RUN step's /etc/hosts (--add-host).
-	ExtraHosts []graph.HostIP
+	ExtraHosts []sandbox.HostIP
 	// ContextName is the LocalSource name of the main build context
 	// ("context"); SharedKeyHint is passed on to its LocalSource.
 	ContextName   string

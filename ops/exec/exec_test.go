@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/graph"
@@ -350,7 +351,7 @@ func TestCacheMapSelectors(t *testing.T) {
 // host's keeps it.
 func TestDefaultNetwork(t *testing.T) {
 	e := newEnv(t)
-	e.deps.DefaultNetwork = graph.NetNone
+	e.deps.DefaultNetwork = sandbox.NetNone
 	ref, _, err := e.run(t, nil, "ls /sys/class/net > /nets", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +360,7 @@ func TestDefaultNetwork(t *testing.T) {
 		t.Errorf("default network none: interfaces %q, want only lo", got)
 	}
 	v := graph.NewVertex(graph.Op{Exec: &graph.ExecOp{
-		Args: []string{"/bin/sh", "-c", "ls /sys/class/net > /nets"}, Env: []string{testutil.DefaultPathEnv}, Root: 0, Network: graph.NetHost,
+		Args: []string{"/bin/sh", "-c", "ls /sys/class/net > /nets"}, Env: []string{testutil.DefaultPathEnv}, Root: 0, Network: sandbox.NetHost,
 	}}, graph.Meta{Name: "host"})
 	ref, err = exec.New(v, nil, e.deps).Exec(context.Background(), []ops.Ref{e.base})
 	if err != nil {
