@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/containerd/platforms"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/cache/remote"
@@ -239,7 +238,7 @@ func (e *Engine) frontendRequest(req Request, in parsed, r frontend.ImageResolve
 }
 
 func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, freq frontend.Request, pw progress.Writer) (*frontend.Result, error) {
-	done := internalStep(pw, "[internal] load build definition from "+freq.DockerfileName)
+	done := progress.InternalStep(pw, "[internal] load build definition from "+freq.DockerfileName)
 	res, err := fe.Solve(ctx, freq)
 	done(err)
 	if err != nil {
@@ -324,22 +323,6 @@ func (e *Engine) checkEntitlements(roots []*graph.Vertex, asked []string) error 
 	})
 }
 
-// internalStep reports a step that is not a graph vertex (loading the
-// Dockerfile, exporting) and returns the function that completes it.
-func internalStep(pw progress.Writer, name string) func(error) {
-	start := time.Now()
-	d := internalDigest(name)
-	pw.Write(progress.Event{Vertex: &progress.VertexStatus{Digest: d, Name: name, Started: &start}})
-	return func(err error) {
-		now := time.Now()
-		st := &progress.VertexStatus{Digest: d, Name: name, Started: &start, Completed: &now}
-		if err != nil {
-			st.Error = err.Error()
-		}
-		pw.Write(progress.Event{Vertex: st})
-	}
-}
-
 func parsePlatforms(specs []string) ([]ocispec.Platform, error) {
 	var out []ocispec.Platform
 	for _, s := range specs {
@@ -379,9 +362,4 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// internalDigest names a progress step that is not a graph vertex.
-func internalDigest(name string) digest.Digest {
-	return digest.FromString("kiln/internal\x00" + name)
 }

@@ -277,13 +277,13 @@ func (ss *sharedSession) Finish(ctx context.Context) error {
 		ss.mu.Unlock()
 		if left > 0 {
 			// Say so, as a finished step: the build does not wait.
-			internalStep(ss.pw, fmt.Sprintf("[internal] shared cache %s: writing the last %d steps in the background", ss.s.name, left))(nil)
+			progress.InternalStep(ss.pw, fmt.Sprintf("[internal] shared cache %s: writing the last %d steps in the background", ss.s.name, left))(nil)
 		}
 		return nil
 	}
 	step := func(error) {}
 	if left > 0 {
-		step = internalStep(ss.pw, "[internal] writing to the shared cache "+ss.s.name)
+		step = progress.InternalStep(ss.pw, "[internal] writing to the shared cache "+ss.s.name)
 	}
 	done := make(chan struct{})
 	go func() {
