@@ -56,6 +56,7 @@ func TestParseErrors(t *testing.T) {
 		{TypeImage, map[string]string{"name": "app@sha256:" + strings.Repeat("a", 64)}, []string{"a tag, not a digest"}},
 		{TypeOCI, nil, []string{"type=oci: dest is required"}},
 		{TypeLocal, nil, []string{"type=local: dest is required (dest=DIRECTORY)"}},
+		{TypeOCI, map[string]string{"dest": ""}, []string{"type=oci: dest is required"}},
 		{TypeTar, map[string]string{"platform-split": "yes"}, []string{"platform-split=yes: want true or false"}},
 		{TypeDocker, map[string]string{"annotation.a": "b"}, []string{"annotation-manifest.a: annotations need OCI media types"}},
 		{TypeImage, map[string]string{"annotation-blob.a": "b"}, []string{`unknown annotation target "blob"`}},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/klauspost/compress/zstd"
@@ -11,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/attrs"
 )
 
 // Layer compressions, as core/labels.Blob names them and as the
@@ -141,4 +143,26 @@ func MediaType(comp string, oci bool) string {
 	default:
 		return DockerLayerGzip
 	}
+}
+
+// BindCompression binds the compression attributes of an --output or a
+// --cache-to value to c: compression (not empty), compression-level and
+// force-compression.
+func BindCompression(p *attrs.Parser, c *Compression) {
+	p.Func("compression", func(v string) error {
+		c.Type = v
+		if v == "" {
+			return fmt.Errorf("empty (want %s, %s or %s)", Gzip, Zstd, Uncompressed)
+		}
+		return Compression{Type: v}.Validate()
+	})
+	p.Func("compression-level", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		c.Level = &n
+		return nil
+	})
+	p.Bool("force-compression", &c.Force)
 }
