@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
@@ -523,9 +524,7 @@ func TestStaleSocketIsReplacedLiveOneIsNot(t *testing.T) {
 
 func TestSocketOwner(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("chown of the socket needs root")
-	}
+	testroot.Require(t, "chown of the socket")
 	sock := socketPath(t)
 	cfg := testConfig(t, "unix://"+sock)
 	uid, gid := 4321, 8765

@@ -24,6 +24,7 @@ import (
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -364,12 +365,7 @@ func newSharedEnv(t *testing.T) *sharedEnv {
 // holding busybox (base) and a step counter.
 func buildFixtures(t *testing.T) (host, base string, counter *testutil.HitCounter) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
+	testroot.RequireSlow(t, "runs real builds")
 	counter = testutil.StartHitCounter(t)
 	host = testutil.StartRegistry(t)
 	base = host + "/library/busybox:latest"

@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -36,12 +37,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
+	testroot.RequireSlow(t, "runs real builds")
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))

@@ -29,6 +29,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/labels"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/snapshot"
@@ -64,9 +65,7 @@ type fixture struct {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to mount snapshots")
-	}
+	testroot.Require(t, "mounts snapshots")
 }
 
 // newFixture sets up storage under a fresh root. source is the repository

@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
@@ -35,12 +36,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running containers needs root")
-	}
-	if testing.Short() {
-		t.Skip("runs containers; skipped in -short mode")
-	}
+	testroot.RequireSlow(t, "runs containers")
 	ctx := context.Background()
 	root := t.TempDir()
 	sn, err := snapshot.New(root, snapshot.KindAuto)
