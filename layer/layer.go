@@ -129,7 +129,7 @@ func (l *Maker) Blob(ctx context.Context, name string, o BlobOptions) (Blob, err
 	if o.SourceDateEpoch != nil {
 		key += "\x00" + strconv.FormatInt(o.SourceDateEpoch.Unix(), 10)
 	}
-	return l.flights.Do(ctx, key, func(ctx context.Context) (Blob, error) {
+	return l.flights.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (Blob, error) {
 		b, err := l.blob(ctx, name, o)
 		if err != nil {
 			return Blob{}, fmt.Errorf("layer %s: %w", name, err)

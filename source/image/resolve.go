@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -310,7 +311,7 @@ func (p *Puller) manifestBlob(ctx context.Context, t target, desc ocispec.Descri
 		if localOnly {
 			return nil, desc, errdefs.NotFoundf("pull %s: manifest %s is not in the content store", t, desc.Digest)
 		}
-		fetch := func(ctx context.Context, _ *flight) error {
+		fetch := func(ctx context.Context, _ *flight.Call) error {
 			ref := t.repo.Digest(desc.Digest.String())
 			got, err := p.reg.Get(ctx, ref)
 			if err != nil {
@@ -323,7 +324,7 @@ func (p *Puller) manifestBlob(ctx context.Context, t target, desc ocispec.Descri
 			d := ocispec.Descriptor{MediaType: manifestMediaType(string(got.MediaType), raw), Digest: desc.Digest, Size: int64(len(raw))}
 			return content.WriteBlob(ctx, p.cs, "", bytes.NewReader(raw), d)
 		}
-		if err := p.blobs.doOnce(ctx, desc.Digest.String(), fetch, 0, nil); err != nil {
+		if err := once(ctx, &p.blobs, desc.Digest.String(), fetch); err != nil {
 			return nil, desc, err
 		}
 	}
