@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
@@ -378,11 +379,11 @@ func (f *fakeEngine) Usage(ctx context.Context, req disk.UsageRequest) ([]disk.R
 	if len(req.Filters) > 0 {
 		return nil, errdefs.NotFoundf("no records match %q", req.Filters[0])
 	}
-	return []disk.Record{{ID: "r1", Size: 42}}, nil
+	return []disk.Record{{Item: gc.Item{ID: "r1", Size: 42}}}, nil
 }
 
 func (f *fakeEngine) Prune(ctx context.Context, req disk.PruneRequest, removed func(disk.Record) error) error {
-	return removed(disk.Record{ID: "gone"})
+	return removed(disk.Record{Item: gc.Item{ID: "gone"}})
 }
 
 func TestServicesAndErrorClasses(t *testing.T) {
