@@ -30,6 +30,8 @@ var _ frontend.ImageResolver = (*image.Puller)(nil)
 
 // Request is one build, as the client asked for it.
 type Request struct {
+	// Ref names the build (the client picks a unique one): its history
+	// record, and what Status follows.
 	Ref            string
 	Frontend       string
 	Dockerfile     []byte
@@ -45,7 +47,7 @@ type Request struct {
 	Tags           []string
 	Outputs        []Output
 	// Network is the network of RUN steps that ask for none (--network):
-	// "", "default", "none" or "host".
+	// "", "default", "none" or "host" (core/sandbox.ParseNetMode).
 	Network string
 	// Pull resolves base image tags with their registry even when the
 	// image store has them (--pull).
