@@ -12,6 +12,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 )
 
@@ -97,7 +98,7 @@ func (e *Executor) compileSeccomp(ctx context.Context, profile *specs.LinuxSecco
 		id: id, rootfs: b.rootfs(), cwd: "/", cgroupsPath: acct.cgroupsPath,
 		// crun checks that the command exists when it creates the
 		// container; /proc/self/exe always does.
-		proc: executor.Process{Args: []string{"/proc/self/exe"}, Hostname: e.cfg.hostname, Net: executor.NetNone},
+		proc: executor.Process{Args: []string{"/proc/self/exe"}, Hostname: e.cfg.hostname, Net: sandbox.NetNone},
 	})
 	if err != nil {
 		return "", err
