@@ -178,7 +178,19 @@ func (s *Scheduler) releaser() func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.releaseLocked()
+			s.running--
+			if len(s.queue) > 0 && len(s.samples) > 0 {
+				// The last sample still shows the step that just ended
+				// using its CPU: measure again before deciding, rather
+				// than hold the next step until the loop's next tick.
+				s.mu.Unlock()
+				smp, err := s.src.Sample()
+				s.mu.Lock()
+				if err == nil {
+					s.addLocked(smp)
+				}
+			}
+			s.dispatchLocked()
 		})
 	}
 }

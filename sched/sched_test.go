@@ -358,3 +358,33 @@ func TestFirstComeFirstServed(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseMeasuresAgain: when a CPU-bound step ends, the next one
+// starts at once, not at the sampling loop's next tick (an hour here).
+func TestReleaseMeasuresAgain(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost()
+	s := New(Config{CPUs: 2, Interval: time.Hour}, h)
+	first := admitted(acquireAsync(t, s, 2))
+	if len(first) != 2 {
+		t.Fatalf("%d admitted at once, want 2", len(first))
+	}
+	h.set(func(f *fakeHost) { f.steps["a"], f.steps["b"] = &fakeStep{cores: 1}, &fakeStep{cores: 1} })
+	third := acquireAsync(t, s, 1) // measures once (stale) and waits
+	waitFor(t, func() bool { return s.Stats().Waiting == 1 })
+	// A second sample, as the loop would take: both steps use a CPU.
+	smp, err := h.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.addLocked(smp)
+	s.dispatchLocked()
+	s.mu.Unlock()
+	if n := len(admitted(third)); n != 0 {
+		t.Fatalf("%d admitted while two steps use both CPUs", n)
+	}
+	h.set(func(f *fakeHost) { delete(f.steps, "a") })
+	first[0].release()
+	waitFor(t, func() bool { return len(admitted(third)) == 1 })
+}

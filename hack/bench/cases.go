@@ -40,6 +40,21 @@ var benchCases = map[string]func(e *env, runs int) ([]row, error){
 	"memory":   memoryCase,
 }
 
+// writeStages writes a Dockerfile of n independent stages s1..sn, each
+// running run(i) (which writes /out), and a last stage that copies every
+// stage's /out.
+func writeStages(dir string, n int, run func(i int) string) error {
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "FROM busybox AS s%d\nRUN %s\n\n", i, run(i))
+	}
+	b.WriteString("FROM busybox\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "COPY --from=s%d /out /out%d\n", i, i)
+	}
+	return writeDockerfile(dir, b.String())
+}
+
 func writeDockerfile(dir, content string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -77,15 +92,9 @@ func helloCase(e *env, runs int) ([]row, error) {
 
 func parallelCase(e *env, runs int) ([]row, error) {
 	dir := filepath.Join(e.dir, "parallel")
-	var b strings.Builder
-	for i := 1; i <= 4; i++ {
-		fmt.Fprintf(&b, "FROM busybox AS s%d\nRUN sleep 2 && dd if=/dev/urandom of=/out bs=1M count=20 2>/dev/null && echo %d\n\n", i, i)
-	}
-	b.WriteString("FROM busybox\n")
-	for i := 1; i <= 4; i++ {
-		fmt.Fprintf(&b, "COPY --from=s%d /out /out%d\n", i, i)
-	}
-	if err := writeDockerfile(dir, b.String()); err != nil {
+	if err := writeStages(dir, 4, func(i int) string {
+		return fmt.Sprintf("sleep 2 && dd if=/dev/urandom of=/out bs=1M count=20 2>/dev/null && echo %d", i)
+	}); err != nil {
 		return nil, err
 	}
 	cold, err := timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(dir) })

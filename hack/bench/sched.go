@@ -25,15 +25,7 @@ const burnCPU = `while :; do read -r l < /proc/$$/stat; set -- $l; [ $((${14}+${
 // the defaults must be no slower.
 func cpuCase(e *env, runs int) ([]row, error) {
 	dir := filepath.Join(e.dir, "cpu")
-	var b strings.Builder
-	for i := 1; i <= 8; i++ {
-		fmt.Fprintf(&b, "FROM busybox AS s%d\nRUN %s && echo %d > /out\n\n", i, burnCPU, i)
-	}
-	b.WriteString("FROM busybox\n")
-	for i := 1; i <= 8; i++ {
-		fmt.Fprintf(&b, "COPY --from=s%d /out /out%d\n", i, i)
-	}
-	if err := writeDockerfile(dir, b.String()); err != nil {
+	if err := writeStages(dir, 8, func(i int) string { return fmt.Sprintf("%s && echo %d > /out", burnCPU, i) }); err != nil {
 		return nil, err
 	}
 	measure := func(worker string) (time.Duration, time.Duration, error) {
@@ -71,17 +63,11 @@ func memoryCase(e *env, runs int) ([]row, error) {
 	}
 	size := int64(float64(total) * e.memoryFraction)
 	dir := filepath.Join(e.dir, "memory")
-	var b strings.Builder
-	for i := 1; i <= 4; i++ {
-		// dd's buffer is one block of size bytes; fullblock fills it
-		// (touching every page) before writing it out.
-		fmt.Fprintf(&b, "FROM busybox AS s%d\nRUN dd if=/dev/zero of=/dev/null bs=%d count=1 iflag=fullblock 2>/dev/null && echo %d > /out\n\n", i, size, i)
-	}
-	b.WriteString("FROM busybox\n")
-	for i := 1; i <= 4; i++ {
-		fmt.Fprintf(&b, "COPY --from=s%d /out /out%d\n", i, i)
-	}
-	if err := writeDockerfile(dir, b.String()); err != nil {
+	// dd's buffer is one block of size bytes; fullblock fills it
+	// (touching every page) before writing it out.
+	if err := writeStages(dir, 4, func(i int) string {
+		return fmt.Sprintf("dd if=/dev/zero of=/dev/null bs=%d count=1 iflag=fullblock 2>/dev/null && echo %d > /out", size, i)
+	}); err != nil {
 		return nil, err
 	}
 	before, err := oomKills()
