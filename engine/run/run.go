@@ -170,13 +170,18 @@ func (s *Service) Run(ctx context.Context, req Request) (*Exit, error) {
 
 // startFailure recognises a command that could not start and returns
 // docker run's exit code for it: 127 when it was not found, else 126.
+// runc says "unable to start container process: exec: ...: executable
+// file not found"; crun "executable file `X` not found in $PATH" and "open
+// executable: Permission denied".
 func startFailure(err error) (int, bool) {
-	msg := err.Error()
-	if !strings.Contains(msg, "unable to start container process") &&
+	msg := strings.ToLower(err.Error())
+	crunNotFound := strings.Contains(msg, "executable file `") && strings.Contains(msg, "` not found")
+	if !strings.Contains(msg, "unable to start container process") && !crunNotFound &&
+		!strings.Contains(msg, "open executable:") &&
 		!strings.Contains(msg, "unable to find user") && !strings.Contains(msg, "unable to find group") {
 		return 0, false
 	}
-	if strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found") {
+	if crunNotFound || strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found") {
 		return 127, true
 	}
 	return 126, true

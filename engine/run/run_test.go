@@ -123,6 +123,8 @@ func TestStartFailure(t *testing.T) {
 		{`runc run failed: unable to start container process: exec: "nope": executable file not found in $PATH`, 127, true},
 		{`runc run failed: unable to start container process: exec: "/etc/passwd": permission denied`, 126, true},
 		{`unable to find user nosuchuser: no matching entries in passwd file`, 126, true},
+		{"crun run failed: executable file `/no/such/binary` not found in $PATH: No such file or directory", 127, true},
+		{"crun run failed: open executable: Permission denied", 126, true},
 		{`prepare snapshot: no space left on device`, 0, false},
 	}
 	for _, tc := range tests {

@@ -18,7 +18,8 @@ import (
 // process's environment has no PATH.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// execFormat is how the kernel's ENOEXEC reads.
+// execFormat is how the kernel's ENOEXEC reads (crun capitalizes it:
+// compare in lower case).
 const execFormat = "exec format error"
 
 // tailWriter passes writes on to w (if any) and keeps the last bytes.
@@ -44,7 +45,7 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 func (t *tailWriter) contains(s string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.Contains(string(t.tail), s)
+	return strings.Contains(strings.ToLower(string(t.tail)), s)
 }
 
 // explainExecFormat adds to the error of a step that failed with "exec
@@ -77,7 +78,7 @@ func explainExecFormat(err error, rootfs string, p executor.Process, binfmtDir s
 	if isELF && platform == "linux/"+goruntime.GOARCH {
 		return err // the program runs here; something it ran did not
 	}
-	if !strings.Contains(err.Error(), execFormat) {
+	if !strings.Contains(strings.ToLower(err.Error()), execFormat) {
 		// runc said it on the step's stderr only: say it in the error.
 		err = fmt.Errorf("%w: %s", err, execFormat)
 	}

@@ -321,7 +321,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	p.Stderr = tail
 	res, err := e.rt.run(ctx, id, b, p, acct.cloneInto)
 	err = acct.finish(res, err, p.Usage)
-	if err != nil && (strings.Contains(err.Error(), execFormat) || tail.contains(execFormat)) {
+	if err != nil && (strings.Contains(strings.ToLower(err.Error()), execFormat) || tail.contains(execFormat)) {
 		return explainExecFormat(err, b.rootfs(), p, binfmt.Dir)
 	}
 	return err
