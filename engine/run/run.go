@@ -163,7 +163,10 @@ func (s *Service) Run(ctx context.Context, req Request) (*Exit, error) {
 		if !ok {
 			return nil, fmt.Errorf("run %s: %w", shown, err)
 		}
-		exit.Code, exit.Error = code, fmt.Sprintf("run %s: %v", shown, err)
+		// crun capitalizes the kernel's wording ("Permission denied");
+		// docker run and runc print it as strerror does in Go.
+		msg := strings.NewReplacer("Permission denied", "permission denied", "No such file or directory", "no such file or directory").Replace(err.Error())
+		exit.Code, exit.Error = code, fmt.Sprintf("run %s: %s", shown, msg)
 	}
 	return exit, nil
 }
