@@ -8,20 +8,38 @@
 //
 //   - no other step runs (a build always makes progress); or else
 //   - max-parallelism, when set, is not reached (a hard cap); and
-//   - the running steps leave a CPU free: each step's CPU use is measured
-//     in its cgroup over the last sample interval, and a step too young
-//     to have been measured counts as a whole CPU. A step that sleeps
-//     or waits therefore holds no CPU;
-//   - the CPU pressure the steps feel (PSI "some" of their parent cgroup
-//     over the last second; the machine's where the kernel keeps no
-//     per-cgroup figures) is below cpu-pressure, and the machine's memory
-//     and I/O pressure are below memory-pressure and io-pressure;
+//   - every running step has been measured: its cgroup was seen in
+//     samples at least 50 ms apart (the Scheduler samples every 10 ms
+//     while it waits for that), so a step that fills memory is seen
+//     growing before another starts beside it. A step admitted less
+//     than 500 ms ago without a cgroup yet counts as not measured;
+//   - the running steps leave a CPU free: each step's demand is its CPU
+//     time over the last sample interval plus the time its tasks waited
+//     for a CPU (its own PSI), so a step that gets half a CPU on a busy
+//     machine still wants a whole one; a step too young to have been
+//     measured counts as a whole CPU. A step that sleeps or waits for
+//     I/O therefore holds no CPU;
+//   - when as many steps run as there are CPUs, the CPU pressure the
+//     steps feel (PSI "some" of their parent cgroup over the last
+//     second; the machine's where the kernel keeps no per-cgroup
+//     figures) is below cpu-pressure. With fewer steps the demand rule
+//     decides: the pressure may be other work's, and holding the step
+//     would be slower than a fixed max-parallelism = CPUs;
+//   - the machine's memory and I/O pressure are below memory-pressure
+//     and io-pressure;
+//   - no running step is still filling memory (growing by more than a
+//     twentieth of the machine's memory in five seconds at its rate over
+//     the last second): where it ends is unknown, so nothing starts
+//     beside it until it stops;
 //   - memory stays above the reserve: the available memory
 //     (/proc/meminfo MemAvailable), less what the running steps are
-//     about to take (their growth over the last second, projected two
+//     about to take (their growth over the last second, projected five
 //     seconds ahead), less what a new step may need (as much as the
 //     largest running or recently finished step holds), stays above
 //     memory-reserve.
+//
+// A step the kernel's OOM killer hits anyway fails saying so (the
+// executor reads its cgroup's memory.events).
 //
 // Steps are admitted in the order they asked. While steps wait, the
 // Scheduler samples every interval (50 ms by default) and admits as many

@@ -10,6 +10,9 @@ func (s *Scheduler) reasonLocked() string {
 	if s.cfg.MaxParallelism > 0 && s.running >= s.cfg.MaxParallelism {
 		return ReasonMaxParallelism
 	}
+	if len(s.samples) > 0 && s.measuring() {
+		return ReasonMeasuring
+	}
 	if s.cpuDemand()+1 > float64(s.cfg.CPUs)+cpuSlack {
 		return ReasonCPU
 	}
@@ -17,7 +20,11 @@ func (s *Scheduler) reasonLocked() string {
 		cpu, mem, io, ok := s.pressure()
 		switch {
 		case !ok:
-		case s.cfg.CPUPressure > 0 && cpu >= s.cfg.CPUPressure:
+		case s.cfg.CPUPressure > 0 && cpu >= s.cfg.CPUPressure && s.running >= s.cfg.CPUs:
+			// With fewer steps than CPUs the rule above decides: the
+			// pressure may come from other work on the machine, and
+			// holding a step then makes a build slower than a fixed
+			// max-parallelism = CPUs would.
 			return ReasonCPUPressure
 		case s.cfg.MemoryPressure > 0 && mem >= s.cfg.MemoryPressure:
 			return ReasonMemoryPressure
@@ -31,9 +38,44 @@ func (s *Scheduler) reasonLocked() string {
 	return ""
 }
 
-// cpuDemand is the CPUs the running steps use: each measured step's CPU
-// time over the last interval, plus one CPU for every running step that
-// has not been measured twice yet (its rate is unknown).
+// measuring reports whether a running step has not been measured long
+// enough to tell how fast its memory grows: one seen in the samples for
+// less than measureFor, or one admitted less than unseenFor ago whose
+// cgroup no sample has shown yet. Steps that are not measured at all
+// (no cgroups) never count.
+func (s *Scheduler) measuring() bool {
+	last := s.samples[len(s.samples)-1]
+	if last.Steps == nil {
+		return false
+	}
+	for name := range last.Steps {
+		seen := false
+		for _, old := range s.samples[:len(s.samples)-1] {
+			if _, ok := old.Steps[name]; ok {
+				seen = last.Time.Sub(old.Time) >= measureFor
+				break
+			}
+		}
+		if !seen {
+			return true
+		}
+	}
+	if s.running <= len(last.Steps) {
+		return false
+	}
+	for _, at := range s.live {
+		if last.Time.Sub(at) < unseenFor {
+			return true
+		}
+	}
+	return false
+}
+
+// cpuDemand is the CPUs the running steps would use: each measured
+// step's CPU time over the last interval plus the time its tasks waited
+// for a CPU (so a step that gets half a CPU because the machine is busy
+// still counts as wanting a whole one), plus one CPU for every running
+// step that has not been measured twice yet (its rate is unknown).
 func (s *Scheduler) cpuDemand() float64 {
 	n := len(s.samples)
 	if n == 0 || s.samples[n-1].Steps == nil {
@@ -55,7 +97,8 @@ func (s *Scheduler) cpuDemand() float64 {
 			continue
 		}
 		measured++
-		demand += max(0, (st.CPU-before.CPU).Seconds()/dt.Seconds())
+		used := st.CPU + st.CPUStall - before.CPU - before.CPUStall
+		demand += max(0, used.Seconds()/dt.Seconds())
 	}
 	// Steps admitted but not (yet, or any more) measured count whole.
 	return demand + float64(max(0, s.running-measured))
@@ -78,10 +121,12 @@ func (s *Scheduler) pressure() (cpu, mem, io float64, ok bool) {
 	return pct(first.CPUStall, last.CPUStall), pct(first.MemoryStall, last.MemoryStall), pct(first.IOStall, last.IOStall), true
 }
 
-// memoryFits reports whether a new step, and every admitted step not
-// measured yet, may each take what the largest running or recently
-// finished step holds, and the memory reserve still stays available
-// after the running steps' projected growth.
+// memoryFits reports whether no running step is still filling memory
+// (growing by more than 1/growingShare of the machine's memory in
+// growthHorizon), and a new step, and every admitted step not measured
+// yet, may each take what the largest running or recently finished step
+// holds, and the memory reserve still stays available after the running
+// steps' projected growth.
 func (s *Scheduler) memoryFits() bool {
 	last := s.samples[len(s.samples)-1]
 	if last.MemAvailable <= 0 {
@@ -95,6 +140,10 @@ func (s *Scheduler) memoryFits() bool {
 		need = max(need, r.memory)
 	}
 	unseen := int64(max(0, s.running-len(last.Steps)))
+	machine := last.MemTotal
+	if machine <= 0 {
+		machine = last.MemAvailable
+	}
 	growth := int64(0)
 	for name, st := range last.Steps {
 		// Its growth since the oldest sample that has it.
@@ -105,7 +154,13 @@ func (s *Scheduler) memoryFits() bool {
 			}
 			if dt := last.Time.Sub(old.Time); dt > 0 && st.Memory > before.Memory {
 				rate := float64(st.Memory-before.Memory) / dt.Seconds()
-				growth += int64(rate * growthHorizon.Seconds())
+				g := int64(rate * growthHorizon.Seconds())
+				if g > machine/growingShare {
+					// Still filling memory, and how far it will go is
+					// unknown: no step starts beside it until it stops.
+					return false
+				}
+				growth += g
 			}
 			break
 		}

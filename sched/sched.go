@@ -33,6 +33,9 @@ const (
 	ReasonMemory         = "memory"
 	ReasonMemoryPressure = "memory-pressure"
 	ReasonIOPressure     = "io-pressure"
+	// ReasonMeasuring: a running step has not been measured long enough
+	// to know how fast its memory grows.
+	ReasonMeasuring = "measuring"
 )
 
 // Tuning of the rules; see the package documentation.
@@ -46,7 +49,22 @@ const (
 	minWindow      = 250 * time.Millisecond
 	// growthHorizon is how far ahead the running steps' memory growth is
 	// projected.
-	growthHorizon = 2 * time.Second
+	growthHorizon = 5 * time.Second
+	// growingShare: a step whose memory would grow by more than
+	// 1/growingShare of the machine's in growthHorizon holds every new
+	// step until it stops growing (a projection cannot tell where it
+	// ends: four steps that each fill 40% slowly all fit it at first).
+	growingShare = 20
+	// measureFor is how long a running step must have been measured
+	// (seen in samples this far apart) before another step starts
+	// beside it: by then a step that fills memory has been seen growing.
+	// measureTick is how often the Scheduler samples while it waits for
+	// that. unseenFor is how long after its admission a step that has
+	// no cgroup yet holds the next one (a step that prepares its
+	// snapshots, or commits them after its container ended, has none).
+	measureFor  = 50 * time.Millisecond
+	measureTick = 10 * time.Millisecond
+	unseenFor   = 500 * time.Millisecond
 	// recentFor is how long a finished step's memory counts as what a
 	// new step may need.
 	recentFor = 30 * time.Second
@@ -57,10 +75,14 @@ type Scheduler struct {
 	cfg Config
 	src Source
 
-	mu       sync.Mutex
-	running  int
-	queue    []*waiter
-	samples  []Sample // oldest first, the last pressureWindow or so
+	mu      sync.Mutex
+	running int
+	queue   []*waiter
+	samples []Sample // oldest first, the last pressureWindow or so
+	// live holds the running steps' admission times: the newest sample's
+	// time when they were admitted (zero until there is a sample).
+	live     map[*waiter]time.Time
+	held     string // why the first waiting step waits now
 	recent   map[string]recentStep
 	sampling bool
 	stats    Stats
@@ -105,7 +127,7 @@ func New(cfg Config, src Source) *Scheduler {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 50 * time.Millisecond
 	}
-	return &Scheduler{cfg: cfg, src: src, recent: map[string]recentStep{}, stats: Stats{Held: map[string]uint64{}, WaitCounts: make([]uint64, len(WaitBounds)+1)}}
+	return &Scheduler{cfg: cfg, src: src, recent: map[string]recentStep{}, live: map[*waiter]time.Time{}, stats: Stats{Held: map[string]uint64{}, WaitCounts: make([]uint64, len(WaitBounds)+1)}}
 }
 
 // Acquire blocks until a step may start, or ctx ends (the error is then
@@ -144,13 +166,13 @@ func (s *Scheduler) Acquire(ctx context.Context) (release func(), waited time.Du
 		s.stats.WaitCounts[i]++
 		s.stats.WaitSum += waited
 		s.mu.Unlock()
-		return s.releaser(), waited, nil
+		return s.releaser(w), waited, nil
 	case <-ctx.Done():
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if w.admitted {
 			// Admitted as ctx ended: give the admission back.
-			s.releaseLocked()
+			s.releaseLocked(w)
 		} else {
 			s.removeLocked(w)
 		}
@@ -172,13 +194,14 @@ func (s *Scheduler) Stats() Stats {
 	return st
 }
 
-func (s *Scheduler) releaser() func() {
+func (s *Scheduler) releaser(w *waiter) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.running--
+			delete(s.live, w)
 			if len(s.queue) > 0 && len(s.samples) > 0 {
 				// The last sample still shows the step that just ended
 				// using its CPU: measure again before deciding, rather
@@ -195,8 +218,9 @@ func (s *Scheduler) releaser() func() {
 	}
 }
 
-func (s *Scheduler) releaseLocked() {
+func (s *Scheduler) releaseLocked(w *waiter) {
 	s.running--
+	delete(s.live, w)
 	s.dispatchLocked()
 }
 
@@ -217,25 +241,38 @@ func (s *Scheduler) stale(now time.Time) bool {
 // dispatchLocked admits waiting steps, first come first served, while
 // the rules allow.
 func (s *Scheduler) dispatchLocked() {
+	s.held = ""
 	for len(s.queue) > 0 {
 		if reason := s.reasonLocked(); reason != "" {
 			s.stats.Held[reason]++
+			s.held = reason
 			return
 		}
 		w := s.queue[0]
 		s.queue = s.queue[1:]
 		w.admitted = true
+		var at time.Time
+		if n := len(s.samples); n > 0 {
+			at = s.samples[n-1].Time
+		}
+		s.live[w] = at
 		s.running++
 		s.stats.Admitted++
 		close(w.ready)
 	}
 }
 
-// loop samples while steps wait.
+// loop samples while steps wait: every interval, or every measureTick
+// while the first waiting step waits for a running one to be measured.
 func (s *Scheduler) loop() {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for range t.C {
+	for {
+		s.mu.Lock()
+		next := s.cfg.Interval
+		if s.held == ReasonMeasuring {
+			next = min(next, measureTick)
+		}
+		s.mu.Unlock()
+		time.Sleep(next)
 		smp, err := s.src.Sample()
 		s.mu.Lock()
 		if err == nil {
@@ -266,6 +303,11 @@ func (s *Scheduler) addLocked(smp Sample) {
 	for name, r := range s.recent {
 		if smp.Time.Sub(r.seen) > recentFor {
 			delete(s.recent, name)
+		}
+	}
+	for w, at := range s.live {
+		if at.IsZero() {
+			s.live[w] = smp.Time
 		}
 	}
 	s.samples = append(s.samples, smp)

@@ -22,13 +22,22 @@ type fakeHost struct {
 	cpu, mem  time.Duration
 	noPSI     bool
 	unmetered bool
+	// total, when set, is the machine's memory: available is total less
+	// what the steps hold, and used the most they held at once.
+	total, used int64
+	// done receives the names of steps that reached their until.
+	done chan string
 }
 
 type fakeStep struct {
 	cores  float64 // CPUs used
+	stall  float64 // CPUs waited for
 	cpu    time.Duration
+	wait   time.Duration
 	memory int64
 	growth int64 // bytes per second
+	until  int64 // the step ends when it holds this much (0: never)
+	ended  bool
 }
 
 func newFakeHost() *fakeHost {
@@ -47,12 +56,23 @@ func (f *fakeHost) Sample() (Sample, error) {
 	f.mem += time.Duration(f.memStall * float64(f.tick))
 	s.CPUStall, s.MemoryStall = f.cpu, f.mem
 	s.CPUAvg10, s.MemoryAvg10 = 100*f.cpuStall, 100*f.memStall
+	held := int64(0)
 	for name, st := range f.steps {
 		st.cpu += time.Duration(st.cores * float64(f.tick))
+		st.wait += time.Duration(st.stall * float64(f.tick))
 		st.memory += int64(float64(st.growth) * f.tick.Seconds())
-		if s.Steps != nil {
-			s.Steps[name] = StepSample{CPU: st.cpu, Memory: st.memory}
+		if st.until > 0 && st.memory >= st.until && !st.ended {
+			st.memory, st.ended = st.until, true
+			f.done <- name
 		}
+		held += st.memory
+		if s.Steps != nil {
+			s.Steps[name] = StepSample{CPU: st.cpu, CPUStall: st.wait, Memory: st.memory}
+		}
+	}
+	if f.total > 0 {
+		f.used = max(f.used, held)
+		s.MemAvailable, s.MemTotal = f.total-held, f.total
 	}
 	return s, nil
 }
@@ -115,7 +135,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func settle(s *Scheduler) { time.Sleep(20 * s.cfg.Interval) }
 
 // admitted returns the admissions that came since the last call: those
-// that reach ch before it stays quiet for 20 ms (an admitted step's
+// that reach ch before it stays quiet for 60 ms (an admitted step's
 // goroutine sends at once).
 func admitted(ch <-chan started) []started {
 	var out []started
@@ -123,7 +143,7 @@ func admitted(ch <-chan started) []started {
 		select {
 		case a := <-ch:
 			out = append(out, a)
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(60 * time.Millisecond):
 			return out
 		}
 	}
@@ -256,21 +276,25 @@ func TestPressure(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name     string
+		cpus     int
 		cpu, mem float64
 		noPSI    bool
 		want     string
 	}{
-		{"cpu", 0.8, 0, false, ReasonCPUPressure},
-		{"memory", 0, 0.3, false, ReasonMemoryPressure},
-		{"calm", 0.1, 0.01, false, ""},
-		{"no psi", 0.9, 0.9, true, ""},
+		{"cpu", 1, 0.8, 0, false, ReasonCPUPressure},
+		// Fewer steps than CPUs: the pressure is someone else's, and a
+		// fixed count of CPUs would start the next step.
+		{"cpu, a step on 8 CPUs", 8, 0.8, 0, false, ""},
+		{"memory", 8, 0, 0.3, false, ReasonMemoryPressure},
+		{"calm", 8, 0.1, 0.01, false, ""},
+		{"no psi", 8, 0.9, 0.9, true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newFakeHost()
 			h.cpuStall, h.memStall, h.noPSI = tt.cpu, tt.mem, tt.noPSI
-			s := newTest(Config{CPUs: 8, CPUPressure: 50, MemoryPressure: 10}, h)
+			s := newTest(Config{CPUs: tt.cpus, CPUPressure: 50, MemoryPressure: 10}, h)
 			ch := acquireAsync(t, s, 2)
 			h.set(func(f *fakeHost) { f.steps["a"] = &fakeStep{} })
 			settle(s)
@@ -365,6 +389,7 @@ func TestReleaseMeasuresAgain(t *testing.T) {
 	t.Parallel()
 	h := newFakeHost()
 	s := New(Config{CPUs: 2, Interval: time.Hour}, h)
+	h.set(func(f *fakeHost) { f.steps["a"], f.steps["b"] = &fakeStep{}, &fakeStep{} })
 	first := admitted(acquireAsync(t, s, 2))
 	if len(first) != 2 {
 		t.Fatalf("%d admitted at once, want 2", len(first))

@@ -34,8 +34,13 @@ type Sample struct {
 
 // StepSample is one running step's usage.
 type StepSample struct {
-	CPU    time.Duration // total CPU time
-	Memory int64         // working set: charged memory less inactive file cache
+	CPU time.Duration // total CPU time
+	// CPUStall is the step's own PSI "some" CPU total: how long one of
+	// its tasks was runnable but waited for a CPU (0 when unknown).
+	// CPU and CPUStall together grow at about one per second for each
+	// CPU the step would use if it had them.
+	CPUStall time.Duration
+	Memory   int64 // working set: charged memory less inactive file cache
 }
 
 // Source takes samples.
@@ -71,7 +76,11 @@ func (h *HostSource) Sample() (Sample, error) {
 		}
 		s.Steps = make(map[string]StepSample, len(kids))
 		for name, st := range kids {
-			s.Steps[name] = StepSample{CPU: st.CPU, Memory: st.WorkingSet}
+			smp := StepSample{CPU: st.CPU, Memory: st.WorkingSet}
+			if st.PressureKnown {
+				smp.CPUStall = st.Pressure.CPU
+			}
+			s.Steps[name] = smp
 		}
 		if st, err := h.steps.Stat(); err == nil && st.PressureKnown {
 			s.CPUStall, s.CPUAvg10, s.StepsCPUStall = st.Pressure.CPU, st.Pressure.CPUAvg10, true

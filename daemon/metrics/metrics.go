@@ -216,7 +216,7 @@ type schedulerCollector struct {
 var (
 	descRunning  = prometheus.NewDesc("kiln_scheduler_running_steps", "Steps that run a container now.", nil, nil)
 	descWaiting  = prometheus.NewDesc("kiln_scheduler_waiting_steps", "Steps waiting to be admitted.", nil, nil)
-	descHeld     = prometheus.NewDesc("kiln_scheduler_held_total", "Times the first waiting step was kept waiting, by reason (cpu, memory, cpu-pressure, memory-pressure, io-pressure, max-parallelism).", []string{"reason"}, nil)
+	descHeld     = prometheus.NewDesc("kiln_scheduler_held_total", "Times the first waiting step was kept waiting, by reason (measuring, cpu, memory, cpu-pressure, memory-pressure, io-pressure, max-parallelism).", []string{"reason"}, nil)
 	descQueue    = prometheus.NewDesc("kiln_step_queue_wait_seconds", "How long steps that run a container waited to be admitted.", nil, nil)
 	queueBuckets = func() []float64 {
 		var b []float64
@@ -238,7 +238,7 @@ func (c schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.Stats()
 	ch <- prometheus.MustNewConstMetric(descRunning, prometheus.GaugeValue, float64(st.Running))
 	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(st.Waiting))
-	for _, r := range []string{sched.ReasonCPU, sched.ReasonMemory, sched.ReasonCPUPressure, sched.ReasonMemoryPressure, sched.ReasonIOPressure, sched.ReasonMaxParallelism} {
+	for _, r := range []string{sched.ReasonMeasuring, sched.ReasonCPU, sched.ReasonMemory, sched.ReasonCPUPressure, sched.ReasonMemoryPressure, sched.ReasonIOPressure, sched.ReasonMaxParallelism} {
 		ch <- prometheus.MustNewConstMetric(descHeld, prometheus.CounterValue, float64(st.Held[r]), r)
 	}
 	buckets := map[float64]uint64{}
