@@ -95,7 +95,8 @@ type Result struct {
 // build's questions to the client (context files, secrets, credentials);
 // pw receives its progress, which Status also hands to whoever follows the
 // build by req.Ref. The build is recorded in the history as it starts and
-// finishes; after a successful one the automatic gc may run.
+// finishes; then the automatic gc brings the cache under its cap before
+// Build returns.
 func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, pw progress.Writer) (res *Result, err error) {
 	start := time.Now()
 	if pw == nil {
@@ -119,9 +120,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		if herr := e.history.Finish(context.WithoutCancel(ctx), rec); herr != nil {
 			e.log.Warn("record build history", "ref", req.Ref, "error", herr)
 		}
-		if err == nil {
-			e.disk.AfterBuild()
-		}
+		// Every build ends with a gc pass (a failed one may have cached
+		// steps too), so its client sees the cache under cache-size.
+		e.disk.AfterBuild(ctx)
 	}()
 
 	var (
