@@ -2917,9 +2917,12 @@ func (x *Image) GetCreated() *timestamppb.Timestamp {
 }
 
 type HistoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"` // one build, or all when empty
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"` // one build, or all when empty
+	Limit int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// trace asks for each record's steps (timings, cache status, errors,
+	// last log lines): kiln history inspect and logs.
+	Trace         bool `protobuf:"varint,3,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2966,6 +2969,13 @@ func (x *HistoryRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *HistoryRequest) GetTrace() bool {
+	if x != nil {
+		return x.Trace
+	}
+	return false
 }
 
 type HistoryResponse struct {
@@ -3024,6 +3034,7 @@ type BuildRecord struct {
 	Target           string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
 	ExporterResponse map[string]string      `protobuf:"bytes,9,rep,name=exporter_response,json=exporterResponse,proto3" json:"exporter_response,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DockerfileName   string                 `protobuf:"bytes,10,opt,name=dockerfile_name,json=dockerfileName,proto3" json:"dockerfile_name,omitempty"`
+	Trace            []*BuildStep           `protobuf:"bytes,11,rep,name=trace,proto3" json:"trace,omitempty"` // when HistoryRequest.trace
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -3128,6 +3139,193 @@ func (x *BuildRecord) GetDockerfileName() string {
 	return ""
 }
 
+func (x *BuildRecord) GetTrace() []*BuildStep {
+	if x != nil {
+		return x.Trace
+	}
+	return nil
+}
+
+// BuildStep is one step of a recorded build.
+type BuildStep struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Digest      string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Started     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started,proto3" json:"started,omitempty"`
+	Completed   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	Cached      bool                   `protobuf:"varint,5,opt,name=cached,proto3" json:"cached,omitempty"`
+	CacheSource string                 `protobuf:"bytes,6,opt,name=cache_source,json=cacheSource,proto3" json:"cache_source,omitempty"`
+	Error       string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Location    string                 `protobuf:"bytes,8,opt,name=location,proto3" json:"location,omitempty"` // "Dockerfile:3"
+	// logs are the step's last lines (bounded; secrets redacted);
+	// logs_dropped counts the earlier lines not kept.
+	Logs          []*BuildLogLine `protobuf:"bytes,9,rep,name=logs,proto3" json:"logs,omitempty"`
+	LogsDropped   int32           `protobuf:"varint,10,opt,name=logs_dropped,json=logsDropped,proto3" json:"logs_dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildStep) Reset() {
+	*x = BuildStep{}
+	mi := &file_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildStep) ProtoMessage() {}
+
+func (x *BuildStep) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildStep.ProtoReflect.Descriptor instead.
+func (*BuildStep) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *BuildStep) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *BuildStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BuildStep) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *BuildStep) GetCompleted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Completed
+	}
+	return nil
+}
+
+func (x *BuildStep) GetCached() bool {
+	if x != nil {
+		return x.Cached
+	}
+	return false
+}
+
+func (x *BuildStep) GetCacheSource() string {
+	if x != nil {
+		return x.CacheSource
+	}
+	return ""
+}
+
+func (x *BuildStep) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BuildStep) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *BuildStep) GetLogs() []*BuildLogLine {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *BuildStep) GetLogsDropped() int32 {
+	if x != nil {
+		return x.LogsDropped
+	}
+	return 0
+}
+
+// BuildLogLine is one line a step printed, without its newline.
+type BuildLogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtNs          int64                  `protobuf:"varint,1,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"` // since the step started
+	Stream        int32                  `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`         // 1 stdout, 2 stderr
+	Text          []byte                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildLogLine) Reset() {
+	*x = BuildLogLine{}
+	mi := &file_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildLogLine) ProtoMessage() {}
+
+func (x *BuildLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildLogLine.ProtoReflect.Descriptor instead.
+func (*BuildLogLine) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *BuildLogLine) GetAtNs() int64 {
+	if x != nil {
+		return x.AtNs
+	}
+	return 0
+}
+
+func (x *BuildLogLine) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *BuildLogLine) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
 type RemoveImagesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
@@ -3137,7 +3335,7 @@ type RemoveImagesRequest struct {
 
 func (x *RemoveImagesRequest) Reset() {
 	*x = RemoveImagesRequest{}
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3149,7 +3347,7 @@ func (x *RemoveImagesRequest) String() string {
 func (*RemoveImagesRequest) ProtoMessage() {}
 
 func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[39]
+	mi := &file_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3162,7 +3360,7 @@ func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{39}
+	return file_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveImagesRequest) GetNames() []string {
@@ -3184,7 +3382,7 @@ type RemoveImagesResponse struct {
 
 func (x *RemoveImagesResponse) Reset() {
 	*x = RemoveImagesResponse{}
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3196,7 +3394,7 @@ func (x *RemoveImagesResponse) String() string {
 func (*RemoveImagesResponse) ProtoMessage() {}
 
 func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[40]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3209,7 +3407,7 @@ func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{40}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveImagesResponse) GetRemoved() []*Image {
@@ -3235,7 +3433,7 @@ type InspectImageRequest struct {
 
 func (x *InspectImageRequest) Reset() {
 	*x = InspectImageRequest{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3445,7 @@ func (x *InspectImageRequest) String() string {
 func (*InspectImageRequest) ProtoMessage() {}
 
 func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3458,7 @@ func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageRequest.ProtoReflect.Descriptor instead.
 func (*InspectImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InspectImageRequest) GetName() string {
@@ -3284,7 +3482,7 @@ type InspectImageResponse struct {
 
 func (x *InspectImageResponse) Reset() {
 	*x = InspectImageResponse{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3494,7 @@ func (x *InspectImageResponse) String() string {
 func (*InspectImageResponse) ProtoMessage() {}
 
 func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3507,7 @@ func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageResponse.ProtoReflect.Descriptor instead.
 func (*InspectImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{42}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InspectImageResponse) GetImage() *Image {
@@ -3353,7 +3551,7 @@ type InspectedManifest struct {
 
 func (x *InspectedManifest) Reset() {
 	*x = InspectedManifest{}
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3365,7 +3563,7 @@ func (x *InspectedManifest) String() string {
 func (*InspectedManifest) ProtoMessage() {}
 
 func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3378,7 +3576,7 @@ func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedManifest.ProtoReflect.Descriptor instead.
 func (*InspectedManifest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{43}
+	return file_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InspectedManifest) GetPlatform() string {
@@ -3426,7 +3624,7 @@ type TagImageRequest struct {
 
 func (x *TagImageRequest) Reset() {
 	*x = TagImageRequest{}
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3636,7 @@ func (x *TagImageRequest) String() string {
 func (*TagImageRequest) ProtoMessage() {}
 
 func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3649,7 @@ func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageRequest.ProtoReflect.Descriptor instead.
 func (*TagImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{44}
+	return file_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TagImageRequest) GetSource() string {
@@ -3477,7 +3675,7 @@ type TagImageResponse struct {
 
 func (x *TagImageResponse) Reset() {
 	*x = TagImageResponse{}
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3489,7 +3687,7 @@ func (x *TagImageResponse) String() string {
 func (*TagImageResponse) ProtoMessage() {}
 
 func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3502,7 +3700,7 @@ func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageResponse.ProtoReflect.Descriptor instead.
 func (*TagImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{45}
+	return file_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TagImageResponse) GetImage() *Image {
@@ -3522,7 +3720,7 @@ type ImportImageMessage struct {
 
 func (x *ImportImageMessage) Reset() {
 	*x = ImportImageMessage{}
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3732,7 @@ func (x *ImportImageMessage) String() string {
 func (*ImportImageMessage) ProtoMessage() {}
 
 func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3745,7 @@ func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageMessage.ProtoReflect.Descriptor instead.
 func (*ImportImageMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{46}
+	return file_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ImportImageMessage) GetHeader() *ImportImageHeader {
@@ -3576,7 +3774,7 @@ type ImportImageHeader struct {
 
 func (x *ImportImageHeader) Reset() {
 	*x = ImportImageHeader{}
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3588,7 +3786,7 @@ func (x *ImportImageHeader) String() string {
 func (*ImportImageHeader) ProtoMessage() {}
 
 func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3601,7 +3799,7 @@ func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageHeader.ProtoReflect.Descriptor instead.
 func (*ImportImageHeader) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{47}
+	return file_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImportImageHeader) GetName() string {
@@ -3642,7 +3840,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3852,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3865,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{48}
+	return file_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -3696,7 +3894,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3708,7 +3906,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3721,7 +3919,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{49}
+	return file_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PushImageRequest) GetName() string {
@@ -3750,7 +3948,7 @@ type RegistryCredential struct {
 
 func (x *RegistryCredential) Reset() {
 	*x = RegistryCredential{}
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +3960,7 @@ func (x *RegistryCredential) String() string {
 func (*RegistryCredential) ProtoMessage() {}
 
 func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +3973,7 @@ func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
 func (*RegistryCredential) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{50}
+	return file_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RegistryCredential) GetHost() string {
@@ -3817,7 +4015,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +4027,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +4040,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{51}
+	return file_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PushImageResponse) GetRef() string {
@@ -3877,7 +4075,7 @@ type SaveImageRequest struct {
 
 func (x *SaveImageRequest) Reset() {
 	*x = SaveImageRequest{}
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3889,7 +4087,7 @@ func (x *SaveImageRequest) String() string {
 func (*SaveImageRequest) ProtoMessage() {}
 
 func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3902,7 +4100,7 @@ func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageRequest.ProtoReflect.Descriptor instead.
 func (*SaveImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{52}
+	return file_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SaveImageRequest) GetNames() []string {
@@ -3935,7 +4133,7 @@ type SaveImageChunk struct {
 
 func (x *SaveImageChunk) Reset() {
 	*x = SaveImageChunk{}
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3947,7 +4145,7 @@ func (x *SaveImageChunk) String() string {
 func (*SaveImageChunk) ProtoMessage() {}
 
 func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3960,7 +4158,7 @@ func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageChunk.ProtoReflect.Descriptor instead.
 func (*SaveImageChunk) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{53}
+	return file_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SaveImageChunk) GetData() []byte {
@@ -3981,7 +4179,7 @@ type RunClientMessage struct {
 
 func (x *RunClientMessage) Reset() {
 	*x = RunClientMessage{}
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4191,7 @@ func (x *RunClientMessage) String() string {
 func (*RunClientMessage) ProtoMessage() {}
 
 func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4204,7 @@ func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClientMessage.ProtoReflect.Descriptor instead.
 func (*RunClientMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{54}
+	return file_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RunClientMessage) GetRequest() *RunRequest {
@@ -4052,7 +4250,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4064,7 +4262,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4077,7 +4275,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{55}
+	return file_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunRequest) GetImage() string {
@@ -4175,7 +4373,7 @@ type RunServerMessage struct {
 
 func (x *RunServerMessage) Reset() {
 	*x = RunServerMessage{}
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4187,7 +4385,7 @@ func (x *RunServerMessage) String() string {
 func (*RunServerMessage) ProtoMessage() {}
 
 func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4200,7 +4398,7 @@ func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServerMessage.ProtoReflect.Descriptor instead.
 func (*RunServerMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{56}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunServerMessage) GetStarted() *RunStarted {
@@ -4234,7 +4432,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4246,7 +4444,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4259,7 +4457,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{57}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RunStarted) GetImage() string {
@@ -4286,7 +4484,7 @@ type RunOutput struct {
 
 func (x *RunOutput) Reset() {
 	*x = RunOutput{}
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4496,7 @@ func (x *RunOutput) String() string {
 func (*RunOutput) ProtoMessage() {}
 
 func (x *RunOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4509,7 @@ func (x *RunOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunOutput.ProtoReflect.Descriptor instead.
 func (*RunOutput) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{58}
+	return file_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RunOutput) GetStream() int32 {
@@ -4340,7 +4538,7 @@ type RunExit struct {
 
 func (x *RunExit) Reset() {
 	*x = RunExit{}
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4352,7 +4550,7 @@ func (x *RunExit) String() string {
 func (*RunExit) ProtoMessage() {}
 
 func (x *RunExit) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4365,7 +4563,7 @@ func (x *RunExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExit.ProtoReflect.Descriptor instead.
 func (*RunExit) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{59}
+	return file_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RunExit) GetCode() int32 {
@@ -4648,12 +4846,13 @@ const file_control_proto_rawDesc = "" +
 	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x1c\n" +
 	"\tplatforms\x18\x04 \x03(\tR\tplatforms\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x124\n" +
-	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"8\n" +
+	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"N\n" +
 	"\x0eHistoryRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"A\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05trace\x18\x03 \x01(\bR\x05trace\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\xca\x03\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\xf4\x03\n" +
 	"\vBuildRecord\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x128\n" +
@@ -4665,10 +4864,27 @@ const file_control_proto_rawDesc = "" +
 	"\x06target\x18\b \x01(\tR\x06target\x12W\n" +
 	"\x11exporter_response\x18\t \x03(\v2*.kiln.v1.BuildRecord.ExporterResponseEntryR\x10exporterResponse\x12'\n" +
 	"\x0fdockerfile_name\x18\n" +
-	" \x01(\tR\x0edockerfileName\x1aC\n" +
+	" \x01(\tR\x0edockerfileName\x12(\n" +
+	"\x05trace\x18\v \x03(\v2\x12.kiln.v1.BuildStepR\x05trace\x1aC\n" +
 	"\x15ExporterResponseEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"+\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x02\n" +
+	"\tBuildStep\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x128\n" +
+	"\tcompleted\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcompleted\x12\x16\n" +
+	"\x06cached\x18\x05 \x01(\bR\x06cached\x12!\n" +
+	"\fcache_source\x18\x06 \x01(\tR\vcacheSource\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x1a\n" +
+	"\blocation\x18\b \x01(\tR\blocation\x12)\n" +
+	"\x04logs\x18\t \x03(\v2\x15.kiln.v1.BuildLogLineR\x04logs\x12!\n" +
+	"\flogs_dropped\x18\n" +
+	" \x01(\x05R\vlogsDropped\"O\n" +
+	"\fBuildLogLine\x12\x13\n" +
+	"\x05at_ns\x18\x01 \x01(\x03R\x04atNs\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\x05R\x06stream\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\fR\x04text\"+\n" +
 	"\x13RemoveImagesRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"X\n" +
 	"\x14RemoveImagesResponse\x12(\n" +
@@ -4787,7 +5003,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_control_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: kiln.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: kiln.v1.InfoResponse
@@ -4828,35 +5044,37 @@ var file_control_proto_goTypes = []any{
 	(*HistoryRequest)(nil),        // 36: kiln.v1.HistoryRequest
 	(*HistoryResponse)(nil),       // 37: kiln.v1.HistoryResponse
 	(*BuildRecord)(nil),           // 38: kiln.v1.BuildRecord
-	(*RemoveImagesRequest)(nil),   // 39: kiln.v1.RemoveImagesRequest
-	(*RemoveImagesResponse)(nil),  // 40: kiln.v1.RemoveImagesResponse
-	(*InspectImageRequest)(nil),   // 41: kiln.v1.InspectImageRequest
-	(*InspectImageResponse)(nil),  // 42: kiln.v1.InspectImageResponse
-	(*InspectedManifest)(nil),     // 43: kiln.v1.InspectedManifest
-	(*TagImageRequest)(nil),       // 44: kiln.v1.TagImageRequest
-	(*TagImageResponse)(nil),      // 45: kiln.v1.TagImageResponse
-	(*ImportImageMessage)(nil),    // 46: kiln.v1.ImportImageMessage
-	(*ImportImageHeader)(nil),     // 47: kiln.v1.ImportImageHeader
-	(*ImportImageResponse)(nil),   // 48: kiln.v1.ImportImageResponse
-	(*PushImageRequest)(nil),      // 49: kiln.v1.PushImageRequest
-	(*RegistryCredential)(nil),    // 50: kiln.v1.RegistryCredential
-	(*PushImageResponse)(nil),     // 51: kiln.v1.PushImageResponse
-	(*SaveImageRequest)(nil),      // 52: kiln.v1.SaveImageRequest
-	(*SaveImageChunk)(nil),        // 53: kiln.v1.SaveImageChunk
-	(*RunClientMessage)(nil),      // 54: kiln.v1.RunClientMessage
-	(*RunRequest)(nil),            // 55: kiln.v1.RunRequest
-	(*RunServerMessage)(nil),      // 56: kiln.v1.RunServerMessage
-	(*RunStarted)(nil),            // 57: kiln.v1.RunStarted
-	(*RunOutput)(nil),             // 58: kiln.v1.RunOutput
-	(*RunExit)(nil),               // 59: kiln.v1.RunExit
-	nil,                           // 60: kiln.v1.BuildRequest.BuildArgsEntry
-	nil,                           // 61: kiln.v1.BuildRequest.LabelsEntry
-	nil,                           // 62: kiln.v1.Output.AttrsEntry
-	nil,                           // 63: kiln.v1.CacheOptions.AttrsEntry
-	nil,                           // 64: kiln.v1.FileStat.XattrsEntry
-	nil,                           // 65: kiln.v1.BuildResult.ExporterResponseEntry
-	nil,                           // 66: kiln.v1.BuildRecord.ExporterResponseEntry
-	(*timestamppb.Timestamp)(nil), // 67: google.protobuf.Timestamp
+	(*BuildStep)(nil),             // 39: kiln.v1.BuildStep
+	(*BuildLogLine)(nil),          // 40: kiln.v1.BuildLogLine
+	(*RemoveImagesRequest)(nil),   // 41: kiln.v1.RemoveImagesRequest
+	(*RemoveImagesResponse)(nil),  // 42: kiln.v1.RemoveImagesResponse
+	(*InspectImageRequest)(nil),   // 43: kiln.v1.InspectImageRequest
+	(*InspectImageResponse)(nil),  // 44: kiln.v1.InspectImageResponse
+	(*InspectedManifest)(nil),     // 45: kiln.v1.InspectedManifest
+	(*TagImageRequest)(nil),       // 46: kiln.v1.TagImageRequest
+	(*TagImageResponse)(nil),      // 47: kiln.v1.TagImageResponse
+	(*ImportImageMessage)(nil),    // 48: kiln.v1.ImportImageMessage
+	(*ImportImageHeader)(nil),     // 49: kiln.v1.ImportImageHeader
+	(*ImportImageResponse)(nil),   // 50: kiln.v1.ImportImageResponse
+	(*PushImageRequest)(nil),      // 51: kiln.v1.PushImageRequest
+	(*RegistryCredential)(nil),    // 52: kiln.v1.RegistryCredential
+	(*PushImageResponse)(nil),     // 53: kiln.v1.PushImageResponse
+	(*SaveImageRequest)(nil),      // 54: kiln.v1.SaveImageRequest
+	(*SaveImageChunk)(nil),        // 55: kiln.v1.SaveImageChunk
+	(*RunClientMessage)(nil),      // 56: kiln.v1.RunClientMessage
+	(*RunRequest)(nil),            // 57: kiln.v1.RunRequest
+	(*RunServerMessage)(nil),      // 58: kiln.v1.RunServerMessage
+	(*RunStarted)(nil),            // 59: kiln.v1.RunStarted
+	(*RunOutput)(nil),             // 60: kiln.v1.RunOutput
+	(*RunExit)(nil),               // 61: kiln.v1.RunExit
+	nil,                           // 62: kiln.v1.BuildRequest.BuildArgsEntry
+	nil,                           // 63: kiln.v1.BuildRequest.LabelsEntry
+	nil,                           // 64: kiln.v1.Output.AttrsEntry
+	nil,                           // 65: kiln.v1.CacheOptions.AttrsEntry
+	nil,                           // 66: kiln.v1.FileStat.XattrsEntry
+	nil,                           // 67: kiln.v1.BuildResult.ExporterResponseEntry
+	nil,                           // 68: kiln.v1.BuildRecord.ExporterResponseEntry
+	(*timestamppb.Timestamp)(nil), // 69: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: kiln.v1.InfoResponse.worker:type_name -> kiln.v1.WorkerInfo
@@ -4874,79 +5092,83 @@ var file_control_proto_depIdxs = []int32{
 	20, // 12: kiln.v1.BuildServerMessage.status:type_name -> kiln.v1.StatusBatch
 	19, // 13: kiln.v1.BuildServerMessage.export:type_name -> kiln.v1.ExportData
 	24, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
-	60, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
-	61, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
+	62, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
+	63, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
 	6,  // 17: kiln.v1.BuildRequest.named_contexts:type_name -> kiln.v1.NamedContext
 	7,  // 18: kiln.v1.BuildRequest.outputs:type_name -> kiln.v1.Output
 	8,  // 19: kiln.v1.BuildRequest.cache_from:type_name -> kiln.v1.CacheOptions
 	8,  // 20: kiln.v1.BuildRequest.cache_to:type_name -> kiln.v1.CacheOptions
-	62, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
-	63, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
+	64, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
+	65, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
 	11, // 23: kiln.v1.SyncStats.stats:type_name -> kiln.v1.FileStat
-	64, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
+	66, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
 	21, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
 	22, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
 	23, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
-	67, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
-	67, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
-	67, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
-	65, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
+	69, // 28: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
+	69, // 29: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
+	69, // 30: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
+	67, // 31: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
 	27, // 32: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
-	67, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
-	67, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
+	69, // 33: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
+	69, // 34: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
 	31, // 35: kiln.v1.CacheRecordsMessage.indexes:type_name -> kiln.v1.CacheIndex
 	32, // 36: kiln.v1.CacheRecordsMessage.record:type_name -> kiln.v1.CacheRecord
-	67, // 37: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
+	69, // 37: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
 	35, // 38: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
-	67, // 39: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
+	69, // 39: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
 	38, // 40: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
-	67, // 41: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
-	67, // 42: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
-	66, // 43: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
-	35, // 44: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
-	35, // 45: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
-	43, // 46: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
-	35, // 47: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
-	47, // 48: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
-	35, // 49: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
-	50, // 50: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
-	55, // 51: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
-	57, // 52: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
-	58, // 53: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
-	59, // 54: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
-	0,  // 55: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
-	3,  // 56: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
-	25, // 57: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
-	28, // 58: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
-	33, // 59: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
-	36, // 60: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
-	39, // 61: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
-	41, // 62: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
-	44, // 63: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
-	46, // 64: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
-	49, // 65: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
-	52, // 66: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
-	54, // 67: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
-	29, // 68: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
-	1,  // 69: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
-	4,  // 70: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
-	26, // 71: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
-	27, // 72: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
-	34, // 73: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
-	37, // 74: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
-	40, // 75: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
-	42, // 76: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
-	45, // 77: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
-	48, // 78: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
-	51, // 79: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
-	53, // 80: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
-	56, // 81: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
-	30, // 82: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
-	69, // [69:83] is the sub-list for method output_type
-	55, // [55:69] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	69, // 41: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
+	69, // 42: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
+	68, // 43: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
+	39, // 44: kiln.v1.BuildRecord.trace:type_name -> kiln.v1.BuildStep
+	69, // 45: kiln.v1.BuildStep.started:type_name -> google.protobuf.Timestamp
+	69, // 46: kiln.v1.BuildStep.completed:type_name -> google.protobuf.Timestamp
+	40, // 47: kiln.v1.BuildStep.logs:type_name -> kiln.v1.BuildLogLine
+	35, // 48: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
+	35, // 49: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
+	45, // 50: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
+	35, // 51: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
+	49, // 52: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
+	35, // 53: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
+	52, // 54: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
+	57, // 55: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
+	59, // 56: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
+	60, // 57: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
+	61, // 58: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
+	0,  // 59: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
+	3,  // 60: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
+	25, // 61: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
+	28, // 62: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
+	33, // 63: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
+	36, // 64: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
+	41, // 65: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
+	43, // 66: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
+	46, // 67: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
+	48, // 68: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
+	51, // 69: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
+	54, // 70: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
+	56, // 71: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
+	29, // 72: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
+	1,  // 73: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
+	4,  // 74: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
+	26, // 75: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
+	27, // 76: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
+	34, // 77: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
+	37, // 78: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
+	42, // 79: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
+	44, // 80: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
+	47, // 81: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
+	50, // 82: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
+	53, // 83: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
+	55, // 84: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
+	58, // 85: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
+	30, // 86: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
+	73, // [73:87] is the sub-list for method output_type
+	59, // [59:73] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -4978,7 +5200,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -102,7 +102,9 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if pw == nil {
 		pw = progress.Discard
 	}
-	pw = e.running.start(req.Ref, pw)
+	trace := history.NewRecorder()
+	pw = e.running.start(req.Ref, teeWriter{pw, trace})
+	sess = recordSecrets(sess, trace)
 	rec := history.Record{Ref: req.Ref, Created: start, Target: req.Target, DockerfileName: req.DockerfileName}
 	e.history.Start(ctx, rec)
 	defer func() {
@@ -113,9 +115,13 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 			rec.Status = history.StatusCompleted
 			rec.Steps, rec.Cached, rec.ExporterResponse = res.Stats.Steps, res.Stats.Cached, res.ExporterResponse
 		case ctx.Err() != nil:
-			rec.Status, rec.Error = history.StatusCanceled, err.Error()
+			rec.Status, rec.Error = history.StatusCanceled, trace.Redact(err.Error())
 		default:
-			rec.Status, rec.Error = history.StatusFailed, err.Error()
+			rec.Status, rec.Error = history.StatusFailed, trace.Redact(err.Error())
+		}
+		rec.Trace = trace.Steps()
+		if err != nil {
+			rec.Steps, rec.Cached = countSteps(rec.Trace)
 		}
 		if herr := e.history.Finish(context.WithoutCancel(ctx), rec); herr != nil {
 			e.log.Warn("record build history", "ref", req.Ref, "error", herr)

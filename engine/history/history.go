@@ -40,13 +40,19 @@ type Record struct {
 	ExporterResponse map[string]string `json:"exporterResponse,omitempty"`
 	// Pinned records are kept beyond Limit.
 	Pinned bool `json:"pinned,omitempty"`
+	// Trace is the build's steps with their timings, cache status,
+	// errors and last log lines, as a Recorder kept them (bounded, the
+	// build's secrets redacted).
+	Trace []Step `json:"trace,omitempty"`
 }
 
 // Filter selects records: all of them, or those of one build ref; at
-// most Limit (0: no limit).
+// most Limit (0: no limit). Without Trace, the records come without
+// their steps.
 type Filter struct {
 	Ref   string
 	Limit int
+	Trace bool
 }
 
 func (f Filter) match(r Record) bool { return f.Ref == "" || r.Ref == f.Ref }
@@ -167,6 +173,9 @@ func (s *Service) List(_ context.Context, f Filter) ([]Record, error) {
 			if !f.match(r) {
 				continue
 			}
+			if !f.Trace {
+				r.Trace = nil
+			}
 			out = append(out, r)
 			if f.Limit > 0 && len(out) >= f.Limit {
 				break
@@ -200,7 +209,7 @@ func (s *Service) Get(ctx context.Context, ref string) (Record, error) {
 	if ok {
 		return r, nil
 	}
-	recs, err := s.List(ctx, Filter{Ref: ref, Limit: 1})
+	recs, err := s.List(ctx, Filter{Ref: ref, Limit: 1, Trace: true})
 	if err != nil {
 		return Record{}, err
 	}

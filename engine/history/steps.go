@@ -1,0 +1,246 @@
+package history
+
+import (
+	"bytes"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/progress"
+)
+
+// The bounds of what a record keeps of a build's steps: the history holds
+// Limit records, so each stays small whatever the build printed.
+const (
+	// MaxSteps is how many steps a record keeps (the first ones).
+	MaxSteps = 1000
+	// MaxStepLog is how many bytes of log lines a step keeps (its last
+	// lines).
+	MaxStepLog = 32 << 10
+	// MaxBuildLog is how many bytes of log lines a record keeps in all:
+	// failed steps keep theirs first, then the others in order.
+	MaxBuildLog = 256 << 10
+	// MaxLogLine is the longest log line kept; longer ones are cut.
+	MaxLogLine = 4 << 10
+)
+
+// Redacted replaces secret values in what the history keeps.
+const Redacted = "****"
+
+// Step is one step (vertex) of a build as the history keeps it.
+type Step struct {
+	Digest      string    `json:"digest"`
+	Name        string    `json:"name"`
+	Started     time.Time `json:"started,omitzero"`
+	Completed   time.Time `json:"completed,omitzero"`
+	Cached      bool      `json:"cached,omitempty"`
+	CacheSource string    `json:"cacheSource,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Location    string    `json:"location,omitempty"`
+	// Logs are the step's last log lines; LogsDropped counts the lines
+	// before them that were not kept.
+	Logs        []LogLine `json:"logs,omitempty"`
+	LogsDropped int       `json:"logsDropped,omitempty"`
+}
+
+// Duration is how long the step ran (0 when it did not start or end).
+func (s Step) Duration() time.Duration {
+	if s.Started.IsZero() || s.Completed.Before(s.Started) {
+		return 0
+	}
+	return s.Completed.Sub(s.Started)
+}
+
+// LogLine is one line a step printed, without its newline.
+type LogLine struct {
+	// At is when it was printed, from the step's start.
+	At     time.Duration `json:"at"`
+	Stream int           `json:"stream"` // 1 stdout, 2 stderr
+	Text   string        `json:"text"`
+}
+
+func logSize(ls []LogLine) int {
+	n := 0
+	for _, l := range ls {
+		n += len(l.Text) + 1
+	}
+	return n
+}
+
+// Recorder collects a build's steps from its progress events, for its
+// history record. It is a progress.Writer, safe for concurrent use; it
+// keeps at most MaxSteps steps and MaxStepLog bytes of lines per step as
+// the build runs.
+type Recorder struct {
+	mu      sync.Mutex
+	steps   map[digest.Digest]*stepLog
+	order   []*stepLog
+	secrets [][]byte
+}
+
+type stepLog struct {
+	Step
+	size    int
+	partial [3][]byte // unterminated output per stream
+}
+
+// NewRecorder returns an empty recorder.
+func NewRecorder() *Recorder {
+	return &Recorder{steps: map[digest.Digest]*stepLog{}}
+}
+
+// Secret makes the recorder replace value with Redacted in the logs and
+// errors it keeps (the build fetched it from the client).
+func (r *Recorder) Secret(value []byte) {
+	if len(value) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.secrets {
+		if bytes.Equal(s, value) {
+			return
+		}
+	}
+	r.secrets = append(r.secrets, bytes.Clone(value))
+}
+
+// Write records e.
+func (r *Recorder) Write(e progress.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case e.Vertex != nil:
+		s := r.step(e.Vertex.Digest)
+		if s == nil {
+			return
+		}
+		v := e.Vertex
+		s.Name, s.Cached, s.CacheSource, s.Error, s.Location = v.Name, v.Cached, v.CacheSource, v.Error, v.Location
+		if v.Started != nil {
+			s.Started = *v.Started
+		}
+		if v.Completed != nil {
+			s.Completed = *v.Completed
+		}
+	case e.Log != nil:
+		s := r.step(e.Log.Vertex)
+		if s == nil || e.Log.Stream < 1 || e.Log.Stream > 2 {
+			return
+		}
+		data := append(s.partial[e.Log.Stream], e.Log.Data...)
+		for {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			s.add(e.Log.Time, e.Log.Stream, data[:i])
+			data = data[i+1:]
+		}
+		if len(data) > MaxLogLine {
+			s.add(e.Log.Time, e.Log.Stream, data)
+			data = nil
+		}
+		s.partial[e.Log.Stream] = bytes.Clone(data)
+	}
+}
+
+// step returns the step d, made if there is room.
+func (r *Recorder) step(d digest.Digest) *stepLog {
+	s, ok := r.steps[d]
+	if !ok {
+		if len(r.order) >= MaxSteps {
+			return nil
+		}
+		s = &stepLog{Step: Step{Digest: d.String()}}
+		r.steps[d] = s
+		r.order = append(r.order, s)
+	}
+	return s
+}
+
+// add keeps one line, dropping the oldest ones beyond MaxStepLog.
+func (s *stepLog) add(t time.Time, stream int, line []byte) {
+	if len(line) > MaxLogLine {
+		line = line[:MaxLogLine]
+	}
+	var at time.Duration
+	if !s.Started.IsZero() && t.After(s.Started) {
+		at = t.Sub(s.Started)
+	}
+	s.Logs = append(s.Logs, LogLine{At: at, Stream: stream, Text: string(line)})
+	s.size += len(line) + 1
+	drop := 0
+	for s.size > MaxStepLog && drop < len(s.Logs)-1 {
+		s.size -= len(s.Logs[drop].Text) + 1
+		drop++
+	}
+	if drop > 0 {
+		s.Logs = slices.Delete(s.Logs, 0, drop)
+		s.LogsDropped += drop
+	}
+}
+
+// Steps returns the named steps recorded, in the order they first
+// reported, with the secrets redacted and at most MaxBuildLog bytes of
+// log lines: failed steps keep theirs first.
+func (r *Recorder) Steps() []Step {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Step
+	for _, s := range r.order {
+		if s.Name == "" {
+			continue
+		}
+		st := s.Step
+		st.Logs = slices.Clone(st.Logs)
+		for i, p := range s.partial {
+			if len(p) > 0 {
+				st.Logs = append(st.Logs, LogLine{At: st.Duration(), Stream: i, Text: string(p)})
+			}
+		}
+		for i := range st.Logs {
+			st.Logs[i].Text = r.redact(st.Logs[i].Text)
+		}
+		st.Error = r.redact(st.Error)
+		out = append(out, st)
+	}
+	// The log budget goes to failed steps first, then in order.
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return out[idx[a]].Error != "" && out[idx[b]].Error == "" })
+	budget := MaxBuildLog
+	for _, i := range idx {
+		ls := out[i].Logs
+		keep := len(ls)
+		for n := logSize(ls); n > budget && keep > 0; keep-- {
+			n -= len(ls[len(ls)-keep].Text) + 1
+		}
+		out[i].LogsDropped += len(ls) - keep
+		out[i].Logs = ls[len(ls)-keep:]
+		if len(out[i].Logs) == 0 {
+			out[i].Logs = nil
+		}
+		budget -= logSize(out[i].Logs)
+	}
+	return out
+}
+
+// Redact replaces the secrets in s. It is for the build's error.
+func (r *Recorder) Redact(s string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.redact(s)
+}
+
+func (r *Recorder) redact(s string) string {
+	for _, sec := range r.secrets {
+		s = string(bytes.ReplaceAll([]byte(s), sec, []byte(Redacted)))
+	}
+	return s
+}
