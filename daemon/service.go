@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
-	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/engine/sharedcache"
 )
