@@ -76,6 +76,7 @@ func TestImportDirection(t *testing.T) {
 		"registry":                    {"core/errdefs"},
 		"solver":                      {"cache", "graph", "ops", "progress", "session", "core/errdefs"},
 		"executor":                    {"core/errdefs", "executor/user"},
+		"engine/history":              {"core/errdefs", "progress"},
 		"frontend/dockerfile/convert": {"core/errdefs", "frontend", "frontend/dockerfile/instructions", "frontend/dockerfile/parser", "frontend/dockerfile/shell", "graph"},
 	}
 	for pkg, ok := range allowed {
