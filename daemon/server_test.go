@@ -26,6 +26,8 @@ import (
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/gc"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
@@ -384,11 +386,11 @@ func (f *fakeEngine) Usage(ctx context.Context, req disk.UsageRequest) ([]disk.R
 	if len(req.Filters) > 0 {
 		return nil, errdefs.NotFoundf("no records match %q", req.Filters[0])
 	}
-	return []disk.Record{{ID: "r1", Size: 42}}, nil
+	return []disk.Record{{Item: gc.Item{ID: "r1", Size: 42}}}, nil
 }
 
 func (f *fakeEngine) Prune(ctx context.Context, req disk.PruneRequest, removed func(disk.Record) error) error {
-	return removed(disk.Record{ID: "gone"})
+	return removed(disk.Record{Item: gc.Item{ID: "gone"}})
 }
 
 func TestServicesAndErrorClasses(t *testing.T) {
@@ -530,9 +532,7 @@ func TestStaleSocketIsReplacedLiveOneIsNot(t *testing.T) {
 
 func TestSocketOwner(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("chown of the socket needs root")
-	}
+	testroot.Require(t, "chown of the socket")
 	sock := socketPath(t)
 	cfg := testConfig(t, "unix://"+sock)
 	uid, gid := 4321, 8765

@@ -102,7 +102,7 @@ func (b *bridge) Run(ctx context.Context, root frontend.Ref, p frontend.Process)
 	}
 	defer act.Discard(context.WithoutCancel(ctx))
 	proc := executor.Process{
-		Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Net: executor.NetMode(p.Network),
+		Args: p.Args, Env: p.Env, Cwd: p.Cwd, User: p.User, Net: p.Network,
 		Stdin: p.Stdin, Stdout: p.Stdout, Stderr: p.Stderr,
 	}
 	return b.e.executor.Run(ctx, executor.Mount{Dest: "/", Source: act.Mounts()}, nil, proc)

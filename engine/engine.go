@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
@@ -51,7 +52,7 @@ type Engine struct {
 	imageStore    *imagestore.Store
 	puller        *image.Puller
 	resolver      *registry.Resolver
-	layers        *exporter.Layers
+	layers        *layer.Maker
 	solver        *solver.Solver
 	cacheImporter *remote.Importer
 	cacheWriter   string

@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -44,12 +45,7 @@ func newHarness(t *testing.T) *harness {
 // registry holding busybox.
 func newHarnessWith(t *testing.T, opts Options) *harness {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
+	testroot.RequireSlow(t, "runs real builds")
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/frontend/gateway"
@@ -71,7 +72,7 @@ func copyFileTo(src, dst string) error {
 
 // imageConfig builds req into the image store under name and returns the
 // image's config.
-func (h *harness) imageConfig(t *testing.T, name string, req Request) frontend.DockerImage {
+func (h *harness) imageConfig(t *testing.T, name string, req Request) imageconfig.DockerImage {
 	t.Helper()
 	req.Outputs = []Output{{Type: "image", Attrs: map[string]string{"name": name}}}
 	req.Dockerfile = []byte(strings.ReplaceAll(string(req.Dockerfile), "BASE", h.base))
@@ -86,7 +87,7 @@ func (h *harness) imageConfig(t *testing.T, name string, req Request) frontend.D
 	}
 	var m ocispec.Manifest
 	readJSON(t, h, img.Target.Digest.String(), &m)
-	var cfg frontend.DockerImage
+	var cfg imageconfig.DockerImage
 	readJSON(t, h, m.Config.Digest.String(), &cfg)
 	return cfg
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/engine/images"
@@ -25,8 +26,8 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/gc"
-	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
@@ -111,12 +112,12 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		}
 	}()
 
-	var defaultNetwork graph.NetMode
-	switch opts.NetworkMode {
-	case "", "auto", "host":
-	case "none":
-		defaultNetwork = graph.NetNone
-	default:
+	mode := opts.NetworkMode
+	if mode == "auto" {
+		mode = ""
+	}
+	defaultNetwork, ok := sandbox.ParseNetMode(mode)
+	if !ok || mode == "default" {
 		return nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
 	}
 	dbPath := filepath.Join(root, "metadata.db")
@@ -191,7 +192,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, e.cacheStore.Flush)
-	e.layers = exporter.NewLayers(e.content, e.snapshotter)
+	e.layers = layer.NewMaker(e.content, e.snapshotter)
 	e.cacheImporter = remote.NewImporter(e.content, e.snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
 		return snaps.Load(ctx, name)
 	})
@@ -242,7 +243,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.runs = run.New(run.Options{Images: e.images, Puller: e.puller, Snapshots: snaps, Executor: executor})
 	collector, err := gc.New(gc.Config{
 		Cache: e.cacheStore, Snapshotter: e.snapshotter, Content: e.content, Images: e.imageStore,
-		InUse: snaps.InUse, Contexts: contexts, CacheMounts: cacheMounts,
+		InUse: snaps.InUse, Contexts: gcContexts{contexts}, CacheMounts: gcCacheMounts{cacheMounts},
 	})
 	if err != nil {
 		return nil, err

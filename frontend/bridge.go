@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -70,7 +71,7 @@ type Process struct {
 	Cwd  string // "/" if empty
 	User string // "" is root
 	// Network is the container's network; "" is the daemon's default.
-	Network graph.NetMode
+	Network sandbox.NetMode
 	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer

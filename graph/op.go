@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"net/netip"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -74,7 +72,7 @@ func (o Op) Validate(n int) error {
 			return fmt.Errorf("exec op has no command")
 		}
 		for _, h := range o.Exec.ExtraHosts {
-			if _, err := netip.ParseAddr(h.IP); err != nil || h.Host == "" || strings.ContainsAny(h.Host, " \t\n") {
+			if !h.Valid() {
 				return fmt.Errorf("exec op: invalid extra host %q (%q)", h.Host, h.IP)
 			}
 		}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of the project: go vet, gofmt, and go test ./... with the
-# root-only and end-to-end tests (run it as root, as CI does). Installs the
-# Debian packages the tests use when they are missing.
+# Runs every test of the project: go vet, gofmt, go mod tidy (go.mod must
+# not change) and go test ./... with the root-only and end-to-end tests
+# (run it as root, as CI does). Installs the Debian packages the tests use
+# when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . hack/lib.sh
@@ -28,6 +29,13 @@ say "gofmt"
 unformatted=$(find . -name '*.go' -not -path './bin/*' -not -path './.state/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l)
 if [ -n "$unformatted" ]; then
 	printf 'gofmt: these files need formatting (gofmt -w):\n%s\n' "$unformatted" >&2
+	exit 1
+fi
+
+say "go mod tidy -diff"
+# go.mod lists every direct dependency as such and nothing unused.
+if ! go mod tidy -diff; then
+	echo 'go.mod or go.sum is not tidy: run "go mod tidy" and commit the result' >&2
 	exit 1
 fi
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
@@ -34,7 +35,7 @@ type Worker struct {
 	git         GitSource
 	stateDir    string
 	hostname    string
-	network     graph.NetMode
+	network     sandbox.NetMode
 }
 
 // Config holds the worker's parts. Every field but Git is required.
@@ -51,7 +52,7 @@ type Config struct {
 	StateDir string
 	Hostname string
 	// DefaultNetwork is the network of RUN steps that choose none.
-	DefaultNetwork graph.NetMode
+	DefaultNetwork sandbox.NetMode
 }
 
 // New returns a worker. It removes what crashed steps left in StateDir.

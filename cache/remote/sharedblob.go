@@ -3,13 +3,15 @@ package remote
 import (
 	"context"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/kiln-build/kiln/internal/flight"
+	"github.com/kiln-build/kiln/internal/iox"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/klauspost/compress/zstd"
@@ -26,7 +28,7 @@ import (
 // sharedBlobLabel records on a snapshot the blob of its layer in a shared
 // blob store ("<media type>|<digest>|<size>"). Such a blob is made for the
 // shared cache only, in the store's compression, straight into the store:
-// it is not in the daemon's content store and exporter.Layers does not
+// it is not in the daemon's content store and layer.Maker does not
 // know it, so images keep the compression they are exported with.
 const sharedBlobLabel = "kiln.io/layer.shared-blob"
 
@@ -156,7 +158,7 @@ func (s *Shared) sharedLayer(ctx context.Context, name string) (Layer, error) {
 		}
 		return ls[0], copyBlobs(ctx, ls, s.local, s.blobs)
 	}
-	v, err, _ := s.diffs.Do(name, func() (any, error) {
+	l, err := s.diffs.Do(ctx, name, func(ctx context.Context, _ *flight.Call) (Layer, error) {
 		if info, err := sn.Stat(ctx, name); err == nil {
 			if l, ok := s.labelledLayer(ctx, info); ok {
 				return l, nil
@@ -184,7 +186,7 @@ func (s *Shared) sharedLayer(ctx context.Context, name string) (Layer, error) {
 	if err != nil {
 		return Layer{}, err
 	}
-	return v.(Layer), nil
+	return l, nil
 }
 
 // labelledLayer returns the layer of a snapshot whose labels name a blob

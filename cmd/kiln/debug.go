@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
@@ -148,9 +149,9 @@ platforms.`,
 
 // debugGraphPlatform is one platform in the json output.
 type debugGraphPlatform struct {
-	Platform string               `json:"platform"`
-	Graph    graph.Definition     `json:"graph"`
-	Config   frontend.DockerImage `json:"config"`
+	Platform string                  `json:"platform"`
+	Graph    graph.Definition        `json:"graph"`
+	Config   imageconfig.DockerImage `json:"config"`
 }
 
 func runDebugGraph(cmd *cobra.Command, file string, o debugGraphOptions) error {

@@ -10,14 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // The example builds a Dockerfile and an LLB definition in process.
 func TestEmbed(t *testing.T) {
-	if os.Geteuid() != 0 || testing.Short() {
-		t.Skip("runs real builds as root; skipped without root or with -short")
-	}
+	testroot.RequireSlow(t, "runs real builds")
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))

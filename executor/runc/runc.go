@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
 	"github.com/kiln-build/kiln/internal/binfmt"
@@ -70,7 +71,7 @@ func WithRuntime(binary string) Option {
 	return func(c *config) { c.binary = binary }
 }
 
-// WithInsecureAllowed lets processes run with executor.SecurityInsecure
+// WithInsecureAllowed lets processes run with sandbox.SecurityInsecure
 // (kilnd --allow-insecure-entitlement security.insecure). Without it such a
 // Run fails with errdefs.ErrPermissionDenied.
 func WithInsecureAllowed(allowed bool) Option {
@@ -176,7 +177,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 			return errdefs.Invalidf("mount destination / is the root filesystem; pass it as root")
 		}
 	}
-	if p.Security == executor.SecurityInsecure && !e.cfg.allowInsecure {
+	if p.Security == sandbox.SecurityInsecure && !e.cfg.allowInsecure {
 		return errdefs.WithClass(errdefs.ErrPermissionDenied,
 			errors.New("security.insecure is not allowed: the daemon must be started with --allow-insecure-entitlement security.insecure"))
 	}
@@ -237,7 +238,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 			hostname:   p.Hostname,
 			extraHosts: p.ExtraHosts,
 			resolvConf: e.cfg.resolvConf,
-			hostNet:    p.Net != executor.NetNone,
+			hostNet:    p.Net != sandbox.NetNone,
 		})
 		if err != nil {
 			return err

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
 )
@@ -70,7 +72,7 @@ func (f *Frontend) Solve(ctx context.Context, req frontend.Request) (*frontend.R
 	if err != nil {
 		return nil, fmt.Errorf("frontend image %s: %w", source, err)
 	}
-	var img frontend.DockerImage
+	var img imageconfig.DockerImage
 	if err := json.Unmarshal(resolved.Config, &img); err != nil {
 		return nil, errdefs.Invalidf("frontend image %s: its config cannot be read: %v", source, err)
 	}
@@ -105,7 +107,7 @@ func (f *Frontend) Solve(ctx context.Context, req frontend.Request) (*frontend.R
 // process is the frontend container's process: the image's entrypoint
 // (or /run), environment and working directory, plus BuildKit's
 // variables.
-func (f *Frontend) process(img frontend.DockerImage, opts map[string]string, plat ocispec.Platform) (frontend.Process, error) {
+func (f *Frontend) process(img imageconfig.DockerImage, opts map[string]string, plat ocispec.Platform) (frontend.Process, error) {
 	c := img.Config
 	p := frontend.Process{Args: c.Entrypoint, Env: append([]string(nil), c.Env...), Cwd: c.WorkingDir}
 	if len(p.Args) == 0 {
@@ -116,7 +118,7 @@ func (f *Frontend) process(img frontend.DockerImage, opts map[string]string, pla
 	}
 	if v, ok := c.Labels["moby.buildkit.frontend.network.none"]; ok {
 		if none, _ := strconv.ParseBool(v); none {
-			p.Network = graph.NetNone
+			p.Network = sandbox.NetNone
 		}
 	}
 	keys := make([]string, 0, len(opts))

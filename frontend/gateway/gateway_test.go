@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
 )
@@ -37,7 +40,7 @@ func TestOpts(t *testing.T) {
 		Platforms:     []ocispec.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}},
 		NamedContexts: map[string]frontend.NamedContext{"lib": {Local: "context:lib"}, "base": {Image: "busybox:1"}},
 		NoCacheFilter: []string{"build"},
-		ExtraHosts:    []graph.HostIP{{Host: "db", IP: "10.0.0.1"}},
+		ExtraHosts:    []sandbox.HostIP{{Host: "db", IP: netip.MustParseAddr("10.0.0.1")}},
 		Network:       "none",
 		Opts:          map[string]string{"target": "overridden", "source": "img"},
 	}
@@ -129,13 +132,13 @@ func (memRef) Release(context.Context) error { return nil }
 
 type fakeResolver struct{}
 
-func (fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocispec.Platform) (frontend.ResolvedImage, error) {
+func (fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocispec.Platform) (imageconfig.Resolved, error) {
 	if strings.Contains(ref, "missing") {
-		return frontend.ResolvedImage{}, errdefs.NotFoundf("%s: not found", ref)
+		return imageconfig.Resolved{}, errdefs.NotFoundf("%s: not found", ref)
 	}
 	cfg, _ := json.Marshal(ocispec.Image{Platform: p, Config: ocispec.ImageConfig{Env: []string{"FROM_BASE=1"}}})
 	d := digest.FromString(ref)
-	return frontend.ResolvedImage{Ref: "docker.io/library/" + ref + "@" + d.String(), Digest: d, Config: cfg}, nil
+	return imageconfig.Resolved{Ref: "docker.io/library/" + ref + "@" + d.String(), Digest: d, Config: cfg}, nil
 }
 
 // serve runs the LLBBridge of req in process and BuildKit's own gateway

@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/platforms"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend"
 )
 
@@ -52,14 +53,14 @@ func Opts(req frontend.Request) map[string]string {
 	if len(req.ExtraHosts) > 0 {
 		var hs []string
 		for _, h := range req.ExtraHosts {
-			hs = append(hs, h.Host+"="+h.IP)
+			hs = append(hs, h.Host+"="+h.IP.String())
 		}
 		sort.Strings(hs)
 		o["add-hosts"] = strings.Join(hs, ",")
 	}
 	switch req.Network {
-	case "none", "host":
-		o["force-network-mode"] = req.Network
+	case sandbox.NetNone, sandbox.NetHost:
+		o["force-network-mode"] = req.Network.String()
 	}
 	for k, v := range req.Opts {
 		o[k] = v

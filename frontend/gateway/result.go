@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/llb"
 	"github.com/kiln-build/kiln/graph"
@@ -121,7 +122,7 @@ func (s *server) vertex(r *gwpb.Ref) (*graph.Vertex, error) {
 func image(plat ocispec.Platform, root *graph.Vertex, config []byte) (frontend.Image, error) {
 	img := frontend.Image{Platform: plat, Root: root}
 	if len(config) > 0 {
-		var d frontend.DockerImage
+		var d imageconfig.DockerImage
 		if err := json.Unmarshal(config, &d); err != nil {
 			return img, errdefs.Invalidf("the frontend returned an image config that cannot be read: %v", err)
 		}

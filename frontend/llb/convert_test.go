@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -102,10 +104,10 @@ func TestConvertExec(t *testing.T) {
 	if !containsStr(x.Env, "A=1") || x.Cwd != "/src" || x.User != "1000:1000" || x.Hostname != "builder" {
 		t.Errorf("env %v cwd %q user %q hostname %q", x.Env, x.Cwd, x.User, x.Hostname)
 	}
-	if x.Network != graph.NetNone || x.Security != graph.SecurityInsecure {
+	if x.Network != sandbox.NetNone || x.Security != sandbox.SecurityInsecure {
 		t.Errorf("network %q security %q", x.Network, x.Security)
 	}
-	if diff := cmp.Diff([]graph.HostIP{{Host: "db", IP: "10.0.0.1"}}, x.ExtraHosts); diff != "" {
+	if diff := cmp.Diff([]sandbox.HostIP{{Host: "db", IP: netip.MustParseAddr("10.0.0.1")}}, x.ExtraHosts); diff != "" {
 		t.Errorf("extra hosts: %s", diff)
 	}
 	if diff := cmp.Diff([]string{"HTTP_PROXY=http://proxy:3128", "http_proxy=http://proxy:3128"}, x.ProxyEnv); diff != "" {

@@ -2,11 +2,13 @@ package llb
 
 import (
 	"context"
+	"net/netip"
 	"path"
 	"strings"
 
 	"github.com/moby/buildkit/solver/pb"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -33,21 +35,25 @@ func (o *opCtx) exec(ctx context.Context, e *pb.ExecOp, index int) (*graph.Verte
 	}
 	x.ProxyEnv = proxyEnv(meta.ProxyEnv)
 	for _, h := range meta.ExtraHosts {
-		x.ExtraHosts = append(x.ExtraHosts, graph.HostIP{Host: h.Host, IP: h.IP})
+		ip, err := netip.ParseAddr(h.IP)
+		if err != nil || h.Host == "" {
+			return nil, o.errorf("extra host %q=%q: want a host name and an IP address", h.Host, h.IP)
+		}
+		x.ExtraHosts = append(x.ExtraHosts, sandbox.HostIP{Host: h.Host, IP: ip})
 	}
 	switch e.Network {
 	case pb.NetMode_UNSET:
 	case pb.NetMode_HOST:
-		x.Network = graph.NetHost
+		x.Network = sandbox.NetHost
 	case pb.NetMode_NONE:
-		x.Network = graph.NetNone
+		x.Network = sandbox.NetNone
 	default:
 		return nil, o.errorf("network mode %d is unknown", e.Network)
 	}
 	switch e.Security {
 	case pb.SecurityMode_SANDBOX:
 	case pb.SecurityMode_INSECURE:
-		x.Security = graph.SecurityInsecure
+		x.Security = sandbox.SecurityInsecure
 	default:
 		return nil, o.errorf("security mode %d is unknown", e.Security)
 	}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
@@ -40,7 +40,7 @@ type Deps struct {
 	Hostname string
 	// DefaultNetwork is the network of steps that do not choose one
 	// (kilnd.toml [worker.oci] network-mode); empty is the host's.
-	DefaultNetwork graph.NetMode
+	DefaultNetwork sandbox.NetMode
 }
 
 // Op is an exec step.
@@ -105,19 +105,15 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	}
 
 	pw := progress.FromContext(ctx)
-	hosts, err := extraHosts(o.op.ExtraHosts)
-	if err != nil {
-		return nil, err
-	}
 	proc := executor.Process{
-		ExtraHosts: hosts,
+		ExtraHosts: o.op.ExtraHosts,
 		Args:       o.op.Args,
 		Env:        append(append([]string(nil), o.op.Env...), o.op.ProxyEnv...),
 		SecretEnv:  secretEnv,
 		User:       o.op.User,
 		Cwd:        o.op.Cwd,
-		Net:        executor.NetMode(o.network()),
-		Security:   executor.SecurityMode(o.op.Security),
+		Net:        o.network(),
+		Security:   o.op.Security,
 		Hostname:   o.hostname(),
 		Stdout:     progress.LogWriter(pw, o.vertex, 1),
 		Stderr:     progress.LogWriter(pw, o.vertex, 2),
@@ -171,8 +167,8 @@ func (o *Op) exitStatus(err error) error {
 }
 
 // network is the step's network: its own choice, else the daemon's default.
-func (o *Op) network() graph.NetMode {
-	if o.op.Network == graph.NetDefault {
+func (o *Op) network() sandbox.NetMode {
+	if o.op.Network == sandbox.NetDefault {
 		return o.deps.DefaultNetwork
 	}
 	return o.op.Network
@@ -211,17 +207,4 @@ func describeMount(m graph.Mount) string {
 		return fmt.Sprintf("--mount=type=%s,target=%s", m.Type, m.Target)
 	}
 	return fmt.Sprintf("--mount=type=%s", m.Type)
-}
-
-// extraHosts turns the op's /etc/hosts entries into the executor's.
-func extraHosts(hs []graph.HostIP) ([]executor.HostIP, error) {
-	var out []executor.HostIP
-	for _, h := range hs {
-		ip, err := netip.ParseAddr(h.IP)
-		if err != nil {
-			return nil, errdefs.Invalidf("extra host %s: %q is not an IP address", h.Host, h.IP)
-		}
-		out = append(out, executor.HostIP{Host: h.Host, IP: ip})
-	}
-	return out, nil
 }

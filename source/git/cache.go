@@ -134,7 +134,7 @@ func (c *Cache) Resolve(ctx context.Context, remote, ref string, auth Auth) (Res
 		return Resolved{Commit: strings.ToLower(ref)}, nil
 	}
 	key := remote + "\x00" + ref + "\x00" + auth.fingerprint()
-	return c.resolves.Do(ctx, key, func(ctx context.Context) (Resolved, error) {
+	return c.resolves.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (Resolved, error) {
 		return c.resolve(ctx, remote, ref, auth)
 	})
 }
@@ -227,7 +227,7 @@ func parseLsRemote(out []byte) (map[string]string, string) {
 // ensure makes the commit r names present in remote's repository.
 func (c *Cache) ensure(ctx context.Context, remote string, r Resolved, auth Auth) error {
 	key := remote + "\x00" + r.Commit + "\x00" + auth.fingerprint()
-	_, err := c.fetches.Do(ctx, key, func(ctx context.Context) (struct{}, error) {
+	_, err := c.fetches.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (struct{}, error) {
 		repo, unlock, err := c.lockRepo(ctx, remote, true)
 		if err != nil {
 			return struct{}{}, err

@@ -15,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 )
 
 func baseTree() []tentry {
@@ -134,9 +135,7 @@ func TestChecksumChanges(t *testing.T) {
 	}, {
 		name: "owner",
 		change: func(t *testing.T, dir string) {
-			if os.Geteuid() != 0 {
-				t.Skip("chown needs root")
-			}
+			testroot.Require(t, "chown")
 			if err := os.Lchown(filepath.Join(dir, "a.txt"), 1234, 1234); err != nil {
 				t.Fatal(err)
 			}

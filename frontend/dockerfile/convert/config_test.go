@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 )
 
@@ -73,7 +74,7 @@ MAINTAINER me@example.com
 ONBUILD RUN echo child
 `
 	img := mustConvert(t, src)
-	var want frontend.DockerImage
+	var want imageconfig.DockerImage
 	want.OS, want.Architecture = "linux", "amd64"
 	want.Author = "me@example.com"
 	want.RootFS.Type = "layers"
@@ -88,7 +89,7 @@ ONBUILD RUN echo child
 	//lint:ignore SA1019 set as Docker sets it
 	want.Config.ArgsEscaped = true
 	want.Config.StopSignal = "SIGINT"
-	want.Config.Healthcheck = &frontend.HealthConfig{Test: []string{"CMD-SHELL", "curl -f http://localhost/"}, Interval: 30 * time.Second, Retries: 3}
+	want.Config.Healthcheck = &imageconfig.HealthConfig{Test: []string{"CMD-SHELL", "curl -f http://localhost/"}, Interval: 30 * time.Second, Retries: 3}
 	want.Config.OnBuild = []string{"RUN echo child"}
 	got := img.DockerConfig()
 	got.History = nil
@@ -176,7 +177,7 @@ func TestDockerConfigJSON(t *testing.T) {
 			t.Errorf("config JSON lacks %s: %s", k, data)
 		}
 	}
-	var back frontend.DockerImage
+	var back imageconfig.DockerImage
 	if err := json.Unmarshal(data, &back); err != nil || !cmp.Equal(back.Config.Shell, []string{"/bin/ash", "-c"}) {
 		t.Errorf("round trip: %v, shell %q", err, back.Config.Shell)
 	}

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/shell"
@@ -462,13 +463,13 @@ func (b *build) finalImage(target *stage) *frontend.Image {
 }
 
 // cloneImage returns a deep copy of an image config.
-func cloneImage(img frontend.DockerImage) frontend.DockerImage {
+func cloneImage(img imageconfig.DockerImage) imageconfig.DockerImage {
 	data, err := json.Marshal(img)
 	if err != nil {
 		// Plain data; marshalling cannot fail.
 		panic(fmt.Sprintf("convert: marshal image config: %v", err))
 	}
-	var out frontend.DockerImage
+	var out imageconfig.DockerImage
 	if err := json.Unmarshal(data, &out); err != nil {
 		panic(fmt.Sprintf("convert: unmarshal image config: %v", err))
 	}

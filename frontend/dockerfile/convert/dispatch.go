@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/shell"
 )
@@ -103,7 +103,7 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command, key string, o
 		st.img.Config.StopSignal = c.Signal
 		st.addHistory("STOPSIGNAL "+c.Signal, false)
 	case *instructions.HealthcheckCommand:
-		hc := &frontend.HealthConfig{Test: append([]string(nil), c.Test...), Interval: c.Interval, Timeout: c.Timeout,
+		hc := &imageconfig.HealthConfig{Test: append([]string(nil), c.Test...), Interval: c.Interval, Timeout: c.Timeout,
 			StartPeriod: c.StartPeriod, StartInterval: c.StartInterval, Retries: c.Retries}
 		st.img.Config.Healthcheck = hc
 		st.addHistory(fmt.Sprintf("HEALTHCHECK %+v", *hc), false)

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 	"github.com/kiln-build/kiln/graph"
@@ -69,20 +70,13 @@ func (b *build) dispatchRun(sp step, c *instructions.RunCommand) error {
 	if err := b.chargeExec(c, exec); err != nil {
 		return err
 	}
-	exec.ExtraHosts = append([]graph.HostIP(nil), b.c.req.ExtraHosts...)
-	network := c.Network
-	if network == "" || network == instructions.NetworkDefault {
-		network = instructions.NetworkMode(b.c.req.Network)
+	exec.ExtraHosts = append([]sandbox.HostIP(nil), b.c.req.ExtraHosts...)
+	// RUN --network wins over the build's --network.
+	exec.Network = c.Network
+	if exec.Network == sandbox.NetDefault {
+		exec.Network = b.c.req.Network
 	}
-	switch network {
-	case instructions.NetworkNone:
-		exec.Network = graph.NetNone
-	case instructions.NetworkHost:
-		exec.Network = graph.NetHost
-	}
-	if c.Security == instructions.SecurityInsecure {
-		exec.Security = graph.SecurityInsecure
-	}
+	exec.Security = c.Security
 	name := b.displayText(st, c.Location, hide...)
 	if summary != "" {
 		name += " (" + summary + ")"

@@ -11,7 +11,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 	"github.com/kiln-build/kiln/graph"
@@ -24,7 +24,7 @@ const historyComment = "buildkit.dockerfile.v0"
 // stageState is a stage while and after it is converted.
 type stageState struct {
 	s        *stage
-	img      frontend.DockerImage
+	img      imageconfig.DockerImage
 	root     *graph.Vertex
 	args     []argDecl
 	baseRef  string // pinned reference of the image the stage chain starts from
@@ -141,8 +141,8 @@ func (b *build) initBase(st *stageState) error {
 }
 
 // emptyImage is the config of FROM scratch.
-func emptyImage(p ocispec.Platform) frontend.DockerImage {
-	var img frontend.DockerImage
+func emptyImage(p ocispec.Platform) imageconfig.DockerImage {
+	var img imageconfig.DockerImage
 	img.OS, img.Architecture, img.Variant = p.OS, p.Architecture, p.Variant
 	img.RootFS.Type = "layers"
 	img.Config.WorkingDir = "/" // as BuildKit writes it

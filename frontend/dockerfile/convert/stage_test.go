@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/graph"
@@ -227,7 +228,7 @@ func TestDeterministic(t *testing.T) {
 		img := mustConvert(t, src, withArgs("X", "2", "HTTP_PROXY", "p"), withTarget(""))
 		data, err := json.Marshal(struct {
 			G graph.Definition
-			C frontend.DockerImage
+			C imageconfig.DockerImage
 		}{graph.Marshal(img.Root), img.DockerConfig()})
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 )
 
@@ -38,7 +39,7 @@ func TestParseCommands(t *testing.T) {
 		{"run shell", "RUN echo \"$HOME\"  &&  ls", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{`echo "$HOME"  &&  ls`}}}}},
 		{"run exec", `RUN ["echo", "a b"]`, []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"echo", "a b"}, JSON: true}}}},
 		{"run invalid json is shell", `RUN ["echo","hello"]this is invalid`, []Command{&RunCommand{CmdLine: CmdLine{Args: []string{`["echo","hello"]this is invalid`}}}}},
-		{"run flags", "RUN --network=none --security=insecure true", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"true"}}, Network: NetworkNone, Security: SecurityInsecure}}},
+		{"run flags", "RUN --network=none --security=insecure true", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"true"}}, Network: sandbox.NetNone, Security: sandbox.SecurityInsecure}}},
 		{"run heredoc", "RUN <<EOF\necho hi\nEOF", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"<<EOF"}},
 			Heredocs: []parser.Heredoc{{Name: "EOF", Content: "echo hi\n", Expand: true}}}}},
 		{"cmd empty json", "CMD []", []Command{&CmdCommand{CmdLine: CmdLine{JSON: true}}}},

@@ -1,9 +1,10 @@
-package exporter
+package layer
 
 import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
 
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/klauspost/compress/zstd"
@@ -11,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/attrs"
 )
 
 // Layer compressions, as core/labels.Blob names them and as the
@@ -21,9 +23,9 @@ const (
 	Uncompressed = "uncompressed"
 )
 
-// compressions lists them in the order blobs are looked for when any
+// Compressions lists them in the order blobs are looked for when any
 // compression will do.
-var compressions = []string{Gzip, Zstd, Uncompressed}
+func Compressions() []string { return []string{Gzip, Zstd, Uncompressed} }
 
 // Compression says how new layer blobs are compressed.
 type Compression struct {
@@ -39,7 +41,8 @@ type Compression struct {
 	Force bool
 }
 
-func (c Compression) typ() string {
+// Name is the compression's name: Type, or Gzip when Type is empty.
+func (c Compression) Name() string {
 	if c.Type == "" {
 		return Gzip
 	}
@@ -48,7 +51,7 @@ func (c Compression) typ() string {
 
 // Validate reports an unknown type or a level out of range.
 func (c Compression) Validate() error {
-	switch c.typ() {
+	switch c.Name() {
 	case Gzip:
 		if c.Level != nil && (*c.Level < 0 || *c.Level > 9) {
 			return errdefs.Invalidf("compression-level=%d: gzip levels are 0 to 9", *c.Level)
@@ -69,10 +72,10 @@ func (c Compression) Validate() error {
 // depends on it, is the same on every machine.
 const gzipBlockSize = 1 << 20
 
-// compressor returns a writer that compresses into w. Close flushes it
+// Compressor returns a writer that compresses into w. Close flushes it
 // (and does not close w).
-func (c Compression) compressor(w io.Writer) (io.WriteCloser, error) {
-	switch c.typ() {
+func (c Compression) Compressor(w io.Writer) (io.WriteCloser, error) {
+	switch c.Name() {
 	case Gzip:
 		level := pgzip.DefaultCompression
 		if c.Level != nil {
@@ -106,9 +109,9 @@ type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
 
-// decompress returns the tar inside a layer blob; the stream's magic bytes
+// Decompress returns the tar inside a layer blob; the stream's magic bytes
 // decide the compression.
-func decompress(r io.Reader) (io.ReadCloser, error) {
+func Decompress(r io.Reader) (io.ReadCloser, error) {
 	rc, err := compression.DecompressStream(r)
 	if err != nil {
 		return nil, errdefs.WithClass(errdefs.ErrInvalidArgument, fmt.Errorf("decompress layer: %w", err))
@@ -116,51 +119,50 @@ func decompress(r io.Reader) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// Docker's media types (image-spec has only the OCI ones).
+// Docker's layer media types (image-spec has only the OCI ones).
 const (
-	mediaDockerManifest     = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaDockerConfig       = "application/vnd.docker.container.image.v1+json"
-	mediaDockerLayerGzip    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-	mediaDockerLayerZstd    = "application/vnd.docker.image.rootfs.diff.tar.zstd"
-	mediaDockerLayer        = "application/vnd.docker.image.rootfs.diff.tar"
+	DockerLayerGzip = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	DockerLayerZstd = "application/vnd.docker.image.rootfs.diff.tar.zstd"
+	DockerLayer     = "application/vnd.docker.image.rootfs.diff.tar"
 )
 
-// layerMediaType is the media type of a layer blob of compression comp.
-func layerMediaType(comp string, oci bool) string {
+// MediaType is the media type of a layer blob of compression comp, OCI's
+// or Docker's.
+func MediaType(comp string, oci bool) string {
 	switch {
 	case comp == Zstd && oci:
 		return ocispec.MediaTypeImageLayerZstd
 	case comp == Zstd:
-		return mediaDockerLayerZstd
+		return DockerLayerZstd
 	case comp == Uncompressed && oci:
 		return ocispec.MediaTypeImageLayer
 	case comp == Uncompressed:
-		return mediaDockerLayer
+		return DockerLayer
 	case oci:
 		return ocispec.MediaTypeImageLayerGzip
 	default:
-		return mediaDockerLayerGzip
+		return DockerLayerGzip
 	}
 }
 
-func manifestMediaType(oci bool) string {
-	if oci {
-		return ocispec.MediaTypeImageManifest
-	}
-	return mediaDockerManifest
-}
-
-func indexMediaType(oci bool) string {
-	if oci {
-		return ocispec.MediaTypeImageIndex
-	}
-	return mediaDockerManifestList
-}
-
-func configMediaType(oci bool) string {
-	if oci {
-		return ocispec.MediaTypeImageConfig
-	}
-	return mediaDockerConfig
+// BindCompression binds the compression attributes of an --output or a
+// --cache-to value to c: compression (not empty), compression-level and
+// force-compression.
+func BindCompression(p *attrs.Parser, c *Compression) {
+	p.Func("compression", func(v string) error {
+		c.Type = v
+		if v == "" {
+			return fmt.Errorf("empty (want %s, %s or %s)", Gzip, Zstd, Uncompressed)
+		}
+		return Compression{Type: v}.Validate()
+	})
+	p.Func("compression-level", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+		c.Level = &n
+		return nil
+	})
+	p.Bool("force-compression", &c.Force)
 }

@@ -1,4 +1,4 @@
-package exporter
+package layer
 
 import (
 	"bufio"
@@ -6,13 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/flight"
-	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/flight"
+	"github.com/kiln-build/kiln/internal/iox"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -25,31 +26,37 @@ import (
 	"github.com/kiln-build/kiln/snapshot"
 )
 
-// Layers makes the blob of each layer once and remembers it in the
-// snapshot's labels. One Layers serves the whole daemon; it is safe for
+// Maker makes the blob of each layer once and remembers it in the
+// snapshot's labels. One Maker serves the whole daemon; it is safe for
 // concurrent use.
-type Layers struct {
+type Maker struct {
 	cs       content.Store
 	sn       snapshots.Snapshotter
 	sem      chan struct{}
-	flights  flight.Group[LayerBlob]
+	flights  flight.Group[Blob]
 	diffHook func(name string) // called before each Diff (tests count them)
 }
 
-// LayersOption configures Layers.
-type LayersOption func(*Layers)
+// Option configures a Maker.
+type Option func(*Maker)
 
 // WithMaxParallel sets how many layers are diffed or converted at once
 // (default: the number of CPUs, at least 2). Each also compresses on
 // several cores.
-func WithMaxParallel(n int) LayersOption {
-	return func(l *Layers) { l.sem = make(chan struct{}, max(n, 1)) }
+func WithMaxParallel(n int) Option {
+	return func(l *Maker) { l.sem = make(chan struct{}, max(n, 1)) }
 }
 
-// NewLayers returns a Layers that reads snapshots from sn and keeps blobs
-// in cs.
-func NewLayers(cs content.Store, sn snapshots.Snapshotter, opts ...LayersOption) *Layers {
-	l := &Layers{cs: cs, sn: sn, sem: make(chan struct{}, max(2, runtime.NumCPU()))}
+// WithDiffHook calls hook with the snapshot's name before each diff
+// (tests count the diffs).
+func WithDiffHook(hook func(name string)) Option {
+	return func(l *Maker) { l.diffHook = hook }
+}
+
+// NewMaker returns a Maker that reads snapshots from sn and keeps blobs in
+// cs.
+func NewMaker(cs content.Store, sn snapshots.Snapshotter, opts ...Option) *Maker {
+	l := &Maker{cs: cs, sn: sn, sem: make(chan struct{}, max(2, runtime.NumCPU()))}
 	for _, o := range opts {
 		o(l)
 	}
@@ -57,13 +64,13 @@ func NewLayers(cs content.Store, sn snapshots.Snapshotter, opts ...LayersOption)
 }
 
 // Content returns the content store the blobs are in.
-func (l *Layers) Content() content.Store { return l.cs }
+func (l *Maker) Content() content.Store { return l.cs }
 
 // Snapshotter returns the snapshotter the layers come from.
-func (l *Layers) Snapshotter() snapshots.Snapshotter { return l.sn }
+func (l *Maker) Snapshotter() snapshots.Snapshotter { return l.sn }
 
-// LayerBlob is a layer's blob in the content store.
-type LayerBlob struct {
+// Blob is a layer's blob in the content store.
+type Blob struct {
 	// Compression is Gzip, Zstd or Uncompressed.
 	Compression string
 	// Desc is the blob's descriptor; its media type is the one it was
@@ -87,7 +94,7 @@ type BlobOptions struct {
 
 // Chain returns the committed snapshots of name's parent chain, bottom
 // first, ending with name: one per layer.
-func (l *Layers) Chain(ctx context.Context, name string) ([]string, error) {
+func (l *Maker) Chain(ctx context.Context, name string) ([]string, error) {
 	var chain []string
 	for n := name; n != ""; {
 		info, err := l.sn.Stat(ctx, n)
@@ -114,18 +121,18 @@ func (l *Layers) Chain(ctx context.Context, name string) ([]string, error) {
 // store and labelled on the snapshot. Concurrent calls for one blob share
 // the work. Labelled blobs missing from the content store (gc) are made
 // again.
-func (l *Layers) Blob(ctx context.Context, name string, o BlobOptions) (LayerBlob, error) {
+func (l *Maker) Blob(ctx context.Context, name string, o BlobOptions) (Blob, error) {
 	if err := o.Compression.Validate(); err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
-	key := name + "\x00" + o.Compression.typ() + "\x00" + strconv.FormatBool(o.Compression.Force)
+	key := name + "\x00" + o.Compression.Name() + "\x00" + strconv.FormatBool(o.Compression.Force)
 	if o.SourceDateEpoch != nil {
 		key += "\x00" + strconv.FormatInt(o.SourceDateEpoch.Unix(), 10)
 	}
-	return l.flights.Do(ctx, key, func(ctx context.Context) (LayerBlob, error) {
+	return l.flights.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (Blob, error) {
 		b, err := l.blob(ctx, name, o)
 		if err != nil {
-			return LayerBlob{}, fmt.Errorf("layer %s: %w", name, err)
+			return Blob{}, fmt.Errorf("layer %s: %w", name, err)
 		}
 		return b, nil
 	})
@@ -151,13 +158,13 @@ func epochKeys(epoch time.Time) labelKeys {
 	}
 }
 
-func (l *Layers) blob(ctx context.Context, name string, o BlobOptions) (LayerBlob, error) {
+func (l *Maker) blob(ctx context.Context, name string, o BlobOptions) (Blob, error) {
 	info, err := l.sn.Stat(ctx, name)
 	if err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
 	if info.Kind != snapshots.KindCommitted {
-		return LayerBlob{}, errdefs.Invalidf("snapshot %s is not committed", name)
+		return Blob{}, errdefs.Invalidf("snapshot %s is not committed", name)
 	}
 	source := info.Labels[labels.Source]
 	keys := plainKeys
@@ -166,17 +173,17 @@ func (l *Layers) blob(ctx context.Context, name string, o BlobOptions) (LayerBlo
 		keys = epochKeys(*o.SourceDateEpoch)
 		diffOpts = append(diffOpts, snapshot.WithSourceDateEpoch(*o.SourceDateEpoch))
 	}
-	want := o.Compression.typ()
+	want := o.Compression.Name()
 	if b, ok, err := l.labelled(ctx, info, keys, want); err != nil || ok {
 		return b, err
 	}
-	for _, c := range compressions {
+	for _, c := range Compressions() {
 		if c == want {
 			continue
 		}
 		b, ok, err := l.labelled(ctx, info, keys, c)
 		if err != nil {
-			return LayerBlob{}, err
+			return Blob{}, err
 		}
 		if !ok {
 			continue
@@ -191,28 +198,28 @@ func (l *Layers) blob(ctx context.Context, name string, o BlobOptions) (LayerBlo
 
 // labelled returns the blob of compression comp the snapshot's labels
 // name, if it is in the content store.
-func (l *Layers) labelled(ctx context.Context, info snapshots.Info, keys labelKeys, comp string) (LayerBlob, bool, error) {
+func (l *Maker) labelled(ctx context.Context, info snapshots.Info, keys labelKeys, comp string) (Blob, bool, error) {
 	diffID, err := digest.Parse(info.Labels[keys.diffID])
 	if err != nil {
-		return LayerBlob{}, false, nil
+		return Blob{}, false, nil
 	}
 	v, ok := info.Labels[keys.blob(comp)]
 	if !ok {
-		return LayerBlob{}, false, nil
+		return Blob{}, false, nil
 	}
-	desc, err := parseBlobLabel(v)
+	desc, err := ParseBlobLabel(v)
 	if err != nil {
-		return LayerBlob{}, false, nil // unreadable: make it again
+		return Blob{}, false, nil // unreadable: make it again
 	}
 	ok, err = content.Exists(ctx, l.cs, desc.Digest)
 	if err != nil || !ok {
-		return LayerBlob{}, false, err
+		return Blob{}, false, err
 	}
-	return LayerBlob{Compression: comp, Desc: desc, DiffID: diffID, Source: info.Labels[labels.Source]}, true, nil
+	return Blob{Compression: comp, Desc: desc, DiffID: diffID, Source: info.Labels[labels.Source]}, true, nil
 }
 
-// parseBlobLabel reads "<media type>|<digest>|<size>".
-func parseBlobLabel(v string) (ocispec.Descriptor, error) {
+// ParseBlobLabel reads "<media type>|<digest>|<size>".
+func ParseBlobLabel(v string) (ocispec.Descriptor, error) {
 	parts := strings.Split(v, "|")
 	if len(parts) != 3 {
 		return ocispec.Descriptor{}, fmt.Errorf("blob label %q: want media type|digest|size", v)
@@ -228,11 +235,13 @@ func parseBlobLabel(v string) (ocispec.Descriptor, error) {
 	return ocispec.Descriptor{MediaType: parts[0], Digest: d, Size: size}, nil
 }
 
-func blobLabel(d ocispec.Descriptor) string {
+// BlobLabel is the value of a core/labels.Blob label for d:
+// "<media type>|<digest>|<size>".
+func BlobLabel(d ocispec.Descriptor) string {
 	return fmt.Sprintf("%s|%s|%d", d.MediaType, d.Digest, d.Size)
 }
 
-func (l *Layers) acquire(ctx context.Context) (func(), error) {
+func (l *Maker) acquire(ctx context.Context) (func(), error) {
 	select {
 	case l.sem <- struct{}{}:
 		return func() { <-l.sem }, nil
@@ -243,10 +252,10 @@ func (l *Layers) acquire(ctx context.Context) (func(), error) {
 
 // diff writes the snapshot's layer tar through the compressor into the
 // content store and labels the snapshot with the result.
-func (l *Layers) diff(ctx context.Context, info snapshots.Info, keys labelKeys, comp Compression, opts []snapshot.DiffOpt) (LayerBlob, error) {
+func (l *Maker) diff(ctx context.Context, info snapshots.Info, keys labelKeys, comp Compression, opts []snapshot.DiffOpt) (Blob, error) {
 	release, err := l.acquire(ctx)
 	if err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
 	defer release()
 	if l.diffHook != nil {
@@ -259,18 +268,18 @@ func (l *Layers) diff(ctx context.Context, info snapshots.Info, keys labelKeys, 
 		return err
 	})
 	if err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
-	b := LayerBlob{Compression: comp.typ(), Desc: desc, DiffID: diffID, Source: info.Labels[labels.Source]}
+	b := Blob{Compression: comp.Name(), Desc: desc, DiffID: diffID, Source: info.Labels[labels.Source]}
 	return b, l.label(ctx, info, keys, b)
 }
 
 // convert recompresses the blob from into comp, checking that its tar is
 // the layer's diffID.
-func (l *Layers) convert(ctx context.Context, info snapshots.Info, keys labelKeys, from LayerBlob, comp Compression) (LayerBlob, error) {
+func (l *Maker) convert(ctx context.Context, info snapshots.Info, keys labelKeys, from Blob, comp Compression) (Blob, error) {
 	release, err := l.acquire(ctx)
 	if err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
 	defer release()
 	desc, err := l.ingest(ctx, info.Name, comp, func(w io.Writer) error {
@@ -279,7 +288,7 @@ func (l *Layers) convert(ctx context.Context, info snapshots.Info, keys labelKey
 			return fmt.Errorf("read blob %s: %w", from.Desc.Digest, err)
 		}
 		defer ra.Close()
-		tr, err := decompress(ctrcontent.NewReader(ra))
+		tr, err := Decompress(ctrcontent.NewReader(ra))
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", from.Desc.Digest, err)
 		}
@@ -295,16 +304,16 @@ func (l *Layers) convert(ctx context.Context, info snapshots.Info, keys labelKey
 		return nil
 	})
 	if err != nil {
-		return LayerBlob{}, err
+		return Blob{}, err
 	}
-	b := LayerBlob{Compression: comp.typ(), Desc: desc, DiffID: from.DiffID, Source: from.Source}
+	b := Blob{Compression: comp.Name(), Desc: desc, DiffID: from.DiffID, Source: from.Source}
 	return b, l.label(ctx, info, keys, b)
 }
 
 // ingest stores in the content store what write writes, compressed with
 // comp, and returns the blob's descriptor (with the OCI layer media type).
-func (l *Layers) ingest(ctx context.Context, name string, comp Compression, write func(io.Writer) error) (desc ocispec.Descriptor, err error) {
-	ref := "kiln-export-" + comp.typ() + "-" + randomHex()
+func (l *Maker) ingest(ctx context.Context, name string, comp Compression, write func(io.Writer) error) (desc ocispec.Descriptor, err error) {
+	ref := "kiln-export-" + comp.Name() + "-" + randomHex()
 	cw, err := l.cs.Writer(ctx, ctrcontent.WithRef(ref))
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("open blob writer: %w", err)
@@ -318,7 +327,7 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 	// The content writer hashes what it gets: its digest and offset name
 	// the blob (no second hash of the compressed stream here).
 	bw := bufio.NewWriterSize(cw, 1<<20)
-	zw, err := comp.compressor(bw)
+	zw, err := comp.Compressor(bw)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -336,7 +345,7 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("write blob: %w", err)
 	}
-	desc = ocispec.Descriptor{MediaType: layerMediaType(comp.typ(), true), Digest: cw.Digest(), Size: st.Offset}
+	desc = ocispec.Descriptor{MediaType: MediaType(comp.Name(), true), Digest: cw.Digest(), Size: st.Offset}
 	if err := cw.Commit(ctx, desc.Size, desc.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
 		return ocispec.Descriptor{}, fmt.Errorf("commit blob %s: %w", desc.Digest, err)
 	}
@@ -346,13 +355,13 @@ func (l *Layers) ingest(ctx context.Context, name string, comp Compression, writ
 // label records b on the snapshot. If the snapshot's recorded diffID
 // changes (its old blobs were gone and the diff differs), the blob labels
 // of the other compressions, which belong to the old diffID, are emptied.
-func (l *Layers) label(ctx context.Context, info snapshots.Info, keys labelKeys, b LayerBlob) error {
+func (l *Maker) label(ctx context.Context, info snapshots.Info, keys labelKeys, b Blob) error {
 	set := map[string]string{
 		keys.diffID:              b.DiffID.String(),
-		keys.blob(b.Compression): blobLabel(b.Desc),
+		keys.blob(b.Compression): BlobLabel(b.Desc),
 	}
 	if old := info.Labels[keys.diffID]; old != "" && old != b.DiffID.String() {
-		for _, c := range compressions {
+		for _, c := range Compressions() {
 			if c != b.Compression {
 				set[keys.blob(c)] = "" // emptied: no longer a blob
 			}
