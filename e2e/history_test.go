@@ -20,7 +20,7 @@ func TestHistory(t *testing.T) {
 	dir := t.TempDir()
 	df := "FROM busybox\nRUN echo first step\nRUN --mount=type=secret,id=pw cat /run/secrets/pw && echo && echo about to fail && exit 3\n"
 	secret := filepath.Join(t.TempDir(), "pw")
-	for name, data := range map[string]string{filepath.Join(dir, "Dockerfile"): df, secret: "s3cr3t-v4lue"} {
+	for name, data := range map[string]string{filepath.Join(dir, "Dockerfile"): df, secret: "s3cr3t-v4lue\n"} { // a secret file ends with a newline
 		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}

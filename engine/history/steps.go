@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,10 @@ type LogLine struct {
 	At     time.Duration `json:"at"`
 	Stream int           `json:"stream"` // 1 stdout, 2 stderr
 	Text   string        `json:"text"`
+
+	// cutEnd: the line was cut at MaxLogLine; cutStart: it is what
+	// followed a cut (a secret may straddle either edge).
+	cutEnd, cutStart bool
 }
 
 func logSize(ls []LogLine) int {
@@ -85,6 +90,7 @@ type stepLog struct {
 	Step
 	size    int
 	partial [3][]byte // unterminated output per stream
+	cut     [3]bool   // the stream's next line follows a cut
 }
 
 // NewRecorder returns an empty recorder.
@@ -142,6 +148,7 @@ func (r *Recorder) Write(e progress.Event) {
 		}
 		if len(data) > MaxLogLine {
 			s.add(e.Log.Time, e.Log.Stream, data)
+			s.cut[e.Log.Stream] = true
 			data = nil
 		}
 		s.partial[e.Log.Stream] = bytes.Clone(data)
@@ -164,14 +171,16 @@ func (r *Recorder) step(d digest.Digest) *stepLog {
 
 // add keeps one line, dropping the oldest ones beyond MaxStepLog.
 func (s *stepLog) add(t time.Time, stream int, line []byte) {
+	l := LogLine{Stream: stream, cutStart: s.cut[stream]}
+	s.cut[stream] = false
 	if len(line) > MaxLogLine {
-		line = line[:MaxLogLine]
+		line, l.cutEnd = line[:MaxLogLine], true
 	}
-	var at time.Duration
 	if !s.Started.IsZero() && t.After(s.Started) {
-		at = t.Sub(s.Started)
+		l.At = t.Sub(s.Started)
 	}
-	s.Logs = append(s.Logs, LogLine{At: at, Stream: stream, Text: string(line)})
+	l.Text = string(line)
+	s.Logs = append(s.Logs, l)
 	s.size += len(line) + 1
 	drop := 0
 	for s.size > MaxStepLog && drop < len(s.Logs)-1 {
@@ -199,11 +208,11 @@ func (r *Recorder) Steps() []Step {
 		st.Logs = slices.Clone(st.Logs)
 		for i, p := range s.partial {
 			if len(p) > 0 {
-				st.Logs = append(st.Logs, LogLine{At: st.Duration(), Stream: i, Text: string(p)})
+				st.Logs = append(st.Logs, LogLine{At: st.Duration(), Stream: i, Text: string(p), cutStart: s.cut[i]})
 			}
 		}
-		for i := range st.Logs {
-			st.Logs[i].Text = r.redact(st.Logs[i].Text)
+		for i, l := range st.Logs {
+			st.Logs[i].Text = r.redactLine(l)
 		}
 		st.Error = r.redact(st.Error)
 		out = append(out, st)
@@ -240,7 +249,57 @@ func (r *Recorder) Redact(s string) string {
 
 func (r *Recorder) redact(s string) string {
 	for _, sec := range r.secrets {
-		s = string(bytes.ReplaceAll([]byte(s), sec, []byte(Redacted)))
+		s = strings.ReplaceAll(s, string(sec), Redacted)
+		for _, piece := range secretLines(sec) {
+			s = strings.ReplaceAll(s, piece, Redacted)
+		}
+	}
+	return s
+}
+
+// minSecretPiece is the shortest part of a secret redacted on its own: a
+// line of a multi-line secret, or the part of one on either side of a
+// cut line's edge. Shorter parts would redact ordinary text.
+const minSecretPiece = 4
+
+// secretLines are the lines of a secret, without their line ends: a step
+// prints a secret file (which usually ends with a newline, and a key file
+// has several lines) as lines, each of which must be redacted.
+func secretLines(sec []byte) []string {
+	v := strings.TrimRight(string(sec), "\r\n")
+	if v != "" && !strings.Contains(v, "\n") {
+		return []string{v} // one line: redacted whatever its length
+	}
+	var out []string
+	for _, l := range strings.Split(v, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if len(l) >= minSecretPiece {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// redactLine redacts a log line; a line cut at MaxLogLine also loses a
+// secret's start at its end, and the line after a cut a secret's end at
+// its start.
+func (r *Recorder) redactLine(l LogLine) string {
+	s := r.redact(l.Text)
+	for _, sec := range r.secrets {
+		for _, piece := range append(secretLines(sec), string(sec)) {
+			for n := len(piece) - 1; n >= minSecretPiece; n-- {
+				if l.cutEnd && strings.HasSuffix(s, piece[:n]) {
+					s = s[:len(s)-n] + Redacted
+					break
+				}
+			}
+			for n := len(piece) - 1; n >= minSecretPiece; n-- {
+				if l.cutStart && strings.HasPrefix(s, piece[len(piece)-n:]) {
+					s = Redacted + s[n:]
+					break
+				}
+			}
+		}
 	}
 	return s
 }

@@ -76,6 +76,37 @@ func TestRecorder(t *testing.T) {
 			}
 		},
 	}, {
+		name:    "a secret file's lines are redacted",
+		secrets: []string{"hunter2\n", "-----BEGIN KEY-----\r\nQUJDREVGR0g=\nab\n-----END KEY-----\n"},
+		events: []progress.Event{
+			vertex("RUN cat", 0, time.Second, false, ""),
+			logEvent("RUN cat", 0, 1, "pw=hunter2\n-----BEGIN KEY-----\r\nQUJDREVGR0g=\nab\n-----END KEY-----\nlabel ok\n"),
+		},
+		check: func(t *testing.T, steps []Step) {
+			got := strings.Join(texts(steps[0].Logs), "|")
+			if want := "1@0s:pw=****|1@0s:****\r|1@0s:****|1@0s:ab|1@0s:****|1@0s:label ok"; got != want {
+				t.Errorf("logs = %q, want %q", got, want)
+			}
+		},
+	}, {
+		name:    "a secret cut at the line limit is redacted on both sides",
+		secrets: []string{"0123456789abcdef"},
+		events: []progress.Event{
+			vertex("RUN wide", 0, time.Second, false, ""),
+			logEvent("RUN wide", 0, 1, strings.Repeat("y", MaxLogLine-6)+"012345"),
+			logEvent("RUN wide", 0, 1, "6789ab"),
+			logEvent("RUN wide", 0, 1, "cdef tail\n"),
+		},
+		check: func(t *testing.T, steps []Step) {
+			ls := steps[0].Logs
+			if len(ls) != 2 || ls[0].Text != strings.Repeat("y", MaxLogLine-6)+"****" {
+				t.Fatalf("logs = %q", texts(ls))
+			}
+			if ls[1].Text != "**** tail" {
+				t.Errorf("the line after the cut = %q, want %q", ls[1].Text, "**** tail")
+			}
+		},
+	}, {
 		name: "a step keeps its last lines",
 		events: func() []progress.Event {
 			evs := []progress.Event{vertex("RUN loud", 0, time.Second, false, "")}
