@@ -6,6 +6,7 @@ import (
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
+	"github.com/kiln-build/kiln/source/local"
 )
 
 // teeWriter writes each event to the build's writer and to its history
@@ -32,6 +33,16 @@ func recordSecrets(sess session.Session, trace *history.Recorder) session.Sessio
 		return nil
 	}
 	return secretRecorder{Session: sess, trace: trace}
+}
+
+// ClientID forwards the session's client identity, which keys the kept
+// build contexts (source/local.ClientIdentifier): without it, wrapping
+// the session would make every build sync a private context copy.
+func (s secretRecorder) ClientID() string {
+	if ci, ok := s.Session.(local.ClientIdentifier); ok {
+		return ci.ClientID()
+	}
+	return ""
 }
 
 func (s secretRecorder) Secret(ctx context.Context, id string) ([]byte, error) {
