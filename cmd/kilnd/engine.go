@@ -86,9 +86,9 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 			AllowedRepositories: cfg.Frontend.AllowedRepositories,
 		},
 		Exporters: outputs,
-		GC:       gc,
-		Platform: platforms.DefaultSpec(),
-		Logger:   log,
+		GC:        gc,
+		Platform:  platforms.DefaultSpec(),
+		Logger:    log,
 		Caches: engine.CacheBackends{
 			Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
 				return sharedCaches(ctx, cfg.Cache, d)

@@ -346,4 +346,3 @@ func TestAttrVar(t *testing.T) {
 		})
 	}
 }
-
