@@ -50,12 +50,12 @@ func run(getenv func(string) string, in io.Reader, out io.Writer) error {
 	}
 	dest := ""
 	for k, v := range attrs {
-		switch k {
-		case "dest":
+		switch {
+		case k == "dest":
 			dest = v
-		case "name": // kilnd already put it in index.json
+		case layoutAttr(k): // kilnd applied it to the layout
 		default:
-			return fmt.Errorf("unknown attribute %q (valid: dest, name)", k)
+			return fmt.Errorf("unknown attribute %q (valid: dest, and those of type=oci: name, compression, oci-mediatypes, annotation.*, ...)", k)
 		}
 	}
 	if dest == "" || !filepath.IsAbs(dest) {
@@ -74,6 +74,16 @@ func run(getenv func(string) string, in io.Reader, out io.Writer) error {
 		return err
 	}
 	return json.NewEncoder(out).Encode(map[string]string{"location": dest})
+}
+
+// layoutAttr reports whether kilnd applies attribute k itself to the
+// layout it sends (name, compression, oci-mediatypes, annotations...).
+func layoutAttr(k string) bool {
+	switch k {
+	case "name", "compression", "compression-level", "force-compression", "oci-mediatypes", "rewrite-timestamp":
+		return true
+	}
+	return strings.HasPrefix(k, "annotation")
 }
 
 // saveTar checks the stream while it copies it to dest.

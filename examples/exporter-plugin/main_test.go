@@ -102,7 +102,7 @@ func TestStoresLayout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dest := filepath.Join(t.TempDir(), tt.dest)
 			var out bytes.Buffer
-			if err := run(env(map[string]string{"dest": dest, "name": "app:1"}), bytes.NewReader(stream), &out); err != nil {
+			if err := run(env(map[string]string{"dest": dest, "name": "app:1", "compression": "zstd", "annotation.org.x": "1"}), bytes.NewReader(stream), &out); err != nil {
 				t.Fatal(err)
 			}
 			var resp map[string]string
@@ -163,7 +163,7 @@ func TestRefuses(t *testing.T) {
 	}{
 		{name: "no dest", attrs: map[string]string{}, stream: stream, want: `dest must be an absolute path on the daemon's machine, got "" (-o type=archive,dest=/srv/images/app)`},
 		{name: "relative dest", attrs: map[string]string{"dest": "out"}, stream: stream, want: `dest must be an absolute path`},
-		{name: "unknown attribute", attrs: map[string]string{"dest": "/x", "compress": "yes"}, stream: stream, want: `unknown attribute "compress" (valid: dest, name)`},
+		{name: "unknown attribute", attrs: map[string]string{"dest": "/x", "compress": "yes"}, stream: stream, want: `unknown attribute "compress" (valid: dest, and those of type=oci`},
 		{name: "dest exists", attrs: map[string]string{"dest": existing}, stream: stream, want: "exists already"},
 		{name: "blob with a wrong digest", stream: entryTar(t, with("blobs/sha256/"+hello, "bye")), want: "blob blobs/sha256/" + hello + " has digest sha256:"},
 		{name: "entry outside the layout", stream: entryTar(t, with("../escape", "x")), want: `layout entry "../escape" is outside the layout`},

@@ -22,8 +22,10 @@
 //
 // Its standard input is the result as an OCI image layout tar stream, the
 // same bytes type=oci writes (oci-layout, blobs/sha256/..., index.json
-// last; a name= attribute names the image in index.json). The plugin
-// reads it to the end. What it prints on standard output, if anything,
+// last), with type=oci's layout attributes applied by kilnd: name (in
+// index.json), compression, compression-level, force-compression,
+// oci-mediatypes, rewrite-timestamp, annotation*. The plugin reads it to
+// the end. What it prints on standard output, if anything,
 // is one JSON object of strings merged into the build's metadata (kiln
 // build --metadata-file): {"location":"s3://bucket/app.tar"}; kilnd's own
 // keys (containerimage.digest, ...) keep their values. Standard error
@@ -33,8 +35,8 @@
 // cancelled build, a failing sibling output or the configured timeout
 // kills the plugin's process group.
 //
-// Unknown attributes are the plugin's to refuse (exit non-zero with a
-// message); kilnd passes every attribute through.
+// Every attribute reaches the plugin, the layout ones too; the others
+// are the plugin's to read or refuse (exit non-zero with a message).
 //
 // This package imports exporter, progress, core/errdefs and
 // internal/proclog from Kiln.

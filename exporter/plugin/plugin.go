@@ -68,20 +68,20 @@ func Factory(o Options) exporter.Factory {
 }
 
 // New returns the exporter of one output of the plugin o, with the
-// output's attributes (type= taken out). Only name= is read by kilnd (it
-// names the image in the layout's index.json); every attribute is passed
-// to the plugin.
+// output's attributes (type= taken out). kilnd applies the layout
+// attributes of type=oci (name, compression, oci-mediatypes,
+// annotation.*, ...; see exporter.LayoutOptions) to the stream; every
+// attribute is passed to the plugin.
 func New(o Options, attrs map[string]string, deps exporter.Deps) (exporter.Exporter, error) {
 	if o.Name == "" || len(o.Command) == 0 {
 		return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("exporter plugin %q: no command", o.Name))
 	}
-	e := &pluginExporter{opts: o, attrs: attrs, deps: deps, tar: exporter.TarballOptions{Tar: true, Format: exporter.ImageFormat{OCIMediaTypes: true}}}
-	for _, n := range strings.Split(attrs["name"], ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			e.tar.Names = append(e.tar.Names, n)
-		}
+	tar, err := exporter.LayoutOptions(o.Name, attrs)
+	if err != nil {
+		return nil, err
 	}
-	// Check the names and dependencies now, not after the build.
+	e := &pluginExporter{opts: o, attrs: attrs, deps: deps, tar: tar}
+	// Check the names, format and dependencies now, not after the build.
 	if _, err := e.tarball(nopWriter{}); err != nil {
 		return nil, fmt.Errorf("type=%s: %w", o.Name, err)
 	}

@@ -185,6 +185,50 @@ func TestExamplePlugin(t *testing.T) {
 	}
 }
 
+// TestLayoutAttributes: kilnd applies type=oci's layout attributes to the
+// stream and still passes them to the plugin (the example accepts them).
+func TestLayoutAttributes(t *testing.T) {
+	f := newFixture(t)
+	bin, err := examplePlugin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "app")
+	_, ev, err := export(t, context.Background(), f, Options{Name: "archive", Command: []string{bin}},
+		map[string]string{"dest": dest, "compression": "zstd", "annotation.org.example.team": "build"})
+	if err != nil {
+		t.Fatalf("export: %v\nprogress logs: %s", err, ev.logs())
+	}
+	idx, err := layout.ImageIndexFromPath(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 {
+		t.Fatalf("index.json %+v (%v): want one manifest", im, err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Annotations["org.example.team"]; got != "build" {
+		t.Errorf("manifest annotations %v: want org.example.team=build", m.Annotations)
+	}
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerZstd {
+		t.Errorf("layers %+v: want one zstd layer", m.Layers)
+	}
+
+	// A bad layout attribute fails before the build, naming the type.
+	_, err = Factory(Options{Name: "archive", Command: []string{bin}}).New(map[string]string{"compression": "lz4"}, f.deps)
+	if err == nil || !strings.HasPrefix(err.Error(), "type=archive: compression=lz4") {
+		t.Errorf("error %v, want one about type=archive compression=lz4", err)
+	}
+}
+
 func TestEnvironment(t *testing.T) {
 	f := newFixture(t)
 	t.Setenv("KILN_TEST_LEAK", "daemon secret")
@@ -192,7 +236,7 @@ func TestEnvironment(t *testing.T) {
 	bin := script(t, `cat >/dev/null; env > "$OUT"; echo '{"n":"1","containerimage.digest":"sha256:forged"}'`)
 	resp, _, err := export(t, context.Background(), f,
 		Options{Name: "p", Command: []string{bin}, Env: []string{"OUT=" + out, "PATH=/usr/bin:/bin"}},
-		map[string]string{"dest": "/x", "annotation.org.a": "1", "annotation-org.a": "2"})
+		map[string]string{"dest": "/x", "s3.bucket": "1", "s3-bucket": "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +251,7 @@ func TestEnvironment(t *testing.T) {
 	for _, want := range []string{
 		"KILN_EXPORTER_VERSION=1\n",
 		"KILN_EXPORTER_NAME=p\n",
-		`KILN_EXPORTER_ATTRS={"annotation-org.a":"2","annotation.org.a":"1","dest":"/x"}` + "\n",
+		`KILN_EXPORTER_ATTRS={"dest":"/x","s3-bucket":"2","s3.bucket":"1"}` + "\n",
 		"KILN_EXPORTER_ATTR_DEST=/x\n",
 		"PATH=/usr/bin:/bin\n",
 	} {
@@ -215,7 +259,7 @@ func TestEnvironment(t *testing.T) {
 			t.Errorf("plugin environment lacks %q:\n%s", want, env)
 		}
 	}
-	for _, bad := range []string{"KILN_TEST_LEAK", "KILN_EXPORTER_ATTR_ANNOTATION_ORG_A", "HOME="} {
+	for _, bad := range []string{"KILN_TEST_LEAK", "KILN_EXPORTER_ATTR_S3_BUCKET", "HOME="} {
 		if strings.Contains(env, bad) {
 			t.Errorf("plugin environment has %s:\n%s", bad, env)
 		}
