@@ -142,7 +142,7 @@ func (e *pluginExporter) export(ctx context.Context, r exporter.Result, pw progr
 	stdout := &cappedBuffer{max: MaxResponse}
 	stderr := proclog.NewStderr()
 	cmd.Stdout = stdout
-	cmd.Stderr = io.MultiWriter(stderr, &progressLog{pw: pw, vertex: vertex, max: MaxLog})
+	cmd.Stderr = io.MultiWriter(stderr, &progressLog{log: progress.LogWriter(pw, vertex, 2), max: MaxLog})
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("exporter plugin %s: %w", e.opts.Name, err)
@@ -313,11 +313,10 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 	return c.buf.Write(p)
 }
 
-// progressLog writes a plugin's stderr as log lines of its export step,
-// up to max bytes.
+// progressLog writes a plugin's stderr as log lines of its export step
+// (through progress.LogWriter), up to max bytes.
 type progressLog struct {
-	pw      progress.Writer
-	vertex  digest.Digest
+	log     *progress.StreamWriter
 	max     int
 	mu      sync.Mutex
 	written int
@@ -333,12 +332,11 @@ func (l *progressLog) Write(p []byte) (int, error) {
 	}
 	if len(data) > 0 {
 		l.written += len(data)
-		l.pw.Write(progress.Event{Log: &progress.Log{Vertex: l.vertex, Stream: 2, Data: bytes.Clone(data), Time: time.Now()}})
+		l.log.Write(data)
 	}
 	if len(data) < len(p) && !l.noted {
 		l.noted = true
-		note := fmt.Sprintf("\n[kilnd: the plugin's stderr past %d bytes is not shown]\n", l.max)
-		l.pw.Write(progress.Event{Log: &progress.Log{Vertex: l.vertex, Stream: 2, Data: []byte(note), Time: time.Now()}})
+		fmt.Fprintf(l.log, "\n[kilnd: the plugin's stderr past %d bytes is not shown]\n", l.max)
 	}
 	return len(p), nil
 }
