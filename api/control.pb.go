@@ -3019,9 +3019,12 @@ func (x *Image) GetCreated() *timestamppb.Timestamp {
 }
 
 type HistoryRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"` // one build, or all when empty
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ref   string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"` // one build, or all when empty
+	Limit int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// trace asks for each record's steps (timings, cache status, errors,
+	// last log lines): kiln history inspect and logs.
+	Trace         bool `protobuf:"varint,3,opt,name=trace,proto3" json:"trace,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3068,6 +3071,13 @@ func (x *HistoryRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *HistoryRequest) GetTrace() bool {
+	if x != nil {
+		return x.Trace
+	}
+	return false
 }
 
 type HistoryResponse struct {
@@ -3126,9 +3136,10 @@ type BuildRecord struct {
 	Target           string                 `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
 	ExporterResponse map[string]string      `protobuf:"bytes,9,rep,name=exporter_response,json=exporterResponse,proto3" json:"exporter_response,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	DockerfileName   string                 `protobuf:"bytes,10,opt,name=dockerfile_name,json=dockerfileName,proto3" json:"dockerfile_name,omitempty"`
-	// step_details lists the build's steps with their times and usage;
-	// critical_path_ns is the longest chain of dependent steps.
-	StepDetails    []*BuildStep `protobuf:"bytes,11,rep,name=step_details,json=stepDetails,proto3" json:"step_details,omitempty"`
+	// trace is the build's steps (when HistoryRequest.trace);
+	// critical_path_ns is how long the longest chain of dependent steps
+	// took (the steps on it are marked critical).
+	Trace          []*BuildStep `protobuf:"bytes,11,rep,name=trace,proto3" json:"trace,omitempty"`
 	CriticalPathNs int64        `protobuf:"varint,12,opt,name=critical_path_ns,json=criticalPathNs,proto3" json:"critical_path_ns,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -3234,9 +3245,9 @@ func (x *BuildRecord) GetDockerfileName() string {
 	return ""
 }
 
-func (x *BuildRecord) GetStepDetails() []*BuildStep {
+func (x *BuildRecord) GetTrace() []*BuildStep {
 	if x != nil {
-		return x.StepDetails
+		return x.Trace
 	}
 	return nil
 }
@@ -3248,16 +3259,23 @@ func (x *BuildRecord) GetCriticalPathNs() int64 {
 	return 0
 }
 
-// BuildStep is one step of a finished build.
+// BuildStep is one step of a recorded build.
 type BuildStep struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	DurationNs    int64                  `protobuf:"varint,3,opt,name=duration_ns,json=durationNs,proto3" json:"duration_ns,omitempty"`
-	Cached        bool                   `protobuf:"varint,4,opt,name=cached,proto3" json:"cached,omitempty"`
-	Failed        bool                   `protobuf:"varint,5,opt,name=failed,proto3" json:"failed,omitempty"`
-	Usage         *StepUsage             `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`        // for steps that ran a container
-	Critical      bool                   `protobuf:"varint,7,opt,name=critical,proto3" json:"critical,omitempty"` // on the build's critical path
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Digest      string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Name        string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Started     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started,proto3" json:"started,omitempty"`
+	Completed   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=completed,proto3" json:"completed,omitempty"`
+	Cached      bool                   `protobuf:"varint,5,opt,name=cached,proto3" json:"cached,omitempty"`
+	CacheSource string                 `protobuf:"bytes,6,opt,name=cache_source,json=cacheSource,proto3" json:"cache_source,omitempty"`
+	Error       string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	Location    string                 `protobuf:"bytes,8,opt,name=location,proto3" json:"location,omitempty"` // "Dockerfile:3"
+	// logs are the step's last lines (bounded; secrets redacted);
+	// logs_dropped counts the earlier lines not kept.
+	Logs          []*BuildLogLine `protobuf:"bytes,9,rep,name=logs,proto3" json:"logs,omitempty"`
+	LogsDropped   int32           `protobuf:"varint,10,opt,name=logs_dropped,json=logsDropped,proto3" json:"logs_dropped,omitempty"`
+	Usage         *StepUsage      `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`        // for steps that ran a container
+	Critical      bool            `protobuf:"varint,12,opt,name=critical,proto3" json:"critical,omitempty"` // on the build's critical path
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3306,11 +3324,18 @@ func (x *BuildStep) GetName() string {
 	return ""
 }
 
-func (x *BuildStep) GetDurationNs() int64 {
+func (x *BuildStep) GetStarted() *timestamppb.Timestamp {
 	if x != nil {
-		return x.DurationNs
+		return x.Started
 	}
-	return 0
+	return nil
+}
+
+func (x *BuildStep) GetCompleted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Completed
+	}
+	return nil
 }
 
 func (x *BuildStep) GetCached() bool {
@@ -3320,11 +3345,39 @@ func (x *BuildStep) GetCached() bool {
 	return false
 }
 
-func (x *BuildStep) GetFailed() bool {
+func (x *BuildStep) GetCacheSource() string {
 	if x != nil {
-		return x.Failed
+		return x.CacheSource
 	}
-	return false
+	return ""
+}
+
+func (x *BuildStep) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *BuildStep) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *BuildStep) GetLogs() []*BuildLogLine {
+	if x != nil {
+		return x.Logs
+	}
+	return nil
+}
+
+func (x *BuildStep) GetLogsDropped() int32 {
+	if x != nil {
+		return x.LogsDropped
+	}
+	return 0
 }
 
 func (x *BuildStep) GetUsage() *StepUsage {
@@ -3341,6 +3394,67 @@ func (x *BuildStep) GetCritical() bool {
 	return false
 }
 
+// BuildLogLine is one line a step printed, without its newline.
+type BuildLogLine struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AtNs          int64                  `protobuf:"varint,1,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"` // since the step started
+	Stream        int32                  `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`         // 1 stdout, 2 stderr
+	Text          []byte                 `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildLogLine) Reset() {
+	*x = BuildLogLine{}
+	mi := &file_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildLogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildLogLine) ProtoMessage() {}
+
+func (x *BuildLogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildLogLine.ProtoReflect.Descriptor instead.
+func (*BuildLogLine) Descriptor() ([]byte, []int) {
+	return file_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *BuildLogLine) GetAtNs() int64 {
+	if x != nil {
+		return x.AtNs
+	}
+	return 0
+}
+
+func (x *BuildLogLine) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *BuildLogLine) GetText() []byte {
+	if x != nil {
+		return x.Text
+	}
+	return nil
+}
+
 type RemoveImagesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
@@ -3350,7 +3464,7 @@ type RemoveImagesRequest struct {
 
 func (x *RemoveImagesRequest) Reset() {
 	*x = RemoveImagesRequest{}
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3476,7 @@ func (x *RemoveImagesRequest) String() string {
 func (*RemoveImagesRequest) ProtoMessage() {}
 
 func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[41]
+	mi := &file_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3489,7 @@ func (x *RemoveImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImagesRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{41}
+	return file_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveImagesRequest) GetNames() []string {
@@ -3397,7 +3511,7 @@ type RemoveImagesResponse struct {
 
 func (x *RemoveImagesResponse) Reset() {
 	*x = RemoveImagesResponse{}
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3523,7 @@ func (x *RemoveImagesResponse) String() string {
 func (*RemoveImagesResponse) ProtoMessage() {}
 
 func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[42]
+	mi := &file_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3536,7 @@ func (x *RemoveImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImagesResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImagesResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{42}
+	return file_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RemoveImagesResponse) GetRemoved() []*Image {
@@ -3448,7 +3562,7 @@ type InspectImageRequest struct {
 
 func (x *InspectImageRequest) Reset() {
 	*x = InspectImageRequest{}
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3460,7 +3574,7 @@ func (x *InspectImageRequest) String() string {
 func (*InspectImageRequest) ProtoMessage() {}
 
 func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[43]
+	mi := &file_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3473,7 +3587,7 @@ func (x *InspectImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageRequest.ProtoReflect.Descriptor instead.
 func (*InspectImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{43}
+	return file_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InspectImageRequest) GetName() string {
@@ -3497,7 +3611,7 @@ type InspectImageResponse struct {
 
 func (x *InspectImageResponse) Reset() {
 	*x = InspectImageResponse{}
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3509,7 +3623,7 @@ func (x *InspectImageResponse) String() string {
 func (*InspectImageResponse) ProtoMessage() {}
 
 func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[44]
+	mi := &file_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3522,7 +3636,7 @@ func (x *InspectImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectImageResponse.ProtoReflect.Descriptor instead.
 func (*InspectImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{44}
+	return file_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *InspectImageResponse) GetImage() *Image {
@@ -3566,7 +3680,7 @@ type InspectedManifest struct {
 
 func (x *InspectedManifest) Reset() {
 	*x = InspectedManifest{}
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3578,7 +3692,7 @@ func (x *InspectedManifest) String() string {
 func (*InspectedManifest) ProtoMessage() {}
 
 func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[45]
+	mi := &file_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3591,7 +3705,7 @@ func (x *InspectedManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedManifest.ProtoReflect.Descriptor instead.
 func (*InspectedManifest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{45}
+	return file_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InspectedManifest) GetPlatform() string {
@@ -3639,7 +3753,7 @@ type TagImageRequest struct {
 
 func (x *TagImageRequest) Reset() {
 	*x = TagImageRequest{}
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +3765,7 @@ func (x *TagImageRequest) String() string {
 func (*TagImageRequest) ProtoMessage() {}
 
 func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[46]
+	mi := &file_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +3778,7 @@ func (x *TagImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageRequest.ProtoReflect.Descriptor instead.
 func (*TagImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{46}
+	return file_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TagImageRequest) GetSource() string {
@@ -3690,7 +3804,7 @@ type TagImageResponse struct {
 
 func (x *TagImageResponse) Reset() {
 	*x = TagImageResponse{}
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3702,7 +3816,7 @@ func (x *TagImageResponse) String() string {
 func (*TagImageResponse) ProtoMessage() {}
 
 func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[47]
+	mi := &file_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3715,7 +3829,7 @@ func (x *TagImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TagImageResponse.ProtoReflect.Descriptor instead.
 func (*TagImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{47}
+	return file_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TagImageResponse) GetImage() *Image {
@@ -3735,7 +3849,7 @@ type ImportImageMessage struct {
 
 func (x *ImportImageMessage) Reset() {
 	*x = ImportImageMessage{}
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3861,7 @@ func (x *ImportImageMessage) String() string {
 func (*ImportImageMessage) ProtoMessage() {}
 
 func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[48]
+	mi := &file_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3874,7 @@ func (x *ImportImageMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageMessage.ProtoReflect.Descriptor instead.
 func (*ImportImageMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{48}
+	return file_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ImportImageMessage) GetHeader() *ImportImageHeader {
@@ -3789,7 +3903,7 @@ type ImportImageHeader struct {
 
 func (x *ImportImageHeader) Reset() {
 	*x = ImportImageHeader{}
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3801,7 +3915,7 @@ func (x *ImportImageHeader) String() string {
 func (*ImportImageHeader) ProtoMessage() {}
 
 func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[49]
+	mi := &file_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3814,7 +3928,7 @@ func (x *ImportImageHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageHeader.ProtoReflect.Descriptor instead.
 func (*ImportImageHeader) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{49}
+	return file_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ImportImageHeader) GetName() string {
@@ -3855,7 +3969,7 @@ type ImportImageResponse struct {
 
 func (x *ImportImageResponse) Reset() {
 	*x = ImportImageResponse{}
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3867,7 +3981,7 @@ func (x *ImportImageResponse) String() string {
 func (*ImportImageResponse) ProtoMessage() {}
 
 func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[50]
+	mi := &file_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3880,7 +3994,7 @@ func (x *ImportImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportImageResponse.ProtoReflect.Descriptor instead.
 func (*ImportImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{50}
+	return file_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ImportImageResponse) GetImages() []*Image {
@@ -3909,7 +4023,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3921,7 +4035,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[51]
+	mi := &file_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3934,7 +4048,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{51}
+	return file_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PushImageRequest) GetName() string {
@@ -3963,7 +4077,7 @@ type RegistryCredential struct {
 
 func (x *RegistryCredential) Reset() {
 	*x = RegistryCredential{}
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3975,7 +4089,7 @@ func (x *RegistryCredential) String() string {
 func (*RegistryCredential) ProtoMessage() {}
 
 func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[52]
+	mi := &file_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3988,7 +4102,7 @@ func (x *RegistryCredential) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistryCredential.ProtoReflect.Descriptor instead.
 func (*RegistryCredential) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{52}
+	return file_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RegistryCredential) GetHost() string {
@@ -4030,7 +4144,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4156,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[53]
+	mi := &file_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4169,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{53}
+	return file_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PushImageResponse) GetRef() string {
@@ -4090,7 +4204,7 @@ type SaveImageRequest struct {
 
 func (x *SaveImageRequest) Reset() {
 	*x = SaveImageRequest{}
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4216,7 @@ func (x *SaveImageRequest) String() string {
 func (*SaveImageRequest) ProtoMessage() {}
 
 func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[54]
+	mi := &file_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4229,7 @@ func (x *SaveImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageRequest.ProtoReflect.Descriptor instead.
 func (*SaveImageRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{54}
+	return file_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SaveImageRequest) GetNames() []string {
@@ -4148,7 +4262,7 @@ type SaveImageChunk struct {
 
 func (x *SaveImageChunk) Reset() {
 	*x = SaveImageChunk{}
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4160,7 +4274,7 @@ func (x *SaveImageChunk) String() string {
 func (*SaveImageChunk) ProtoMessage() {}
 
 func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[55]
+	mi := &file_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4173,7 +4287,7 @@ func (x *SaveImageChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SaveImageChunk.ProtoReflect.Descriptor instead.
 func (*SaveImageChunk) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{55}
+	return file_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SaveImageChunk) GetData() []byte {
@@ -4194,7 +4308,7 @@ type RunClientMessage struct {
 
 func (x *RunClientMessage) Reset() {
 	*x = RunClientMessage{}
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4206,7 +4320,7 @@ func (x *RunClientMessage) String() string {
 func (*RunClientMessage) ProtoMessage() {}
 
 func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[56]
+	mi := &file_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4219,7 +4333,7 @@ func (x *RunClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunClientMessage.ProtoReflect.Descriptor instead.
 func (*RunClientMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{56}
+	return file_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RunClientMessage) GetRequest() *RunRequest {
@@ -4265,7 +4379,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4277,7 +4391,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[57]
+	mi := &file_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4290,7 +4404,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{57}
+	return file_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RunRequest) GetImage() string {
@@ -4388,7 +4502,7 @@ type RunServerMessage struct {
 
 func (x *RunServerMessage) Reset() {
 	*x = RunServerMessage{}
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4400,7 +4514,7 @@ func (x *RunServerMessage) String() string {
 func (*RunServerMessage) ProtoMessage() {}
 
 func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[58]
+	mi := &file_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4413,7 +4527,7 @@ func (x *RunServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunServerMessage.ProtoReflect.Descriptor instead.
 func (*RunServerMessage) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{58}
+	return file_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RunServerMessage) GetStarted() *RunStarted {
@@ -4447,7 +4561,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4459,7 +4573,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[59]
+	mi := &file_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4472,7 +4586,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{59}
+	return file_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RunStarted) GetImage() string {
@@ -4499,7 +4613,7 @@ type RunOutput struct {
 
 func (x *RunOutput) Reset() {
 	*x = RunOutput{}
-	mi := &file_control_proto_msgTypes[60]
+	mi := &file_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4511,7 +4625,7 @@ func (x *RunOutput) String() string {
 func (*RunOutput) ProtoMessage() {}
 
 func (x *RunOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[60]
+	mi := &file_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4524,7 +4638,7 @@ func (x *RunOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunOutput.ProtoReflect.Descriptor instead.
 func (*RunOutput) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{60}
+	return file_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RunOutput) GetStream() int32 {
@@ -4553,7 +4667,7 @@ type RunExit struct {
 
 func (x *RunExit) Reset() {
 	*x = RunExit{}
-	mi := &file_control_proto_msgTypes[61]
+	mi := &file_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4565,7 +4679,7 @@ func (x *RunExit) String() string {
 func (*RunExit) ProtoMessage() {}
 
 func (x *RunExit) ProtoReflect() protoreflect.Message {
-	mi := &file_control_proto_msgTypes[61]
+	mi := &file_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4578,7 +4692,7 @@ func (x *RunExit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunExit.ProtoReflect.Descriptor instead.
 func (*RunExit) Descriptor() ([]byte, []int) {
-	return file_control_proto_rawDescGZIP(), []int{61}
+	return file_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RunExit) GetCode() int32 {
@@ -4872,12 +4986,13 @@ const file_control_proto_rawDesc = "" +
 	"media_type\x18\x03 \x01(\tR\tmediaType\x12\x1c\n" +
 	"\tplatforms\x18\x04 \x03(\tR\tplatforms\x12\x12\n" +
 	"\x04size\x18\x05 \x01(\x03R\x04size\x124\n" +
-	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"8\n" +
+	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"N\n" +
 	"\x0eHistoryRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"A\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x14\n" +
+	"\x05trace\x18\x03 \x01(\bR\x05trace\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\xab\x04\n" +
+	"\arecords\x18\x01 \x03(\v2\x14.kiln.v1.BuildRecordR\arecords\"\x9e\x04\n" +
 	"\vBuildRecord\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x124\n" +
 	"\acreated\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x128\n" +
@@ -4889,21 +5004,30 @@ const file_control_proto_rawDesc = "" +
 	"\x06target\x18\b \x01(\tR\x06target\x12W\n" +
 	"\x11exporter_response\x18\t \x03(\v2*.kiln.v1.BuildRecord.ExporterResponseEntryR\x10exporterResponse\x12'\n" +
 	"\x0fdockerfile_name\x18\n" +
-	" \x01(\tR\x0edockerfileName\x125\n" +
-	"\fstep_details\x18\v \x03(\v2\x12.kiln.v1.BuildStepR\vstepDetails\x12(\n" +
+	" \x01(\tR\x0edockerfileName\x12(\n" +
+	"\x05trace\x18\v \x03(\v2\x12.kiln.v1.BuildStepR\x05trace\x12(\n" +
 	"\x10critical_path_ns\x18\f \x01(\x03R\x0ecriticalPathNs\x1aC\n" +
 	"\x15ExporterResponseEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x03\n" +
 	"\tBuildStep\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
-	"\vduration_ns\x18\x03 \x01(\x03R\n" +
-	"durationNs\x12\x16\n" +
-	"\x06cached\x18\x04 \x01(\bR\x06cached\x12\x16\n" +
-	"\x06failed\x18\x05 \x01(\bR\x06failed\x12(\n" +
-	"\x05usage\x18\x06 \x01(\v2\x12.kiln.v1.StepUsageR\x05usage\x12\x1a\n" +
-	"\bcritical\x18\a \x01(\bR\bcritical\"+\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x124\n" +
+	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x128\n" +
+	"\tcompleted\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcompleted\x12\x16\n" +
+	"\x06cached\x18\x05 \x01(\bR\x06cached\x12!\n" +
+	"\fcache_source\x18\x06 \x01(\tR\vcacheSource\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12\x1a\n" +
+	"\blocation\x18\b \x01(\tR\blocation\x12)\n" +
+	"\x04logs\x18\t \x03(\v2\x15.kiln.v1.BuildLogLineR\x04logs\x12!\n" +
+	"\flogs_dropped\x18\n" +
+	" \x01(\x05R\vlogsDropped\x12(\n" +
+	"\x05usage\x18\v \x01(\v2\x12.kiln.v1.StepUsageR\x05usage\x12\x1a\n" +
+	"\bcritical\x18\f \x01(\bR\bcritical\"O\n" +
+	"\fBuildLogLine\x12\x13\n" +
+	"\x05at_ns\x18\x01 \x01(\x03R\x04atNs\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\x05R\x06stream\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\fR\x04text\"+\n" +
 	"\x13RemoveImagesRequest\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"X\n" +
 	"\x14RemoveImagesResponse\x12(\n" +
@@ -5022,7 +5146,7 @@ func file_control_proto_rawDescGZIP() []byte {
 	return file_control_proto_rawDescData
 }
 
-var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_control_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_control_proto_goTypes = []any{
 	(*InfoRequest)(nil),           // 0: kiln.v1.InfoRequest
 	(*InfoResponse)(nil),          // 1: kiln.v1.InfoResponse
@@ -5065,35 +5189,36 @@ var file_control_proto_goTypes = []any{
 	(*HistoryResponse)(nil),       // 38: kiln.v1.HistoryResponse
 	(*BuildRecord)(nil),           // 39: kiln.v1.BuildRecord
 	(*BuildStep)(nil),             // 40: kiln.v1.BuildStep
-	(*RemoveImagesRequest)(nil),   // 41: kiln.v1.RemoveImagesRequest
-	(*RemoveImagesResponse)(nil),  // 42: kiln.v1.RemoveImagesResponse
-	(*InspectImageRequest)(nil),   // 43: kiln.v1.InspectImageRequest
-	(*InspectImageResponse)(nil),  // 44: kiln.v1.InspectImageResponse
-	(*InspectedManifest)(nil),     // 45: kiln.v1.InspectedManifest
-	(*TagImageRequest)(nil),       // 46: kiln.v1.TagImageRequest
-	(*TagImageResponse)(nil),      // 47: kiln.v1.TagImageResponse
-	(*ImportImageMessage)(nil),    // 48: kiln.v1.ImportImageMessage
-	(*ImportImageHeader)(nil),     // 49: kiln.v1.ImportImageHeader
-	(*ImportImageResponse)(nil),   // 50: kiln.v1.ImportImageResponse
-	(*PushImageRequest)(nil),      // 51: kiln.v1.PushImageRequest
-	(*RegistryCredential)(nil),    // 52: kiln.v1.RegistryCredential
-	(*PushImageResponse)(nil),     // 53: kiln.v1.PushImageResponse
-	(*SaveImageRequest)(nil),      // 54: kiln.v1.SaveImageRequest
-	(*SaveImageChunk)(nil),        // 55: kiln.v1.SaveImageChunk
-	(*RunClientMessage)(nil),      // 56: kiln.v1.RunClientMessage
-	(*RunRequest)(nil),            // 57: kiln.v1.RunRequest
-	(*RunServerMessage)(nil),      // 58: kiln.v1.RunServerMessage
-	(*RunStarted)(nil),            // 59: kiln.v1.RunStarted
-	(*RunOutput)(nil),             // 60: kiln.v1.RunOutput
-	(*RunExit)(nil),               // 61: kiln.v1.RunExit
-	nil,                           // 62: kiln.v1.BuildRequest.BuildArgsEntry
-	nil,                           // 63: kiln.v1.BuildRequest.LabelsEntry
-	nil,                           // 64: kiln.v1.Output.AttrsEntry
-	nil,                           // 65: kiln.v1.CacheOptions.AttrsEntry
-	nil,                           // 66: kiln.v1.FileStat.XattrsEntry
-	nil,                           // 67: kiln.v1.BuildResult.ExporterResponseEntry
-	nil,                           // 68: kiln.v1.BuildRecord.ExporterResponseEntry
-	(*timestamppb.Timestamp)(nil), // 69: google.protobuf.Timestamp
+	(*BuildLogLine)(nil),          // 41: kiln.v1.BuildLogLine
+	(*RemoveImagesRequest)(nil),   // 42: kiln.v1.RemoveImagesRequest
+	(*RemoveImagesResponse)(nil),  // 43: kiln.v1.RemoveImagesResponse
+	(*InspectImageRequest)(nil),   // 44: kiln.v1.InspectImageRequest
+	(*InspectImageResponse)(nil),  // 45: kiln.v1.InspectImageResponse
+	(*InspectedManifest)(nil),     // 46: kiln.v1.InspectedManifest
+	(*TagImageRequest)(nil),       // 47: kiln.v1.TagImageRequest
+	(*TagImageResponse)(nil),      // 48: kiln.v1.TagImageResponse
+	(*ImportImageMessage)(nil),    // 49: kiln.v1.ImportImageMessage
+	(*ImportImageHeader)(nil),     // 50: kiln.v1.ImportImageHeader
+	(*ImportImageResponse)(nil),   // 51: kiln.v1.ImportImageResponse
+	(*PushImageRequest)(nil),      // 52: kiln.v1.PushImageRequest
+	(*RegistryCredential)(nil),    // 53: kiln.v1.RegistryCredential
+	(*PushImageResponse)(nil),     // 54: kiln.v1.PushImageResponse
+	(*SaveImageRequest)(nil),      // 55: kiln.v1.SaveImageRequest
+	(*SaveImageChunk)(nil),        // 56: kiln.v1.SaveImageChunk
+	(*RunClientMessage)(nil),      // 57: kiln.v1.RunClientMessage
+	(*RunRequest)(nil),            // 58: kiln.v1.RunRequest
+	(*RunServerMessage)(nil),      // 59: kiln.v1.RunServerMessage
+	(*RunStarted)(nil),            // 60: kiln.v1.RunStarted
+	(*RunOutput)(nil),             // 61: kiln.v1.RunOutput
+	(*RunExit)(nil),               // 62: kiln.v1.RunExit
+	nil,                           // 63: kiln.v1.BuildRequest.BuildArgsEntry
+	nil,                           // 64: kiln.v1.BuildRequest.LabelsEntry
+	nil,                           // 65: kiln.v1.Output.AttrsEntry
+	nil,                           // 66: kiln.v1.CacheOptions.AttrsEntry
+	nil,                           // 67: kiln.v1.FileStat.XattrsEntry
+	nil,                           // 68: kiln.v1.BuildResult.ExporterResponseEntry
+	nil,                           // 69: kiln.v1.BuildRecord.ExporterResponseEntry
+	(*timestamppb.Timestamp)(nil), // 70: google.protobuf.Timestamp
 }
 var file_control_proto_depIdxs = []int32{
 	2,  // 0: kiln.v1.InfoResponse.worker:type_name -> kiln.v1.WorkerInfo
@@ -5111,82 +5236,85 @@ var file_control_proto_depIdxs = []int32{
 	20, // 12: kiln.v1.BuildServerMessage.status:type_name -> kiln.v1.StatusBatch
 	19, // 13: kiln.v1.BuildServerMessage.export:type_name -> kiln.v1.ExportData
 	25, // 14: kiln.v1.BuildServerMessage.result:type_name -> kiln.v1.BuildResult
-	62, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
-	63, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
+	63, // 15: kiln.v1.BuildRequest.build_args:type_name -> kiln.v1.BuildRequest.BuildArgsEntry
+	64, // 16: kiln.v1.BuildRequest.labels:type_name -> kiln.v1.BuildRequest.LabelsEntry
 	6,  // 17: kiln.v1.BuildRequest.named_contexts:type_name -> kiln.v1.NamedContext
 	7,  // 18: kiln.v1.BuildRequest.outputs:type_name -> kiln.v1.Output
 	8,  // 19: kiln.v1.BuildRequest.cache_from:type_name -> kiln.v1.CacheOptions
 	8,  // 20: kiln.v1.BuildRequest.cache_to:type_name -> kiln.v1.CacheOptions
-	64, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
-	65, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
+	65, // 21: kiln.v1.Output.attrs:type_name -> kiln.v1.Output.AttrsEntry
+	66, // 22: kiln.v1.CacheOptions.attrs:type_name -> kiln.v1.CacheOptions.AttrsEntry
 	11, // 23: kiln.v1.SyncStats.stats:type_name -> kiln.v1.FileStat
-	66, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
+	67, // 24: kiln.v1.FileStat.xattrs:type_name -> kiln.v1.FileStat.XattrsEntry
 	22, // 25: kiln.v1.StatusBatch.vertexes:type_name -> kiln.v1.VertexStatus
 	23, // 26: kiln.v1.StatusBatch.logs:type_name -> kiln.v1.VertexLog
 	24, // 27: kiln.v1.StatusBatch.warnings:type_name -> kiln.v1.Warning
 	21, // 28: kiln.v1.StatusBatch.usages:type_name -> kiln.v1.StepUsage
-	69, // 29: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
-	69, // 30: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
-	69, // 31: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
-	67, // 32: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
+	70, // 29: kiln.v1.VertexStatus.started:type_name -> google.protobuf.Timestamp
+	70, // 30: kiln.v1.VertexStatus.completed:type_name -> google.protobuf.Timestamp
+	70, // 31: kiln.v1.VertexLog.time:type_name -> google.protobuf.Timestamp
+	68, // 32: kiln.v1.BuildResult.exporter_response:type_name -> kiln.v1.BuildResult.ExporterResponseEntry
 	28, // 33: kiln.v1.DiskUsageResponse.records:type_name -> kiln.v1.UsageRecord
-	69, // 34: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
-	69, // 35: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
+	70, // 34: kiln.v1.UsageRecord.created:type_name -> google.protobuf.Timestamp
+	70, // 35: kiln.v1.UsageRecord.last_used:type_name -> google.protobuf.Timestamp
 	32, // 36: kiln.v1.CacheRecordsMessage.indexes:type_name -> kiln.v1.CacheIndex
 	33, // 37: kiln.v1.CacheRecordsMessage.record:type_name -> kiln.v1.CacheRecord
-	69, // 38: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
+	70, // 38: kiln.v1.CacheRecord.created:type_name -> google.protobuf.Timestamp
 	36, // 39: kiln.v1.ListImagesResponse.images:type_name -> kiln.v1.Image
-	69, // 40: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
+	70, // 40: kiln.v1.Image.created:type_name -> google.protobuf.Timestamp
 	39, // 41: kiln.v1.HistoryResponse.records:type_name -> kiln.v1.BuildRecord
-	69, // 42: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
-	69, // 43: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
-	68, // 44: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
-	40, // 45: kiln.v1.BuildRecord.step_details:type_name -> kiln.v1.BuildStep
-	21, // 46: kiln.v1.BuildStep.usage:type_name -> kiln.v1.StepUsage
-	36, // 47: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
-	36, // 48: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
-	45, // 49: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
-	36, // 50: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
-	49, // 51: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
-	36, // 52: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
-	52, // 53: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
-	57, // 54: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
-	59, // 55: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
-	60, // 56: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
-	61, // 57: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
-	0,  // 58: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
-	3,  // 59: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
-	26, // 60: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
-	29, // 61: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
-	34, // 62: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
-	37, // 63: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
-	41, // 64: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
-	43, // 65: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
-	46, // 66: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
-	48, // 67: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
-	51, // 68: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
-	54, // 69: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
-	56, // 70: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
-	30, // 71: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
-	1,  // 72: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
-	4,  // 73: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
-	27, // 74: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
-	28, // 75: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
-	35, // 76: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
-	38, // 77: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
-	42, // 78: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
-	44, // 79: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
-	47, // 80: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
-	50, // 81: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
-	53, // 82: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
-	55, // 83: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
-	58, // 84: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
-	31, // 85: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
-	72, // [72:86] is the sub-list for method output_type
-	58, // [58:72] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	70, // 42: kiln.v1.BuildRecord.created:type_name -> google.protobuf.Timestamp
+	70, // 43: kiln.v1.BuildRecord.completed:type_name -> google.protobuf.Timestamp
+	69, // 44: kiln.v1.BuildRecord.exporter_response:type_name -> kiln.v1.BuildRecord.ExporterResponseEntry
+	40, // 45: kiln.v1.BuildRecord.trace:type_name -> kiln.v1.BuildStep
+	70, // 46: kiln.v1.BuildStep.started:type_name -> google.protobuf.Timestamp
+	70, // 47: kiln.v1.BuildStep.completed:type_name -> google.protobuf.Timestamp
+	41, // 48: kiln.v1.BuildStep.logs:type_name -> kiln.v1.BuildLogLine
+	21, // 49: kiln.v1.BuildStep.usage:type_name -> kiln.v1.StepUsage
+	36, // 50: kiln.v1.RemoveImagesResponse.removed:type_name -> kiln.v1.Image
+	36, // 51: kiln.v1.InspectImageResponse.image:type_name -> kiln.v1.Image
+	46, // 52: kiln.v1.InspectImageResponse.manifests:type_name -> kiln.v1.InspectedManifest
+	36, // 53: kiln.v1.TagImageResponse.image:type_name -> kiln.v1.Image
+	50, // 54: kiln.v1.ImportImageMessage.header:type_name -> kiln.v1.ImportImageHeader
+	36, // 55: kiln.v1.ImportImageResponse.images:type_name -> kiln.v1.Image
+	53, // 56: kiln.v1.PushImageRequest.credentials:type_name -> kiln.v1.RegistryCredential
+	58, // 57: kiln.v1.RunClientMessage.request:type_name -> kiln.v1.RunRequest
+	60, // 58: kiln.v1.RunServerMessage.started:type_name -> kiln.v1.RunStarted
+	61, // 59: kiln.v1.RunServerMessage.output:type_name -> kiln.v1.RunOutput
+	62, // 60: kiln.v1.RunServerMessage.exit:type_name -> kiln.v1.RunExit
+	0,  // 61: kiln.v1.Control.Info:input_type -> kiln.v1.InfoRequest
+	3,  // 62: kiln.v1.Control.Build:input_type -> kiln.v1.BuildClientMessage
+	26, // 63: kiln.v1.Control.DiskUsage:input_type -> kiln.v1.DiskUsageRequest
+	29, // 64: kiln.v1.Control.Prune:input_type -> kiln.v1.PruneRequest
+	34, // 65: kiln.v1.Control.ListImages:input_type -> kiln.v1.ListImagesRequest
+	37, // 66: kiln.v1.Control.History:input_type -> kiln.v1.HistoryRequest
+	42, // 67: kiln.v1.Control.RemoveImages:input_type -> kiln.v1.RemoveImagesRequest
+	44, // 68: kiln.v1.Control.InspectImage:input_type -> kiln.v1.InspectImageRequest
+	47, // 69: kiln.v1.Control.TagImage:input_type -> kiln.v1.TagImageRequest
+	49, // 70: kiln.v1.Control.ImportImage:input_type -> kiln.v1.ImportImageMessage
+	52, // 71: kiln.v1.Control.PushImage:input_type -> kiln.v1.PushImageRequest
+	55, // 72: kiln.v1.Control.SaveImage:input_type -> kiln.v1.SaveImageRequest
+	57, // 73: kiln.v1.Control.Run:input_type -> kiln.v1.RunClientMessage
+	30, // 74: kiln.v1.Control.CacheRecords:input_type -> kiln.v1.CacheRecordsRequest
+	1,  // 75: kiln.v1.Control.Info:output_type -> kiln.v1.InfoResponse
+	4,  // 76: kiln.v1.Control.Build:output_type -> kiln.v1.BuildServerMessage
+	27, // 77: kiln.v1.Control.DiskUsage:output_type -> kiln.v1.DiskUsageResponse
+	28, // 78: kiln.v1.Control.Prune:output_type -> kiln.v1.UsageRecord
+	35, // 79: kiln.v1.Control.ListImages:output_type -> kiln.v1.ListImagesResponse
+	38, // 80: kiln.v1.Control.History:output_type -> kiln.v1.HistoryResponse
+	43, // 81: kiln.v1.Control.RemoveImages:output_type -> kiln.v1.RemoveImagesResponse
+	45, // 82: kiln.v1.Control.InspectImage:output_type -> kiln.v1.InspectImageResponse
+	48, // 83: kiln.v1.Control.TagImage:output_type -> kiln.v1.TagImageResponse
+	51, // 84: kiln.v1.Control.ImportImage:output_type -> kiln.v1.ImportImageResponse
+	54, // 85: kiln.v1.Control.PushImage:output_type -> kiln.v1.PushImageResponse
+	56, // 86: kiln.v1.Control.SaveImage:output_type -> kiln.v1.SaveImageChunk
+	59, // 87: kiln.v1.Control.Run:output_type -> kiln.v1.RunServerMessage
+	31, // 88: kiln.v1.Control.CacheRecords:output_type -> kiln.v1.CacheRecordsMessage
+	75, // [75:89] is the sub-list for method output_type
+	61, // [61:75] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_control_proto_init() }
@@ -5218,7 +5346,7 @@ func file_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_control_proto_rawDesc), len(file_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

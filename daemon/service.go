@@ -4,11 +4,11 @@ import (
 	"context"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/engine/sharedcache"
@@ -82,7 +82,12 @@ func (v *service) History(ctx context.Context, req *api.HistoryRequest) (*api.Hi
 	if v.s.svc.History == nil {
 		return nil, unimplemented("History")
 	}
-	recs, err := v.s.svc.History.List(ctx, history.Filter{Ref: req.GetRef(), Limit: int(req.GetLimit())})
+	if req.GetTrace() && req.GetRef() == "" && (req.GetLimit() <= 0 || req.GetLimit() > 10) {
+		// Traces are up to a few hundred KiB each: the reply must stay
+		// under gRPC's message size.
+		return nil, errdefs.Invalidf("history: a trace is sent for one build, or for at most 10")
+	}
+	recs, err := v.s.svc.History.List(ctx, history.Filter{Ref: req.GetRef(), Limit: int(req.GetLimit()), Trace: req.GetTrace()})
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +96,22 @@ func (v *service) History(ctx context.Context, req *api.HistoryRequest) (*api.Hi
 		resp.Records = append(resp.Records, buildRecord(r))
 	}
 	return resp, nil
+}
+
+func traceToAPI(steps []history.Step) []*api.BuildStep {
+	var out []*api.BuildStep
+	for _, s := range steps {
+		st := &api.BuildStep{
+			Digest: s.Digest, Name: s.Name, Started: timestamp(s.Started), Completed: timestamp(s.Completed),
+			Cached: s.Cached, CacheSource: s.CacheSource, Error: s.Error, Location: s.Location,
+			LogsDropped: int32(s.LogsDropped), Usage: stepUsage(s.Usage), Critical: s.Critical,
+		}
+		for _, l := range s.Logs {
+			st.Logs = append(st.Logs, &api.BuildLogLine{AtNs: int64(l.At), Stream: int32(l.Stream), Text: []byte(l.Text)})
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func (v *service) CacheRecords(req *api.CacheRecordsRequest, stream grpc.ServerStreamingServer[api.CacheRecordsMessage]) error {
@@ -115,21 +136,10 @@ func (v *service) CacheRecords(req *api.CacheRecordsRequest, stream grpc.ServerS
 
 // buildRecord is r on the wire.
 func buildRecord(r history.Record) *api.BuildRecord {
-	br := &api.BuildRecord{
+	return &api.BuildRecord{
 		Ref: r.Ref, Created: timestamppb.New(r.Created), Completed: timestamppb.New(r.Completed),
 		Status: r.Status, Error: r.Error, Steps: int32(r.Steps), Cached: int32(r.Cached),
 		Target: r.Target, ExporterResponse: r.ExporterResponse, DockerfileName: r.DockerfileName,
-		CriticalPathNs: int64(r.Critical),
+		Trace: traceToAPI(r.Trace), CriticalPathNs: int64(r.Critical),
 	}
-	critical := map[digest.Digest]bool{}
-	for _, d := range r.CriticalPath {
-		critical[d] = true
-	}
-	for _, s := range r.StepDetails {
-		br.StepDetails = append(br.StepDetails, &api.BuildStep{
-			Digest: s.Digest.String(), Name: s.Name, DurationNs: int64(s.Duration),
-			Cached: s.Cached, Failed: s.Failed, Usage: stepUsage(s.Usage), Critical: critical[s.Digest],
-		})
-	}
-	return br
 }

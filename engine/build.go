@@ -99,36 +99,40 @@ type Result struct {
 // build's questions to the client (context files, secrets, credentials);
 // pw receives its progress, which Status also hands to whoever follows the
 // build by req.Ref. The build is recorded in the history as it starts and
-// finishes; after a successful one the automatic gc may run.
+// finishes; then the automatic gc brings the cache under its cap before
+// Build returns.
 func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, pw progress.Writer) (res *Result, err error) {
 	start := time.Now()
 	if pw == nil {
 		pw = progress.Discard
 	}
-	pw = e.running.start(req.Ref, pw)
+	trace := history.NewRecorder()
+	pw = e.running.start(req.Ref, teeWriter{pw, trace})
+	sess = recordSecrets(sess, trace)
 	rec := history.Record{Ref: req.Ref, Created: start, Target: req.Target, DockerfileName: req.DockerfileName}
 	e.history.Start(ctx, rec)
-	steps := &progress.Collector{}
-	pw = progress.Tee(pw, steps)
 	defer func() {
 		e.running.finish(req.Ref)
 		rec.Completed = time.Now()
-		rec.SetSteps(steps)
 		switch {
 		case err == nil:
 			rec.Status = history.StatusCompleted
 			rec.Steps, rec.Cached, rec.ExporterResponse = res.Stats.Steps, res.Stats.Cached, res.ExporterResponse
 		case ctx.Err() != nil:
-			rec.Status, rec.Error = history.StatusCanceled, err.Error()
+			rec.Status, rec.Error = history.StatusCanceled, trace.Redact(err.Error())
 		default:
-			rec.Status, rec.Error = history.StatusFailed, err.Error()
+			rec.Status, rec.Error = history.StatusFailed, trace.Redact(err.Error())
+		}
+		rec.Trace, rec.Critical = trace.Steps()
+		if err != nil {
+			rec.Steps, rec.Cached = countSteps(rec.Trace)
 		}
 		if herr := e.history.Finish(context.WithoutCancel(ctx), rec); herr != nil {
 			e.log.Warn("record build history", "ref", req.Ref, "error", herr)
 		}
-		if err == nil {
-			e.disk.AfterBuild()
-		}
+		// Every build ends with a gc pass (a failed one may have cached
+		// steps too), so its client sees the cache under cache-size.
+		e.disk.AfterBuild(ctx)
 	}()
 
 	var (

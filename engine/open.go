@@ -272,6 +272,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.disk = disk.New(collector, disk.Options{
 		Shared: e.shared, CacheSize: opts.GC.CacheSize, Policies: opts.GC.Policies, FreeBytes: free, Logger: opts.Logger,
 	})
+	e.disk.Start()
+	e.closers = append(e.closers, e.disk.Close)
 	e.sharedCache = sharedcache.New(e.shared)
 	return e, nil
 }

@@ -112,6 +112,7 @@ type state struct {
 	vertices map[digest.Digest]*vertex
 	order    []*vertex
 	steps    Collector
+	failed   bool // an End with an error came
 }
 
 func newState() *state {
@@ -132,6 +133,8 @@ func (s *state) vertex(d digest.Digest) *vertex {
 func (s *state) apply(e Event) {
 	s.steps.Write(e)
 	switch {
+	case e.End != nil:
+		s.failed = s.failed || e.End.Error != ""
 	case e.Vertex != nil:
 		v := s.vertex(e.Vertex.Digest)
 		v.VertexStatus = *e.Vertex
@@ -183,9 +186,13 @@ func (quiet) finish()     {}
 
 type rawJSON struct{ enc *json.Encoder }
 
-func (r *rawJSON) event(e Event) { _ = r.enc.Encode(e) }
-func (r *rawJSON) tick()         {}
-func (r *rawJSON) finish()       {}
+func (r *rawJSON) event(e Event) {
+	if e.End == nil { // the daemon's events only
+		_ = r.enc.Encode(e)
+	}
+}
+func (r *rawJSON) tick()   {}
+func (r *rawJSON) finish() {}
 
 // plain prints one line per event, like `docker buildx build --progress plain`.
 type plain struct {
@@ -302,6 +309,9 @@ func (t *tty) draw(final bool) {
 	status := "Building"
 	if final {
 		status = "Built"
+		if t.st.failed {
+			status = "Build failed"
+		}
 	}
 	n := 0
 	line := func(s string) {

@@ -94,3 +94,47 @@ func TestDisplayTTYAndQuiet(t *testing.T) {
 		t.Errorf("unknown mode error = %v", err)
 	}
 }
+
+// TestDisplayTTYHeader: the last frame's header says how the build ended.
+func TestDisplayTTYHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		end      *End
+		want     string
+		unwanted string
+	}{
+		{"succeeded", &End{}, "[+] Built ", "failed"},
+		{"no end event", nil, "[+] Built ", "failed"},
+		{"failed", &End{Error: "process \"/bin/sh -c false\" did not complete successfully: exit code: 1"}, "[+] Build failed ", "[+] Built"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := make(chan Event)
+			go func() {
+				for _, e := range events() {
+					ch <- e
+				}
+				if tc.end != nil {
+					ch <- Event{End: tc.end}
+				}
+				close(ch)
+			}()
+			var buf bytes.Buffer
+			if _, err := Display(context.Background(), ModeTTY, &buf, ch); err != nil {
+				t.Fatal(err)
+			}
+			out := buf.String()
+			last := out[strings.LastIndex(out, "[+] "):]
+			if !strings.HasPrefix(last, tc.want) || strings.Contains(last, tc.unwanted) {
+				t.Errorf("last frame:\n%s\nwant it to start with %q", last, tc.want)
+			}
+		})
+	}
+	// rawjson passes the daemon's events only.
+	ch := make(chan Event, 1)
+	ch <- Event{End: &End{Error: "x"}}
+	close(ch)
+	var buf bytes.Buffer
+	if _, err := Display(context.Background(), ModeRawJSON, &buf, ch); err != nil || buf.Len() != 0 {
+		t.Errorf("rawjson printed %q, %v for an End event", buf.String(), err)
+	}
+}

@@ -68,12 +68,19 @@ type Usage struct {
 	OOMKilled bool `json:"oomKilled,omitempty"`
 }
 
+// End says how a build ended. A client sends it to its display as the
+// last event, once it knows (the daemon's stream carries no End).
+type End struct {
+	Error string `json:"error,omitempty"`
+}
+
 // Event is one progress event; exactly one field is set.
 type Event struct {
 	Vertex  *VertexStatus `json:"vertex,omitempty"`
 	Log     *Log          `json:"log,omitempty"`
 	Warning *Warning      `json:"warning,omitempty"`
 	Usage   *Usage        `json:"usage,omitempty"`
+	End     *End          `json:"end,omitempty"`
 }
 
 // Writer receives progress events. Write must not block for long and must be

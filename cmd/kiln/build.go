@@ -256,6 +256,9 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 			}
 		},
 	})
+	if err != nil {
+		events <- progress.Event{End: &progress.End{Error: err.Error()}}
+	}
 	close(events)
 	sum := <-displayDone
 	if err != nil {

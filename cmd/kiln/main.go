@@ -76,6 +76,7 @@ func newRootCmd() *cobra.Command {
 		newDuCmd(),
 		newPruneCmd(),
 		newCacheCmd(),
+		newHistoryCmd(),
 	)
 	return cmd
 }

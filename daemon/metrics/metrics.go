@@ -147,17 +147,17 @@ func (m *Metrics) observe(r history.Record) {
 		m.buildDuration.Observe(r.Completed.Sub(r.Created).Seconds())
 	}
 	var looked, local, remote float64
-	for _, s := range r.StepDetails {
+	for _, s := range r.Trace {
 		switch {
 		case s.Cached && s.CacheSource != "":
 			m.steps.WithLabelValues(s.CacheSource).Inc()
 		case s.Cached:
 			m.steps.WithLabelValues("local").Inc()
-		case s.Usage == nil && s.Duration == 0:
+		case s.Usage == nil && s.Duration() == 0:
 			continue // not a step that ran (loading the Dockerfile, exporting...)
 		default:
 			m.steps.WithLabelValues("miss").Inc()
-			m.stepDuration.Observe(s.Duration.Seconds())
+			m.stepDuration.Observe(s.Duration().Seconds())
 		}
 		looked++
 		if s.Cached {

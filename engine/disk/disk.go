@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,15 +34,19 @@ type Record struct {
 type Options struct {
 	// Shared are the daemon-wide shared caches; Usage reports them apart.
 	Shared []*remote.Shared
-	// CacheSize, when positive, makes AfterBuild keep the build cache
-	// under this many bytes; Policies, when set, are applied in order
+	// CacheSize, when positive, makes the automatic gc keep the build
+	// cache under this many bytes; Policies, when set, are applied in order
 	// instead.
 	CacheSize int64
 	Policies  []gc.Policy
 	// FreeBytes reads the free space of the root's file system, for
 	// PruneRequest.MinFreeBytes (see Space).
 	FreeBytes func() (int64, error)
-	Logger    *slog.Logger
+	// Interval is the time-based trigger of the automatic gc: a pass
+	// this often besides the one after every build (0: DefaultInterval;
+	// negative: none).
+	Interval time.Duration
+	Logger   *slog.Logger
 }
 
 // Service reports and prunes the daemon's storage. It is safe for
@@ -51,8 +56,7 @@ type Service struct {
 	o   Options
 	log *slog.Logger
 
-	gcRunning atomic.Bool
-	gcLast    atomic.Int64 // unix nanoseconds of the last automatic gc
+	auto *passes // the automatic gc
 
 	runs, removed, removedBytes atomic.Int64 // GCStats
 }
@@ -80,7 +84,9 @@ func New(c *gc.Collector, o Options) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{gc: c, o: o, log: log}
+	s := &Service{gc: c, o: o, log: log}
+	s.auto = newPasses(s.gcPass)
+	return s
 }
 
 // UsageRequest selects what Usage reports.
@@ -186,37 +192,59 @@ func (s *Service) Policies() []gc.Policy {
 	return nil
 }
 
-// autoGCInterval is the least time between two automatic gc runs.
-const autoGCInterval = time.Minute
+// DefaultInterval is Options.Interval when it is zero.
+const DefaultInterval = time.Minute
 
-// AfterBuild applies the automatic gc's policies after a build, in the
-// background (at most one run at a time, and at most once a minute: a
-// scan of the whole cache after every build would tax quick rebuilds).
-func (s *Service) AfterBuild() {
-	policies := s.Policies()
-	if len(policies) == 0 || !s.gcRunning.CompareAndSwap(false, true) {
+// autoGCTimeout bounds one automatic gc pass.
+const autoGCTimeout = 10 * time.Minute
+
+// Start starts the time-based trigger of the automatic gc: a pass every
+// Options.Interval, which applies KeepDuration and free-space policies
+// while no build runs. Close stops it.
+func (s *Service) Start() {
+	if len(s.Policies()) > 0 && s.o.Interval >= 0 {
+		s.auto.every(cmp.Or(s.o.Interval, DefaultInterval))
+	}
+}
+
+// Close stops the automatic gc: a pass running is canceled and waited for.
+func (s *Service) Close() error {
+	s.auto.stop()
+	return nil
+}
+
+// AfterBuild applies the automatic gc's policies after a build, so that
+// the cache is back under cache-size when the build's client hears it
+// ended: it asks for a pass and waits until one that started after the
+// call has ended, or ctx ends. Passes never overlap and builds that end
+// while one runs share the next one; what running builds hold is never
+// removed (gc.Collector).
+func (s *Service) AfterBuild(ctx context.Context) {
+	if len(s.Policies()) == 0 {
 		return
 	}
-	if last := s.gcLast.Load(); last != 0 && time.Since(time.Unix(0, last)) < autoGCInterval {
-		s.gcRunning.Store(false)
-		return
+	select {
+	case <-s.auto.Request():
+	case <-ctx.Done():
 	}
-	s.gcLast.Store(time.Now().UnixNano())
-	go func() {
-		defer s.gcRunning.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		for i, p := range policies {
-			n := 0
-			s.runs.Add(1)
-			err := s.gc.Prune(ctx, p, func(it gc.Item) error { n++; s.count(it); return nil })
-			if err != nil {
+}
+
+// gcPass applies the policies in order once.
+func (s *Service) gcPass(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, autoGCTimeout)
+	defer cancel()
+	for i, p := range s.Policies() {
+		n := 0
+		s.runs.Add(1)
+		err := s.gc.Prune(ctx, p, func(it gc.Item) error { n++; s.count(it); return nil })
+		if err != nil {
+			if ctx.Err() == nil {
 				s.log.Warn("automatic gc", slog.Int("policy", i+1), slog.Any("error", err))
-				return
 			}
-			if n > 0 {
-				s.log.Info("automatic gc", slog.Int("policy", i+1), slog.Int("removed", n))
-			}
+			return
 		}
-	}()
+		if n > 0 {
+			s.log.Info("automatic gc", slog.Int("policy", i+1), slog.Int("removed", n))
+		}
+	}
 }

@@ -66,7 +66,7 @@ func TestPolicies(t *testing.T) {
 	}
 	// Without policies the automatic gc does nothing (and needs no
 	// collector).
-	New(nil, Options{}).AfterBuild()
+	New(nil, Options{}).AfterBuild(context.Background())
 }
 
 func TestSpace(t *testing.T) {

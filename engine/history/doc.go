@@ -12,5 +12,9 @@
 //	h.Finish(ctx, rec) // persisted, listeners told
 //	recs, err := h.List(ctx, history.Filter{Limit: 10})
 //
-// The package imports bbolt and core/errdefs only.
+// A Recorder collects a build's steps (timings, cache status, errors,
+// the last log lines, bounded and with the secrets the build fetched
+// redacted) from its progress for the record's Trace.
+//
+// The package imports bbolt, core/errdefs and progress only.
 package history

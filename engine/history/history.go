@@ -8,11 +8,9 @@ import (
 	"sync"
 	"time"
 
-	digest "github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/progress"
 )
 
 var bucket = []byte("history.v1")
@@ -42,31 +40,22 @@ type Record struct {
 	ExporterResponse map[string]string `json:"exporterResponse,omitempty"`
 	// Pinned records are kept beyond Limit.
 	Pinned bool `json:"pinned,omitempty"`
-	// StepDetails are the build's steps with their times and, for steps
-	// that ran a container, what they used; CriticalPath lists the
-	// digests of the longest chain of dependent steps, which took
-	// Critical.
-	StepDetails  []progress.Step `json:"stepDetails,omitempty"`
-	CriticalPath []digest.Digest `json:"criticalPath,omitempty"`
-	Critical     time.Duration   `json:"criticalNs,omitempty"`
-}
-
-// SetSteps records what the collector saw of the build's steps.
-func (r *Record) SetSteps(c *progress.Collector) {
-	r.StepDetails = c.Steps()
-	rep := progress.Analyze(r.StepDetails)
-	r.Critical = rep.Critical
-	r.CriticalPath = nil
-	for _, s := range rep.CriticalPath {
-		r.CriticalPath = append(r.CriticalPath, s.Digest)
-	}
+	// Trace is the build's steps with their timings, cache status,
+	// errors, last log lines and, for steps that ran a container, what
+	// they used, as a Recorder kept them (bounded, the build's secrets
+	// redacted). Critical is how long the longest chain of dependent
+	// steps took (its steps are marked Critical).
+	Trace    []Step        `json:"trace,omitempty"`
+	Critical time.Duration `json:"criticalNs,omitempty"`
 }
 
 // Filter selects records: all of them, or those of one build ref; at
-// most Limit (0: no limit).
+// most Limit (0: no limit). Without Trace, the records come without
+// their steps.
 type Filter struct {
 	Ref   string
 	Limit int
+	Trace bool
 }
 
 func (f Filter) match(r Record) bool { return f.Ref == "" || r.Ref == f.Ref }
@@ -187,6 +176,9 @@ func (s *Service) List(_ context.Context, f Filter) ([]Record, error) {
 			if !f.match(r) {
 				continue
 			}
+			if !f.Trace {
+				r.Trace = nil
+			}
 			out = append(out, r)
 			if f.Limit > 0 && len(out) >= f.Limit {
 				break
@@ -220,7 +212,7 @@ func (s *Service) Get(ctx context.Context, ref string) (Record, error) {
 	if ok {
 		return r, nil
 	}
-	recs, err := s.List(ctx, Filter{Ref: ref, Limit: 1})
+	recs, err := s.List(ctx, Filter{Ref: ref, Limit: 1, Trace: true})
 	if err != nil {
 		return Record{}, err
 	}

@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/kiln-build/kiln/engine/history"
+	"github.com/kiln-build/kiln/progress"
+	"github.com/kiln-build/kiln/session"
+	"github.com/kiln-build/kiln/source/local"
+)
+
+// teeWriter writes each event to the build's writer and to its history
+// trace.
+type teeWriter struct {
+	pw    progress.Writer
+	trace *history.Recorder
+}
+
+func (t teeWriter) Write(e progress.Event) {
+	t.pw.Write(e)
+	t.trace.Write(e)
+}
+
+// secretRecorder tells the trace every secret the build fetches, so
+// that the history never keeps one (a step may print it).
+type secretRecorder struct {
+	session.Session
+	trace *history.Recorder
+}
+
+func recordSecrets(sess session.Session, trace *history.Recorder) session.Session {
+	if sess == nil {
+		return nil
+	}
+	return secretRecorder{Session: sess, trace: trace}
+}
+
+// ClientID forwards the session's client identity, which keys the kept
+// build contexts (source/local.ClientIdentifier): without it, wrapping
+// the session would make every build sync a private context copy.
+func (s secretRecorder) ClientID() string {
+	if ci, ok := s.Session.(local.ClientIdentifier); ok {
+		return ci.ClientID()
+	}
+	return ""
+}
+
+func (s secretRecorder) Secret(ctx context.Context, id string) ([]byte, error) {
+	v, err := s.Session.Secret(ctx, id)
+	if err == nil {
+		s.trace.Secret(v)
+	}
+	return v, err
+}
+
+// countSteps counts the steps of a trace and the cached ones (for a build
+// that failed, whose solver stats never came).
+func countSteps(trace []history.Step) (steps, cached int) {
+	for _, s := range trace {
+		steps++
+		if s.Cached {
+			cached++
+		}
+	}
+	return steps, cached
+}
