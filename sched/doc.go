@@ -9,7 +9,7 @@
 //   - no other step runs (a build always makes progress); or else
 //   - max-parallelism, when set, is not reached (a hard cap); and
 //   - every running step has been measured: its cgroup was seen in
-//     samples at least 50 ms apart (the Scheduler samples every 10 ms
+//     samples at least 100 ms apart (the Scheduler samples every 10 ms
 //     while it waits for that), so a step that fills memory is seen
 //     growing before another starts beside it. A step admitted less
 //     than 500 ms ago without a cgroup yet counts as not measured;
@@ -27,10 +27,12 @@
 //     would be slower than a fixed max-parallelism = CPUs;
 //   - the machine's memory and I/O pressure are below memory-pressure
 //     and io-pressure;
-//   - no running step is still filling memory (growing by more than a
-//     twentieth of the machine's memory in five seconds at its rate over
-//     the last second): where it ends is unknown, so nothing starts
-//     beside it until it stops;
+//   - no running step is still filling memory (growing faster than a
+//     1024th of the machine's memory, 8 MiB at least, a second, over the
+//     last second): where it ends is unknown, so nothing starts beside
+//     it until it stops. A build whose steps grow slowly for long runs
+//     them one at a time while they grow, rather than risk the OOM
+//     killer;
 //   - memory stays above the reserve: the available memory
 //     (/proc/meminfo MemAvailable), less what the running steps are
 //     about to take (their growth over the last second, projected five

@@ -122,8 +122,8 @@ func (s *Scheduler) pressure() (cpu, mem, io float64, ok bool) {
 }
 
 // memoryFits reports whether no running step is still filling memory
-// (growing by more than 1/growingShare of the machine's memory in
-// growthHorizon), and a new step, and every admitted step not measured
+// (growing faster than 1/growingShare of the machine's memory, or
+// minGrowing, a second), and a new step, and every admitted step not measured
 // yet, may each take what the largest running or recently finished step
 // holds, and the memory reserve still stays available after the running
 // steps' projected growth.
@@ -154,13 +154,12 @@ func (s *Scheduler) memoryFits() bool {
 			}
 			if dt := last.Time.Sub(old.Time); dt > 0 && st.Memory > before.Memory {
 				rate := float64(st.Memory-before.Memory) / dt.Seconds()
-				g := int64(rate * growthHorizon.Seconds())
-				if g > machine/growingShare {
+				if rate > max(float64(machine)/growingShare, minGrowing) {
 					// Still filling memory, and how far it will go is
 					// unknown: no step starts beside it until it stops.
 					return false
 				}
-				growth += g
+				growth += int64(rate * growthHorizon.Seconds())
 			}
 			break
 		}

@@ -15,17 +15,20 @@ func TestMemoryHungryBuild(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
+		total  int64 // the machine's memory
 		growth int64 // bytes per second
 		cores  float64
 	}{
-		{"fast, CPU-bound", 4 << 30, 1},
-		{"fast, on a busy machine", 4 << 30, 0.3},
-		{"slow", 1 << 30, 0.5},
+		{"fast, CPU-bound", 24 << 30, 4 << 30, 1},
+		{"fast, on a busy machine", 24 << 30, 4 << 30, 0.3},
+		{"slow", 24 << 30, 1 << 30, 0.5},
+		{"slow and steady", 4 << 30, 60 << 20, 0.5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			const total, steps = 24 << 30, 4
+			const steps = 4
+			total := tt.total
 			h := newFakeHost()
 			h.total, h.done = total, make(chan string, steps)
 			s := newTest(Config{MemoryReserve: total / 10, MemoryPressure: 10}, h)
@@ -76,7 +79,7 @@ func TestMemoryHungryBuild(t *testing.T) {
 				}
 			}
 			if h.used > total {
-				t.Errorf("the steps held %.1f GiB at once, the machine has %d", float64(h.used)/(1<<30), total>>30)
+				t.Errorf("the steps held %.1f GiB at once, the machine has %.1f", float64(h.used)/(1<<30), float64(total)/(1<<30))
 			}
 			if s.Stats().Held[ReasonMeasuring] == 0 {
 				t.Errorf("held %v, want for measuring", s.Stats().Held)

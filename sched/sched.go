@@ -50,11 +50,13 @@ const (
 	// growthHorizon is how far ahead the running steps' memory growth is
 	// projected.
 	growthHorizon = 5 * time.Second
-	// growingShare: a step whose memory would grow by more than
-	// 1/growingShare of the machine's in growthHorizon holds every new
-	// step until it stops growing (a projection cannot tell where it
-	// ends: four steps that each fill 40% slowly all fit it at first).
-	growingShare = 20
+	// growingShare: a step whose memory grows by more than
+	// 1/growingShare of the machine's a second (minGrowing at least)
+	// holds every new step until it stops growing: no projection can
+	// tell where it ends (four steps that each fill 40% of the memory
+	// slowly all fit any projection at first, and are killed later).
+	growingShare = 1024
+	minGrowing   = 8 << 20
 	// measureFor is how long a running step must have been measured
 	// (seen in samples this far apart) before another step starts
 	// beside it: by then a step that fills memory has been seen growing.
@@ -62,7 +64,7 @@ const (
 	// that. unseenFor is how long after its admission a step that has
 	// no cgroup yet holds the next one (a step that prepares its
 	// snapshots, or commits them after its container ended, has none).
-	measureFor  = 50 * time.Millisecond
+	measureFor  = 100 * time.Millisecond
 	measureTick = 10 * time.Millisecond
 	unseenFor   = 500 * time.Millisecond
 	// recentFor is how long a finished step's memory counts as what a

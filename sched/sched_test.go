@@ -227,7 +227,8 @@ func TestMemory(t *testing.T) {
 		{"room for one more like them", map[string]*fakeStep{"a": {memory: 4 << 30}, "b": {memory: 4 << 30}}, 12 << 30, true},
 		{"no room for one more like them", map[string]*fakeStep{"a": {memory: 9 << 30}, "b": {memory: 9 << 30}}, 3 << 30, false},
 		{"still growing fast", map[string]*fakeStep{"a": {memory: 2 << 30, growth: 3 << 30}, "b": {}}, 8 << 30, false},
-		{"growing slowly", map[string]*fakeStep{"a": {memory: 1 << 30, growth: 50 << 20}, "b": {}}, 10 << 30, true},
+		{"growing steadily", map[string]*fakeStep{"a": {memory: 1 << 30, growth: 50 << 20}, "b": {}}, 10 << 30, false},
+		{"growing a little", map[string]*fakeStep{"a": {memory: 1 << 30, growth: 4 << 20}, "b": {}}, 10 << 30, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
