@@ -8,11 +8,13 @@
 //
 //   - no other step runs (a build always makes progress); or else
 //   - max-parallelism, when set, is not reached (a hard cap); and
-//   - every running step has been measured: its cgroup was seen in
-//     samples at least 100 ms apart (the Scheduler samples every 10 ms
-//     while it waits for that), so a step that fills memory is seen
-//     growing before another starts beside it. A step admitted less
-//     than 500 ms ago without a cgroup yet counts as not measured;
+//   - every running step has been measured: its cgroup was seen running
+//     (with CPU time) in samples at least 100 ms apart (the Scheduler
+//     samples every 10 ms while it waits for that), so a step that fills
+//     memory is seen growing before another starts beside it. A step
+//     admitted less than 2 s ago whose cgroup has run nothing yet (a
+//     cgroup is made before its container starts) counts as not
+//     measured;
 //   - the running steps leave a CPU free: each step's demand is its CPU
 //     time over the last sample interval plus the time its tasks waited
 //     for a CPU (its own PSI), so a step that gets half a CPU on a busy

@@ -39,19 +39,26 @@ func (s *Scheduler) reasonLocked() string {
 }
 
 // measuring reports whether a running step has not been measured long
-// enough to tell how fast its memory grows: one seen in the samples for
-// less than measureFor, or one admitted less than unseenFor ago whose
-// cgroup no sample has shown yet. Steps that are not measured at all
-// (no cgroups) never count.
+// enough to tell how fast its memory grows: one whose cgroup has run
+// something (CPU time) for less than measureFor of samples, or one
+// admitted less than unseenFor ago whose cgroup no sample has shown
+// running yet (a cgroup is made before its container starts, and a
+// container may take a while to start on a busy machine). Steps that
+// are not measured at all (no cgroups) never count.
 func (s *Scheduler) measuring() bool {
 	last := s.samples[len(s.samples)-1]
 	if last.Steps == nil {
 		return false
 	}
-	for name := range last.Steps {
+	started := 0
+	for name, st := range last.Steps {
+		if st.CPU <= 0 {
+			continue
+		}
+		started++
 		seen := false
 		for _, old := range s.samples[:len(s.samples)-1] {
-			if _, ok := old.Steps[name]; ok {
+			if o, ok := old.Steps[name]; ok && o.CPU > 0 {
 				seen = last.Time.Sub(old.Time) >= measureFor
 				break
 			}
@@ -60,7 +67,7 @@ func (s *Scheduler) measuring() bool {
 			return true
 		}
 	}
-	if s.running <= len(last.Steps) {
+	if s.running <= started {
 		return false
 	}
 	for _, at := range s.live {

@@ -98,8 +98,9 @@ func TestMeasuring(t *testing.T) {
 		want  bool // measuring holds the second step
 	}{
 		{"no cgroup yet", map[string]*fakeStep{}, true},
-		{"seen once", map[string]*fakeStep{"a": {}}, true},
-		{"seen long enough", map[string]*fakeStep{"a": {}}, false},
+		{"a cgroup that ran nothing yet", map[string]*fakeStep{"a": {}}, true},
+		{"seen once", map[string]*fakeStep{"a": {cores: 0.1}}, true},
+		{"seen long enough", map[string]*fakeStep{"a": {cores: 0.1}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,12 +61,13 @@ const (
 	// (seen in samples this far apart) before another step starts
 	// beside it: by then a step that fills memory has been seen growing.
 	// measureTick is how often the Scheduler samples while it waits for
-	// that. unseenFor is how long after its admission a step that has
-	// no cgroup yet holds the next one (a step that prepares its
-	// snapshots, or commits them after its container ended, has none).
+	// that. unseenFor is how long after its admission a step whose
+	// cgroup has not run anything yet holds the next one (a step that
+	// prepares its snapshots, or commits them after its container ended,
+	// has no cgroup).
 	measureFor  = 100 * time.Millisecond
 	measureTick = 10 * time.Millisecond
-	unseenFor   = 500 * time.Millisecond
+	unseenFor   = 2 * time.Second
 	// recentFor is how long a finished step's memory counts as what a
 	// new step may need.
 	recentFor = 30 * time.Second

@@ -390,7 +390,7 @@ func TestReleaseMeasuresAgain(t *testing.T) {
 	t.Parallel()
 	h := newFakeHost()
 	s := New(Config{CPUs: 2, Interval: time.Hour}, h)
-	h.set(func(f *fakeHost) { f.steps["a"], f.steps["b"] = &fakeStep{}, &fakeStep{} })
+	h.set(func(f *fakeHost) { f.steps["a"], f.steps["b"] = &fakeStep{cores: 0.05}, &fakeStep{cores: 0.05} })
 	first := admitted(acquireAsync(t, s, 2))
 	if len(first) != 2 {
 		t.Fatalf("%d admitted at once, want 2", len(first))
