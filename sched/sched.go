@@ -65,7 +65,7 @@ const (
 	// cgroup has not run anything yet holds the next one (a step that
 	// prepares its snapshots, or commits them after its container ended,
 	// has no cgroup).
-	measureFor  = 100 * time.Millisecond
+	measureFor  = 50 * time.Millisecond
 	measureTick = 10 * time.Millisecond
 	unseenFor   = 2 * time.Second
 	// recentFor is how long a finished step's memory counts as what a
