@@ -45,11 +45,12 @@ func TestHistory(t *testing.T) {
 			t.Errorf("kiln history inspect lacks %q:\n%s", want, insp)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^  #\d+ +\[3/3\] RUN --mount=type=secret.* +ERROR +\d+\.\ds$`).MatchString(insp) {
+	// A RUN step's line goes on with its CPU, memory and I/O.
+	if !regexp.MustCompile(`(?m)^  #\d+ +\[3/3\] RUN --mount=type=secret.* +ERROR +\d+\.\ds( \*)? +\d+\.\ds +[\d.]+[kMG]?B +`).MatchString(insp) {
 		t.Errorf("kiln history inspect shows no failed step with its time:\n%s", insp)
 	}
 	okInsp := e.ok("history", "inspect", okRef[:8]).stdout
-	if !strings.Contains(okInsp, "Status:      Completed") || !regexp.MustCompile(`(?m)^  #\d+ +\[3/4\] RUN echo "built by kiln".* +DONE +\d+\.\ds$`).MatchString(okInsp) {
+	if !strings.Contains(okInsp, "Status:      Completed") || !regexp.MustCompile(`(?m)^  #\d+ +\[3/4\] RUN echo "built by kiln".* +DONE +\d+\.\ds \* +\d+\.\ds +[\d.]+[kMG]?B +`).MatchString(okInsp) {
 		t.Errorf("kiln history inspect of the successful build:\n%s", okInsp)
 	}
 

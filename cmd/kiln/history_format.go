@@ -126,9 +126,6 @@ func printBuildInspect(w io.Writer, r *api.BuildRecord, kilnPath string) error {
 		fmt.Fprintf(tw, "Started:\t%s\n", r.GetCreated().AsTime().Local().Format("2006-01-02 15:04:05"))
 	}
 	fmt.Fprintf(tw, "Duration:\t%s\n", buildDuration(r))
-	if c := r.GetCriticalPathNs(); c > 0 {
-		fmt.Fprintf(tw, "Critical Path:\t%s (the steps marked *)\n", humanDuration(time.Duration(c)))
-	}
 	steps, cached := r.GetSteps(), r.GetCached()
 	if steps > 0 {
 		fmt.Fprintf(tw, "Build Steps:\t%d (%d%% cached)\n", steps, cached*100/steps)
@@ -146,7 +143,11 @@ func printBuildInspect(w io.Writer, r *api.BuildRecord, kilnPath string) error {
 		fmt.Fprintf(w, "\nError:\t%s\n", e)
 	}
 	if len(r.GetTrace()) > 0 {
-		fmt.Fprintln(w, "\nSteps:")
+		if c := r.GetCriticalPathNs(); c > 0 {
+			fmt.Fprintf(w, "\nSteps (critical path %s, marked *):\n", humanDuration(time.Duration(c)))
+		} else {
+			fmt.Fprintln(w, "\nSteps:")
+		}
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		usage := slices.ContainsFunc(r.GetTrace(), func(s *api.BuildStep) bool { return s.GetUsage() != nil })
 		if usage {

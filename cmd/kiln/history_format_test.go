@@ -195,7 +195,8 @@ func TestPrintBuildInspectUsage(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"Critical Path: 1.5s (the steps marked *)\n",
+		"Status:      Error\n",
+		"\nSteps (critical path 1.5s, marked *):\n",
 		"  #   NAME                                              STATUS  DURATION  CPU   MEMORY  IO (R/W)\n",
 		"  #1  [internal] load build definition from Dockerfile  DONE    0.1s *    -     -       -\n",
 		"  #3  [2/2] RUN make                                    ERROR   1.4s *    1.2s  67.1MB  4.1kB/1.05MB\n",
