@@ -89,9 +89,15 @@ func (s *Scheduler) cpuDemand() float64 {
 		return float64(s.running)
 	}
 	last := s.samples[n-1]
+	// The newest sample at least an interval older: the Scheduler
+	// samples every measureTick at times, and CPU time over so short a
+	// span is mostly noise.
 	var prev *Sample
-	if n >= 2 {
-		prev = &s.samples[n-2]
+	for i := n - 2; i >= 0; i-- {
+		prev = &s.samples[i]
+		if last.Time.Sub(prev.Time) >= s.cfg.Interval {
+			break
+		}
 	}
 	demand, measured := 0.0, 0
 	for name, st := range last.Steps {
