@@ -30,6 +30,9 @@ type Server struct {
 	rev     string
 	worker  *api.WorkerInfo
 	grace   time.Duration
+	// services register more gRPC services next to Kiln's own on every
+	// server (BuildKit's API, daemon/buildkit).
+	services []func(grpc.ServiceRegistrar)
 
 	mu        sync.Mutex
 	listeners []*listener
@@ -45,6 +48,14 @@ type Option func(*Server)
 // WithBackend plugs in the engine. Without one, Build, DiskUsage, Prune,
 // ListImages and History answer Unimplemented.
 func WithBackend(b Backend) Option { return func(s *Server) { s.backend = b } }
+
+// WithServices registers more gRPC services on every listener, next to
+// Kiln's own API (cmd/kilnd adds BuildKit's Control API this way). They
+// share the interceptors: requests end when kilnd shuts down, panics
+// become Internal errors, and error classes become status codes.
+func WithServices(register ...func(grpc.ServiceRegistrar)) Option {
+	return func(s *Server) { s.services = append(s.services, register...) }
+}
 
 // WithLogger sets the logger (default: text on stderr at the configured
 // level).
@@ -194,6 +205,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		g := grpc.NewServer(opts...)
 		api.RegisterControlServer(g, svc)
+		for _, r := range s.services {
+			r(g)
+		}
 		return g
 	}
 	var plain, secure *grpc.Server

@@ -189,12 +189,18 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 		return err
 	}
 	size, free := diskSpace(cfg.Root)
+	policies := gcPolicies(cfg, size, free)
+	bk, err := newBuildKit(cfg, eng, parts, worker, policies, log)
+	if err != nil {
+		return err
+	}
 	srv, err := daemon.New(ctx, cfg,
+		daemon.WithServices(bk.Register),
 		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
 		daemon.WithBackend(daemon.EngineBackend(eng, parts,
-			daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(gcPolicies(cfg, size, free)), daemon.WithBackendLogger(log))),
+			daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(policies), daemon.WithBackendLogger(log))),
 	)
 	if err != nil {
 		return err
