@@ -99,3 +99,31 @@ ensure_arm64_busybox() {
 		chmod 755 busybox-arm64.tmp && mv busybox-arm64.tmp busybox-arm64
 	) || say "could not fetch busybox-static:arm64: the arm64 tests will skip"
 }
+
+# ensure_go_tool_module builds a Go command at a pinned version into
+# ./bin/tools, in a scratch module of its own under bin/tools/src/NAME
+# (modules with replace directives, such as BuildKit's and buildx's, cannot
+# be installed with go install PKG@VERSION). The Go caches make a rebuild
+# fast; an installed binary of the same version is kept as it is.
+#   ensure_go_tool_module NAME PKG VERSION
+ensure_go_tool_module() {
+	local name=$1 pkg=$2 version=$3 dir src start
+	dir="$(pwd)/bin/tools"
+	if [ -x "$dir/$name" ] && [ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$pkg@$version" ]; then
+		return 0
+	fi
+	say "building $name ($pkg@$version) into bin/tools"
+	start=$(date +%s)
+	src="$dir/src/$name"
+	rm -rf "$src" && mkdir -p "$src"
+	(
+		set -e
+		cd "$src"
+		go mod init tools >/dev/null 2>&1
+		go get "$pkg@$version" 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\) ' || true
+		go build -o "$dir/$name.tmp" "$pkg"
+	) || die "could not build $name"
+	mv "$dir/$name.tmp" "$dir/$name"
+	echo "$pkg@$version" >"$dir/.$name.version"
+	say "$name built in $(($(date +%s) - start))s"
+}

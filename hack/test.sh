@@ -13,6 +13,10 @@ ensure_go
 ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd
 ensure_binfmt
 ensure_arm64_busybox
+# BuildKit's own clients drive kilnd in e2e/buildkit_test.go (pinned;
+# built once, then cached in bin/tools).
+ensure_go_tool_module buildctl github.com/moby/buildkit/cmd/buildctl v0.34.2
+ensure_go_tool_module buildx github.com/docker/buildx/cmd/buildx v0.38.2
 
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"

@@ -1,0 +1,183 @@
+package e2e
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// bkFixture writes a build context that uses stages, a build arg, a
+// .dockerignore and a named context, and the named context's directory.
+func bkFixture(t *testing.T) (dir, extra string) {
+	t.Helper()
+	dir, extra = t.TempDir(), t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": `FROM busybox AS base
+ARG GREETING=hello
+COPY app/ /app/
+RUN echo "$GREETING" > /app/greeting.txt
+
+FROM base AS test
+RUN echo test > /app/test.txt
+
+FROM base
+COPY --from=extra data.txt /app/extra.txt
+CMD ["cat", "/app/greeting.txt"]
+`,
+		".dockerignore":   "app/ignored.txt\n",
+		"app/main.txt":    "main\n",
+		"app/ignored.txt": "ignored\n",
+	})
+	writeFiles(t, extra, map[string]string{"data.txt": "extra\n"})
+	return dir, extra
+}
+
+// bkFixtureArgs are the buildctl flags for bkFixture's named context and
+// build args.
+func bkFixtureArgs(extra string, more ...string) []string {
+	return append([]string{"--local", "extra=" + extra, "--opt", "context:extra=local:extra",
+		"--opt", "build-arg:GREETING=hi", "--opt", "build-arg:SOURCE_DATE_EPOCH=1700000000", "--opt", "label:org.example.by=kiln"}, more...)
+}
+
+// kilnBuild runs kiln build and fails the test if it fails.
+func (e *bldEnv) kilnBuild(args ...string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := e.kilnCmd(ctx, append([]string{"build", "--progress", "plain"}, args...)...).CombinedOutput()
+	if err != nil {
+		e.t.Fatalf("kiln build %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// The same inputs give the same image whether kiln build or buildctl asks
+// for it: buildctl runs every step again (--no-cache) and, with
+// SOURCE_DATE_EPOCH, produces the image digest kiln build did.
+func TestBuildctlMatchesKilnBuild(t *testing.T) {
+	e := newBldEnv(t)
+	dir, extra := bkFixture(t)
+	out := t.TempDir()
+	e.kilnBuild("--build-context", "extra="+extra, "--build-arg", "GREETING=hi", "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
+		"--label", "org.example.by=kiln", "-o", "type=oci,dest="+filepath.Join(out, "kiln.tar"), "--metadata-file", filepath.Join(out, "kiln.json"), dir)
+
+	r := e.bkBuild(dir, bkFixtureArgs(extra, "--no-cache", "--output", "type=oci,dest="+filepath.Join(out, "bk.tar"), "--metadata-file", filepath.Join(out, "bk.json"))...)
+	if r.err != nil {
+		t.Fatalf("buildctl build: %s", r)
+	}
+	if ran := r.ranSteps(); len(ran) < 3 {
+		t.Errorf("buildctl --no-cache ran %v, want every step", ran)
+	}
+	kd, bd := metadataDigest(t, filepath.Join(out, "kiln.json")), metadataDigest(t, filepath.Join(out, "bk.json"))
+	if kd != bd {
+		t.Errorf("image digest: kiln build %s, buildctl %s", kd, bd)
+	}
+	if names := tarNames(t, filepath.Join(out, "bk.tar")); !slices.Contains(names, "index.json") || !slices.Contains(names, "oci-layout") {
+		t.Errorf("buildctl's type=oci output is not an OCI layout: %v", names)
+	}
+}
+
+// Outputs written on the client (local, tar) and pushed to a registry,
+// with a target stage; a second build transfers nothing and runs nothing.
+func TestBuildctlOutputs(t *testing.T) {
+	e := newBldEnv(t)
+	dir, extra := bkFixture(t)
+	out := t.TempDir()
+
+	// type=local of the test stage: the files, without the ignored one.
+	local := filepath.Join(out, "local")
+	r := e.bkBuild(dir, bkFixtureArgs(extra, "--opt", "target=test", "--output", "type=local,dest="+local)...)
+	if r.err != nil {
+		t.Fatalf("buildctl type=local: %s", r)
+	}
+	for f, want := range map[string]string{"app/greeting.txt": "hi\n", "app/test.txt": "test\n", "app/main.txt": "main\n"} {
+		if b, err := os.ReadFile(filepath.Join(local, f)); err != nil || string(b) != want {
+			t.Errorf("type=local %s = %q, %v; want %q", f, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(local, "app/ignored.txt")); err == nil {
+		t.Errorf("type=local holds app/ignored.txt, which .dockerignore excludes")
+	}
+	if _, err := os.Stat(filepath.Join(local, "app/extra.txt")); err == nil {
+		t.Errorf("type=local of target test holds the final stage's file")
+	}
+
+	// type=tar of the final stage.
+	tarFile := filepath.Join(out, "fs.tar")
+	r = e.bkBuild(dir, bkFixtureArgs(extra, "--output", "type=tar,dest="+tarFile)...)
+	if r.err != nil {
+		t.Fatalf("buildctl type=tar: %s", r)
+	}
+	if names := tarNames(t, tarFile); !slices.Contains(names, "app/extra.txt") || !slices.Contains(names, "bin/busybox") {
+		t.Errorf("type=tar lacks app/extra.txt or bin/busybox: %d entries", len(names))
+	}
+
+	// type=image,push=true: the registry holds the digest buildctl reports.
+	ref := e.reg.Ref("bk/app:1")
+	meta := filepath.Join(out, "push.json")
+	r = e.bkBuild(dir, bkFixtureArgs(extra, "--output", "type=image,name="+ref+",push=true,registry.insecure=true", "--metadata-file", meta)...)
+	if r.err != nil {
+		t.Fatalf("buildctl push: %s", r)
+	}
+	tag, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(tag, e.reg.RemoteOptions()...)
+	if err != nil {
+		t.Fatalf("the pushed image is not in the registry: %v", err)
+	}
+	if got := metadataDigest(t, meta); got != desc.Digest.String() {
+		t.Errorf("buildctl reported %s, the registry has %s", got, desc.Digest)
+	}
+
+	// Nothing changed: nothing runs, and the context is not sent again.
+	r = e.bkBuild(dir, bkFixtureArgs(extra, "--output", "type=image,name="+ref+",push=true,registry.insecure=true")...)
+	if r.err != nil || len(r.ranSteps()) != 0 {
+		t.Errorf("unchanged rebuild ran %v: %s", r.ranSteps(), r)
+	}
+	if !strings.Contains(r.logs, "transferred 0B in 0 of 4 files") {
+		t.Errorf("unchanged rebuild transferred context files again:\n%s", r.logs)
+	}
+	// One file changed: only it is sent, and the steps after it run.
+	writeFiles(t, dir, map[string]string{"app/main.txt": "main, changed\n"})
+	r = e.bkBuild(dir, bkFixtureArgs(extra)...)
+	if r.err != nil {
+		t.Fatalf("rebuild after a change: %s", r)
+	}
+	if !strings.Contains(r.logs, "in 1 of 4 files") {
+		t.Errorf("a one-file change did not transfer exactly one file:\n%s", r.logs)
+	}
+	if st := r.steps["[base 2/3] COPY app/ /app/"]; !st.ran || st.reason == "" {
+		t.Errorf("COPY after the change: ran=%v, miss reason %q; steps %v", st.ran, st.reason, r.steps)
+	}
+}
+
+func tarNames(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		names = append(names, strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
+	}
+}
