@@ -181,3 +181,57 @@ func tarNames(t *testing.T, file string) []string {
 		names = append(names, strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"))
 	}
 }
+
+// another starts a second kilnd on a new root, with the same registry: a
+// machine with a cold cache.
+func (e *bldEnv) another() *bldEnv {
+	e.t.Helper()
+	o := &bldEnv{t: e.t, kiln: e.kiln, kilnd: e.kilnd, reg: e.reg, root: e.t.TempDir(), cfg: e.cfg}
+	o.start()
+	return o
+}
+
+// --export-cache and --import-cache of type registry, local and inline: a
+// daemon with a cold cache runs nothing when it imports what another one
+// exported.
+func TestBuildctlCacheExportImport(t *testing.T) {
+	e := newBldEnv(t)
+	dir, extra := bkFixture(t)
+	cacheDir := filepath.Join(t.TempDir(), "cache")
+	cacheRef, imageRef := e.reg.Ref("bk/cache:max"), e.reg.Ref("bk/inline:1")
+	r := e.bkBuild(dir, bkFixtureArgs(extra,
+		"--export-cache", "type=registry,ref="+cacheRef+",mode=max",
+		"--export-cache", "type=local,dest="+cacheDir+",mode=max",
+		"--export-cache", "type=inline",
+		"--output", "type=image,name="+imageRef+",push=true")...)
+	if r.err != nil {
+		t.Fatalf("build exporting caches: %s", r)
+	}
+	// buildctl names the manifest the daemon wrote in its index.json.
+	idx := readMetadata(t, filepath.Join(cacheDir, "index.json"))
+	if ms, _ := idx["manifests"].([]any); len(ms) != 1 {
+		t.Fatalf("local cache index.json: %v", idx)
+	}
+	for _, tc := range []struct {
+		name string
+		from string
+	}{
+		{"registry", "type=registry,ref=" + cacheRef},
+		{"local", "type=local,src=" + cacheDir},
+		{"inline", "type=registry,ref=" + imageRef},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cold := e.another()
+			r := cold.bkBuild(dir, bkFixtureArgs(extra, "--import-cache", tc.from)...)
+			if r.err != nil {
+				t.Fatalf("build importing %s: %s", tc.from, r)
+			}
+			if ran := r.ranSteps(); len(ran) != 0 {
+				t.Errorf("a cold daemon importing %s ran %v", tc.from, ran)
+			}
+			if st := r.steps[`[base 3/3] RUN echo "hi" > /app/greeting.txt`]; !st.cached {
+				t.Errorf("the RUN step is not marked cached: %v", r.steps)
+			}
+		})
+	}
+}

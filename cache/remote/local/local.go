@@ -34,16 +34,33 @@ func importName(i int) string { return fmt.Sprintf("cache-from:%d", i) }
 func exportName(i int) string { return fmt.Sprintf("cache-to:%d", i) }
 
 // ImportFactory is the remote.ImportFactory of type=local.
-func ImportFactory(_ context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
+func ImportFactory(ctx context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
 	if d.Session == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-from type=local: the build has no client session"))
+	}
+	if cs, ok := d.Session.(ContentStores); ok {
+		store, err := cs.ContentStore(ctx, storeID(s.Src))
+		if err != nil {
+			return nil, fmt.Errorf("--cache-from type=local,src=%s: %w", s.Src, err)
+		}
+		return remote.NewManifestCache(Name, &storeSource{cs: store, label: s.Src, digest: s.Digest}, d.Importer), nil
 	}
 	l := &layout{sess: d.Session, name: importName(s.Index), tmp: d.TempDir, label: s.Src}
 	return remote.NewManifestCache(Name, &source{l: l, tag: s.Tag, digest: s.Digest}, d.Importer), nil
 }
 
 // ExportFactory is the remote.ExportFactory of type=local.
-func ExportFactory(_ context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
+func ExportFactory(ctx context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
+	if cs, ok := d.Session.(ContentStores); ok && d.Output == nil {
+		store, err := cs.ContentStore(ctx, storeID(s.Dest))
+		if err != nil {
+			return nil, fmt.Errorf("--cache-to type=local,dest=%s: %w", s.Dest, err)
+		}
+		t := &storeTarget{blobs: storeBlobs{cs: store, label: s.Dest}, tag: s.Tag, oci: s.OCIMediaTypes}
+		return remote.NewManifestExporter(remote.ManifestExporterOptions{
+			Name: "local " + s.Dest, Target: t, Spec: s, Layers: d.Layers, Local: d.Local, Writer: d.Writer,
+		}), nil
+	}
 	if d.Session == nil || d.Output == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-to type=local: the client does not receive the cache (a kiln client writes dest itself)"))
 	}
