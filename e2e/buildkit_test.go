@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/moby/buildkit/client/llb"
 )
 
 // bkFixture writes a build context that uses stages, a build arg, a
@@ -234,4 +236,101 @@ func TestBuildctlCacheExportImport(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A secret and the client's ssh agent reach RUN steps; the secret does not
+// land in the image; a secret the client did not give is a clear error.
+func TestBuildctlSecretsAndSSH(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "agentcheck"), "./testdata/agentcheck")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build agentcheck: %v\n%s", err, out)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Skipf("ssh-keygen (openssh-client) is needed for the ssh forwarding test: %v\n%s", err, out)
+	}
+	secret := filepath.Join(t.TempDir(), "token")
+	writeFiles(t, filepath.Dir(secret), map[string]string{"token": "s3cr3t"})
+	writeFiles(t, dir, map[string]string{"Dockerfile": `FROM busybox
+COPY agentcheck /agentcheck
+RUN --mount=type=secret,id=token,required=true test "$(cat /run/secrets/token)" = s3cr3t && echo secret-ok > /secret-ok
+RUN --mount=type=ssh /agentcheck > /ssh-keys
+`})
+	out := filepath.Join(t.TempDir(), "out")
+	r := e.bkBuild(dir, "--secret", "id=token,src="+secret, "--ssh", "default="+key, "--output", "type=local,dest="+out)
+	if r.err != nil {
+		t.Fatalf("build with a secret and ssh: %s", r)
+	}
+	for f, want := range map[string]string{"secret-ok": "secret-ok\n", "ssh-keys": "1\n"} {
+		if b, err := os.ReadFile(filepath.Join(out, f)); err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", f, b, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "run/secrets/token")); err == nil {
+		t.Errorf("the secret file is in the image")
+	}
+
+	r = e.bkBuild(dir, "--no-cache", "--ssh", "default="+key)
+	if r.err == nil || !strings.Contains(r.stderr, "secret token") {
+		t.Errorf("a missing secret: want an error naming it, got %s", r)
+	}
+}
+
+// What kilnd does not do is refused at once, with an error that names it.
+func TestBuildctlUnsupported(t *testing.T) {
+	e := newBldEnv(t)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})
+	bad := t.TempDir()
+	writeFiles(t, bad, map[string]string{"Dockerfile": "FROM busybox\nRUN\n"})
+
+	def, err := llb.Image("busybox").Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var llbDef strings.Builder
+	if err := llb.WriteTo(def, &llbDef); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bkTool(t, "buildctl"), "--addr", e.d.Addr, "build")
+	cmd.Stdin = strings.NewReader(llbDef.String())
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "LLB definitions") {
+		t.Errorf("an LLB definition: want an error naming LLB definitions, got %v\n%s", err, out)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"gateway frontend", []string{"build", "--frontend", "gateway.v0", "--opt", "source=docker/dockerfile:1", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, "gateway frontend images"},
+		{"unknown exporter", dfArgs(dir, "--output", "type=s3,name=x"), `unknown exporter "s3"`},
+		{"unknown exporter attribute", dfArgs(dir, "--output", "type=image,name=x,colour=blue"), `unknown attribute "colour"`},
+		{"unknown frontend option", dfArgs(dir, "--opt", "colour=blue"), `unknown frontend option "colour"`},
+		{"attestation", dfArgs(dir, "--opt", "attest:sbom="), "attestations (attest:sbom)"},
+		{"unknown cache type", dfArgs(dir, "--export-cache", "type=memcached,ref=x"), `unknown cache type "memcached"`},
+		{"Dockerfile error", dfArgs(bad), "Dockerfile:2"},
+		{"missing Dockerfile", dfArgs(dir, "--opt", "filename=Nope"), "failed to read dockerfile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.buildctl(tc.args...)
+			if r.err == nil || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want an error containing %q; got %s", tc.want, r)
+			}
+			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+				t.Errorf("a Go stack or panic reached the client:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func dfArgs(dir string, more ...string) []string {
+	return append([]string{"build", "--frontend", "dockerfile.v0", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, more...)
 }

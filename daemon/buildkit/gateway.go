@@ -115,9 +115,28 @@ func (g *bridge) Ping(context.Context, *gatewayapi.PingRequest) (*gatewayapi.Pon
 			string(gatewayapi.CapSolveBase), string(gatewayapi.CapReturnResult), string(gatewayapi.CapReturnMap),
 			string(gatewayapi.CapProtoRefArray), string(gatewayapi.CapGatewayWarnings),
 		),
-		LLBCaps: caps(string(pb.CapMultipleExporters), string(pb.CapSourceDateEpoch)),
+		LLBCaps: llbCaps(),
 		Workers: []*apitypes.WorkerRecord{rec},
 	}, nil
+}
+
+// llbCaps are BuildKit's LLB capabilities minus those that would make a
+// client add what Kiln does not do (attestations, source policies, network
+// proxies). Kiln takes no LLB definition yet (the gateway's Solve says so);
+// listing the op capabilities lets a client send one and hear that, rather
+// than fail on a missing capability.
+func llbCaps() []*apicapspb.APICap {
+	deny := map[string]bool{
+		string(pb.CapAttestations): true, string(pb.CapSourcePolicySession): true,
+		string(pb.CapExecMetaNetworkProxy): true, "cache.gha": true, "cache.s3": true,
+	}
+	var out []*apicapspb.APICap
+	for _, c := range pb.Caps.All() {
+		if !deny[c.ID] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Solve accepts a request for the dockerfile.v0 frontend's result.
