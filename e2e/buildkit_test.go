@@ -334,3 +334,69 @@ func TestBuildctlUnsupported(t *testing.T) {
 func dfArgs(dir string, more ...string) []string {
 	return append([]string{"build", "--frontend", "dockerfile.v0", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, more...)
 }
+
+// docker buildx with the remote driver builds on kilnd: the same image as
+// kiln build (with SOURCE_DATE_EPOCH), pushed or written on the client.
+func TestBuildxRemoteDriver(t *testing.T) {
+	e := newBldEnv(t)
+	buildx := bkTool(t, "buildx")
+	cfg := t.TempDir()
+	env := []string{"BUILDX_CONFIG=" + filepath.Join(cfg, "buildx"), "DOCKER_CONFIG=" + filepath.Join(cfg, "docker")}
+	bx := func(args ...string) bkResult { return runTool(t, env, buildx, args...) }
+	if r := bx("create", "--name", "kiln", "--driver", "remote", e.d.Addr); r.err != nil {
+		t.Fatalf("buildx create: %s", r)
+	}
+	r := bx("--builder", "kiln", "inspect", "--bootstrap")
+	if r.err != nil || !strings.Contains(r.stdout, "Status:           running") {
+		t.Fatalf("buildx inspect: %s", r)
+	}
+
+	dir, extra := bkFixture(t)
+	out := t.TempDir()
+	e.kilnBuild("--build-context", "extra="+extra, "--build-arg", "GREETING=hi", "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
+		"--label", "org.example.by=kiln", "-o", "type=oci,dest="+filepath.Join(out, "kiln.tar"), "--metadata-file", filepath.Join(out, "kiln.json"), dir)
+	args := []string{"--builder", "kiln", "build", "--progress", "rawjson", "--build-context", "extra=" + extra,
+		"--build-arg", "GREETING=hi", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--label", "org.example.by=kiln"}
+	build := func(more ...string) bkResult {
+		t.Helper()
+		r := bx(append(append(append([]string{}, args...), more...), dir)...)
+		if r.err != nil {
+			t.Fatalf("buildx build %v: %s", more, r)
+		}
+		return r
+	}
+
+	// -o type=oci: the digest kiln build made, every step rebuilt.
+	r = build("--no-cache", "-o", "type=oci,dest="+filepath.Join(out, "bx.tar"), "--metadata-file", filepath.Join(out, "bx.json"))
+	if ran := r.ranSteps(); len(ran) < 3 {
+		t.Errorf("buildx --no-cache ran %v, want every step", ran)
+	}
+	if kd, bd := metadataDigest(t, filepath.Join(out, "kiln.json")), metadataDigest(t, filepath.Join(out, "bx.json")); kd != bd {
+		t.Errorf("image digest: kiln build %s, buildx %s", kd, bd)
+	}
+
+	// --push: the registry holds what buildx reports; nothing runs again.
+	ref := e.reg.Ref("bx/app:1")
+	r = build("--push", "-t", ref, "--metadata-file", filepath.Join(out, "push.json"))
+	if ran := r.ranSteps(); len(ran) != 0 {
+		t.Errorf("buildx --push after the same build ran %v", ran)
+	}
+	tag, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(tag, e.reg.RemoteOptions()...)
+	if err != nil {
+		t.Fatalf("the pushed image is not in the registry: %v", err)
+	}
+	if got := metadataDigest(t, filepath.Join(out, "push.json")); got != desc.Digest.String() {
+		t.Errorf("buildx reported %s, the registry has %s", got, desc.Digest)
+	}
+
+	// -o type=local of a target stage.
+	local := filepath.Join(out, "local")
+	build("--target", "test", "-o", "type=local,dest="+local)
+	if b, err := os.ReadFile(filepath.Join(local, "app/test.txt")); err != nil || string(b) != "test\n" {
+		t.Errorf("type=local app/test.txt = %q, %v", b, err)
+	}
+}
