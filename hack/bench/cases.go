@@ -36,6 +36,7 @@ var benchCases = map[string]func(e *env, runs int) ([]row, error){
 	"chain":    chainCase,
 	"export":   exportCase,
 	"shared":   sharedCase,
+	"buildctl": buildctlCase,
 }
 
 func writeDockerfile(dir, content string) error {
