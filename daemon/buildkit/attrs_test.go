@@ -22,7 +22,7 @@ func TestParseDockerfileAttrs(t *testing.T) {
 		"force-network-mode": "none", "image-resolve-mode": "pull",
 		"context:shared": "local:shared", "context:base": "docker-image://busybox:1",
 		"cache-imports": `[{"Type":"registry","Attrs":{"ref":"r/c"}}]`,
-		"cmdline": "x", "frontend.caps": "moby.buildkit.frontend.contexts", "vcs:revision": "abc",
+		"cmdline":       "x", "frontend.caps": "moby.buildkit.frontend.contexts", "vcs:revision": "abc",
 		"sharedkey:localdir:shared": "k", "attest:sbom": "disabled=true", "multi-platform": "true",
 	}
 	var req engine.Request
