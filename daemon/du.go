@@ -120,6 +120,36 @@ func usageRecord(it gc.Item) *api.UsageRecord {
 	return r
 }
 
+// Usage lists what the daemon stores (gc.Usage), for the BuildKit API's
+// DiskUsage.
+func (b *BuildBackend) Usage(ctx context.Context) ([]gc.Item, error) {
+	if err := b.checkParts("DiskUsage"); err != nil {
+		return nil, err
+	}
+	c, err := b.collector()
+	if err != nil {
+		return nil, err
+	}
+	return c.Usage(ctx)
+}
+
+// PruneItems prunes by policy with the backend's collector (one prune at
+// a time), for the BuildKit API's Prune.
+func (b *BuildBackend) PruneItems(ctx context.Context, p gc.Policy, removed func(gc.Item) error) error {
+	if err := b.checkParts("Prune"); err != nil {
+		return err
+	}
+	c, err := b.collector()
+	if err != nil {
+		return err
+	}
+	return c.Prune(ctx, p, removed)
+}
+
+// AfterBuild runs what follows a build that ran outside the Build stream
+// (one of BuildKit's clients): the automatic gc.
+func (b *BuildBackend) AfterBuild() { b.autoGC() }
+
 // autoGCInterval is the least time between two automatic gc runs.
 const autoGCInterval = time.Minute
 

@@ -399,4 +399,16 @@ func TestBuildxRemoteDriver(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(local, "app/test.txt")); err != nil || string(b) != "test\n" {
 		t.Errorf("type=local app/test.txt = %q, %v", b, err)
 	}
+
+	// buildx du lists the cache; prune --all empties it, and the next
+	// build runs its steps again.
+	if r := bx("--builder", "kiln", "du"); r.err != nil || !strings.Contains(r.stdout, "Total:") {
+		t.Errorf("buildx du: %s", r)
+	}
+	if r := bx("--builder", "kiln", "prune", "--all", "--force"); r.err != nil || !strings.Contains(r.stdout, "Total:") {
+		t.Errorf("buildx prune: %s", r)
+	}
+	if r := build(); len(r.ranSteps()) < 3 {
+		t.Errorf("after buildx prune --all, the build ran only %v", r.ranSteps())
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/daemon/buildkit"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/gc"
@@ -17,7 +18,7 @@ import (
 
 // newBuildKit makes BuildKit's API over the engine (buildctl and docker
 // buildx with the remote driver), served next to Kiln's own.
-func newBuildKit(cfg *config.Config, eng *engine.Engine, parts *engine.Parts, w *api.WorkerInfo, policies []gc.Policy, log *slog.Logger) (*buildkit.Service, error) {
+func newBuildKit(cfg *config.Config, eng *engine.Engine, parts *engine.Parts, backend *daemon.BuildBackend, w *api.WorkerInfo, policies []gc.Policy, log *slog.Logger) (*buildkit.Service, error) {
 	plats, err := buildkit.ParsePlatforms(w.Platforms)
 	if err != nil {
 		return nil, err
@@ -43,6 +44,8 @@ func newBuildKit(cfg *config.Config, eng *engine.Engine, parts *engine.Parts, w 
 		Version: version, Revision: revision,
 		ScratchDir: filepath.Join(cfg.Root, "tmp", "buildkit"),
 		History:    parts.History,
+		Usage:      backend,
+		AfterBuild: backend.AfterBuild,
 		Logger:     log,
 	})
 }

@@ -190,7 +190,9 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	}
 	size, free := diskSpace(cfg.Root)
 	policies := gcPolicies(cfg, size, free)
-	bk, err := newBuildKit(cfg, eng, parts, worker, policies, log)
+	backend := daemon.EngineBackend(eng, parts,
+		daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(policies), daemon.WithBackendLogger(log))
+	bk, err := newBuildKit(cfg, eng, parts, backend, worker, policies, log)
 	if err != nil {
 		return err
 	}
@@ -199,8 +201,7 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
-		daemon.WithBackend(daemon.EngineBackend(eng, parts,
-			daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(policies), daemon.WithBackendLogger(log))),
+		daemon.WithBackend(backend),
 	)
 	if err != nil {
 		return err

@@ -66,3 +66,16 @@ func TestOutputs(t *testing.T) {
 		})
 	}
 }
+
+func TestUsageFilters(t *testing.T) {
+	t.Parallel()
+	types, until, err := usageFilters([]string{"", "type==regular,until=24h", "type=exec.cachemount"})
+	if err != nil || len(types) != 2 || types[1] != "exec.cachemount" || until.Hours() != 24 {
+		t.Errorf("filters = %v, %v, %v", types, until, err)
+	}
+	for _, bad := range []string{"id==x", "until=soon", "type==nothing"} {
+		if _, _, err := usageFilters([]string{bad}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("filter %q: %v", bad, err)
+		}
+	}
+}

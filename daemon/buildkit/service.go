@@ -65,8 +65,11 @@ type Options struct {
 	History HistoryStore
 	// Usage reports and prunes disk usage (DiskUsage, Prune); nil answers
 	// Unimplemented.
-	Usage  Usage
-	Logger *slog.Logger
+	Usage Usage
+	// AfterBuild, when set, runs after each successful build (the
+	// automatic gc).
+	AfterBuild func()
+	Logger     *slog.Logger
 }
 
 // Service is BuildKit's API over an engine. Register it on kilnd's gRPC

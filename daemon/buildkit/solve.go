@@ -86,6 +86,9 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, b *bu
 	if err != nil {
 		return nil, err
 	}
+	if s.o.AfterBuild != nil {
+		s.o.AfterBuild()
+	}
 	return &controlapi.SolveResponse{ExporterResponse: exporterResponse(res.ExporterResponse)}, nil
 }
 
