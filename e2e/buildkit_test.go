@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/moby/buildkit/client/llb"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // bkFixture writes a build context that uses stages, a build arg, a
@@ -410,5 +412,33 @@ func TestBuildxRemoteDriver(t *testing.T) {
 	}
 	if r := build(); len(r.ranSteps()) < 3 {
 		t.Errorf("after buildx prune --all, the build ran only %v", r.ranSteps())
+	}
+}
+
+// --opt platform builds each platform (foreign ones through QEMU) into one
+// index, as kiln build --platform does.
+func TestBuildctlPlatforms(t *testing.T) {
+	e := newBldEnv(t)
+	testutil.PushIndex(t, e.reg.Ref("library/busybox:latest"), testutil.BusyboxIndex(t), e.reg.RemoteOptions()...)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN uname -m > /arch\n"})
+	out := t.TempDir()
+	e.kilnBuild("--platform", "linux/amd64,linux/arm64", "--build-arg", "SOURCE_DATE_EPOCH=1700000000",
+		"-o", "type=oci,dest="+filepath.Join(out, "kiln.tar"), "--metadata-file", filepath.Join(out, "kiln.json"), dir)
+	local := filepath.Join(out, "local")
+	r := e.bkBuild(dir, "--opt", "platform=linux/amd64,linux/arm64", "--opt", "build-arg:SOURCE_DATE_EPOCH=1700000000",
+		"--output", "type=oci,dest="+filepath.Join(out, "bk.tar"), "--metadata-file", filepath.Join(out, "bk.json"))
+	if r.err != nil {
+		t.Fatalf("buildctl with two platforms: %s", r)
+	}
+	if kd, bd := metadataDigest(t, filepath.Join(out, "kiln.json")), metadataDigest(t, filepath.Join(out, "bk.json")); kd != bd {
+		t.Errorf("index digest: kiln build %s, buildctl %s", kd, bd)
+	}
+	r = e.bkBuild(dir, "--opt", "platform=linux/arm64", "--output", "type=local,dest="+local)
+	if r.err != nil {
+		t.Fatalf("buildctl for arm64: %s", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(local, "arch")); err != nil || strings.TrimSpace(string(b)) != "aarch64" {
+		t.Errorf("the arm64 step ran as %q (%v), want aarch64", b, err)
 	}
 }
