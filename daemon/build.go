@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -17,75 +15,17 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/frontend"
-	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/progress"
 )
-
-// BuildEngine is what the Build stream needs of the engine.
-type BuildEngine interface {
-	Build(ctx context.Context, req engine.Request, sess *StreamSession, pw progress.Writer) (*engine.Result, error)
-}
-
-// engineBuild adapts an *engine.Engine to BuildEngine.
-type engineBuild struct{ e *engine.Engine }
-
-func (b engineBuild) Build(ctx context.Context, req engine.Request, sess *StreamSession, pw progress.Writer) (*engine.Result, error) {
-	return b.e.Build(ctx, req, sess, pw)
-}
-
-// EngineBackend returns a Backend that runs builds on e: it turns the Build
-// stream into an engine.Request, a session (context sync, secrets, ssh,
-// credentials over the stream) and progress messages. parts serve the
-// image list and the build history.
-func EngineBackend(e *engine.Engine, parts *engine.Parts, opts ...BackendOption) *BuildBackend {
-	b := &BuildBackend{engine: engineBuild{e}, parts: parts, log: slog.New(slog.DiscardHandler)}
-	for _, o := range opts {
-		o(b)
-	}
-	return b
-}
-
-// BackendOption configures a BuildBackend.
-type BackendOption func(*BuildBackend)
-
-// WithCacheSize makes the backend keep the build cache under n bytes after
-// each build (0 turns the automatic gc off).
-func WithCacheSize(n int64) BackendOption { return func(b *BuildBackend) { b.cacheSize = n } }
-
-// WithGCPolicies makes the automatic gc apply these policies in order
-// (buildkitd.toml's [[worker.oci.gcpolicy]]) instead of keeping the cache
-// under the cache size.
-func WithGCPolicies(ps []gc.Policy) BackendOption {
-	return func(b *BuildBackend) { b.gcPolicies = ps }
-}
-
-// WithBackendLogger sets the logger of background work (automatic gc).
-func WithBackendLogger(l *slog.Logger) BackendOption { return func(b *BuildBackend) { b.log = l } }
-
-// BuildBackend serves the Build stream, images, history, disk usage and
-// runs.
-type BuildBackend struct {
-	engine     BuildEngine
-	parts      *engine.Parts
-	cacheSize  int64
-	gcPolicies []gc.Policy
-	log        *slog.Logger
-
-	gcOnce    sync.Once
-	gc        *gc.Collector
-	gcErr     error
-	gcRunning atomic.Bool
-	gcLast    atomic.Int64 // unix nanoseconds of the last automatic gc
-}
-
-var _ Backend = (*BuildBackend)(nil)
 
 // progressInterval is how long progress events are gathered into one
 // message at most.
 const progressInterval = 50 * time.Millisecond
 
-// Build implements Backend.
-func (b *BuildBackend) Build(ctx context.Context, stream BuildStream) error {
+// build serves one Build stream: the first message becomes an
+// engine.Request, the stream a session (context sync, secrets, ssh,
+// credentials), progress goes out in batches and the result last.
+func build(ctx context.Context, b Builder, stream BuildStream) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return fmt.Errorf("build: read request: %w", err)
@@ -110,11 +50,10 @@ func (b *BuildBackend) Build(ctx context.Context, stream BuildStream) error {
 	ereq, err := engineRequest(req, sess)
 	if err == nil {
 		var res *engine.Result
-		res, err = b.engine.Build(ctx, ereq, sess, buf)
+		res, err = b.Build(ctx, ereq, sess, buf)
 		buf.Close()
 		<-progressDone
 		if err == nil {
-			b.autoGC()
 			return sess.send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Result{Result: &api.BuildResult{
 				ExporterResponse: res.ExporterResponse,
 				Steps:            int32(res.Stats.Steps),

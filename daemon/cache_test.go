@@ -22,7 +22,7 @@ import (
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/daemon"
-	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/sharedcache"
 	"github.com/kiln-build/kiln/exporter"
 )
 
@@ -123,7 +123,8 @@ func TestCacheRecords(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		parts    *engine.Parts // nil: no engine
+		caches   []*remote.Shared
+		noEngine bool
 		build    string
 		want     []*api.CacheRecord
 		wantIdx  []*api.CacheIndex
@@ -132,41 +133,41 @@ func TestCacheRecords(t *testing.T) {
 		errLacks string   // never in the error
 	}{
 		{
-			name: "every record", parts: &engine.Parts{SharedCaches: []*remote.Shared{scOne}},
+			name: "every record", caches: []*remote.Shared{scOne},
 			want: []*api.CacheRecord{a, b1, b2}, wantIdx: []*api.CacheIndex{idxOne},
 		},
 		{
-			name: "one build", parts: &engine.Parts{SharedCaches: []*remote.Shared{scOne}}, build: "build-2",
+			name: "one build", caches: []*remote.Shared{scOne}, build: "build-2",
 			want: []*api.CacheRecord{b1, b2}, wantIdx: []*api.CacheIndex{idxOne},
 		},
 		{
-			name: "unknown build", parts: &engine.Parts{SharedCaches: []*remote.Shared{scOne}}, build: "nope",
+			name: "unknown build", caches: []*remote.Shared{scOne}, build: "nope",
 			wantIdx: []*api.CacheIndex{idxOne}, errClass: errdefs.ErrNotFound, errHas: []string{`no build "nope"`},
 		},
 		{
-			name: "two indexes", parts: &engine.Parts{SharedCaches: []*remote.Shared{scOne, scTwo}},
+			name: "two indexes", caches: []*remote.Shared{scOne, scTwo},
 			want: []*api.CacheRecord{a, b1, b2, c}, wantIdx: []*api.CacheIndex{idxOne, idxTwo},
 		},
 		{
-			name: "build in the second index", parts: &engine.Parts{SharedCaches: []*remote.Shared{scOne, scTwo}}, build: "build-3",
+			name: "build in the second index", caches: []*remote.Shared{scOne, scTwo}, build: "build-3",
 			want: []*api.CacheRecord{c}, wantIdx: []*api.CacheIndex{idxOne, idxTwo},
 		},
 		{
-			name: "no shared cache", parts: &engine.Parts{},
+			name:     "no shared cache",
 			errClass: errdefs.ErrFailedPrecondition, errHas: []string{"kilnd has no shared cache: add [[cache.registry]] to kilnd.toml"},
 		},
 		{
-			name: "index down", parts: &engine.Parts{SharedCaches: []*remote.Shared{down}},
+			name: "index down", caches: []*remote.Shared{down},
 			wantIdx:  []*api.CacheIndex{{Cache: "redis", Address: maskedDown}},
 			errClass: errdefs.ErrUnavailable, errHas: []string{"kilnd cannot read its shared cache index", maskedDown, "connection refused"},
 			errLacks: "s3cret",
 		},
 		{
-			name: "index cannot list", parts: &engine.Parts{SharedCaches: []*remote.Shared{sharedCache(t, notLister{})}},
+			name: "index cannot list", caches: []*remote.Shared{sharedCache(t, notLister{})},
 			errClass: errdefs.ErrUnimplemented, errHas: []string{"cannot list its records"},
 		},
 		{
-			name:     "no engine",
+			name: "no engine", noEngine: true,
 			errClass: errdefs.ErrUnimplemented, errHas: []string{"CacheRecords is not available in this kilnd"},
 		},
 	}
@@ -174,7 +175,11 @@ func TestCacheRecords(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			sock := socketPath(t)
-			start(t, testConfig(t, "unix://"+sock), daemon.WithBackend(daemon.EngineBackend(nil, tt.parts)))
+			svc := daemon.Services{CacheRecords: sharedcache.New(tt.caches)}
+			if tt.noEngine {
+				svc = daemon.Services{}
+			}
+			start(t, testConfig(t, "unix://"+sock), daemon.WithServices(svc))
 			cl := dial(t, "unix://"+sock)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -208,32 +213,5 @@ func TestCacheRecords(t *testing.T) {
 				t.Errorf("indexes (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestCacheRecordsStopsWithContext(t *testing.T) {
-	t.Parallel()
-	srv := redistest.Start(t)
-	idx := redisIndex(t, srv.Addr)
-	for _, k := range []string{"a", "b", "c", "d"} {
-		putRecord(t, idx, k, "writer-1", "", 1)
-	}
-	be := daemon.EngineBackend(nil, &engine.Parts{SharedCaches: []*remote.Shared{sharedCache(t, idx)}})
-	gone := errors.New("the client went away")
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	var records int
-	err := be.CacheRecords(ctx, &api.CacheRecordsRequest{}, func(m *api.CacheRecordsMessage) error {
-		if m.GetRecord() != nil {
-			records++
-			cancel(gone)
-		}
-		return nil
-	})
-	if !errors.Is(err, gone) {
-		t.Errorf("CacheRecords after the context ended = %v, want its cause", err)
-	}
-	if records != 1 {
-		t.Errorf("CacheRecords sent %d records after the context ended, want 1 (the one before)", records)
 	}
 }

@@ -48,7 +48,7 @@ func toGRPC(err error) error {
 	return status.Error(codes.Unknown, err.Error())
 }
 
-// unimplemented is the answer of an RPC whose backend is not wired in.
+// unimplemented is the answer of an RPC whose service is not wired in.
 func unimplemented(what string) error {
 	return status.Errorf(codes.Unimplemented, "%s is not available in this kilnd: no build engine is configured", what)
 }

@@ -1,109 +1,201 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 
-	"github.com/containerd/platforms"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
-	"github.com/kiln-build/kiln/content"
-	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine/images"
+	"github.com/kiln-build/kiln/registry"
 )
 
-var (
-	_ ImageLister   = (*BuildBackend)(nil)
-	_ HistoryLister = (*BuildBackend)(nil)
-)
+// saveChunk is the size of the SaveImage stream's messages.
+const saveChunk = 256 << 10
 
-// ListImages implements ImageLister.
-func (b *BuildBackend) ListImages(ctx context.Context, _ *api.ListImagesRequest) (*api.ListImagesResponse, error) {
-	if b.parts == nil {
+func apiImage(img images.Image) *api.Image {
+	return &api.Image{
+		Name: img.Name, Digest: img.Digest.String(), MediaType: img.MediaType,
+		Platforms: img.Platforms, Size: img.Size, Created: timestamppb.New(img.Created),
+	}
+}
+
+func (v *service) ListImages(ctx context.Context, _ *api.ListImagesRequest) (*api.ListImagesResponse, error) {
+	if v.s.svc.Images == nil {
 		return nil, unimplemented("ListImages")
 	}
-	imgs, err := b.parts.Images.List(ctx)
+	imgs, err := v.s.svc.Images.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	resp := &api.ListImagesResponse{}
 	for _, img := range imgs {
-		plats, size := summarize(ctx, b.parts.Content, img.Target)
-		resp.Images = append(resp.Images, &api.Image{
-			Name: imagestore.FamiliarName(img.Name), Digest: img.Target.Digest.String(),
-			MediaType: img.Target.MediaType, Platforms: plats, Size: size,
-			Created: timestamppb.New(img.Created),
-		})
+		resp.Images = append(resp.Images, apiImage(img))
 	}
 	return resp, nil
 }
 
-// summarize returns the platforms of an image or index and the size of its
-// blobs (a blob shared by two platforms counts once).
-func summarize(ctx context.Context, cs content.Store, target ocispec.Descriptor) ([]string, int64) {
-	seen := map[string]bool{}
-	var plats []string
-	var size int64
-	add := func(d ocispec.Descriptor) {
-		if !seen[d.Digest.String()] {
-			seen[d.Digest.String()] = true
-			size += d.Size
-		}
+func (v *service) RemoveImages(ctx context.Context, req *api.RemoveImagesRequest) (*api.RemoveImagesResponse, error) {
+	if v.s.svc.Images == nil {
+		return nil, unimplemented("RemoveImages")
 	}
-	var visit func(d ocispec.Descriptor)
-	visit = func(d ocispec.Descriptor) {
-		add(d)
-		b, err := content.ReadBlob(ctx, cs, d)
-		if err != nil {
-			return
-		}
-		var m struct {
-			Manifests []ocispec.Descriptor `json:"manifests"`
-			Config    ocispec.Descriptor   `json:"config"`
-			Layers    []ocispec.Descriptor `json:"layers"`
-		}
-		if json.Unmarshal(b, &m) != nil {
-			return
-		}
-		for _, c := range m.Manifests {
-			visit(c)
-		}
-		if m.Config.Digest == "" {
-			return
-		}
-		add(m.Config)
-		for _, l := range m.Layers {
-			add(l)
-		}
-		if cb, err := content.ReadBlob(ctx, cs, m.Config); err == nil {
-			var c ocispec.Image
-			if json.Unmarshal(cb, &c) == nil && c.OS != "" {
-				plats = append(plats, platforms.Format(c.Platform))
-			}
-		}
-	}
-	visit(target)
-	return plats, size
-}
-
-// History implements HistoryLister.
-func (b *BuildBackend) History(ctx context.Context, req *api.HistoryRequest) (*api.HistoryResponse, error) {
-	if b.parts == nil || b.parts.History == nil {
-		return nil, unimplemented("History")
-	}
-	recs, err := b.parts.History.List(ctx, req.GetRef(), int(req.GetLimit()))
+	res, err := v.s.svc.Images.Remove(ctx, req.GetNames())
 	if err != nil {
-		return nil, fmt.Errorf("build history: %w", err)
+		return nil, err
 	}
-	resp := &api.HistoryResponse{}
-	for _, r := range recs {
-		resp.Records = append(resp.Records, &api.BuildRecord{
-			Ref: r.Ref, Created: timestamppb.New(r.Created), Completed: timestamppb.New(r.Completed),
-			Status: r.Status, Error: r.Error, Steps: int32(r.Steps), Cached: int32(r.Cached),
-			Target: r.Target, ExporterResponse: r.ExporterResponse, DockerfileName: r.DockerfileName,
+	resp := &api.RemoveImagesResponse{}
+	for _, img := range res.Removed {
+		resp.Removed = append(resp.Removed, apiImage(img))
+	}
+	for _, err := range res.Errors {
+		resp.Errors = append(resp.Errors, err.Error())
+	}
+	return resp, nil
+}
+
+func (v *service) InspectImage(ctx context.Context, req *api.InspectImageRequest) (*api.InspectImageResponse, error) {
+	if v.s.svc.Images == nil {
+		return nil, unimplemented("InspectImage")
+	}
+	res, err := v.s.svc.Images.Inspect(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.InspectImageResponse{Image: apiImage(res.Image), Index: res.Index, Missing: res.Missing}
+	for _, m := range res.Manifests {
+		resp.Manifests = append(resp.Manifests, &api.InspectedManifest{
+			Platform: m.Platform, Digest: m.Digest.String(), MediaType: m.MediaType, Manifest: m.Manifest, Config: m.Config,
 		})
 	}
 	return resp, nil
+}
+
+func (v *service) TagImage(ctx context.Context, req *api.TagImageRequest) (*api.TagImageResponse, error) {
+	if v.s.svc.Images == nil {
+		return nil, unimplemented("TagImage")
+	}
+	img, err := v.s.svc.Images.Tag(ctx, req.GetSource(), req.GetTarget())
+	if err != nil {
+		return nil, err
+	}
+	return &api.TagImageResponse{Image: apiImage(img)}, nil
+}
+
+func (v *service) PushImage(ctx context.Context, req *api.PushImageRequest) (*api.PushImageResponse, error) {
+	if v.s.svc.Images == nil {
+		return nil, unimplemented("PushImage")
+	}
+	res, err := v.s.svc.Images.Push(ctx, images.PushRequest{Name: req.GetName(), Credentials: requestCredentials(req.GetCredentials())})
+	if err != nil {
+		return nil, err
+	}
+	return &api.PushImageResponse{Ref: res.Ref, Digest: res.Digest.String(), Size: res.Size}, nil
+}
+
+// requestCredentials answers the resolver's credential questions from
+// the logins the client sent, by registry host.
+func requestCredentials(creds []*api.RegistryCredential) registry.CredentialFunc {
+	if len(creds) == 0 {
+		return nil
+	}
+	byHost := map[string]*api.RegistryCredential{}
+	for _, c := range creds {
+		byHost[registry.HostKey(c.GetHost())] = c
+	}
+	return func(_ context.Context, host string) (authn.AuthConfig, bool, error) {
+		c, ok := byHost[registry.HostKey(host)]
+		if !ok || (c.GetUsername() == "" && c.GetIdentityToken() == "") {
+			return authn.AuthConfig{}, false, nil
+		}
+		return authn.AuthConfig{Username: c.GetUsername(), Password: c.GetSecret(), IdentityToken: c.GetIdentityToken()}, true, nil
+	}
+}
+
+func (v *service) ImportImage(stream grpc.ClientStreamingServer[api.ImportImageMessage, api.ImportImageResponse]) error {
+	if v.s.svc.Images == nil {
+		return unimplemented("ImportImage")
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("import: read request: %w", err)
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return errdefs.Invalidf("import: the first message must carry the header")
+	}
+	req := images.ImportRequest{Name: h.GetName(), SourceName: h.GetSourceName(), Platform: h.GetPlatform(), Message: h.GetMessage()}
+	res, err := v.s.svc.Images.Import(stream.Context(), req, &importReader{s: stream, buf: first.GetData()})
+	if err != nil {
+		return err
+	}
+	resp := &api.ImportImageResponse{Kind: res.Kind}
+	for _, img := range res.Images {
+		resp.Images = append(resp.Images, apiImage(img))
+	}
+	return stream.SendAndClose(resp)
+}
+
+// importReader reads the file of an ImportImage stream: the data of the
+// first message, then of each next one, until the client closes its side.
+type importReader struct {
+	s interface {
+		Recv() (*api.ImportImageMessage, error)
+	}
+	buf []byte
+	eof bool
+}
+
+func (r *importReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
+		m, err := r.s.Recv()
+		if errors.Is(err, io.EOF) {
+			r.eof = true
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.buf = m.GetData()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (v *service) SaveImage(req *api.SaveImageRequest, stream grpc.ServerStreamingServer[api.SaveImageChunk]) error {
+	if v.s.svc.Images == nil {
+		return unimplemented("SaveImage")
+	}
+	bw := bufio.NewWriterSize(&chunkWriter{send: stream.Send}, saveChunk)
+	sreq := images.SaveRequest{Names: req.GetNames(), Format: req.GetFormat(), Platform: req.GetPlatform()}
+	if err := v.s.svc.Images.Save(stream.Context(), sreq, bw); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// chunkWriter sends what is written as SaveImageChunk messages.
+type chunkWriter struct {
+	send func(*api.SaveImageChunk) error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	for off := 0; off < len(p); off += saveChunk {
+		end := min(off+saveChunk, len(p))
+		// The message is sent before Write returns, so p is not kept.
+		if err := w.send(&api.SaveImageChunk{Data: p[off:end]}); err != nil {
+			return off, errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("send to client: %w", err))
+		}
+	}
+	return len(p), nil
 }

@@ -2,36 +2,38 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"path"
-	"strings"
 	"sync"
 
-	"github.com/containerd/platforms"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"google.golang.org/grpc"
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/executor"
-	"github.com/kiln-build/kiln/imagestore"
-	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/engine/run"
 )
 
 // runChunk bounds one RunOutput message.
 const runChunk = 64 << 10
 
-// Run implements Runner: it unpacks the stored image (Puller.Pull finds it
-// in the image store first), makes a writable snapshot on its filesystem,
-// runs the process the image's config and the request say through the
-// executor, streams stdout and stderr, and discards the snapshot. The last
-// message is the exit code; a process that cannot start at all is an
-// error instead. ctx ending (the client went, Ctrl-C) kills the container.
-func (b *BuildBackend) Run(ctx context.Context, s RunStream) error {
-	if err := b.checkParts("Run"); err != nil {
-		return err
+// RunStream is one Run call's stream. Send is not safe for concurrent use.
+type RunStream interface {
+	Send(*api.RunServerMessage) error
+	Recv() (*api.RunClientMessage, error)
+}
+
+func (v *service) Run(stream grpc.BidiStreamingServer[api.RunClientMessage, api.RunServerMessage]) error {
+	if v.s.svc.Runs == nil {
+		return unimplemented("Run")
 	}
+	return runStream(stream.Context(), v.s.svc.Runs, stream)
+}
+
+// runStream serves one Run call: the first message is the RunRequest;
+// the output streams back as it comes, then the exit status. A process
+// that cannot start at all is an error instead. The stream's context
+// ending (the client went, Ctrl-C) kills the container.
+func runStream(ctx context.Context, svc RunService, s RunStream) error {
 	first, err := s.Recv()
 	if err != nil {
 		return fmt.Errorf("run: read request: %w", err)
@@ -40,165 +42,27 @@ func (b *BuildBackend) Run(ctx context.Context, s RunStream) error {
 	if req == nil {
 		return errdefs.Invalidf("run: the first message must be a RunRequest")
 	}
-	netMode, err := runNetwork(req.GetNetwork())
-	if err != nil {
-		return err
-	}
-	if wd := req.GetWorkdir(); wd != "" && !path.IsAbs(wd) {
-		return errdefs.Invalidf("--workdir %q: the working directory must be an absolute path", wd)
-	}
-	plat := platforms.DefaultSpec()
-	if p := req.GetPlatform(); p != "" {
-		if plat, err = platforms.Parse(p); err != nil {
-			return errdefs.Invalidf("--platform %q: %v", p, err)
-		}
-	}
-	for _, kv := range req.GetEnv() {
-		if k, _, _ := strings.Cut(kv, "="); k == "" || strings.ContainsAny(k, " \t\n") {
-			return errdefs.Invalidf("-e %q: want KEY=value", kv)
-		}
-	}
-
-	stored, err := b.storedImage(ctx, req.GetImage())
-	if err != nil {
-		return err
-	}
-	shown := imagestore.FamiliarName(stored.Name)
-	img, err := b.parts.Puller.Pull(ctx, stored.Name, plat)
-	if err != nil {
-		return fmt.Errorf("run %s: %w", shown, err)
-	}
-	proc, err := runProcess(shown, img.Config.Config, req, netMode)
-	if err != nil {
-		return err
-	}
-
-	var parent ops.Ref
-	if img.ChainID != "" {
-		ref, err := b.parts.Snapshots.Load(ctx, img.ChainID)
-		if err != nil {
-			return fmt.Errorf("run %s: %w", shown, err)
-		}
-		defer ref.Release(context.WithoutCancel(ctx))
-		parent = ref
-	}
-	active, err := b.parts.Snapshots.New(ctx, parent, "kiln run "+shown)
-	if err != nil {
-		return fmt.Errorf("run %s: %w", shown, err)
-	}
-	defer active.Discard(context.WithoutCancel(ctx))
-
 	out := &runSender{s: s}
-	proc.Stdout = out.writer(1)
-	proc.Stderr = out.writer(2)
+	rreq := run.Request{
+		Image: req.GetImage(), Args: req.GetArgs(), Entrypoint: req.GetEntrypoint(), HasEntrypoint: req.GetHasEntrypoint(),
+		Env: req.GetEnv(), Workdir: req.GetWorkdir(), User: req.GetUser(), Hostname: req.GetHostname(),
+		Network: req.GetNetwork(), Platform: req.GetPlatform(),
+		Stdout: out.writer(1), Stderr: out.writer(2),
+		Started: func(st run.Started) error {
+			return out.send(&api.RunServerMessage{Started: &api.RunStarted{Image: st.Image, Digest: st.Digest.String()}})
+		},
+	}
 	if req.GetStdin() {
 		pr, pw := io.Pipe()
 		defer pr.Close()
 		go receiveStdin(s, pw)
-		proc.Stdin = pr
+		rreq.Stdin = pr
 	}
-	if err := out.send(&api.RunServerMessage{Started: &api.RunStarted{Image: shown, Digest: img.Descriptor.Digest.String()}}); err != nil {
+	exit, err := svc.Run(ctx, rreq)
+	if err != nil {
 		return err
 	}
-	err = b.parts.Executor.Run(ctx, executor.Mount{Dest: "/", Source: active.Mounts()}, nil, proc)
-	exit := &api.RunExit{}
-	var ee *executor.ExitError
-	switch {
-	case errors.As(err, &ee):
-		exit.Code = int32(ee.Code)
-	case err != nil:
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		code, ok := startFailure(err)
-		if !ok {
-			return fmt.Errorf("run %s: %w", shown, err)
-		}
-		exit.Code, exit.Error = int32(code), fmt.Sprintf("run %s: %v", shown, err)
-	}
-	return out.send(&api.RunServerMessage{Exit: exit})
-}
-
-// startFailure recognises a command that could not start and returns
-// docker run's exit code for it: 127 when it was not found, else 126.
-func startFailure(err error) (int, bool) {
-	msg := err.Error()
-	if !strings.Contains(msg, "unable to start container process") &&
-		!strings.Contains(msg, "unable to find user") && !strings.Contains(msg, "unable to find group") {
-		return 0, false
-	}
-	if strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found") {
-		return 127, true
-	}
-	return 126, true
-}
-
-// runNetwork maps --network.
-func runNetwork(n string) (executor.NetMode, error) {
-	switch n {
-	case "", "default":
-		return executor.NetDefault, nil
-	case "host":
-		return executor.NetHost, nil
-	case "none":
-		return executor.NetNone, nil
-	case "bridge":
-		return "", errdefs.Invalidf("--network bridge: kiln run has no bridge networks; use \"host\" (the default, as in builds) or \"none\"")
-	}
-	return "", errdefs.Invalidf("--network %q: want \"default\", \"host\" or \"none\"", n)
-}
-
-// runProcess merges the image's config with the request, as docker run
-// does: --entrypoint replaces ENTRYPOINT and drops CMD; arguments replace
-// CMD; -e adds to or overrides ENV; --workdir and --user override.
-func runProcess(image string, cfg ocispec.ImageConfig, req *api.RunRequest, net executor.NetMode) (executor.Process, error) {
-	entrypoint, cmd := cfg.Entrypoint, cfg.Cmd
-	if req.GetHasEntrypoint() {
-		entrypoint, cmd = req.GetEntrypoint(), nil
-	}
-	if len(req.GetArgs()) > 0 {
-		cmd = req.GetArgs()
-	}
-	args := append(append([]string(nil), entrypoint...), cmd...)
-	if len(args) == 0 || args[0] == "" {
-		return executor.Process{}, errdefs.Invalidf("image %s has no command to run (no ENTRYPOINT or CMD): give one, as in kiln run %s /bin/sh -c 'echo hi'", image, image)
-	}
-	cwd := cfg.WorkingDir
-	if req.GetWorkdir() != "" {
-		cwd = req.GetWorkdir()
-	}
-	if cwd == "" {
-		cwd = "/"
-	}
-	user := cfg.User
-	if req.GetUser() != "" {
-		user = req.GetUser()
-	}
-	return executor.Process{
-		Args: args, Env: mergeEnv(cfg.Env, req.GetEnv()), User: user, Cwd: cwd,
-		Net: net, Hostname: req.GetHostname(),
-	}, nil
-}
-
-// mergeEnv returns base with the entries of extra added, an entry of extra
-// replacing the one of base with the same name.
-func mergeEnv(base, extra []string) []string {
-	out := append([]string(nil), base...)
-	index := map[string]int{}
-	for i, kv := range out {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	for _, kv := range extra {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := index[k]; ok {
-			out[i] = kv
-			continue
-		}
-		index[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
+	return out.send(&api.RunServerMessage{Exit: &api.RunExit{Code: int32(exit.Code), Error: exit.Error}})
 }
 
 // receiveStdin copies the client's stdin messages into w until the client

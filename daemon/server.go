@@ -18,6 +18,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/core/errdefs"
 )
 
 // Server is the kilnd API server. Create it with New, open its listeners
@@ -25,14 +26,14 @@ import (
 type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	backend Backend
+	svc     Services
 	version string
 	rev     string
 	worker  *api.WorkerInfo
 	grace   time.Duration
-	// services register more gRPC services next to Kiln's own on every
+	// apis register more gRPC services next to Kiln's own on every
 	// server (BuildKit's API, daemon/buildkit).
-	services []func(grpc.ServiceRegistrar)
+	apis []func(grpc.ServiceRegistrar)
 
 	mu        sync.Mutex
 	listeners []*listener
@@ -45,16 +46,16 @@ type Server struct {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithBackend plugs in the engine. Without one, Build, DiskUsage, Prune,
-// ListImages and History answer Unimplemented.
-func WithBackend(b Backend) Option { return func(s *Server) { s.backend = b } }
+// WithServices plugs in the engine's services (EngineServices). The RPCs
+// of a service not given answer Unimplemented.
+func WithServices(svc Services) Option { return func(s *Server) { s.svc = svc } }
 
-// WithServices registers more gRPC services on every listener, next to
-// Kiln's own API (cmd/kilnd adds BuildKit's Control API this way). They
-// share the interceptors: requests end when kilnd shuts down, panics
-// become Internal errors, and error classes become status codes.
-func WithServices(register ...func(grpc.ServiceRegistrar)) Option {
-	return func(s *Server) { s.services = append(s.services, register...) }
+// WithAPIs registers more gRPC services on every listener, next to Kiln's
+// own API (cmd/kilnd adds BuildKit's Control API this way). They share
+// the interceptors: requests end when kilnd shuts down, panics become
+// Internal errors, and error classes become status codes.
+func WithAPIs(register ...func(grpc.ServiceRegistrar)) Option {
+	return func(s *Server) { s.apis = append(s.apis, register...) }
 }
 
 // WithLogger sets the logger (default: text on stderr at the configured
@@ -205,7 +206,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		g := grpc.NewServer(opts...)
 		api.RegisterControlServer(g, svc)
-		for _, r := range s.services {
+		for _, r := range s.apis {
 			r(g)
 		}
 		return g
@@ -245,7 +246,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
-var errShutdown = errors.New("kilnd is shutting down")
+// errShutdown cancels the requests in flight when kilnd stops; clients
+// see it in the errdefs.ErrUnavailable class.
+var errShutdown = errdefs.WithClass(errdefs.ErrUnavailable, errors.New("kilnd is shutting down"))
 
 func (s *Server) shutdown(servers ...*grpc.Server) {
 	s.cancel(errShutdown)

@@ -23,7 +23,11 @@ import (
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/daemon"
+	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/progress"
+	"github.com/kiln-build/kiln/session"
 )
 
 // logBuffer collects the daemon's log.
@@ -322,7 +326,7 @@ func TestTLSWithoutClientCAWarns(t *testing.T) {
 	}
 }
 
-func TestUnimplementedWithoutBackend(t *testing.T) {
+func TestUnimplementedWithoutServices(t *testing.T) {
 	t.Parallel()
 	sock := socketPath(t)
 	start(t, testConfig(t, "unix://"+sock))
@@ -346,49 +350,44 @@ func TestUnimplementedWithoutBackend(t *testing.T) {
 	}
 }
 
-// fakeBackend answers builds by echoing the request's ref as the result and
+// fakeEngine answers builds by echoing the request's ref as the result and
 // reports disk usage; it blocks a build whose ref is "block" until its
 // context ends.
-type fakeBackend struct {
+type fakeEngine struct {
 	started chan struct{}
 	ended   chan error
 }
 
-func (f *fakeBackend) Build(ctx context.Context, s daemon.BuildStream) error {
-	m, err := s.Recv()
-	if err != nil {
-		return err
-	}
-	ref := m.GetRequest().GetRef()
-	if ref == "block" {
+func (f *fakeEngine) services() daemon.Services { return daemon.Services{Builds: f, Disk: f} }
+
+func (f *fakeEngine) Build(ctx context.Context, req engine.Request, _ session.Session, _ progress.Writer) (*engine.Result, error) {
+	if req.Ref == "block" {
 		close(f.started)
 		<-ctx.Done()
 		f.ended <- context.Cause(ctx)
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
-	if ref == "" {
-		return errdefs.Invalidf("Dockerfile:3: unknown instruction: FORM")
+	if req.Ref == "" {
+		return nil, errdefs.Invalidf("Dockerfile:3: unknown instruction: FORM")
 	}
-	return s.Send(&api.BuildServerMessage{Msg: &api.BuildServerMessage_Result{Result: &api.BuildResult{
-		ExporterResponse: map[string]string{"ref": ref},
-	}}})
+	return &engine.Result{ExporterResponse: map[string]string{"ref": req.Ref}}, nil
 }
 
-func (f *fakeBackend) DiskUsage(ctx context.Context, req *api.DiskUsageRequest) (*api.DiskUsageResponse, error) {
+func (f *fakeEngine) Usage(ctx context.Context, req disk.UsageRequest) ([]disk.Record, error) {
 	if len(req.Filters) > 0 {
 		return nil, errdefs.NotFoundf("no records match %q", req.Filters[0])
 	}
-	return &api.DiskUsageResponse{Records: []*api.UsageRecord{{Id: "r1", Size: 42}}}, nil
+	return []disk.Record{{ID: "r1", Size: 42}}, nil
 }
 
-func (f *fakeBackend) Prune(ctx context.Context, req *api.PruneRequest, send func(*api.UsageRecord) error) error {
-	return send(&api.UsageRecord{Id: "gone"})
+func (f *fakeEngine) Prune(ctx context.Context, req disk.PruneRequest, removed func(disk.Record) error) error {
+	return removed(disk.Record{ID: "gone"})
 }
 
-func TestBackendAndErrorClasses(t *testing.T) {
+func TestServicesAndErrorClasses(t *testing.T) {
 	t.Parallel()
 	sock := socketPath(t)
-	start(t, testConfig(t, "unix://"+sock), daemon.WithBackend(&fakeBackend{}))
+	start(t, testConfig(t, "unix://"+sock), daemon.WithServices((&fakeEngine{}).services()))
 	c := dial(t, "unix://"+sock)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -411,7 +410,7 @@ func TestBackendAndErrorClasses(t *testing.T) {
 	}
 	_, err = c.Control().ListImages(ctx, &api.ListImagesRequest{})
 	if !errors.Is(c.WrapErr(err), errdefs.ErrUnimplemented) {
-		t.Errorf("ListImages on a backend without it: %v, want unimplemented", err)
+		t.Errorf("ListImages without an image service: %v, want unimplemented", err)
 	}
 
 	for ref, want := range map[string]string{"app": "", "": "Dockerfile:3: unknown instruction: FORM"} {
@@ -439,8 +438,8 @@ func TestBackendAndErrorClasses(t *testing.T) {
 func TestShutdownCancelsRequestsAndRemovesSocket(t *testing.T) {
 	t.Parallel()
 	sock := socketPath(t)
-	fb := &fakeBackend{started: make(chan struct{}), ended: make(chan error, 1)}
-	r := start(t, testConfig(t, "unix://"+sock), daemon.WithBackend(fb))
+	fb := &fakeEngine{started: make(chan struct{}), ended: make(chan error, 1)}
+	r := start(t, testConfig(t, "unix://"+sock), daemon.WithServices(fb.services()))
 	c := dial(t, "unix://"+sock)
 	stream, err := c.Control().Build(context.Background())
 	if err != nil {

@@ -2,13 +2,21 @@ package daemon
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/engine/history"
+	"github.com/kiln-build/kiln/engine/sharedcache"
 )
 
-// service implements api.ControlServer on top of a Server.
+// service implements api.ControlServer on top of a Server: each RPC
+// converts its request to the typed one of an engine service, calls it
+// and converts the answer back. Errors become gRPC codes in the
+// interceptors (errors.go).
 type service struct {
 	api.UnimplementedControlServer
 	s *Server
@@ -21,116 +29,89 @@ func (v *service) Info(ctx context.Context, _ *api.InfoRequest) (*api.InfoRespon
 }
 
 func (v *service) Build(stream grpc.BidiStreamingServer[api.BuildClientMessage, api.BuildServerMessage]) error {
-	if v.s.backend == nil {
+	if v.s.svc.Builds == nil {
 		return unimplemented("Build")
 	}
-	return v.s.backend.Build(stream.Context(), stream)
+	return build(stream.Context(), v.s.svc.Builds, stream)
 }
 
 func (v *service) DiskUsage(ctx context.Context, req *api.DiskUsageRequest) (*api.DiskUsageResponse, error) {
-	du, ok := v.s.backend.(DiskUsager)
-	if !ok {
+	if v.s.svc.Disk == nil {
 		return nil, unimplemented("DiskUsage")
 	}
-	return du.DiskUsage(ctx, req)
+	recs, err := v.s.svc.Disk.Usage(ctx, disk.UsageRequest{Filters: req.GetFilters()})
+	if err != nil {
+		return nil, err
+	}
+	resp := &api.DiskUsageResponse{}
+	for _, r := range recs {
+		resp.Records = append(resp.Records, usageRecord(r))
+	}
+	return resp, nil
 }
 
 func (v *service) Prune(req *api.PruneRequest, stream grpc.ServerStreamingServer[api.UsageRecord]) error {
-	du, ok := v.s.backend.(DiskUsager)
-	if !ok {
+	if v.s.svc.Disk == nil {
 		return unimplemented("Prune")
 	}
-	return du.Prune(stream.Context(), req, stream.Send)
+	p := disk.PruneRequest{
+		All: req.GetAll(), KeepDuration: time.Duration(req.GetKeepDurationNs()), KeepBytes: req.GetKeepBytes(), Filters: req.GetFilters(),
+	}
+	return v.s.svc.Disk.Prune(stream.Context(), p, func(r disk.Record) error { return stream.Send(usageRecord(r)) })
 }
 
-func (v *service) ListImages(ctx context.Context, req *api.ListImagesRequest) (*api.ListImagesResponse, error) {
-	il, ok := v.s.backend.(ImageLister)
-	if !ok {
-		return nil, unimplemented("ListImages")
+func usageRecord(r disk.Record) *api.UsageRecord {
+	out := &api.UsageRecord{
+		Id: r.ID, Type: r.Type, Size: r.Size, InUse: r.InUse, Shared: r.Shared,
+		Description: r.Description, Parents: r.Parents, UsageCount: r.UsageCount, PendingWrites: r.PendingWrites,
 	}
-	return il.ListImages(ctx, req)
+	out.Created, out.LastUsed = timestamp(r.Created), timestamp(r.LastUsed)
+	return out
+}
+
+// timestamp is t on the wire; the zero time is no timestamp.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 func (v *service) History(ctx context.Context, req *api.HistoryRequest) (*api.HistoryResponse, error) {
-	hl, ok := v.s.backend.(HistoryLister)
-	if !ok {
+	if v.s.svc.History == nil {
 		return nil, unimplemented("History")
 	}
-	return hl.History(ctx, req)
-}
-
-func (v *service) imageManager(what string) (ImageManager, error) {
-	im, ok := v.s.backend.(ImageManager)
-	if !ok {
-		return nil, unimplemented(what)
-	}
-	return im, nil
-}
-
-func (v *service) RemoveImages(ctx context.Context, req *api.RemoveImagesRequest) (*api.RemoveImagesResponse, error) {
-	im, err := v.imageManager("RemoveImages")
+	recs, err := v.s.svc.History.List(ctx, history.Filter{Ref: req.GetRef(), Limit: int(req.GetLimit())})
 	if err != nil {
 		return nil, err
 	}
-	return im.RemoveImages(ctx, req)
-}
-
-func (v *service) InspectImage(ctx context.Context, req *api.InspectImageRequest) (*api.InspectImageResponse, error) {
-	im, err := v.imageManager("InspectImage")
-	if err != nil {
-		return nil, err
+	resp := &api.HistoryResponse{}
+	for _, r := range recs {
+		resp.Records = append(resp.Records, &api.BuildRecord{
+			Ref: r.Ref, Created: timestamppb.New(r.Created), Completed: timestamppb.New(r.Completed),
+			Status: r.Status, Error: r.Error, Steps: int32(r.Steps), Cached: int32(r.Cached),
+			Target: r.Target, ExporterResponse: r.ExporterResponse, DockerfileName: r.DockerfileName,
+		})
 	}
-	return im.InspectImage(ctx, req)
-}
-
-func (v *service) TagImage(ctx context.Context, req *api.TagImageRequest) (*api.TagImageResponse, error) {
-	im, err := v.imageManager("TagImage")
-	if err != nil {
-		return nil, err
-	}
-	return im.TagImage(ctx, req)
-}
-
-func (v *service) ImportImage(stream grpc.ClientStreamingServer[api.ImportImageMessage, api.ImportImageResponse]) error {
-	im, err := v.imageManager("ImportImage")
-	if err != nil {
-		return err
-	}
-	resp, err := im.ImportImage(stream.Context(), stream)
-	if err != nil {
-		return err
-	}
-	return stream.SendAndClose(resp)
-}
-
-func (v *service) PushImage(ctx context.Context, req *api.PushImageRequest) (*api.PushImageResponse, error) {
-	im, err := v.imageManager("PushImage")
-	if err != nil {
-		return nil, err
-	}
-	return im.PushImage(ctx, req)
-}
-
-func (v *service) SaveImage(req *api.SaveImageRequest, stream grpc.ServerStreamingServer[api.SaveImageChunk]) error {
-	im, err := v.imageManager("SaveImage")
-	if err != nil {
-		return err
-	}
-	return im.SaveImage(stream.Context(), req, stream.Send)
-}
-
-func (v *service) Run(stream grpc.BidiStreamingServer[api.RunClientMessage, api.RunServerMessage]) error {
-	r, ok := v.s.backend.(Runner)
-	if !ok {
-		return unimplemented("Run")
-	}
-	return r.Run(stream.Context(), stream)
+	return resp, nil
 }
 
 func (v *service) CacheRecords(req *api.CacheRecordsRequest, stream grpc.ServerStreamingServer[api.CacheRecordsMessage]) error {
-	cl, ok := v.s.backend.(CacheLister)
-	if !ok {
+	if v.s.svc.CacheRecords == nil {
 		return unimplemented("CacheRecords")
 	}
-	return cl.CacheRecords(stream.Context(), req, stream.Send)
+	indexes := func(idx []sharedcache.Index) error {
+		head := &api.CacheRecordsMessage{}
+		for _, x := range idx {
+			head.Indexes = append(head.Indexes, &api.CacheIndex{Cache: x.Cache, Address: x.Address})
+		}
+		return stream.Send(head)
+	}
+	record := func(r sharedcache.Record) error {
+		return stream.Send(&api.CacheRecordsMessage{Record: &api.CacheRecord{
+			Cache: r.Cache, Index: r.Index, Key: r.Key.String(), Writer: r.Writer,
+			Layers: int32(r.Layers), Size: r.Size, Created: timestamp(r.Created),
+		}})
+	}
+	return v.s.svc.CacheRecords.Records(stream.Context(), sharedcache.RecordsRequest{Build: req.GetBuild()}, indexes, record)
 }

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"strings"
 
@@ -22,7 +20,8 @@ type CacheBackends struct {
 	// Shared makes the daemon-wide shared caches (kilnd.toml's
 	// [[cache.registry]] over [[cache.blob]]) once the daemon's parts
 	// exist. Every build consults them and exports every step to them.
-	Shared func(ctx context.Context, p *Parts) ([]*remote.Shared, error)
+	// d are the daemon's parts a shared cache works with (no session).
+	Shared func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error)
 	// Importers and Exporters make a build's --cache-from and --cache-to
 	// backends, by type.
 	Importers map[string]remote.ImportFactory
@@ -50,18 +49,12 @@ func (e *Engine) caches(ctx context.Context, req Request, resolver *registry.Res
 	if len(req.CacheFrom) == 0 && len(req.CacheTo) == 0 {
 		return out, nil
 	}
-	deps := remote.Deps{
-		Importer: e.c.CacheImporter, Layers: e.c.Layers, Local: remote.LocalBlobs(e.c.Layers.Content(), e.c.ContentDir),
-		Resolver: resolver, Session: sess, Platform: e.c.Platform, Writer: e.c.CacheWriter, Logger: e.c.Logger,
-		TempDir: e.c.CacheTempDir,
-	}
-	if deps.Importer == nil {
-		return nil, errdefs.WithClass(errdefs.ErrUnimplemented, fmt.Errorf("--cache-from and --cache-to are not available in this kilnd (no cache importer configured)"))
-	}
+	deps := e.cacheDeps()
+	deps.Resolver, deps.Session = resolver, sess
 	for i, spec := range req.CacheFrom {
-		f, ok := e.c.Caches.Importers[spec.Type]
+		f, ok := e.backends.Importers[spec.Type]
 		if !ok {
-			return nil, errdefs.Invalidf("--cache-from: unknown cache type %q (valid types: %s)", spec.Type, strings.Join(mapKeys(e.c.Caches.Importers), ", "))
+			return nil, errdefs.Invalidf("--cache-from: unknown cache type %q (valid types: %s)", spec.Type, strings.Join(mapKeys(e.backends.Importers), ", "))
 		}
 		spec.Index = i
 		rc, err := f(ctx, deps, spec)
@@ -71,9 +64,9 @@ func (e *Engine) caches(ctx context.Context, req Request, resolver *registry.Res
 		out.remotes = append(out.remotes, rc)
 	}
 	for i, ce := range req.CacheTo {
-		f, ok := e.c.Caches.Exporters[ce.Spec.Type]
+		f, ok := e.backends.Exporters[ce.Spec.Type]
 		if !ok {
-			return nil, errdefs.Invalidf("--cache-to: unknown cache type %q (valid types: %s)", ce.Spec.Type, strings.Join(mapKeys(e.c.Caches.Exporters), ", "))
+			return nil, errdefs.Invalidf("--cache-to: unknown cache type %q (valid types: %s)", ce.Spec.Type, strings.Join(mapKeys(e.backends.Exporters), ", "))
 		}
 		spec := ce.Spec
 		spec.Index = i
@@ -88,43 +81,11 @@ func (e *Engine) caches(ctx context.Context, req Request, resolver *registry.Res
 				return nil, errdefs.Invalidf("--cache-to type=inline: given twice")
 			}
 			out.inline = in
-			if !hasImageOutput(req) {
+			if !e.imageOutput(req) {
 				pw.Write(progress.Event{Warning: &progress.Warning{Message: "--cache-to type=inline: the build exports no image to carry the cache (use -t NAME or --output type=image/registry)"}})
 			}
 		}
 		out.exporters = append(out.exporters, ex)
 	}
 	return out, nil
-}
-
-// hasImageOutput reports whether req exports an image (inline cache needs
-// one).
-func hasImageOutput(req Request) bool {
-	if len(req.Tags) > 0 {
-		return true
-	}
-	for _, o := range req.Outputs {
-		switch o.Type {
-		case exporter.TypeImage, exporter.TypeRegistry, exporter.TypeOCI, exporter.TypeDocker:
-			return true
-		}
-	}
-	return false
-}
-
-// SharedUsage reports what the daemon's shared caches hold (kiln du shows
-// it apart from the daemon's own usage). A cache that cannot be walked
-// (its index is down) is reported with what could be counted, and its
-// error.
-func SharedUsage(ctx context.Context, p *Parts) ([]remote.SharedUsage, error) {
-	var out []remote.SharedUsage
-	var errs []error
-	for _, sc := range p.SharedCaches {
-		u, err := sc.Usage(ctx)
-		out = append(out, u)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("shared cache %s: %w", u.Index, err))
-		}
-	}
-	return out, errors.Join(errs...)
 }

@@ -21,6 +21,7 @@ import (
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	cacheregistry "github.com/kiln-build/kiln/cache/remote/registry"
+	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -30,16 +31,17 @@ import (
 // cacheHarness is a harness whose engine has the given cache wiring.
 func cacheHarness(t *testing.T, base, ctxDir string, caches CacheBackends) *harness {
 	t.Helper()
-	e, p, err := Open(context.Background(), Options{
+	e, err := Open(context.Background(), Options{
 		Root:      t.TempDir(),
 		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+		Exporters: testExporters(),
 		Caches:    caches,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	return &harness{e: e, p: p, base: base, ctx: ctxDir, steps: &stepLog{},
+	return &harness{e: e, base: base, ctx: ctxDir, steps: &stepLog{},
 		sess: &testutil.Session{Ref: "test", Client: "client-1", Dirs: map[string]string{"context": ctxDir}}}
 }
 
@@ -47,7 +49,7 @@ func cacheHarness(t *testing.T, base, ctxDir string, caches CacheBackends) *harn
 // writes are behind the builds (the default); tests that read what a
 // build wrote call flushShared first. mods adjust the options.
 func sharedBackends(t *testing.T, redisAddr, blobDir string, mods ...func(*remote.SharedOptions)) CacheBackends {
-	return CacheBackends{Shared: func(ctx context.Context, p *Parts) ([]*remote.Shared, error) {
+	return CacheBackends{Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
 		idx, err := cacheredis.New(cacheredis.Options{Addr: redisAddr, TTL: time.Hour})
 		if err != nil {
 			return nil, err
@@ -57,8 +59,8 @@ func sharedBackends(t *testing.T, redisAddr, blobDir string, mods ...func(*remot
 			return nil, err
 		}
 		o := remote.SharedOptions{
-			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
-			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()),
+			Name: "redis", Index: idx, Blobs: blobs, Writer: d.Writer, Importer: d.Importer,
+			Layers: d.Layers, Local: d.Local,
 		}
 		for _, m := range mods {
 			m(&o)
@@ -74,7 +76,7 @@ func sharedBackends(t *testing.T, redisAddr, blobDir string, mods ...func(*remot
 // flushShared waits until the harness's shared caches hold every step
 // its builds wrote behind them.
 func (h *harness) flushShared() {
-	for _, sc := range h.p.SharedCaches {
+	for _, sc := range h.e.shared {
 		sc.Wait()
 	}
 }
@@ -168,12 +170,19 @@ func TestSharedCacheTwoDaemons(t *testing.T) {
 	}
 	wantHits("A cold", map[string]int{"lib": 1, "app": 1, "final": 1})
 	// kiln du's shared line: the index's records and the blob store.
-	usage, err := SharedUsage(context.Background(), a.p)
-	if err != nil || len(usage) != 1 {
-		t.Fatalf("SharedUsage = %+v, %v", usage, err)
+	u, err := a.e.shared[0].Usage(context.Background())
+	if err != nil {
+		t.Fatalf("Shared.Usage = %+v, %v", u, err)
 	}
-	if u := usage[0]; u.Name != "redis" || u.Keys < 7 || u.Records != u.Keys || !u.BlobsCounted || u.Blobs < 5 || u.BlobBytes <= 0 {
-		t.Errorf("SharedUsage = %+v; want every step's record and the blobs", u)
+	if u.Name != "redis" || u.Keys < 7 || u.Records != u.Keys || !u.BlobsCounted || u.Blobs < 5 || u.BlobBytes <= 0 {
+		t.Errorf("Shared.Usage = %+v; want every step's record and the blobs", u)
+	}
+	recs, err := a.e.Disk().Usage(context.Background(), disk.UsageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[len(recs)-1]; r.Type != disk.TypeShared || r.UsageCount != u.Records || r.Size != u.BlobBytes || !strings.Contains(r.Description, "redis index at") {
+		t.Errorf("kiln du's last record = %+v, want the shared cache's (%+v)", r, u)
 	}
 
 	// B, on another root, runs nothing: every RUN comes from redis.
@@ -233,7 +242,7 @@ func findName(m map[string]string, part string) string {
 func committedSnapshots(t *testing.T, h *harness) int {
 	t.Helper()
 	n := 0
-	err := h.p.Snapshotter.Walk(context.Background(), func(_ context.Context, info snapshots.Info) error {
+	err := h.e.snapshotter.Walk(context.Background(), func(_ context.Context, info snapshots.Info) error {
 		if info.Kind == snapshots.KindCommitted {
 			n++
 		}
@@ -571,18 +580,18 @@ func TestSharedCacheRegistryBlobStore(t *testing.T) {
 	// registry repository.
 	s := newSharedEnv(t)
 	repo := strings.TrimSuffix(s.base, "/library/busybox:latest") + "/kiln/shared-cache"
-	backends := CacheBackends{Shared: func(ctx context.Context, p *Parts) ([]*remote.Shared, error) {
+	backends := CacheBackends{Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
 		idx, err := cacheredis.New(cacheredis.Options{Addr: s.redis.Addr})
 		if err != nil {
 			return nil, err
 		}
-		blobs, err := cacheregistry.NewBlobs(p.Resolver, repo)
+		blobs, err := cacheregistry.NewBlobs(d.Resolver, repo)
 		if err != nil {
 			return nil, err
 		}
 		sc, err := remote.NewShared(remote.SharedOptions{
-			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
-			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()),
+			Name: "redis", Index: idx, Blobs: blobs, Writer: d.Writer, Importer: d.Importer,
+			Layers: d.Layers, Local: d.Local,
 		})
 		return []*remote.Shared{sc}, err
 	}}
@@ -668,13 +677,13 @@ func TestSharedCacheWriteBehind(t *testing.T) {
 	g := newGate()
 	a := gated(g)
 	buildWithin(a, "it waited for its shared cache writes")
-	sc := a.p.SharedCaches[0]
+	sc := a.e.shared[0]
 	if sc.Pending() == 0 {
 		t.Fatal("no step is pending after the build, though every record write is held")
 	}
-	usage, _ := SharedUsage(context.Background(), a.p)
-	if len(usage) != 1 || usage[0].Pending == 0 {
-		t.Errorf("SharedUsage = %+v; want the pending writes", usage)
+	recs, _ := a.e.Disk().Usage(context.Background(), disk.UsageRequest{})
+	if r := recs[len(recs)-1]; r.Type != disk.TypeShared || r.PendingWrites == 0 || !r.InUse {
+		t.Errorf("kiln du's shared cache = %+v; want the pending writes", r)
 	}
 	if recs := s.records(t); len(recs) != 0 {
 		t.Errorf("the index holds %d records before any write went through", len(recs))
@@ -716,7 +725,7 @@ func TestSharedCacheWriteBehind(t *testing.T) {
 	if err := c.e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := c.p.SharedCaches[0].Pending(); n != 0 {
+	if n := c.e.shared[0].Pending(); n != 0 {
 		t.Errorf("%d writes still pending after Close", n)
 	}
 	if n := len(s.records(t)); n != 0 {
@@ -746,7 +755,7 @@ func TestSharedCacheWriteBehind(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := d.p.SharedCaches[0].Pending(); n != 0 {
+	if n := d.e.shared[0].Pending(); n != 0 {
 		t.Errorf("a sync build returned with %d writes pending", n)
 	}
 	if name, st := findStep(d, "writing to the shared cache"); name == "" {

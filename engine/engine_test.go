@@ -18,6 +18,8 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine/history"
+	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -26,7 +28,6 @@ import (
 
 type harness struct {
 	e     *Engine
-	p     *Parts
 	base  string // FROM reference of the busybox image
 	ctx   string // build context directory
 	sess  *testutil.Session
@@ -44,17 +45,27 @@ func newHarness(t *testing.T) *harness {
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	e, p, err := Open(context.Background(), Options{
+	e, err := Open(context.Background(), Options{
 		Root:      t.TempDir(),
 		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+		Exporters: testExporters(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
 	dir := t.TempDir()
-	return &harness{e: e, p: p, base: base, ctx: dir, steps: &stepLog{},
+	return &harness{e: e, base: base, ctx: dir, steps: &stepLog{},
 		sess: &testutil.Session{Ref: "test", Client: "client-1", Dirs: map[string]string{"context": dir}}}
+}
+
+// testExporters are the built-in exporters, wired as cmd/kilnd wires them.
+func testExporters() map[string]exporter.Factory {
+	return map[string]exporter.Factory{
+		exporter.TypeImage: exporter.ImageFactory(), exporter.TypeRegistry: exporter.RegistryFactory(),
+		exporter.TypeOCI: exporter.OCIFactory(), exporter.TypeDocker: exporter.DockerFactory(),
+		exporter.TypeLocal: exporter.LocalFactory(), exporter.TypeTar: exporter.TarFactory(),
+	}
 }
 
 // stepLog remembers the last status of each named step.
@@ -126,7 +137,7 @@ func TestBuildHello(t *testing.T) {
 	if res.Stats.Cached != 0 {
 		t.Errorf("cold build: %+v", res.Stats)
 	}
-	img, err := h.p.Images.Get(context.Background(), "my-hello-app")
+	img, err := h.e.imageStore.Get(context.Background(), "my-hello-app")
 	if err != nil {
 		t.Fatalf("image not stored: %v", err)
 	}
@@ -158,6 +169,20 @@ func TestBuildHello(t *testing.T) {
 	}
 	if st, _ := h.steps.find("RUN echo"); !st.Cached {
 		t.Errorf("second build did not use the cache: %+v (stats %+v)", st, res.Stats)
+	}
+
+	// The history service holds both builds; Status replays the one
+	// that just ended.
+	recs, err := h.e.History().List(context.Background(), history.Filter{Ref: "build"})
+	if err != nil || len(recs) != 2 || recs[0].Status != history.StatusCompleted || recs[0].Cached != res.Stats.Cached {
+		t.Errorf("history = %+v, %v; want two completed builds, the newest first", recs, err)
+	}
+	replay := &stepLog{}
+	if err := h.e.Status(context.Background(), "build", replay); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := replay.find("RUN echo"); !ok || !st.Cached {
+		t.Errorf("Status replayed %+v, want the cached RUN step", st)
 	}
 }
 
@@ -206,7 +231,7 @@ func TestBuildFailureNamesStep(t *testing.T) {
 	}
 	// Nothing of the failed step was recorded; the earlier one was.
 	var descs []string
-	_ = h.p.CacheStore.Walk(context.Background(), func(r cache.Record) error {
+	_ = h.e.cacheStore.Walk(context.Background(), func(r cache.Record) error {
 		descs = append(descs, r.Description)
 		return nil
 	})
@@ -243,7 +268,7 @@ func TestImageConfig(t *testing.T) {
 	if _, err := h.build(t, df, Request{Tags: []string{"cfg"}}); err != nil {
 		t.Fatal(err)
 	}
-	img, err := h.p.Images.Get(context.Background(), "cfg")
+	img, err := h.e.imageStore.Get(context.Background(), "cfg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +298,7 @@ func TestImageConfig(t *testing.T) {
 
 func readJSON(t *testing.T, h *harness, dgst string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(h.p.Root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
+	b, err := os.ReadFile(filepath.Join(h.e.root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +361,7 @@ func TestMultiPlatformBuild(t *testing.T) {
 			t.Errorf("multi-platform tar lacks %q", want)
 		}
 	}
-	img, err := h.p.Images.Get(context.Background(), "multi")
+	img, err := h.e.imageStore.Get(context.Background(), "multi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +377,7 @@ func (nopWriteCloser) Close() error { return nil }
 // layerFiles lists the regular files of a gzip layer blob.
 func layerFiles(t *testing.T, h *harness, dgst string) []string {
 	t.Helper()
-	f, err := os.Open(filepath.Join(h.p.Root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
+	f, err := os.Open(filepath.Join(h.e.root, "content", "blobs", "sha256", strings.TrimPrefix(dgst, "sha256:")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,9 +16,15 @@ import (
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/engine/history"
+	"github.com/kiln-build/kiln/engine/images"
+	"github.com/kiln-build/kiln/engine/run"
+	"github.com/kiln-build/kiln/engine/sharedcache"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/ops"
@@ -52,6 +58,9 @@ type Options struct {
 	Registry       map[string]registry.HostConfig
 	// Frontends by name (cmd/kilnd passes {"dockerfile": dockerfile.New()}).
 	Frontends map[string]frontend.Frontend
+	// Exporters are the --output types by name (cmd/kilnd passes
+	// {"image": exporter.ImageFactory(), ...}).
+	Exporters map[string]exporter.Factory
 	Platform  ocispec.Platform
 	Logger    *slog.Logger
 	// RemoteCaches and CacheExporters are daemon-wide caches given as
@@ -60,53 +69,42 @@ type Options struct {
 	RemoteCaches   []solver.RemoteCache
 	CacheExporters []solver.Exporter
 	Caches         CacheBackends
+	// GC is the automatic gc after builds.
+	GC GCOptions
 }
 
-// Parts are the pieces Open assembled, for the daemon's other services
-// (disk usage, images, run) and for tests.
-type Parts struct {
-	Root        string
-	DB          *bolt.DB
-	Content     content.Store
-	Snapshotter *snapshot.Snapshotter
-	Snapshots   *worker.Snapshots
-	Worker      *worker.Worker
-	Executor    *runc.Executor
-	CacheStore  *cachebolt.Store
-	CacheMounts *exec.CacheMounts
-	Contexts    *local.Store
-	Images      *imagestore.Store
-	Puller      *image.Puller
-	Resolver    *registry.Resolver
-	Layers      *exporter.Layers
-	Solver      *solver.Solver
-	History     *History
-	// CacheImporter imports remote cache hits; CacheWriter is this
-	// daemon's writer id in shared caches (kept in the root).
-	CacheImporter *remote.Importer
-	CacheWriter   string
-	// SharedCaches are the daemon-wide shared caches (kilnd.toml);
-	// kiln du reports their usage (Shared.Usage).
-	SharedCaches []*remote.Shared
+// GCOptions configure the automatic gc after builds (disk.Service).
+type GCOptions struct {
+	// CacheSize keeps the build cache under this many bytes (0: off)...
+	CacheSize int64
+	// ...unless Policies are set, which are applied in order instead
+	// ([[worker.oci.gcpolicy]]).
+	Policies []gc.Policy
 }
 
 // Open assembles an engine on opts.Root, taking over what a crashed daemon
 // left there. Close releases it.
-func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
+func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if len(opts.Frontends) == 0 {
+		return nil, errdefs.Invalidf("engine: no frontend")
+	}
+	if opts.Platform.OS == "" {
+		opts.Platform = defaultPlatform()
+	}
 	root := opts.Root
 	if err := os.MkdirAll(root, 0o711); err != nil {
-		return nil, nil, fmt.Errorf("create root %s: %w", root, err)
+		return nil, fmt.Errorf("create root %s: %w", root, err)
 	}
-	p = &Parts{Root: root}
-	var closers []func() error
+	e := &Engine{
+		root: root, log: opts.Logger, platform: opts.Platform, frontends: opts.Frontends,
+		outputs: opts.Exporters, backends: opts.Caches, running: newRunning(),
+	}
 	defer func() {
 		if err != nil {
-			for i := len(closers) - 1; i >= 0; i-- {
-				_ = closers[i]()
-			}
+			_ = e.Close()
 		}
 	}()
 
@@ -116,26 +114,27 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	case "none":
 		defaultNetwork = graph.NetNone
 	default:
-		return nil, nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
+		return nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
 	}
-	p.DB, err = bolt.Open(filepath.Join(root, "metadata.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", filepath.Join(root, "metadata.db"), err)
+	dbPath := filepath.Join(root, "metadata.db")
+	if e.db, err = bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second}); err != nil {
+		return nil, fmt.Errorf("open %s: %w", dbPath, err)
 	}
-	closers = append(closers, p.DB.Close)
-	if p.Content, err = content.Open(p.ContentDir()); err != nil {
-		return nil, nil, err
+	e.closers = append(e.closers, e.db.Close)
+	if e.content, err = content.Open(e.contentDir()); err != nil {
+		return nil, err
 	}
 	kind := opts.Snapshotter
 	if kind == "" {
 		kind = snapshot.KindAuto
 	}
-	if p.Snapshotter, err = snapshot.New(root, kind); err != nil {
-		return nil, nil, err
+	if e.snapshotter, err = snapshot.New(root, kind); err != nil {
+		return nil, err
 	}
-	closers = append(closers, p.Snapshotter.Close)
-	if p.Snapshots, err = worker.NewSnapshots(ctx, p.Snapshotter); err != nil {
-		return nil, nil, err
+	e.closers = append(e.closers, e.snapshotter.Close)
+	snaps, err := worker.NewSnapshots(ctx, e.snapshotter)
+	if err != nil {
+		return nil, err
 	}
 	runtime := opts.Runtime
 	if runtime == "" {
@@ -145,95 +144,116 @@ func Open(ctx context.Context, opts Options) (e *Engine, p *Parts, err error) {
 	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
 		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
 	}
-	if p.Executor, err = runc.New(root, execOpts...); err != nil {
-		return nil, nil, err
+	executor, err := runc.New(root, execOpts...)
+	if err != nil {
+		return nil, err
 	}
-	closers = append(closers, p.Executor.Close)
-	if err := p.Executor.Cleanup(ctx); err != nil {
-		return nil, nil, fmt.Errorf("clean up containers of an earlier run: %w", err)
+	e.closers = append(e.closers, executor.Close)
+	if err := executor.Cleanup(ctx); err != nil {
+		return nil, fmt.Errorf("clean up containers of an earlier run: %w", err)
 	}
-	if p.CacheMounts, err = exec.NewCacheMounts(filepath.Join(root, "cachemounts")); err != nil {
-		return nil, nil, err
+	cacheMounts, err := exec.NewCacheMounts(filepath.Join(root, "cachemounts"))
+	if err != nil {
+		return nil, err
 	}
-	if p.Contexts, err = local.NewStore(filepath.Join(root, "contexts")); err != nil {
-		return nil, nil, err
+	contexts, err := local.NewStore(filepath.Join(root, "contexts"))
+	if err != nil {
+		return nil, err
 	}
-	closers = append(closers, p.Contexts.Close)
-	if p.Resolver, err = registry.New(opts.Registry, registry.WithLogger(opts.Logger)); err != nil {
-		return nil, nil, err
+	e.closers = append(e.closers, contexts.Close)
+	if e.resolver, err = registry.New(opts.Registry, registry.WithLogger(opts.Logger)); err != nil {
+		return nil, err
 	}
-	if p.Images, err = imagestore.New(p.DB, p.Content); err != nil {
-		return nil, nil, err
+	if e.imageStore, err = imagestore.New(e.db, e.content); err != nil {
+		return nil, err
 	}
-	p.Puller = image.NewPuller(p.Resolver, p.Content, p.Snapshotter, p.Images, image.WithLogger(opts.Logger))
+	e.puller = image.NewPuller(e.resolver, e.content, e.snapshotter, e.imageStore, image.WithLogger(opts.Logger))
 	httpCache, err := srchttp.NewCache(filepath.Join(root, "http"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	gitCache, err := git.NewCache(filepath.Join(root, "git"))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p.Worker, err = worker.New(worker.Config{
-		Snapshots: p.Snapshots, Executor: p.Executor, CacheMounts: p.CacheMounts, Contexts: p.Contexts,
-		Puller: p.Puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "steps"),
+	w, err := worker.New(worker.Config{
+		Snapshots: snaps, Executor: executor, CacheMounts: cacheMounts, Contexts: contexts,
+		Puller: e.puller, HTTP: httpCache, Git: gitCache, StateDir: filepath.Join(root, "steps"),
 		DefaultNetwork: defaultNetwork,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if p.CacheStore, err = cachebolt.New(p.DB); err != nil {
-		return nil, nil, err
+	if e.cacheStore, err = cachebolt.New(e.db); err != nil {
+		return nil, err
 	}
-	closers = append(closers, p.CacheStore.Flush)
-	p.Layers = exporter.NewLayers(p.Content, p.Snapshotter)
-	p.CacheImporter = remote.NewImporter(p.Content, p.Snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
-		return p.Snapshots.Load(ctx, name)
+	e.closers = append(e.closers, e.cacheStore.Flush)
+	e.layers = exporter.NewLayers(e.content, e.snapshotter)
+	e.cacheImporter = remote.NewImporter(e.content, e.snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
+		return snaps.Load(ctx, name)
 	})
-	if p.CacheWriter, err = remote.WriterID(root); err != nil {
-		return nil, nil, err
+	if e.cacheWriter, err = remote.WriterID(root); err != nil {
+		return nil, err
 	}
-	cacheTmp := filepath.Join(root, "tmp", "cache")
-	if err := os.RemoveAll(cacheTmp); err != nil {
-		return nil, nil, fmt.Errorf("clean %s: %w", cacheTmp, err)
+	e.cacheTmp = filepath.Join(root, "tmp", "cache")
+	if err := os.RemoveAll(e.cacheTmp); err != nil {
+		return nil, fmt.Errorf("clean %s: %w", e.cacheTmp, err)
 	}
 	remotes, exporters := opts.RemoteCaches, opts.CacheExporters
 	if opts.Caches.Shared != nil {
-		if p.SharedCaches, err = opts.Caches.Shared(ctx, p); err != nil {
-			return nil, nil, err
+		if e.shared, err = opts.Caches.Shared(ctx, e.cacheDeps()); err != nil {
+			return nil, err
 		}
-		for _, sc := range p.SharedCaches {
-			closers = append(closers, sc.Close)
+		for _, sc := range e.shared {
+			e.closers = append(e.closers, sc.Close)
 			remotes = append(remotes, sc)
 			exporters = append(exporters, sc)
 		}
 	}
-	p.Solver = solver.New(p.Worker, p.CacheStore,
+	e.solver = solver.New(w, e.cacheStore,
 		solver.WithMaxParallelism(opts.MaxParallelism),
 		solver.WithRemoteCaches(remotes...),
 		solver.WithExporters(exporters...))
-	if p.History, err = NewHistory(p.DB); err != nil {
-		return nil, nil, err
+	if e.history, err = history.Open(e.db); err != nil {
+		return nil, err
 	}
-	allowed := opts.Allowed
+	e.allowed = opts.Allowed
 	if opts.AllowInsecure {
-		allowed = append(allowed, EntitlementSecurityInsecure)
+		e.allowed = append(e.allowed, EntitlementSecurityInsecure)
 	}
-	e, err = New(Config{
-		Frontends: opts.Frontends, Solver: p.Solver, Puller: p.Puller, Layers: p.Layers,
-		Images: p.Images, Resolver: p.Resolver, History: p.History, Platform: opts.Platform,
-		Allowed: allowed, Logger: opts.Logger,
-		Caches: opts.Caches, CacheImporter: p.CacheImporter, CacheWriter: p.CacheWriter, CacheTempDir: cacheTmp, ContentDir: p.ContentDir(),
+
+	// The services the API edges call.
+	e.images = images.New(images.Options{
+		Content: e.content, Store: e.imageStore, Puller: e.puller, Resolver: e.resolver, TempDir: filepath.Join(root, "tmp"),
+	})
+	e.runs = run.New(run.Options{Images: e.images, Puller: e.puller, Snapshots: snaps, Executor: executor})
+	collector, err := gc.New(gc.Config{
+		Cache: e.cacheStore, Snapshotter: e.snapshotter, Content: e.content, Images: e.imageStore,
+		InUse: snaps.InUse, Contexts: contexts, CacheMounts: cacheMounts,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	e.closers = closers
-	return e, p, nil
+	_, free := disk.Space(root)
+	e.disk = disk.New(collector, disk.Options{
+		Shared: e.shared, CacheSize: opts.GC.CacheSize, Policies: opts.GC.Policies, FreeBytes: free, Logger: opts.Logger,
+	})
+	e.sharedCache = sharedcache.New(e.shared)
+	return e, nil
 }
 
-// ContentDir returns the content store's directory.
-func (p *Parts) ContentDir() string { return filepath.Join(p.Root, "content") }
+// cacheDeps are what the engine gives remote cache backends (a build's
+// add its session, output and credentials).
+func (e *Engine) cacheDeps() remote.Deps {
+	return remote.Deps{
+		Importer: e.cacheImporter, Layers: e.layers, Local: remote.LocalBlobs(e.content, e.contentDir()),
+		Resolver: e.resolver, Platform: e.platform, Writer: e.cacheWriter, Logger: e.log, TempDir: e.cacheTmp,
+	}
+}
+
+// contentDir is the content store's directory (blobs are hard-linked from
+// it into shared blob stores on the same file system).
+func (e *Engine) contentDir() string { return filepath.Join(e.root, "content") }
 
 // Close releases what Open opened, newest first.
 func (e *Engine) Close() error {

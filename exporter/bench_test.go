@@ -101,7 +101,7 @@ func BenchmarkExportOCITarball200MB(b *testing.B) {
 	for _, comp := range []string{Gzip, Zstd} {
 		deps := f.deps()
 		deps.Writer = func() (io.WriteCloser, error) { return discard{}, nil }
-		e, err := Parse(TypeOCI, map[string]string{"dest": "-", "compression": comp}, deps)
+		e, err := parse(TypeOCI, map[string]string{"dest": "-", "compression": comp}, deps)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,17 +8,17 @@
 // A Result holds one Image per platform: the committed snapshot of the
 // final filesystem (an ops.Ref whose ID is the snapshot name) and the
 // image config the frontend computed. An Exporter writes one output;
-// Multi fans one Result out to several exporters at once. Parse builds an
-// exporter from a buildx-style `--output type=...,key=value` (typ and
-// attrs), turning the string attributes into the typed options of
-// NewImage, NewTarball and NewFilesystem at this edge; nothing past Parse
-// sees a string map.
+// Multi fans one Result out to several exporters at once. A Factory makes
+// the exporter of a buildx-style `--output type=...,key=value` from its
+// attributes, turning the strings into the typed options of NewImage,
+// NewTarball and NewFilesystem at this edge; nothing past the factory sees
+// a string map. cmd/kilnd gives the engine its factories by type name.
 //
 //	layers := exporter.NewLayers(cs, sn) // once per daemon
 //	deps := exporter.Deps{Layers: layers, Images: images, Resolver: resolver.WithCredentials(creds)}
-//	img, err := exporter.Parse("image", map[string]string{"name": "app:1", "push": "true"}, deps)
+//	img, err := exporter.ImageFactory().New(map[string]string{"name": "app:1", "push": "true"}, deps)
 //	ociDeps := exporter.Deps{Layers: layers, Writer: openClientStream}
-//	oci, err := exporter.Parse("oci", map[string]string{"dest": "app.tar"}, ociDeps)
+//	oci, err := exporter.OCIFactory().New(map[string]string{"dest": "app.tar"}, ociDeps)
 //	resp, err := exporter.Multi(img, oci).Export(ctx, exporter.Result{Images: perPlatform})
 //	fmt.Println(resp[exporter.KeyDigest])
 //

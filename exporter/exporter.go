@@ -99,7 +99,7 @@ type ImageStore interface {
 }
 
 // Deps is what exporters need from the daemon and from the build. Which
-// fields an exporter needs depends on its type; Parse and the New*
+// fields an exporter needs depends on its type; the factories and the New*
 // constructors say when one is missing.
 type Deps struct {
 	// Layers makes layer blobs. It is required by every image exporter and
@@ -120,6 +120,9 @@ type Deps struct {
 	// time every new layer's file times are clamped to and that the config
 	// and history carry.
 	SourceDateEpoch *time.Time
+	// Tags are the build's kiln build -t names: outputs that name images
+	// (image, registry, docker) add them to their name= names.
+	Tags []string
 }
 
 // Multi returns an exporter that exports to each of es concurrently. Layer

@@ -75,7 +75,7 @@ func TestExportFilesystem(t *testing.T) {
 			if tc.epoch {
 				deps.SourceDateEpoch = epochPtr(1_000_000_000)
 			}
-			e, err := Parse(tc.typ, tc.attrs, deps)
+			e, err := parse(tc.typ, tc.attrs, deps)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kiln-build/kiln/content"
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/labels"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -346,4 +347,22 @@ func validateIndex(t testing.TB, idx v1.ImageIndex) {
 		}
 		validateImage(t, img)
 	}
+}
+
+// builtin are the built-in factories, wired as cmd/kilnd wires them.
+func builtin() map[string]Factory {
+	return map[string]Factory{
+		TypeImage: ImageFactory(), TypeRegistry: RegistryFactory(), TypeOCI: OCIFactory(),
+		TypeDocker: DockerFactory(), TypeLocal: LocalFactory(), TypeTar: TarFactory(),
+	}
+}
+
+// parse makes the exporter of an --output type=typ value, as the engine
+// does.
+func parse(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
+	f, ok := builtin()[typ]
+	if !ok {
+		return nil, errdefs.Invalidf("unknown exporter type %q", typ)
+	}
+	return f.New(attrs, deps)
 }

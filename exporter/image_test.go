@@ -129,7 +129,7 @@ func TestExportImage(t *testing.T) {
 			for k, v := range tc.attrs {
 				attrs[k] = v
 			}
-			e, err := Parse(TypeImage, attrs, f.deps())
+			e, err := parse(TypeImage, attrs, f.deps())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +211,7 @@ func TestExportReusesLabelledBlobs(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "docker.io/library/busybox")
 	res, news := f.result3(t)
-	e, err := Parse(TypeImage, map[string]string{"name": "app"}, f.deps())
+	e, err := parse(TypeImage, map[string]string{"name": "app"}, f.deps())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,14 +19,32 @@ const (
 	TypeTar      = "tar"
 )
 
-// Types returns the exporter types Parse knows.
-func Types() []string {
-	return []string{TypeImage, TypeRegistry, TypeOCI, TypeDocker, TypeLocal, TypeTar}
+// Factory makes the exporters of one --output type. cmd/kilnd builds the
+// map of the types a daemon offers, by name, as it does for frontends:
+//
+//	exporters := map[string]exporter.Factory{
+//		exporter.TypeImage: exporter.ImageFactory(),
+//		exporter.TypeOCI:   exporter.OCIFactory(),
+//		"mytype":           myexporter.Factory(),
+//	}
+//
+// so a new exporter is a package with a Factory and one line of wiring.
+type Factory struct {
+	// New makes an exporter from an output's attributes (type= taken
+	// out). An unknown attribute or a bad value is an
+	// errdefs.ErrInvalidArgument error that lists what is valid.
+	New func(attrs map[string]string, deps Deps) (Exporter, error)
+	// Stores says the output stores or pushes images by the names it is
+	// given (type=image, type=registry): kiln build -t adds an image
+	// output only when no output stores.
+	Stores bool
+	// Image says the output is an image whose config can carry the build
+	// cache (--cache-to type=inline).
+	Image bool
 }
 
-// Parse returns the exporter for a buildx-style output: typ is its type=
-// and attrs its other key=value pairs. Each type accepts the attributes
-// buildx users know for it:
+// The built-in factories. Each type accepts the attributes buildx users
+// know for it:
 //
 //	image, registry  name, push, push-by-digest, registry.insecure, store, unpack,
 //	                 compression, compression-level, force-compression,
@@ -39,67 +57,56 @@ func Types() []string {
 // registry is image with push=true. oci-mediatypes defaults to true except
 // for docker; store defaults to true. dest is required for oci, local and
 // tar (the client writes there; docker without dest is for loading).
-// An unknown type or attribute, or a bad value, is an
-// errdefs.ErrInvalidArgument error that lists what is valid.
-func Parse(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
-	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
-	switch typ {
-	case TypeImage, TypeRegistry:
-		o := ImageOptions{Store: true, Push: typ == TypeRegistry}
-		p.names(&o.Names)
-		p.boolean("push", &o.Push)
-		p.boolean("push-by-digest", &o.PushByDigest)
-		p.boolean("registry.insecure", &o.Insecure)
-		p.boolean("store", &o.Store)
-		p.boolean("unpack", new(bool)) // snapshots are unpacked already
-		p.format(&o.Format, true)
-		if err := p.parse(); err != nil {
-			return nil, err
+// Deps.Tags (kiln build -t) are added to the names of image, registry and
+// docker outputs.
+
+// ImageFactory is type=image: an image in the daemon's store, pushed too
+// with push=true.
+func ImageFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseImage(TypeImage, a, d) }, Stores: true, Image: true}
+}
+
+// RegistryFactory is type=registry: type=image with push=true.
+func RegistryFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseImage(TypeRegistry, a, d) }, Stores: true, Image: true}
+}
+
+// OCIFactory is type=oci: an OCI layout tarball sent to the client.
+func OCIFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseTarball(TypeOCI, a, d) }, Image: true}
+}
+
+// DockerFactory is type=docker: a docker load tarball sent to the client.
+func DockerFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseTarball(TypeDocker, a, d) }, Image: true}
+}
+
+// LocalFactory is type=local: the result's files in a client directory.
+func LocalFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseFilesystem(TypeLocal, a, d) }}
+}
+
+// TarFactory is type=tar: the result's files as a tar stream to the
+// client.
+func TarFactory() Factory {
+	return Factory{New: func(a map[string]string, d Deps) (Exporter, error) { return parseFilesystem(TypeTar, a, d) }}
+}
+
+// SortTypes orders output type names for messages: the built-in ones as
+// buildx lists them (image, registry, oci, docker, local, tar), then the
+// others by name.
+func SortTypes(types []string) {
+	rank := map[string]int{TypeImage: 1, TypeRegistry: 2, TypeOCI: 3, TypeDocker: 4, TypeLocal: 5, TypeTar: 6}
+	sort.Slice(types, func(i, j int) bool {
+		ri, rj := rank[types[i]], rank[types[j]]
+		switch {
+		case ri != 0 && rj != 0:
+			return ri < rj
+		case ri != 0 || rj != 0:
+			return ri != 0
 		}
-		if o.PushByDigest && !o.Push {
-			return nil, p.errorf("push-by-digest=true needs push=true")
-		}
-		e, err := NewImage(deps, o)
-		return typed(typ, e, err)
-	case TypeOCI, TypeDocker:
-		o := TarballOptions{Docker: typ == TypeDocker, Tar: true}
-		p.names(&o.Names)
-		p.str("dest", &o.Dest)
-		p.boolean("tar", &o.Tar)
-		p.format(&o.Format, typ == TypeOCI)
-		if err := p.parse(); err != nil {
-			return nil, err
-		}
-		if typ == TypeOCI && o.Dest == "" {
-			return nil, p.errorf("dest is required (dest=image.tar, or dest=- for stdout)")
-		}
-		e, err := NewTarball(deps, o)
-		return typed(typ, e, err)
-	case TypeLocal, TypeTar:
-		var o FilesystemOptions
-		o.Tar = typ == TypeTar
-		p.str("dest", &o.Dest)
-		p.fns["platform-split"] = func(v string) error {
-			b, err := parseBool(v)
-			o.PlatformSplit = &b
-			return err
-		}
-		if typ == TypeLocal {
-			p.boolean("tar", &o.Tar)
-		}
-		if err := p.parse(); err != nil {
-			return nil, err
-		}
-		if o.Dest == "" {
-			if typ == TypeLocal {
-				return nil, p.errorf("dest is required (dest=DIRECTORY)")
-			}
-			return nil, p.errorf("dest is required (dest=file.tar, or dest=- for stdout)")
-		}
-		e, err := NewFilesystem(deps, o)
-		return typed(typ, e, err)
-	}
-	return nil, errdefs.Invalidf("unknown exporter type %q (valid types: %s)", typ, strings.Join(Types(), ", "))
+		return types[i] < types[j]
+	})
 }
 
 // typed prefixes a constructor's error with the output type.
@@ -108,6 +115,73 @@ func typed(typ string, e Exporter, err error) (Exporter, error) {
 		return nil, fmt.Errorf("type=%s: %w", typ, err)
 	}
 	return e, nil
+}
+
+func parseImage(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
+	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+	o := ImageOptions{Store: true, Push: typ == TypeRegistry}
+	p.names(&o.Names)
+	p.boolean("push", &o.Push)
+	p.boolean("push-by-digest", &o.PushByDigest)
+	p.boolean("registry.insecure", &o.Insecure)
+	p.boolean("store", &o.Store)
+	p.boolean("unpack", new(bool)) // snapshots are unpacked already
+	p.format(&o.Format, true)
+	if err := p.parse(); err != nil {
+		return nil, err
+	}
+	addNames(&o.Names, deps.Tags)
+	if o.PushByDigest && !o.Push {
+		return nil, p.errorf("push-by-digest=true needs push=true")
+	}
+	e, err := NewImage(deps, o)
+	return typed(typ, e, err)
+}
+
+func parseTarball(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
+	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+	o := TarballOptions{Docker: typ == TypeDocker, Tar: true}
+	p.names(&o.Names)
+	p.str("dest", &o.Dest)
+	p.boolean("tar", &o.Tar)
+	p.format(&o.Format, typ == TypeOCI)
+	if err := p.parse(); err != nil {
+		return nil, err
+	}
+	if o.Docker {
+		addNames(&o.Names, deps.Tags)
+	}
+	if typ == TypeOCI && o.Dest == "" {
+		return nil, p.errorf("dest is required (dest=image.tar, or dest=- for stdout)")
+	}
+	e, err := NewTarball(deps, o)
+	return typed(typ, e, err)
+}
+
+func parseFilesystem(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
+	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+	var o FilesystemOptions
+	o.Tar = typ == TypeTar
+	p.str("dest", &o.Dest)
+	p.fns["platform-split"] = func(v string) error {
+		b, err := parseBool(v)
+		o.PlatformSplit = &b
+		return err
+	}
+	if typ == TypeLocal {
+		p.boolean("tar", &o.Tar)
+	}
+	if err := p.parse(); err != nil {
+		return nil, err
+	}
+	if o.Dest == "" {
+		if typ == TypeLocal {
+			return nil, p.errorf("dest is required (dest=DIRECTORY)")
+		}
+		return nil, p.errorf("dest is required (dest=file.tar, or dest=- for stdout)")
+	}
+	e, err := NewFilesystem(deps, o)
+	return typed(typ, e, err)
 }
 
 // attrParser binds attribute names to typed fields, then checks a map
@@ -139,12 +213,19 @@ func (p *attrParser) boolean(key string, dst *bool) {
 // names binds name: comma-separated image names.
 func (p *attrParser) names(dst *[]string) {
 	p.fns["name"] = func(v string) error {
-		for _, n := range strings.Split(v, ",") {
+		addNames(dst, []string{v})
+		return nil
+	}
+}
+
+// addNames adds the comma-separated image names of each list entry.
+func addNames(dst *[]string, lists []string) {
+	for _, l := range lists {
+		for _, n := range strings.Split(l, ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				*dst = append(*dst, n)
 			}
 		}
-		return nil
 	}
 }
 

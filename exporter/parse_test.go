@@ -39,8 +39,6 @@ func TestParseErrors(t *testing.T) {
 		attrs map[string]string
 		want  []string // substrings of the message
 	}{
-		{"s3", nil, []string{`unknown exporter type "s3"`, "image, registry, oci, docker, local, tar"}},
-		{"", nil, []string{`unknown exporter type ""`}},
 		{TypeImage, map[string]string{"nmae": "app"}, []string{`type=image: unknown attribute "nmae"`, "compression, compression-level", "name, oci-mediatypes, push", "annotation.*"}},
 		{TypeLocal, map[string]string{"dest": "out", "compression": "gzip"}, []string{`type=local: unknown attribute "compression"`, "valid: dest, platform-split, tar"}},
 		{TypeTar, map[string]string{"dest": "o.tar", "tar": "true"}, []string{`unknown attribute "tar"`, "valid: dest, platform-split)"}},
@@ -66,7 +64,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.typ+" "+strings.Join(keys(tc.attrs), ","), func(t *testing.T) {
-			_, err := Parse(tc.typ, tc.attrs, deps)
+			_, err := parse(tc.typ, tc.attrs, deps)
 			if err == nil {
 				t.Fatal("Parse succeeded, want an error")
 			}
@@ -138,7 +136,7 @@ func TestParseOptions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.typ+" "+strings.Join(keys(tc.attrs), ","), func(t *testing.T) {
-			e, err := Parse(tc.typ, tc.attrs, deps)
+			e, err := parse(tc.typ, tc.attrs, deps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +174,7 @@ func TestParseMissingDeps(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.typ+" "+tc.want, func(t *testing.T) {
-			_, err := Parse(tc.typ, tc.attrs, tc.deps)
+			_, err := parse(tc.typ, tc.attrs, tc.deps)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !errorsIsInternal(err) {
 				t.Fatalf("Parse error %v, want an internal error containing %q", err, tc.want)
 			}
@@ -190,3 +188,46 @@ func errorsIsInternal(err error) bool { return errors.Is(err, errdefs.ErrInterna
 type nopImageStore struct{}
 
 func (nopImageStore) Put(context.Context, imagestore.Image) error { return nil }
+
+func TestSortTypes(t *testing.T) {
+	t.Parallel()
+	got := []string{"tar", "zeta", "docker", "image", "alpha", "local", "registry", "oci"}
+	SortTypes(got)
+	want := []string{"image", "registry", "oci", "docker", "local", "tar", "alpha", "zeta"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SortTypes (-want +got):\n%s", diff)
+	}
+}
+
+func TestTagsJoinNames(t *testing.T) {
+	t.Parallel()
+	deps := parseDeps(t)
+	deps.Tags = []string{"app:2", "a:3,b:4"}
+	for _, tc := range []struct {
+		typ   string
+		attrs map[string]string
+		want  []string
+	}{
+		{TypeImage, map[string]string{"name": "app:1"}, []string{"app:1", "app:2", "a:3", "b:4"}},
+		{TypeRegistry, nil, []string{"app:2", "a:3", "b:4"}},
+		{TypeDocker, map[string]string{"dest": "x.tar"}, []string{"app:2", "a:3", "b:4"}},
+		{TypeOCI, map[string]string{"dest": "x.tar", "name": "o:1"}, []string{"o:1"}},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			e, err := parse(tc.typ, tc.attrs, deps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			switch x := e.(type) {
+			case *imageExporter:
+				got = x.opts.Names
+			case *tarballExporter:
+				got = x.opts.Names
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("names (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -60,7 +60,7 @@ func TestPushInProcessRegistry(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := Parse(TypeRegistry, tc.attrs, deps)
+			e, err := parse(TypeRegistry, tc.attrs, deps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,7 +161,7 @@ func TestPushDistributionMountsBaseLayers(t *testing.T) {
 	res, _ := f.result3(t)
 	res.Created = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) // both pushes make the same config
 
-	e, err := Parse(TypeImage, map[string]string{"name": host + "/team/app:1", "push": "true"}, f.pushDeps(newResolver(t, nil)))
+	e, err := parse(TypeImage, map[string]string{"name": host + "/team/app:1", "push": "true"}, f.pushDeps(newResolver(t, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestPushDistributionMountsBaseLayers(t *testing.T) {
 
 	// A second push of the same image uploads nothing.
 	before := len(log.matching("PUT /v2/team/app/blobs/"))
-	e, _ = Parse(TypeImage, map[string]string{"name": host + "/team/app:2", "push": "true"}, f.pushDeps(newResolver(t, nil)))
+	e, _ = parse(TypeImage, map[string]string{"name": host + "/team/app:2", "push": "true"}, f.pushDeps(newResolver(t, nil)))
 	if _, err := e.Export(ctx, res); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestPushTLSInsecure(t *testing.T) {
 	deps := f.pushDeps(newResolver(t, nil))
 	target := d.Host + "/app:1"
 
-	e, err := Parse(TypeImage, map[string]string{"name": target, "push": "true", "store": "false"}, deps)
+	e, err := parse(TypeImage, map[string]string{"name": target, "push": "true", "store": "false"}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestPushTLSInsecure(t *testing.T) {
 	}
 	t.Logf("push error: %v", err)
 
-	e, err = Parse(TypeImage, map[string]string{"name": target, "push": "true", "registry.insecure": "true"}, deps)
+	e, err = parse(TypeImage, map[string]string{"name": target, "push": "true", "registry.insecure": "true"}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestPushUnreachableRegistry(t *testing.T) {
 
 	f := newFixture(t, "docker.io/library/busybox")
 	res, _ := f.result3(t)
-	e, err := Parse(TypeImage, map[string]string{"name": host + "/app:1", "push": "true"}, f.pushDeps(newResolver(t, nil)))
+	e, err := parse(TypeImage, map[string]string{"name": host + "/app:1", "push": "true"}, f.pushDeps(newResolver(t, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestPushStatusNamed(t *testing.T) {
 	host := strings.TrimPrefix(srv.URL, "http://")
 	f := newFixture(t, "docker.io/library/busybox")
 	res, _ := f.result3(t)
-	e, err := Parse(TypeRegistry, map[string]string{"name": host + "/app:1"}, f.pushDeps(newResolver(t, nil)))
+	e, err := parse(TypeRegistry, map[string]string{"name": host + "/app:1"}, f.pushDeps(newResolver(t, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

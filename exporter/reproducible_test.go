@@ -59,7 +59,7 @@ func TestSourceDateEpochReproducible(t *testing.T) {
 		res := Result{Images: []Image{f.image(l2, ocispec.Platform{}, "COPY . /", "ENV X=1", "RUN more")}, Created: mtime}
 		deps := f.deps()
 		deps.SourceDateEpoch = epoch
-		e, err := Parse(TypeImage, attrs, deps)
+		e, err := parse(TypeImage, attrs, deps)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,7 +87,7 @@ func TestExportOCITarball(t *testing.T) {
 	var w bufWriter
 	deps := f.writerDeps(&w)
 	res.Created = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	e, err := Parse(TypeOCI, map[string]string{"dest": "-", "name": "app:1,reg.local:5000/x/y:2", "annotation-index.k": "v"}, deps)
+	e, err := parse(TypeOCI, map[string]string{"dest": "-", "name": "app:1,reg.local:5000/x/y:2", "annotation-index.k": "v"}, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestExportOCITarball(t *testing.T) {
 	// The same result exported again (same time) is the same tarball.
 	var again bufWriter
 	deps.Writer = func() (io.WriteCloser, error) { return &again, nil }
-	e, _ = Parse(TypeOCI, map[string]string{"dest": "-", "name": "app:1,reg.local:5000/x/y:2", "annotation-index.k": "v"}, deps)
+	e, _ = parse(TypeOCI, map[string]string{"dest": "-", "name": "app:1,reg.local:5000/x/y:2", "annotation-index.k": "v"}, deps)
 	if _, err := e.Export(ctx, res); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestExportDockerTarball(t *testing.T) {
 	f := newFixture(t, "docker.io/library/busybox")
 	res, _ := f.result3(t)
 	var w bufWriter
-	e, err := Parse(TypeDocker, map[string]string{"dest": "img.tar", "name": "app:1,reg.local:5000/x/y"}, f.writerDeps(&w))
+	e, err := parse(TypeDocker, map[string]string{"dest": "img.tar", "name": "app:1,reg.local:5000/x/y"}, f.writerDeps(&w))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,15 +327,15 @@ func TestMultiSharesLayerWork(t *testing.T) {
 	res, news := f.result3(t)
 	mk := func() (Exporter, *bufWriter, *bufWriter) {
 		var oci, docker bufWriter
-		img, err := Parse(TypeImage, map[string]string{"name": "app"}, f.deps())
+		img, err := parse(TypeImage, map[string]string{"name": "app"}, f.deps())
 		if err != nil {
 			t.Fatal(err)
 		}
-		o, err := Parse(TypeOCI, map[string]string{"dest": "-"}, f.writerDeps(&oci))
+		o, err := parse(TypeOCI, map[string]string{"dest": "-"}, f.writerDeps(&oci))
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := Parse(TypeDocker, map[string]string{"name": "app"}, f.writerDeps(&docker))
+		d, err := parse(TypeDocker, map[string]string{"name": "app"}, f.writerDeps(&docker))
 		if err != nil {
 			t.Fatal(err)
 		}

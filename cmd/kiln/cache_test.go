@@ -17,7 +17,7 @@ import (
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	"github.com/kiln-build/kiln/daemon"
-	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/sharedcache"
 	"github.com/kiln-build/kiln/exporter"
 )
 
@@ -26,7 +26,7 @@ import (
 // shared cache), and returns its address.
 func startCacheDaemon(t *testing.T, redisAddr string) string {
 	t.Helper()
-	parts := &engine.Parts{}
+	var caches []*remote.Shared
 	if redisAddr != "" {
 		idx, err := cacheredis.New(cacheredis.Options{Addr: redisAddr})
 		if err != nil {
@@ -44,9 +44,9 @@ func startCacheDaemon(t *testing.T, redisAddr string) string {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { sc.Close() })
-		parts.SharedCaches = []*remote.Shared{sc}
+		caches = []*remote.Shared{sc}
 	}
-	return startDaemon(t, daemon.WithBackend(daemon.EngineBackend(nil, parts)))
+	return startDaemon(t, daemon.WithServices(daemon.Services{CacheRecords: sharedcache.New(caches)}))
 }
 
 func TestCacheLsRemote(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/config"
-	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/daemon/buildkit"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/gc"
@@ -18,7 +18,7 @@ import (
 
 // newBuildKit makes BuildKit's API over the engine (buildctl and docker
 // buildx with the remote driver), served next to Kiln's own.
-func newBuildKit(cfg *config.Config, eng *engine.Engine, parts *engine.Parts, backend *daemon.BuildBackend, w *api.WorkerInfo, policies []gc.Policy, log *slog.Logger) (*buildkit.Service, error) {
+func newBuildKit(cfg *config.Config, eng *engine.Engine, w *api.WorkerInfo, policies []gc.Policy, log *slog.Logger) (*buildkit.Service, error) {
 	plats, err := buildkit.ParsePlatforms(w.Platforms)
 	if err != nil {
 		return nil, err
@@ -34,18 +34,21 @@ func newBuildKit(cfg *config.Config, eng *engine.Engine, parts *engine.Parts, ba
 		}
 	}
 	host, _ := os.Hostname()
+	id, err := remote.WriterID(cfg.Root)
+	if err != nil {
+		return nil, err
+	}
 	return buildkit.New(buildkit.Options{
-		Builder: eng,
+		Engine: eng,
 		Worker: buildkit.Worker{
-			ID: parts.CacheWriter, Platforms: plats,
+			ID: id, Platforms: plats,
 			Labels:   buildkit.WorkerLabels(host, w.Snapshotter, cfg.Worker.OCI.NetworkMode),
 			GCPolicy: bkPolicies(cfg, policies),
 		},
 		Version: version, Revision: revision,
 		ScratchDir: filepath.Join(cfg.Root, "tmp", "buildkit"),
-		History:    parts.History,
-		Usage:      backend,
-		AfterBuild: backend.AfterBuild,
+		History:    eng.History(),
+		Disk:       eng.Disk(),
 		Logger:     log,
 	})
 }

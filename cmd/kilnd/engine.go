@@ -17,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/executor/runc"
+	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/registry"
@@ -24,7 +25,7 @@ import (
 
 // openEngine wires the engine from the configuration: the frontends by
 // name, the worker's storage and runtime on the root, the registry hosts.
-func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*engine.Engine, *engine.Parts, error) {
+func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc engine.GCOptions) (*engine.Engine, error) {
 	// containerd's packages log through a process-wide logrus logger; keep
 	// its noise (fsverity probes) out of kilnd's log.
 	_ = ctrdlog.SetLevel("error")
@@ -53,10 +54,10 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 	if cfg.Rootless.Enabled {
 		var err error
 		if uidMap, err = idMap("uid-map", cfg.Rootless.UIDMap); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if gidMap, err = idMap("gid-map", cfg.Rootless.GIDMap); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	return engine.Open(ctx, engine.Options{
@@ -71,11 +72,20 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 		NetworkMode:    oci.NetworkMode,
 		Registry:       hosts,
 		Frontends:      map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-		Platform:       platforms.DefaultSpec(),
-		Logger:         log,
+		Exporters: map[string]exporter.Factory{
+			exporter.TypeImage:    exporter.ImageFactory(),
+			exporter.TypeRegistry: exporter.RegistryFactory(),
+			exporter.TypeOCI:      exporter.OCIFactory(),
+			exporter.TypeDocker:   exporter.DockerFactory(),
+			exporter.TypeLocal:    exporter.LocalFactory(),
+			exporter.TypeTar:      exporter.TarFactory(),
+		},
+		GC:       gc,
+		Platform: platforms.DefaultSpec(),
+		Logger:   log,
 		Caches: engine.CacheBackends{
-			Shared: func(ctx context.Context, p *engine.Parts) ([]*remote.Shared, error) {
-				return sharedCaches(ctx, cfg.Cache, p, log)
+			Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
+				return sharedCaches(ctx, cfg.Cache, d)
 			},
 			Importers: map[string]remote.ImportFactory{
 				remote.TypeRegistry: cacheregistry.ImportFactory,
@@ -93,7 +103,8 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger) (*eng
 // sharedCaches makes a shared cache of each [[cache.registry]] index over
 // the [[cache.blob]] stores (read from the first that has a blob, written
 // to all).
-func sharedCaches(ctx context.Context, c config.Cache, p *engine.Parts, log *slog.Logger) ([]*remote.Shared, error) {
+func sharedCaches(ctx context.Context, c config.Cache, d remote.Deps) ([]*remote.Shared, error) {
+	log := d.Logger
 	if len(c.Registry) == 0 {
 		if len(c.Blob) > 0 {
 			log.Warn("[[cache.blob]] is configured without a [[cache.registry]] index: the blob store is not used")
@@ -113,7 +124,7 @@ func sharedCaches(ctx context.Context, c config.Cache, p *engine.Parts, log *slo
 			}
 			stores = append(stores, fs)
 		case "registry":
-			rs, err := cacheregistry.NewBlobs(p.Resolver, b.Ref)
+			rs, err := cacheregistry.NewBlobs(d.Resolver, b.Ref)
 			if err != nil {
 				return nil, fmt.Errorf("[[cache.blob]] %s: %w", b.Ref, err)
 			}
@@ -140,12 +151,12 @@ func sharedCaches(ctx context.Context, c config.Cache, p *engine.Parts, log *slo
 			if err := idx.Ping(pctx); err != nil {
 				log.Warn("shared cache index does not answer; builds use the local cache until it does", "redis", idx.Addr(), "error", err)
 			} else {
-				log.Info("shared cache", "redis", idx.Addr(), "writer", p.CacheWriter)
+				log.Info("shared cache", "redis", idx.Addr(), "writer", d.Writer)
 			}
 		}()
 		sc, err := remote.NewShared(remote.SharedOptions{
-			Name: "redis", Index: idx, Blobs: blobs, Writer: p.CacheWriter, Importer: p.CacheImporter,
-			Layers: p.Layers, Local: remote.LocalBlobs(p.Content, p.ContentDir()), Logger: log,
+			Name: "redis", Index: idx, Blobs: blobs, Writer: d.Writer, Importer: d.Importer,
+			Layers: d.Layers, Local: d.Local, Logger: log,
 			Sync: r.Export == config.CacheExportSync, FlushTimeout: time.Duration(r.FlushTimeout),
 			Compression: r.Compression,
 		})

@@ -3,8 +3,6 @@ package main
 import (
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/gc"
 )
@@ -48,21 +46,4 @@ func gcPolicies(cfg *config.Config, diskSize int64, free func() (int64, error)) 
 		out = append(out, p)
 	}
 	return out
-}
-
-// diskSpace returns the size of the file system dir is on and a function
-// reading its free space.
-func diskSpace(dir string) (int64, func() (int64, error)) {
-	free := func() (int64, error) {
-		var st unix.Statfs_t
-		if err := unix.Statfs(dir, &st); err != nil {
-			return 0, err
-		}
-		return int64(st.Bavail) * int64(st.Bsize), nil
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return 0, free
-	}
-	return int64(st.Blocks) * int64(st.Bsize), free
 }

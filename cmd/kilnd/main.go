@@ -23,6 +23,8 @@ import (
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/daemon"
+	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/disk"
 )
 
 // version and revision are set at link time:
@@ -175,7 +177,9 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	eng, parts, err := openEngine(ctx, cfg, log)
+	size, free := disk.Space(cfg.Root)
+	policies := gcPolicies(cfg, size, free)
+	eng, err := openEngine(ctx, cfg, log, engine.GCOptions{CacheSize: gcCacheSize(cfg), Policies: policies})
 	if err != nil {
 		return fmt.Errorf("open root %s: %w", cfg.Root, err)
 	}
@@ -184,24 +188,20 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 			log.Warn("close engine", slog.Any("error", err))
 		}
 	}()
-	worker, err := daemon.DescribeWorker(cfg, parts.Snapshotter.Kind())
+	worker, err := daemon.DescribeWorker(cfg, eng.Snapshotter())
 	if err != nil {
 		return err
 	}
-	size, free := diskSpace(cfg.Root)
-	policies := gcPolicies(cfg, size, free)
-	backend := daemon.EngineBackend(eng, parts,
-		daemon.WithCacheSize(gcCacheSize(cfg)), daemon.WithGCPolicies(policies), daemon.WithBackendLogger(log))
-	bk, err := newBuildKit(cfg, eng, parts, backend, worker, policies, log)
+	bk, err := newBuildKit(cfg, eng, worker, policies, log)
 	if err != nil {
 		return err
 	}
 	srv, err := daemon.New(ctx, cfg,
-		daemon.WithServices(bk.Register),
+		daemon.WithAPIs(bk.Register),
 		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),
-		daemon.WithBackend(backend),
+		daemon.WithServices(daemon.EngineServices(eng)),
 	)
 	if err != nil {
 		return err

@@ -11,59 +11,58 @@ import (
 
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/gc"
+	"github.com/kiln-build/kiln/engine/disk"
 )
 
-// Usage reports and prunes what the daemon stores (the daemon's garbage
-// collector: daemon.BuildBackend).
-type Usage interface {
-	Usage(ctx context.Context) ([]gc.Item, error)
-	PruneItems(ctx context.Context, p gc.Policy, removed func(gc.Item) error) error
+// Disk reports and prunes what the daemon stores (*disk.Service).
+type Disk interface {
+	Usage(ctx context.Context, req disk.UsageRequest) ([]disk.Record, error)
+	Prune(ctx context.Context, req disk.PruneRequest, removed func(disk.Record) error) error
 }
 
 // DiskUsage lists what the daemon stores, as buildx du shows it.
 func (c *control) DiskUsage(ctx context.Context, req *controlapi.DiskUsageRequest) (*controlapi.DiskUsageResponse, error) {
-	if c.s.o.Usage == nil {
+	if c.s.o.Disk == nil {
 		return nil, unimplementedf("disk usage through BuildKit's API in this kilnd: use kiln du")
 	}
-	types, keep, err := usageFilters(req.Filter)
+	types, until, err := usageFilters(req.Filter)
 	if err != nil {
 		return nil, err
 	}
-	items, err := c.s.o.Usage.Usage(ctx)
+	if age := time.Duration(req.AgeLimit); age > until {
+		until = age
+	}
+	recs, err := c.s.o.Disk.Usage(ctx, disk.UsageRequest{})
 	if err != nil {
 		return nil, err
 	}
 	resp := &controlapi.DiskUsageResponse{}
-	for _, it := range items {
-		if (len(types) > 0 && !contains(types, it.Type)) || (keep > 0 && time.Since(lastUse(it)) < keep) {
+	for _, r := range recs {
+		if (len(types) > 0 && !contains(types, r.Type)) || (until > 0 && time.Since(lastUse(r)) < until) {
 			continue
 		}
-		if req.AgeLimit > 0 && time.Since(lastUse(it)) < time.Duration(req.AgeLimit) {
-			continue
-		}
-		resp.Record = append(resp.Record, usageRecord(it))
+		resp.Record = append(resp.Record, usageRecord(r))
 	}
 	return resp, nil
 }
 
-// Prune removes what the request selects, reporting each removed item.
+// Prune removes what the request selects, reporting each removed record.
 func (c *control) Prune(req *controlapi.PruneRequest, stream grpc.ServerStreamingServer[controlapi.UsageRecord]) error {
-	if c.s.o.Usage == nil {
+	if c.s.o.Disk == nil {
 		return unimplementedf("pruning through BuildKit's API in this kilnd: use kiln prune")
-	}
-	if req.MinFreeSpace > 0 {
-		return unimplementedf("pruning to a minimum free space (--min-free-space): use --max-used-space")
 	}
 	types, until, err := usageFilters(req.Filter)
 	if err != nil {
 		return err
 	}
-	p := gc.Policy{All: req.All, KeepDuration: time.Duration(req.KeepDuration), KeepBytes: req.MaxUsedSpace, ReservedBytes: req.ReservedSpace, Types: types}
-	if until > p.KeepDuration {
-		p.KeepDuration = until
+	p := disk.PruneRequest{
+		All: req.All, KeepDuration: max(time.Duration(req.KeepDuration), until), KeepBytes: req.MaxUsedSpace,
+		ReservedBytes: req.ReservedSpace, MinFreeBytes: req.MinFreeSpace,
 	}
-	return c.s.o.Usage.PruneItems(stream.Context(), p, func(it gc.Item) error { return stream.Send(usageRecord(it)) })
+	for _, t := range types {
+		p.Filters = append(p.Filters, "type=="+t)
+	}
+	return c.s.o.Disk.Prune(stream.Context(), p, func(r disk.Record) error { return stream.Send(usageRecord(r)) })
 }
 
 // usageFilters reads buildx's --filter values: type==KIND and
@@ -85,26 +84,28 @@ func usageFilters(filters []string) (types []string, until time.Duration, err er
 	return types, until, nil
 }
 
-func usageRecord(it gc.Item) *controlapi.UsageRecord {
-	r := &controlapi.UsageRecord{
-		ID: it.ID, RecordType: it.Type, Size: it.Size, InUse: it.InUse, Shared: it.Shared,
-		Description: it.Description, Parents: it.Parents,
+func usageRecord(r disk.Record) *controlapi.UsageRecord {
+	out := &controlapi.UsageRecord{
+		ID: r.ID, RecordType: r.Type, Size: r.Size, InUse: r.InUse, Shared: r.Shared,
+		Description: r.Description, Parents: r.Parents, UsageCount: r.UsageCount,
 	}
-	if !it.Created.IsZero() {
-		r.CreatedAt = timestamppb.New(it.Created)
+	if !r.Created.IsZero() {
+		out.CreatedAt = timestamppb.New(r.Created)
 	}
-	if !it.LastUsed.IsZero() {
-		r.LastUsedAt = timestamppb.New(it.LastUsed)
-		r.UsageCount = 1
+	if !r.LastUsed.IsZero() {
+		out.LastUsedAt = timestamppb.New(r.LastUsed)
+		if out.UsageCount == 0 {
+			out.UsageCount = 1
+		}
 	}
-	return r
+	return out
 }
 
-func lastUse(it gc.Item) time.Time {
-	if !it.LastUsed.IsZero() {
-		return it.LastUsed
+func lastUse(r disk.Record) time.Time {
+	if !r.LastUsed.IsZero() {
+		return r.LastUsed
 	}
-	return it.Created
+	return r.Created
 }
 
 func contains(list []string, s string) bool {

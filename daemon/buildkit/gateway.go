@@ -18,7 +18,6 @@ import (
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
-	"github.com/kiln-build/kiln/progress"
 )
 
 // bridge is the part of BuildKit's gateway API (LLBBridge) that a client
@@ -231,15 +230,15 @@ func (g *bridge) resultAttrs(b *gatewayBuild, res *gatewayapi.Result) (map[strin
 	return nil, nil
 }
 
-// Warn reports a warning of the client's build function.
+// Warn takes a warning of the client's build function. The build's
+// progress is the engine's, which starts with the export: the warning goes
+// to kilnd's log.
 func (g *bridge) Warn(ctx context.Context, req *gatewayapi.WarnRequest) (*gatewayapi.WarnResponse, error) {
 	ref, _, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if b, err := g.s.builds.wait(ctx, ref); err == nil {
-		b.Write(progress.Event{Warning: &progress.Warning{Message: string(req.Short)}})
-	}
+	g.s.o.Logger.Warn("build function warning", "ref", ref, "warning", string(req.Short))
 	return &gatewayapi.WarnResponse{}, nil
 }
 

@@ -19,15 +19,20 @@ import (
 	"github.com/kiln-build/kiln/session"
 )
 
-type nopBuilder struct{}
+type nopEngine struct{}
 
-func (nopBuilder) Build(context.Context, engine.Request, session.Session, progress.Writer) (*engine.Result, error) {
+func (nopEngine) Build(context.Context, engine.Request, session.Session, progress.Writer) (*engine.Result, error) {
 	return &engine.Result{}, nil
+}
+
+func (nopEngine) Status(ctx context.Context, _ string, _ progress.Writer) error {
+	<-ctx.Done()
+	return context.Cause(ctx)
 }
 
 func newTestService(t *testing.T) *Service {
 	t.Helper()
-	s, err := New(Options{Builder: nopBuilder{}, ScratchDir: t.TempDir()})
+	s, err := New(Options{Engine: nopEngine{}, ScratchDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package buildkit
 
 import (
 	"context"
-	"time"
 
 	controlapi "github.com/moby/buildkit/api/services/control"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -10,81 +9,64 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/engine/history"
 )
 
-// HistoryStore lists finished builds, newest first: all of them, or the
-// one with ref.
-type HistoryStore interface {
-	List(ctx context.Context, ref string, limit int) ([]engine.BuildRecord, error)
+// History is the build history (*history.Service).
+type History interface {
+	Listen(ctx context.Context, o history.ListenOptions, send func(history.Event) error) error
+	Update(ctx context.Context, ref string, u history.Update) error
 }
 
-// ListenBuildHistory sends the records of finished builds, then those of
-// running builds as STARTED events; with EarlyExit it ends there, else it
-// follows running builds until they complete. buildx probes the call to
-// learn that the API exists, and reads a build's record after it.
+// ListenBuildHistory sends the history's records (finished builds, then
+// running ones) and, unless EarlyExit, what happens next until the client
+// goes. buildx probes the call to learn that the API exists, and reads a
+// build's record after it.
 func (c *control) ListenBuildHistory(req *controlapi.BuildHistoryRequest, stream grpc.ServerStreamingServer[controlapi.BuildHistoryEvent]) error {
+	if c.s.o.History == nil {
+		return unimplementedf("the build history in this kilnd")
+	}
 	ctx := stream.Context()
-	if !req.ActiveOnly && c.s.o.History != nil {
-		recs, err := c.s.o.History.List(ctx, req.Ref, int(req.Limit))
-		if err != nil {
-			return err
+	err := c.s.o.History.Listen(ctx, history.ListenOptions{Ref: req.Ref, ActiveOnly: req.ActiveOnly, Follow: !req.EarlyExit}, func(ev history.Event) error {
+		typ := controlapi.BuildHistoryEventType_COMPLETE
+		switch ev.Type {
+		case history.EventStarted:
+			typ = controlapi.BuildHistoryEventType_STARTED
+		case history.EventDeleted:
+			typ = controlapi.BuildHistoryEventType_DELETED
 		}
-		for _, r := range recs {
-			if err := stream.Send(&controlapi.BuildHistoryEvent{Type: controlapi.BuildHistoryEventType_COMPLETE, Record: historyRecord(r)}); err != nil {
-				return err
-			}
-		}
+		return stream.Send(&controlapi.BuildHistoryEvent{Type: typ, Record: historyRecord(ev.Record)})
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil // the client went: a following listen ends so
 	}
-	var follow []*build
-	for _, b := range c.s.builds.active() {
-		if (req.Ref != "" && b.ref != req.Ref) || b.req.Internal {
-			continue
-		}
-		rec := &controlapi.BuildHistoryRecord{Ref: b.ref, Frontend: b.req.Frontend, FrontendAttrs: b.req.FrontendAttrs, Exporters: b.req.Exporters, CreatedAt: timestamppb.New(b.created)}
-		if err := stream.Send(&controlapi.BuildHistoryEvent{Type: controlapi.BuildHistoryEventType_STARTED, Record: rec}); err != nil {
-			return err
-		}
-		follow = append(follow, b)
-	}
-	if req.EarlyExit {
-		return nil
-	}
-	for _, b := range follow {
-		select {
-		case <-b.done:
-		case <-ctx.Done():
-			return nil
-		}
-		rec := &controlapi.BuildHistoryRecord{Ref: b.ref, Frontend: b.req.Frontend, CreatedAt: timestamppb.New(b.created), CompletedAt: timestamppb.New(b.finishedAt())}
-		if b.err != nil {
-			rec.Error = &spb.Status{Code: int32(codes.Unknown), Message: b.err.Error()}
-		}
-		if err := stream.Send(&controlapi.BuildHistoryEvent{Type: controlapi.BuildHistoryEventType_COMPLETE, Record: rec}); err != nil {
-			return err
-		}
-	}
-	<-ctx.Done()
-	return nil
+	return err
 }
 
-// UpdateBuildHistory accepts Finalize (records are final when a build
-// ends); pinning and deleting records are not supported.
-func (c *control) UpdateBuildHistory(_ context.Context, req *controlapi.UpdateBuildHistoryRequest) (*controlapi.UpdateBuildHistoryResponse, error) {
-	switch {
-	case req.Delete:
-		return nil, unimplementedf("deleting build records (kilnd keeps the last %d builds)", 200)
-	case req.Pinned:
-		return nil, unimplementedf("pinning build records")
+// UpdateBuildHistory pins, unpins or deletes a finished build's record;
+// Finalize has nothing to do (records are final when a build ends).
+func (c *control) UpdateBuildHistory(ctx context.Context, req *controlapi.UpdateBuildHistoryRequest) (*controlapi.UpdateBuildHistoryResponse, error) {
+	if c.s.o.History == nil {
+		return nil, unimplementedf("the build history in this kilnd")
+	}
+	if req.Finalize && !req.Delete && !req.Pinned {
+		return &controlapi.UpdateBuildHistoryResponse{}, nil
+	}
+	u := history.Update{Delete: req.Delete}
+	if !req.Delete {
+		u.Pinned = &req.Pinned
+	}
+	if err := c.s.o.History.Update(ctx, req.Ref, u); err != nil {
+		return nil, err
 	}
 	return &controlapi.UpdateBuildHistoryResponse{}, nil
 }
 
-func historyRecord(r engine.BuildRecord) *controlapi.BuildHistoryRecord {
+func historyRecord(r history.Record) *controlapi.BuildHistoryRecord {
 	rec := &controlapi.BuildHistoryRecord{
 		Ref: r.Ref, Frontend: frontendDockerfile, CreatedAt: timestamppb.New(r.Created),
-		ExporterResponse: exporterResponse(r.ExporterResponse),
-		NumCachedSteps:   int32(r.Cached), NumTotalSteps: int32(r.Steps), NumCompletedSteps: int32(r.Steps),
+		ExporterResponse: exporterResponse(r.ExporterResponse), Pinned: r.Pinned,
+		NumCachedSteps: int32(r.Cached), NumTotalSteps: int32(r.Steps), NumCompletedSteps: int32(r.Steps),
 	}
 	if !r.Completed.IsZero() {
 		rec.CompletedAt = timestamppb.New(r.Completed)
@@ -100,12 +82,10 @@ func historyRecord(r engine.BuildRecord) *controlapi.BuildHistoryRecord {
 	}
 	if r.Error != "" {
 		code := codes.Unknown
-		if r.Status == "canceled" {
+		if r.Status == history.StatusCanceled {
 			code = codes.Canceled
 		}
 		rec.Error = &spb.Status{Code: int32(code), Message: r.Error}
 	}
 	return rec
 }
-
-var _ = time.Second

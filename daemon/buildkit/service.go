@@ -23,9 +23,12 @@ import (
 	"github.com/kiln-build/kiln/session"
 )
 
-// Builder runs builds: *engine.Engine.
-type Builder interface {
+// Engine runs builds and follows their progress: *engine.Engine.
+type Engine interface {
 	Build(ctx context.Context, req engine.Request, sess session.Session, pw progress.Writer) (*engine.Result, error)
+	// Status writes build ref's progress from its start until it ends,
+	// waiting for it to start.
+	Status(ctx context.Context, ref string, w progress.Writer) error
 }
 
 // Worker describes kilnd's one worker to BuildKit's clients (ListWorkers;
@@ -52,24 +55,21 @@ type GCPolicy struct {
 
 // Options configure a Service.
 type Options struct {
-	Builder Builder
-	Worker  Worker
+	Engine Engine
+	Worker Worker
 	// Version and Revision are kilnd's (Info's BuildkitVersion).
 	Version, Revision string
 	// ScratchDir holds short-lived files of the edge (the Dockerfile
 	// synced from the client, a type=local output on its way back). It is
 	// emptied by New.
 	ScratchDir string
-	// History lists finished builds (ListenBuildHistory); nil answers
-	// with active builds only.
-	History HistoryStore
-	// Usage reports and prunes disk usage (DiskUsage, Prune); nil answers
+	// History is the build history (ListenBuildHistory,
+	// UpdateBuildHistory); nil answers Unimplemented.
+	History History
+	// Disk reports and prunes disk usage (DiskUsage, Prune); nil answers
 	// Unimplemented.
-	Usage Usage
-	// AfterBuild, when set, runs after each successful build (the
-	// automatic gc).
-	AfterBuild func()
-	Logger     *slog.Logger
+	Disk   Disk
+	Logger *slog.Logger
 }
 
 // Service is BuildKit's API over an engine. Register it on kilnd's gRPC
@@ -77,15 +77,15 @@ type Options struct {
 type Service struct {
 	o        Options
 	sessions *bksession.Manager
-	builds   *builds
+	solves   *solves
 	bridge   *bridge
 	peers    sync.Map // session id → peerID of its connection
 }
 
 // New returns the service.
 func New(o Options) (*Service, error) {
-	if o.Builder == nil {
-		return nil, errdefs.Invalidf("buildkit: no builder")
+	if o.Engine == nil {
+		return nil, errdefs.Invalidf("buildkit: no engine")
 	}
 	if o.ScratchDir == "" {
 		return nil, errdefs.Invalidf("buildkit: no scratch directory")
@@ -103,7 +103,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("buildkit: session manager: %w", err)
 	}
-	s := &Service{o: o, sessions: sm, builds: newBuilds()}
+	s := &Service{o: o, sessions: sm, solves: newSolves()}
 	s.bridge = &bridge{s: s}
 	return s, nil
 }

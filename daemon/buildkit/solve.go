@@ -28,16 +28,16 @@ const (
 // Solve runs one build. Its progress is what Status streams for the same
 // ref.
 func (c *control) Solve(ctx context.Context, req *controlapi.SolveRequest) (*controlapi.SolveResponse, error) {
-	b, err := c.s.builds.start(req)
+	st, err := c.s.solves.begin(req)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.s.solve(ctx, req, b)
-	b.finish(err)
+	resp, err := c.s.solve(ctx, req, st)
+	c.s.solves.end(st, err)
 	return resp, err
 }
 
-func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, b *build) (*controlapi.SolveResponse, error) {
+func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, st *solve) (*controlapi.SolveResponse, error) {
 	if err := unsupportedSolve(req); err != nil {
 		return nil, err
 	}
@@ -82,12 +82,10 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, b *bu
 	if err := s.readDockerfile(ctx, sess, o, &ereq); err != nil {
 		return nil, err
 	}
-	res, err := s.o.Builder.Build(ctx, ereq, sess, b)
+	s.solves.markStarted(st)
+	res, err := s.o.Engine.Build(ctx, ereq, sess, nil)
 	if err != nil {
 		return nil, err
-	}
-	if s.o.AfterBuild != nil {
-		s.o.AfterBuild()
 	}
 	return &controlapi.SolveResponse{ExporterResponse: exporterResponse(res.ExporterResponse)}, nil
 }

@@ -2,6 +2,7 @@ package buildkit
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -12,172 +13,145 @@ import (
 	"github.com/kiln-build/kiln/progress"
 )
 
-// keepFinished is how long a finished build's progress stays available to
-// a Status call that comes late (a client reads Status and calls Solve at
-// the same time; a fast build can finish before Status arrives).
+// keepFinished is how long the edge remembers a finished Solve, for a
+// Status call that comes late (a client calls Status and Solve at the
+// same time).
 const keepFinished = time.Minute
 
-// builds are the builds running, and those finished within keepFinished,
-// by ref.
-type builds struct {
-	mu      sync.Mutex
-	m       map[string]*build
-	started chan struct{} // closed and replaced when a build starts
+// solves tracks the Solve calls by ref, to end a Status stream whose
+// build never reaches the engine (the request was refused before it
+// started): the engine's Status would wait for it.
+type solves struct {
+	mu sync.Mutex
+	m  map[string]*solve
 }
 
-func newBuilds() *builds {
-	return &builds{m: map[string]*build{}, started: make(chan struct{})}
-}
-
-// build is one Solve's progress: a progress.Writer whose events Status
-// calls read from the start.
-type build struct {
-	ref      string
+// solve is one Solve call's state.
+type solve struct {
 	req      *controlapi.SolveRequest
 	created  time.Time
-	mu       sync.Mutex
-	events   []progress.Event
-	changed  chan struct{} // closed and replaced on every event
-	done     chan struct{} // closed by finish
-	err      error
+	done     chan struct{} // closed when the Solve returns
+	started  bool          // the engine received the build
 	finished time.Time
+	err      error
 }
 
-var _ progress.Writer = (*build)(nil)
+func newSolves() *solves { return &solves{m: map[string]*solve{}} }
 
-// start registers a build. A ref that is running already is refused.
-func (bs *builds) start(req *controlapi.SolveRequest) (*build, error) {
+// get returns ref's state, making it when a Status call comes first.
+func (ss *solves) get(ref string) *solve {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for r, s := range ss.m {
+		if !s.finished.IsZero() && time.Since(s.finished) > keepFinished {
+			delete(ss.m, r)
+		}
+	}
+	s, ok := ss.m[ref]
+	if !ok {
+		s = &solve{created: time.Now(), done: make(chan struct{})}
+		ss.m[ref] = s
+	}
+	return s
+}
+
+// begin registers a Solve. A ref that is being solved is refused.
+func (ss *solves) begin(req *controlapi.SolveRequest) (*solve, error) {
 	if req.Ref == "" {
 		return nil, errdefs.Invalidf("the solve request has no ref")
 	}
-	b := &build{ref: req.Ref, req: req, created: time.Now(), changed: make(chan struct{}), done: make(chan struct{})}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	for ref, old := range bs.m {
-		if old.isDone() && time.Since(old.finishedAt()) > keepFinished {
-			delete(bs.m, ref)
-		}
+	s := ss.get(req.Ref)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s.req != nil {
+		return nil, errdefs.WithClass(errdefs.ErrAlreadyExists, errors.New("build "+req.Ref+" is solved already"))
 	}
-	if old, ok := bs.m[req.Ref]; ok && !old.isDone() {
-		return nil, errdefs.WithClass(errdefs.ErrAlreadyExists, errAlreadyRunning(req.Ref))
-	}
-	bs.m[req.Ref] = b
-	close(bs.started)
-	bs.started = make(chan struct{})
-	return b, nil
+	s.req, s.created = req, time.Now()
+	return s, nil
 }
 
-type errAlreadyRunning string
-
-func (e errAlreadyRunning) Error() string { return "build " + string(e) + " is running already" }
-
-// wait returns the build ref, waiting for it to start.
-func (bs *builds) wait(ctx context.Context, ref string) (*build, error) {
-	for {
-		bs.mu.Lock()
-		b, ok := bs.m[ref]
-		started := bs.started
-		bs.mu.Unlock()
-		if ok {
-			return b, nil
-		}
-		select {
-		case <-started:
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		}
-	}
+// markStarted records that the engine received the build: its Status
+// ends with the build.
+func (ss *solves) markStarted(s *solve) {
+	ss.mu.Lock()
+	s.started = true
+	ss.mu.Unlock()
 }
 
-// active lists the builds that are running.
-func (bs *builds) active() []*build {
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	var out []*build
-	for _, b := range bs.m {
-		if !b.isDone() {
-			out = append(out, b)
+func (ss *solves) end(s *solve, err error) {
+	ss.mu.Lock()
+	s.finished, s.err = time.Now(), err
+	ss.mu.Unlock()
+	close(s.done)
+}
+
+// active lists the Solves running now.
+func (ss *solves) active() []*solve {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []*solve
+	for _, s := range ss.m {
+		if s.req != nil && s.finished.IsZero() {
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// Write implements progress.Writer.
-func (b *build) Write(e progress.Event) {
-	b.mu.Lock()
-	b.events = append(b.events, e)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	b.mu.Unlock()
-}
-
-func (b *build) finish(err error) {
-	b.mu.Lock()
-	b.err, b.finished = err, time.Now()
-	b.mu.Unlock()
-	close(b.done)
-}
-
-func (b *build) isDone() bool {
-	select {
-	case <-b.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (b *build) finishedAt() time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.finished
-}
-
-// since returns the events from index i on and a channel closed when
-// there are more.
-func (b *build) since(i int) ([]progress.Event, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.events[i:len(b.events):len(b.events)], b.changed
+func (ss *solves) isStarted(s *solve) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return s.started
 }
 
 // statusInterval is how long events are gathered into one message at most.
 const statusInterval = 50 * time.Millisecond
 
-// Status streams a build's progress from its start until it ends.
+// errNotStarted ends the Status of a Solve refused before its build began.
+var errNotStarted = errors.New("the build did not start")
+
+// Status streams a build's progress (the engine's, from its start) until
+// the build ends.
 func (c *control) Status(req *controlapi.StatusRequest, stream grpc.ServerStreamingServer[controlapi.StatusResponse]) error {
-	ctx := stream.Context()
-	b, err := c.s.builds.wait(ctx, req.Ref)
-	if err != nil {
-		return err
-	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	s := c.s.solves.get(req.Ref)
+	go func() {
+		select {
+		case <-s.done:
+			if !c.s.solves.isStarted(s) {
+				cancel(errNotStarted)
+			}
+		case <-ctx.Done():
+		}
+	}()
+	buf := progress.NewBuffer()
+	statusErr := make(chan error, 1)
+	go func() {
+		statusErr <- c.s.o.Engine.Status(ctx, req.Ref, buf)
+		buf.Close()
+	}()
 	var t translator
-	next := 0
 	for {
-		// Read done before the events: once it is set, since sees them all.
-		done := b.isDone()
-		events, changed := b.since(next)
-		next += len(events)
+		events, ok := buf.Next(context.Background())
 		for _, m := range t.translate(events) {
 			if err := stream.Send(m); err != nil {
+				cancel(err)
 				return err
 			}
 		}
-		if done {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-b.done:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		if !ok {
+			break
 		}
 		// Gather what follows for a moment, unless the build is over.
 		select {
 		case <-time.After(statusInterval):
-		case <-b.done:
-		case <-ctx.Done():
-			return context.Cause(ctx)
+		case <-buf.Done():
 		}
 	}
+	err := <-statusErr
+	if errors.Is(context.Cause(ctx), errNotStarted) {
+		return nil // the Solve says why
+	}
+	return err
 }

@@ -74,7 +74,7 @@ func TestImportDirection(t *testing.T) {
 		"executor":                   {"core/errdefs", "executor/user"},
 		// BuildKit's API is a second edge over the engine, beside daemon's
 		// own; it knows neither Kiln's wire types nor the daemon.
-		"daemon/buildkit":             {"cache/remote", "config", "core/errdefs", "engine", "exporter", "frontend", "gc", "progress", "session"},
+		"daemon/buildkit":             {"cache/remote", "config", "core/errdefs", "engine", "engine/disk", "engine/history", "exporter", "frontend", "progress", "session"},
 		"frontend/dockerfile/convert": {"core/errdefs", "frontend", "frontend/dockerfile/instructions", "frontend/dockerfile/parser", "frontend/dockerfile/shell", "graph"},
 	}
 	for pkg, ok := range allowed {

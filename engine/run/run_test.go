@@ -1,4 +1,4 @@
-package daemon
+package run
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/executor"
 )
@@ -22,48 +21,48 @@ func TestRunProcess(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  ocispec.ImageConfig
-		req  *api.RunRequest
+		req  Request
 		want executor.Process
 		err  string
 	}{
 		{
 			name: "image config",
-			cfg:  cfg, req: &api.RunRequest{},
+			cfg:  cfg, req: Request{},
 			want: executor.Process{Args: []string{"/entry", "default", "args"}, Env: []string{"PATH=/bin", "A=1"}, Cwd: "/app", User: "app"},
 		},
 		{
 			name: "arguments replace CMD",
-			cfg:  cfg, req: &api.RunRequest{Args: []string{"x"}},
+			cfg:  cfg, req: Request{Args: []string{"x"}},
 			want: executor.Process{Args: []string{"/entry", "x"}, Env: []string{"PATH=/bin", "A=1"}, Cwd: "/app", User: "app"},
 		},
 		{
 			name: "entrypoint drops CMD",
-			cfg:  cfg, req: &api.RunRequest{HasEntrypoint: true, Entrypoint: []string{"/bin/sh"}},
+			cfg:  cfg, req: Request{HasEntrypoint: true, Entrypoint: []string{"/bin/sh"}},
 			want: executor.Process{Args: []string{"/bin/sh"}, Env: []string{"PATH=/bin", "A=1"}, Cwd: "/app", User: "app"},
 		},
 		{
 			name: "empty entrypoint and arguments",
-			cfg:  cfg, req: &api.RunRequest{HasEntrypoint: true, Args: []string{"ls", "-l"}},
+			cfg:  cfg, req: Request{HasEntrypoint: true, Args: []string{"ls", "-l"}},
 			want: executor.Process{Args: []string{"ls", "-l"}, Env: []string{"PATH=/bin", "A=1"}, Cwd: "/app", User: "app"},
 		},
 		{
 			name: "env, workdir, user, hostname",
-			cfg:  cfg, req: &api.RunRequest{Env: []string{"A=2", "B=3"}, Workdir: "/tmp", User: "0:0", Hostname: "h"},
+			cfg:  cfg, req: Request{Env: []string{"A=2", "B=3"}, Workdir: "/tmp", User: "0:0", Hostname: "h"},
 			want: executor.Process{Args: []string{"/entry", "default", "args"}, Env: []string{"PATH=/bin", "A=2", "B=3"}, Cwd: "/tmp", User: "0:0", Hostname: "h"},
 		},
 		{
 			name: "no workdir is /",
-			cfg:  ocispec.ImageConfig{Cmd: []string{"sh"}}, req: &api.RunRequest{},
+			cfg:  ocispec.ImageConfig{Cmd: []string{"sh"}}, req: Request{},
 			want: executor.Process{Args: []string{"sh"}, Env: []string{}, Cwd: "/"},
 		},
 		{
 			name: "nothing to run",
-			cfg:  ocispec.ImageConfig{}, req: &api.RunRequest{},
+			cfg:  ocispec.ImageConfig{}, req: Request{},
 			err: "image app has no command to run",
 		},
 		{
 			name: "entrypoint cleared and no arguments",
-			cfg:  cfg, req: &api.RunRequest{HasEntrypoint: true},
+			cfg:  cfg, req: Request{HasEntrypoint: true},
 			err: "has no command to run",
 		},
 	}
@@ -100,48 +99,6 @@ func TestRunNetwork(t *testing.T) {
 	for _, in := range []string{"bridge", "container:x", "HOST"} {
 		if _, err := runNetwork(in); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("runNetwork(%q) = %v, want an invalid-argument error", in, err)
-		}
-	}
-}
-
-func TestCompressionOf(t *testing.T) {
-	t.Parallel()
-	tests := map[string]string{
-		"\x1f\x8b\x08\x00rest":       "gzip",
-		"\x28\xb5\x2f\xfdrest":       "zstd",
-		"BZh91AY":                    "bzip2",
-		"\xfd7zXZ\x00rest":           "xz",
-		"etc/passwd\x00\x00\x00\x00": "",
-		"":                           "",
-	}
-	for in, want := range tests {
-		if got := compressionOf([]byte(in)); got != want {
-			t.Errorf("compressionOf(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestRequestCredentials(t *testing.T) {
-	t.Parallel()
-	if requestCredentials(nil) != nil {
-		t.Error("no credentials should give a nil function")
-	}
-	fn := requestCredentials([]*api.RegistryCredential{
-		{Host: "index.docker.io", Username: "hub", Secret: "s1"},
-		{Host: "reg.local:5000", IdentityToken: "tok"},
-	})
-	tests := []struct {
-		host, user, pass, token string
-		ok                      bool
-	}{
-		{host: "docker.io", user: "hub", pass: "s1", ok: true},
-		{host: "reg.local:5000", token: "tok", ok: true},
-		{host: "other:5000"},
-	}
-	for _, tc := range tests {
-		got, ok, err := fn(t.Context(), tc.host)
-		if err != nil || ok != tc.ok || got.Username != tc.user || got.Password != tc.pass || got.IdentityToken != tc.token {
-			t.Errorf("credentials for %s = %+v, %v, %v", tc.host, got, ok, err)
 		}
 	}
 }

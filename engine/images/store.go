@@ -1,4 +1,4 @@
-package daemon
+package images
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package daemon
+package images
 
 import (
 	"archive/tar"
@@ -26,7 +26,6 @@ import (
 	"github.com/klauspost/pgzip"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
 )
@@ -38,41 +37,49 @@ const (
 	importRootfs        = "rootfs"
 )
 
-// tmpDir is where uploads wait under the daemon root while they are
-// imported; tmpMaxAge is when a leftover of a crashed daemon is removed.
-const (
-	tmpDir    = "tmp"
-	tmpMaxAge = 24 * time.Hour
-)
+// tmpMaxAge is when an upload a crashed daemon left is removed.
+const tmpMaxAge = 24 * time.Hour
 
-// ImportImage implements ImageManager: the upload goes to a temporary
-// file under the daemon root; an OCI layout or docker save archive is
-// loaded with its blobs as they are, anything else tar-shaped becomes a
-// one-layer image (docker import). Compressed files (gzip, zstd, bzip2,
-// xz) are accepted for both.
-func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.ImportImageResponse, error) {
-	if err := b.checkParts("ImportImage"); err != nil {
-		return nil, err
-	}
-	first, err := s.Recv()
-	if err != nil {
-		return nil, fmt.Errorf("import: read request: %w", err)
-	}
-	h := first.GetHeader()
-	if h == nil {
-		return nil, errdefs.Invalidf("import: the first message must carry the header")
-	}
-	src := h.GetSourceName()
+// ImportRequest is one image import.
+type ImportRequest struct {
+	// Name names the image: optional for an image archive (its own names
+	// are kept), required for a root filesystem.
+	Name string
+	// SourceName is the file as the user named it, for messages.
+	SourceName string
+	// Platform is a root filesystem image's ("os/arch[/variant]"; empty:
+	// the daemon's).
+	Platform string
+	// Message is a root filesystem image's history comment.
+	Message string
+}
+
+// ImportResult is what an import stored.
+type ImportResult struct {
+	// Kind is what the file was: "oci-layout", "docker-archive" or
+	// "rootfs".
+	Kind   string
+	Images []Image
+}
+
+// Import reads a file from r into a temporary file under the daemon root
+// and stores what it holds: an OCI layout or docker save archive with its
+// blobs as they are, anything else tar-shaped as a one-layer image
+// (docker import). Compressed files (gzip, zstd, bzip2, xz) are accepted
+// for both.
+func (s *Service) Import(ctx context.Context, req ImportRequest, r io.Reader) (*ImportResult, error) {
+	src := req.SourceName
 	if src == "" {
 		src = "the upload"
 	}
-	if h.GetName() != "" {
-		if _, err := imagestore.NormalizeName(h.GetName()); err != nil {
+	if req.Name != "" {
+		if _, err := imagestore.NormalizeName(req.Name); err != nil {
 			return nil, err
 		}
 	}
 	var plat ocispec.Platform
-	if p := h.GetPlatform(); p != "" {
+	if p := req.Platform; p != "" {
+		var err error
 		if plat, err = platforms.Parse(p); err != nil {
 			return nil, errdefs.Invalidf("--platform %q: %v", p, err)
 		}
@@ -80,13 +87,13 @@ func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.Im
 		plat = platforms.DefaultSpec()
 	}
 
-	dir, err := b.tempDir("import-")
+	dir, err := s.tempDir("import-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	raw := filepath.Join(dir, "upload")
-	n, err := receiveFile(raw, first.GetData(), s)
+	n, err := receiveFile(raw, r)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +105,7 @@ func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.Im
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	resp := &api.ImportImageResponse{Kind: f.kind}
+	res := &ImportResult{Kind: f.kind}
 	if f.kind != importRootfs {
 		file := raw
 		if f.comp != "" {
@@ -107,17 +114,17 @@ func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.Im
 				return nil, fmt.Errorf("import %s: %w", src, err)
 			}
 		}
-		imgs, err := b.parts.Puller.ImportArchive(ctx, file, h.GetName())
+		imgs, err := s.o.Puller.ImportArchive(ctx, file, req.Name)
 		if err != nil {
 			return nil, fmt.Errorf("import %s: %w", src, stripPathPrefix(err, file))
 		}
 		for _, img := range imgs {
-			resp.Images = append(resp.Images, b.apiImage(ctx, img))
+			res.Images = append(res.Images, s.describe(ctx, img))
 		}
-		return resp, nil
+		return res, nil
 	}
 
-	if h.GetName() == "" {
+	if req.Name == "" {
 		return nil, errdefs.Invalidf("import %s: it is a root filesystem tarball (no index.json or manifest.json in it), so the image needs a name: kiln image import %s NAME", src, src)
 	}
 	if len(f.escapes) > 0 {
@@ -130,7 +137,7 @@ func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.Im
 			return nil, fmt.Errorf("import %s: %w", src, err)
 		}
 	}
-	comment := h.GetMessage()
+	comment := req.Message
 	if comment == "" {
 		comment = "Imported from " + src
 	}
@@ -138,18 +145,18 @@ func (b *BuildBackend) ImportImage(ctx context.Context, s ImportStream) (*api.Im
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	stored, err := b.parts.Puller.Import(ctx, h.GetName(), img)
+	stored, err := s.o.Puller.Import(ctx, req.Name, img)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
-	resp.Images = []*api.Image{b.apiImage(ctx, stored)}
-	return resp, nil
+	res.Images = []Image{s.describe(ctx, stored)}
+	return res, nil
 }
 
-// tempDir makes a temporary directory under <root>/tmp, removing what a
-// crashed daemon left there long ago.
-func (b *BuildBackend) tempDir(prefix string) (string, error) {
-	base := filepath.Join(b.parts.Root, tmpDir)
+// tempDir makes a temporary directory under the service's TempDir,
+// removing what a crashed daemon left there long ago.
+func (s *Service) tempDir(prefix string) (string, error) {
+	base := s.o.TempDir
 	if err := os.MkdirAll(base, 0o700); err != nil {
 		return "", fmt.Errorf("temporary directory: %w", err)
 	}
@@ -167,31 +174,30 @@ func (b *BuildBackend) tempDir(prefix string) (string, error) {
 	return dir, nil
 }
 
-// receiveFile writes first and then every chunk of s to file.
-func receiveFile(file string, first []byte, s ImportStream) (int64, error) {
+// receiveFile copies r to file.
+func receiveFile(file string, r io.Reader) (int64, error) {
 	f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("import: %w", err)
 	}
 	defer f.Close()
 	w := bufio.NewWriterSize(f, 1<<20)
-	n, err := w.Write(first)
-	total := int64(n)
-	if err != nil {
-		return total, fmt.Errorf("import: write upload: %w", err)
-	}
+	buf := make([]byte, 256<<10)
+	var total int64
 	for {
-		m, err := s.Recv()
-		if errors.Is(err, io.EOF) {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			m, err := w.Write(buf[:n])
+			total += int64(m)
+			if err != nil {
+				return total, fmt.Errorf("import: write upload: %w", err)
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
 			break
 		}
-		if err != nil {
-			return total, fmt.Errorf("import: receive upload: %w", err)
-		}
-		n, err := w.Write(m.GetData())
-		total += int64(n)
-		if err != nil {
-			return total, fmt.Errorf("import: write upload: %w", err)
+		if rerr != nil {
+			return total, fmt.Errorf("import: receive upload: %w", rerr)
 		}
 	}
 	if err := w.Flush(); err != nil {

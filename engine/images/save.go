@@ -1,8 +1,7 @@
-package daemon
+package images
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,15 +17,11 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/registry"
 )
-
-// saveChunk is the size of the SaveImage stream's messages.
-const saveChunk = 256 << 10
 
 // savedImage is one name of a SaveImage request, resolved.
 type savedImage struct {
@@ -37,27 +32,34 @@ type savedImage struct {
 	manifests []*loadedManifest
 }
 
-// SaveImage implements ImageManager: an OCI image layout tarball (oci-layout,
-// blobs/sha256/..., index.json naming each image) or, for format
-// "docker", the same plus docker load's manifest.json and repositories,
-// with one platform per image. Blobs come straight from the content store.
-func (b *BuildBackend) SaveImage(ctx context.Context, req *api.SaveImageRequest, send func(*api.SaveImageChunk) error) error {
-	if err := b.checkParts("SaveImage"); err != nil {
-		return err
-	}
+// SaveRequest is one image save.
+type SaveRequest struct {
+	Names []string
+	// Format is "oci" (the default) or "docker".
+	Format string
+	// Platform picks one platform of multi-platform images
+	// ("os/arch[/variant]"); format docker saves the daemon's by default.
+	Platform string
+}
+
+// Save writes an OCI image layout tarball (oci-layout, blobs/sha256/...,
+// index.json naming each image) to w or, for format "docker", the same
+// plus docker load's manifest.json and repositories, with one platform
+// per image. Blobs come straight from the content store.
+func (s *Service) Save(ctx context.Context, req SaveRequest, w io.Writer) error {
 	docker := false
-	switch req.GetFormat() {
+	switch req.Format {
 	case "", "oci":
 	case "docker":
 		docker = true
 	default:
-		return errdefs.Invalidf("--format %q: want \"oci\" or \"docker\"", req.GetFormat())
+		return errdefs.Invalidf("--format %q: want \"oci\" or \"docker\"", req.Format)
 	}
-	if len(req.GetNames()) == 0 {
+	if len(req.Names) == 0 {
 		return errdefs.Invalidf("kiln image save: name at least one image")
 	}
 	var want *ocispec.Platform
-	if p := req.GetPlatform(); p != "" {
+	if p := req.Platform; p != "" {
 		pl, err := platforms.Parse(p)
 		if err != nil {
 			return errdefs.Invalidf("--platform %q: %v", p, err)
@@ -69,30 +71,21 @@ func (b *BuildBackend) SaveImage(ctx context.Context, req *api.SaveImageRequest,
 		want = &pl
 	}
 	var imgs []savedImage
-	for _, n := range req.GetNames() {
-		si, err := b.resolveSave(ctx, n, want)
+	for _, n := range req.Names {
+		si, err := s.resolveSave(ctx, n, want)
 		if err != nil {
 			return err
 		}
 		imgs = append(imgs, si)
 	}
-
-	cw := &chunkWriter{send: send}
-	bw := bufio.NewWriterSize(cw, saveChunk)
-	ts := &saveTar{tw: tar.NewWriter(bw), cs: b.parts.Content, seen: map[digest.Digest]bool{}}
-	if err := ts.write(ctx, imgs, docker); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return nil
+	ts := &saveTar{tw: tar.NewWriter(w), cs: s.o.Content, seen: map[digest.Digest]bool{}}
+	return ts.write(ctx, imgs, docker)
 }
 
 // resolveSave finds the image name n names and what of it to save: the
 // whole index, or with want one platform's manifest.
-func (b *BuildBackend) resolveSave(ctx context.Context, n string, want *ocispec.Platform) (savedImage, error) {
-	img, err := b.storedImage(ctx, n)
+func (s *Service) resolveSave(ctx context.Context, n string, want *ocispec.Platform) (savedImage, error) {
+	img, err := s.stored(ctx, n)
 	if err != nil {
 		return savedImage{}, err
 	}
@@ -103,14 +96,14 @@ func (b *BuildBackend) resolveSave(ctx context.Context, n string, want *ocispec.
 	}
 	si := savedImage{full: img.Name, ref: ref, target: img.Target}
 	if !types.MediaType(img.Target.MediaType).IsIndex() {
-		m, err := loadManifest(ctx, b.parts.Content, img.Target)
+		m, err := loadManifest(ctx, s.o.Content, img.Target)
 		if err != nil {
 			return si, fmt.Errorf("save %s: %w", shown, err)
 		}
 		si.manifests = []*loadedManifest{m}
 		return si, nil
 	}
-	x, err := loadIndex(ctx, b.parts.Content, img.Target)
+	x, err := loadIndex(ctx, s.o.Content, img.Target)
 	if err != nil {
 		return si, fmt.Errorf("save %s: %w", shown, err)
 	}
@@ -150,22 +143,6 @@ func (b *BuildBackend) resolveSave(ctx context.Context, n string, want *ocispec.
 func mustParse(s string) ocispec.Platform {
 	p, _ := platforms.Parse(s)
 	return p
-}
-
-// chunkWriter sends what is written as SaveImageChunk messages.
-type chunkWriter struct {
-	send func(*api.SaveImageChunk) error
-}
-
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	for off := 0; off < len(p); off += saveChunk {
-		end := min(off+saveChunk, len(p))
-		// The message is sent before Write returns, so p is not kept.
-		if err := w.send(&api.SaveImageChunk{Data: p[off:end]}); err != nil {
-			return off, errdefs.WithClass(errdefs.ErrUnavailable, fmt.Errorf("send to client: %w", err))
-		}
-	}
-	return len(p), nil
 }
 
 // saveTar writes an image layout tarball with fixed times and modes.

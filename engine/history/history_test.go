@@ -1,0 +1,198 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/kiln-build/kiln/core/errdefs"
+)
+
+func open(t *testing.T) *Service {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "metadata.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func refs(recs []Record) []string {
+	out := []string{}
+	for _, r := range recs {
+		out = append(out, r.Ref)
+	}
+	return out
+}
+
+func finish(t *testing.T, s *Service, ref, status string) {
+	t.Helper()
+	s.Start(context.Background(), Record{Ref: ref, Created: time.Now()})
+	if err := s.Finish(context.Background(), Record{Ref: ref, Status: status, Completed: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStartFinishListGet(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	s.Start(ctx, Record{Ref: "a"})
+	if got := refs(s.Active()); !cmp.Equal(got, []string{"a"}) {
+		t.Fatalf("Active = %v, want [a]", got)
+	}
+	if r, err := s.Get(ctx, "a"); err != nil || r.Status != StatusRunning {
+		t.Errorf("Get(running a) = %+v, %v; want status running", r, err)
+	}
+	if recs, _ := s.List(ctx, Filter{}); len(recs) != 0 {
+		t.Errorf("List lists a running build: %v", refs(recs))
+	}
+	if err := s.Finish(ctx, Record{Ref: "a", Status: StatusCompleted, Steps: 3}); err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, "b", StatusFailed)
+	finish(t, s, "c", StatusCanceled)
+	if got := refs(s.Active()); len(got) != 0 {
+		t.Errorf("Active after Finish = %v, want none", got)
+	}
+	for _, tt := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"all, newest first", Filter{}, []string{"c", "b", "a"}},
+		{"limit", Filter{Limit: 2}, []string{"c", "b"}},
+		{"one ref", Filter{Ref: "b"}, []string{"b"}},
+		{"unknown ref", Filter{Ref: "x"}, []string{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := s.List(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, refs(recs)); diff != "" {
+				t.Errorf("List(%+v) (-want +got):\n%s", tt.f, diff)
+			}
+		})
+	}
+	if r, err := s.Get(ctx, "a"); err != nil || r.Status != StatusCompleted || r.Steps != 3 {
+		t.Errorf("Get(a) = %+v, %v", r, err)
+	}
+	if _, err := s.Get(ctx, "x"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get(unknown) = %v, want not found", err)
+	}
+}
+
+func TestLimitKeepsPinned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	finish(t, s, "first", StatusCompleted)
+	pin := true
+	if err := s.Update(ctx, "first", Update{Pinned: &pin}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < Limit+5; i++ {
+		finish(t, s, fmt.Sprintf("b%d", i), StatusCompleted)
+	}
+	recs, err := s.List(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != Limit+1 {
+		t.Errorf("history holds %d records, want %d and the pinned one", len(recs), Limit)
+	}
+	if r, err := s.Get(ctx, "first"); err != nil || !r.Pinned {
+		t.Errorf("pinned record = %+v, %v; want kept and pinned", r, err)
+	}
+	if _, err := s.Get(ctx, "b0"); !errdefs.IsNotFound(err) {
+		t.Errorf("oldest unpinned record: %v, want dropped", err)
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := open(t)
+	finish(t, s, "a", StatusCompleted)
+	s.Start(ctx, Record{Ref: "running"})
+	for _, tt := range []struct {
+		name  string
+		ref   string
+		u     Update
+		class error
+	}{
+		{"unknown", "x", Update{Delete: true}, errdefs.ErrNotFound},
+		{"running", "running", Update{Delete: true}, errdefs.ErrFailedPrecondition},
+		{"delete", "a", Update{Delete: true}, nil},
+		{"deleted already", "a", Update{Delete: true}, errdefs.ErrNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := s.Update(ctx, tt.ref, tt.u)
+			if (tt.class == nil) != (err == nil) || (tt.class != nil && !errors.Is(err, tt.class)) {
+				t.Errorf("Update(%s, %+v) = %v, want class %v", tt.ref, tt.u, err, tt.class)
+			}
+		})
+	}
+}
+
+func TestListenReplaysThenFollows(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	finish(t, s, "old", StatusCompleted)
+	s.Start(context.Background(), Record{Ref: "run"})
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	events := make(chan Event, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Listen(ctx, ListenOptions{Follow: true}, func(ev Event) error { events <- ev; return nil })
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev.Type.String() + " " + ev.Record.Ref
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event")
+		}
+		return ""
+	}
+	got := []string{next(), next()}
+	if err := s.Finish(context.Background(), Record{Ref: "run", Status: StatusCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, next())
+	if err := s.Update(context.Background(), "old", Update{Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, next())
+	want := []string{"completed old", "started run", "completed run", "deleted old"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	cancel(context.Canceled)
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Listen after cancel = %v", err)
+	}
+
+	var active []string
+	err := s.Listen(context.Background(), ListenOptions{ActiveOnly: true}, func(ev Event) error {
+		active = append(active, ev.Record.Ref)
+		return nil
+	})
+	if err != nil || len(active) != 0 {
+		t.Errorf("Listen(active only, no follow) = %v, %v; want nothing running", active, err)
+	}
+}
