@@ -11,7 +11,6 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	cerrdefs "github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/cache/remote"
@@ -46,7 +45,7 @@ func (s *storeSource) Load(ctx context.Context) ([]remote.Record, remote.BlobSto
 	if s.digest == "" {
 		return nil, nil, errdefs.Invalidf("%s: the client named no cache manifest digest", s.label)
 	}
-	blobs := storeBlobs{cs: s.cs, label: s.label}
+	blobs := newStoreBlobs(s.cs, s.label)
 	raw, err := blobs.read(ctx, ocispec.Descriptor{Digest: s.digest})
 	if err != nil {
 		return nil, nil, err
@@ -66,26 +65,32 @@ func (s *storeSource) Load(ctx context.Context) ([]remote.Record, remote.BlobSto
 	return recs, blobs, err
 }
 
-// storeBlobs is a remote.BlobStore over a content store.
+// storeBlobs is a remote.BlobStore over the client's content store: the
+// daemon's own (remote.LocalBlobs) with misses in the not-found class.
 type storeBlobs struct {
+	remote.BlobStore
 	cs    content.Store
 	label string
 }
 
+func newStoreBlobs(cs content.Store, label string) storeBlobs {
+	return storeBlobs{BlobStore: remote.LocalBlobs(cs, ""), cs: cs, label: label}
+}
+
 func (b storeBlobs) Stat(ctx context.Context, dgst digest.Digest) (int64, error) {
-	info, err := b.cs.Info(ctx, dgst)
+	n, err := b.BlobStore.Stat(ctx, dgst)
 	if err != nil {
 		return 0, b.classify(dgst, err)
 	}
-	return info.Size, nil
+	return n, nil
 }
 
 func (b storeBlobs) Open(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	ra, err := b.cs.ReaderAt(ctx, desc)
+	rc, err := b.BlobStore.Open(ctx, desc)
 	if err != nil {
 		return nil, b.classify(desc.Digest, err)
 	}
-	return readCloser{Reader: content.NewReader(ra), Closer: ra}, nil
+	return rc, nil
 }
 
 // read reads a small blob (a manifest or config), checking its digest.
@@ -113,27 +118,11 @@ func (b storeBlobs) read(ctx context.Context, desc ocispec.Descriptor) ([]byte, 
 	return data, nil
 }
 
-func (b storeBlobs) Put(ctx context.Context, desc ocispec.Descriptor, r io.Reader) error {
-	if _, err := b.cs.Info(ctx, desc.Digest); err == nil {
-		return nil
-	}
-	err := content.WriteBlob(ctx, b.cs, "kiln-cache-"+desc.Digest.String(), r, desc)
-	if err != nil && !cerrdefs.IsAlreadyExists(err) {
-		return fmt.Errorf("%s: write blob %s: %w", b.label, desc.Digest, err)
-	}
-	return nil
-}
-
 func (b storeBlobs) classify(dgst digest.Digest, err error) error {
 	if cerrdefs.IsNotFound(err) {
 		return errdefs.NotFoundf("%s has no blob %s", b.label, dgst)
 	}
 	return fmt.Errorf("%s: blob %s: %w", b.label, dgst, err)
-}
-
-type readCloser struct {
-	io.Reader
-	io.Closer
 }
 
 // storeTarget writes a cache to the client's store. The client names the
@@ -156,32 +145,10 @@ func (t *storeTarget) Blobs() remote.BlobStore { return t.blobs }
 func (t *storeTarget) Records(context.Context) ([]remote.Record, error) { return nil, nil }
 
 func (t *storeTarget) Save(ctx context.Context, records []remote.Record) error {
-	cfg, err := remote.EncodeConfig(records)
+	cfgDesc, cfg, mDesc, raw, err := cacheManifest(records, t.oci)
 	if err != nil {
 		return err
 	}
-	cfgDesc := ocispec.Descriptor{MediaType: remote.ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	m := ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: cfgDesc, Layers: []ocispec.Descriptor{},
-	}
-	if t.oci {
-		m.ArtifactType = remote.ArtifactType
-	}
-	seen := map[digest.Digest]bool{}
-	for _, r := range records {
-		for _, l := range r.Layers {
-			if !seen[l.Digest] {
-				seen[l.Digest] = true
-				m.Layers = append(m.Layers, l.Descriptor())
-			}
-		}
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	mDesc := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
 	for _, b := range []struct {
 		desc ocispec.Descriptor
 		data []byte
