@@ -131,17 +131,7 @@ func TestBuildctlOutputs(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("buildctl push: %s", r)
 	}
-	tag, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc, err := remote.Head(tag, e.reg.RemoteOptions()...)
-	if err != nil {
-		t.Fatalf("the pushed image is not in the registry: %v", err)
-	}
-	if got := metadataDigest(t, meta); got != desc.Digest.String() {
-		t.Errorf("buildctl reported %s, the registry has %s", got, desc.Digest)
-	}
+	e.checkPushed(ref, meta)
 
 	// Nothing changed: nothing runs, and the context is not sent again.
 	r = e.bkBuild(dir, bkFixtureArgs(extra, "--output", "type=image,name="+ref+",push=true,registry.insecure=true")...)
@@ -162,6 +152,23 @@ func TestBuildctlOutputs(t *testing.T) {
 	}
 	if st := r.steps["[base 2/3] COPY app/ /app/"]; !st.ran || st.reason == "" {
 		t.Errorf("COPY after the change: ran=%v, miss reason %q; steps %v", st.ran, st.reason, r.steps)
+	}
+}
+
+// checkPushed checks that the registry holds ref with the digest the
+// client's --metadata-file reports.
+func (e *bldEnv) checkPushed(ref, meta string) {
+	e.t.Helper()
+	tag, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	desc, err := remote.Head(tag, e.reg.RemoteOptions()...)
+	if err != nil {
+		e.t.Fatalf("the pushed image is not in the registry: %v", err)
+	}
+	if got := metadataDigest(e.t, meta); got != desc.Digest.String() {
+		e.t.Errorf("the client reported %s, the registry has %s", got, desc.Digest)
 	}
 }
 
@@ -383,17 +390,7 @@ func TestBuildxRemoteDriver(t *testing.T) {
 	if ran := r.ranSteps(); len(ran) != 0 {
 		t.Errorf("buildx --push after the same build ran %v", ran)
 	}
-	tag, err := name.ParseReference(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc, err := remote.Head(tag, e.reg.RemoteOptions()...)
-	if err != nil {
-		t.Fatalf("the pushed image is not in the registry: %v", err)
-	}
-	if got := metadataDigest(t, filepath.Join(out, "push.json")); got != desc.Digest.String() {
-		t.Errorf("buildx reported %s, the registry has %s", got, desc.Digest)
-	}
+	e.checkPushed(ref, filepath.Join(out, "push.json"))
 
 	// -o type=local of a target stage.
 	local := filepath.Join(out, "local")
