@@ -43,7 +43,9 @@ func (ss *solves) get(ref string) *solve {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for r, s := range ss.m {
-		if !s.finished.IsZero() && time.Since(s.finished) > keepFinished {
+		// Finished a while ago, or asked for by a Status call whose
+		// Solve never came.
+		if (!s.finished.IsZero() && time.Since(s.finished) > keepFinished) || (s.req == nil && time.Since(s.created) > keepFinished) {
 			delete(ss.m, r)
 		}
 	}
