@@ -3,7 +3,9 @@ package e2e
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -437,5 +439,84 @@ func TestBuildctlPlatforms(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(local, "arch")); err != nil || strings.TrimSpace(string(b)) != "aarch64" {
 		t.Errorf("the arm64 step ran as %q (%v), want aarch64", b, err)
+	}
+}
+
+// buildctl's registry login (its docker config) reaches kilnd through the
+// session's auth service: a push to a registry that wants one works with
+// it and fails, saying why, without it.
+func TestBuildctlRegistryAuth(t *testing.T) {
+	e := newBldEnv(t)
+	private := testutil.StartDistribution(t, testutil.DistributionOptions{Users: map[string]string{"kiln": "s3cret"}})
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN echo private > /p\n"})
+	ref := private.Ref("bk/private:1")
+	args := []string{"build", "--progress", "plain", "--frontend", "dockerfile.v0", "--local", "context=" + dir, "--local", "dockerfile=" + dir,
+		"--output", "type=image,name=" + ref + ",push=true,registry.insecure=true"}
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "DOCKER_CONFIG=" + filepath.Join(home, ".docker")}
+	r := runTool(t, env, bkTool(t, "buildctl"), append([]string{"--addr", e.d.Addr}, args...)...)
+	if r.err == nil || !strings.Contains(strings.ToLower(r.stderr), "auth") {
+		t.Errorf("push without a login: want an authorization error, got %s", r)
+	}
+	writeDockerLogin(t, home, private.Host, "kiln", "s3cret")
+	r = runTool(t, env, bkTool(t, "buildctl"), append([]string{"--addr", e.d.Addr}, args...)...)
+	if r.err != nil {
+		t.Fatalf("push with a login: %s", r)
+	}
+	tag, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.Head(tag, private.RemoteOptions()...); err != nil {
+		t.Errorf("the pushed image is not in the registry: %v", err)
+	}
+}
+
+// BuildKit's API is served on TCP listeners with mutual TLS too.
+func TestBuildctlMutualTLS(t *testing.T) {
+	kilnd, _ := binaries(t)
+	dir := t.TempDir()
+	ca, err := testutil.NewCA("kiln e2e CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, srvKey, err := ca.IssueFiles(dir, "server", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliCert, cliKey, err := ca.IssueFiles(dir, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := ca.WriteCertFile(caFile); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "tcp://" + l.Addr().String()
+	l.Close()
+	cfg := fmt.Sprintf("[grpc.tls]\ncert = %q\nkey = %q\nca = %q\n", srvCert, srvKey, caFile)
+	testutil.StartDaemon(t, kilnd, testutil.WithDaemonConfig(cfg), testutil.WithDaemonArgs("--addr", addr))
+	buildctl := bkTool(t, "buildctl")
+	r := runTool(t, nil, buildctl, "--addr", addr, "--tlscacert", caFile, "--tlscert", cliCert, "--tlskey", cliKey, "debug", "workers")
+	if r.err != nil || !strings.Contains(r.stdout, "linux/amd64") {
+		t.Errorf("buildctl debug workers over mTLS: %s", r)
+	}
+	// Without a client certificate the daemon refuses the connection.
+	r = runTool(t, nil, buildctl, "--addr", addr, "--tlscacert", caFile, "debug", "workers")
+	if r.err == nil {
+		t.Errorf("buildctl without a client certificate was served: %s", r)
+	}
+	ctxDir := t.TempDir()
+	writeFiles(t, ctxDir, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /\n", "a.txt": "over tls\n"})
+	out := filepath.Join(t.TempDir(), "out")
+	r = runTool(t, nil, buildctl, "--addr", addr, "--tlscacert", caFile, "--tlscert", cliCert, "--tlskey", cliKey,
+		"build", "--frontend", "dockerfile.v0", "--local", "context="+ctxDir, "--local", "dockerfile="+ctxDir, "--output", "type=local,dest="+out)
+	if b, err := os.ReadFile(filepath.Join(out, "a.txt")); r.err != nil || err != nil || string(b) != "over tls\n" {
+		t.Errorf("build over mTLS: a.txt = %q, %v; %s", b, err, r)
 	}
 }
