@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: all build test demo bench bench-go proto lint clean
+.PHONY: all build test demo bench compat-goldens bench-go proto lint clean
 
 all: build
 
@@ -21,7 +21,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kilnd ./cmd/kilnd
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/kiln ./cmd/kiln
 
-## test: go vet, gofmt and every test, e2e included (run as root)
+## test: go vet, gofmt, go mod tidy and every test, e2e included (run as root)
 test:
 	bash hack/test.sh
 
@@ -32,6 +32,10 @@ demo:
 ## bench: end-to-end benchmarks against a real kilnd, beside BuildKit's figures
 bench:
 	bash hack/bench.sh
+
+## compat-goldens: rebuild the BuildKit goldens of e2e/testdata/compat (root)
+compat-goldens:
+	bash hack/compat.sh
 
 ## bench-go: the Go micro-benchmarks of every package
 bench-go:
@@ -47,11 +51,12 @@ proto:
 		--go-grpc_out=api --go-grpc_opt=paths=source_relative \
 		api/control.proto
 
-## lint: gofmt, go vet and staticcheck (pinned)
+## lint: gofmt, go vet, go mod tidy (go.mod unchanged) and staticcheck (pinned)
 lint:
 	@out=$$(find . -name '*.go' -not -path './bin/*' -not -path './.state/*' -not -path '*/testdata/*' -print0 | xargs -0 gofmt -l); \
 		if [ -n "$$out" ]; then echo "gofmt -w needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo 'go.mod or go.sum is not tidy: run "go mod tidy"'; exit 1; }
 	bash -c '. hack/lib.sh && ensure_go && ensure_go_tool staticcheck honnef.co/go/tools/cmd/staticcheck $(STATICCHECK_VERSION)'
 	$(TOOLS)/staticcheck ./...
 

@@ -188,8 +188,11 @@ type WorkerInfo struct {
 	MaxParallelism int32                  `protobuf:"varint,5,opt,name=max_parallelism,json=maxParallelism,proto3" json:"max_parallelism,omitempty"`
 	CacheSize      int64                  `protobuf:"varint,6,opt,name=cache_size,json=cacheSize,proto3" json:"cache_size,omitempty"` // bytes the gc keeps the cache under
 	NetworkMode    string                 `protobuf:"bytes,7,opt,name=network_mode,json=networkMode,proto3" json:"network_mode,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Platforms the host runs through binfmt_misc emulators (qemu-user-static),
+	// besides the native ones in platforms.
+	EmulatedPlatforms []string `protobuf:"bytes,8,rep,name=emulated_platforms,json=emulatedPlatforms,proto3" json:"emulated_platforms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *WorkerInfo) Reset() {
@@ -269,6 +272,13 @@ func (x *WorkerInfo) GetNetworkMode() string {
 		return x.NetworkMode
 	}
 	return ""
+}
+
+func (x *WorkerInfo) GetEmulatedPlatforms() []string {
+	if x != nil {
+		return x.EmulatedPlatforms
+	}
+	return nil
 }
 
 // BuildClientMessage is one message from client to daemon on a Build stream.
@@ -634,7 +644,11 @@ type BuildRequest struct {
 	Pull bool `protobuf:"varint,25,opt,name=pull,proto3" json:"pull,omitempty"`
 	// add_hosts are --add-host values, host:ip or host=ip, added to every
 	// RUN step's /etc/hosts.
-	AddHosts      []string `protobuf:"bytes,26,rep,name=add_hosts,json=addHosts,proto3" json:"add_hosts,omitempty"`
+	AddHosts []string `protobuf:"bytes,26,rep,name=add_hosts,json=addHosts,proto3" json:"add_hosts,omitempty"`
+	// llb_definition, if set, is a marshalled BuildKit LLB definition
+	// (github.com/moby/buildkit/solver/pb.Definition, as llb.WriteTo writes
+	// it) built instead of the Dockerfile (kiln build --llb FILE).
+	LlbDefinition []byte `protobuf:"bytes,27,opt,name=llb_definition,json=llbDefinition,proto3" json:"llb_definition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -851,6 +865,13 @@ func (x *BuildRequest) GetAddHosts() []string {
 	return nil
 }
 
+func (x *BuildRequest) GetLlbDefinition() []byte {
+	if x != nil {
+		return x.LlbDefinition
+	}
+	return nil
+}
+
 // NamedContext is a --build-context value.
 type NamedContext struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1030,12 +1051,15 @@ func (x *CacheOptions) GetAttrs() map[string]string {
 
 // SyncRequest asks the client for the metadata of a local directory.
 type SyncRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Id              uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name            string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // "context" or "context:<name>"
-	IncludePatterns []string               `protobuf:"bytes,3,rep,name=include_patterns,json=includePatterns,proto3" json:"include_patterns,omitempty"`
-	ExcludePatterns []string               `protobuf:"bytes,4,rep,name=exclude_patterns,json=excludePatterns,proto3" json:"exclude_patterns,omitempty"`
-	FollowPaths     []string               `protobuf:"bytes,5,rep,name=follow_paths,json=followPaths,proto3" json:"follow_paths,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // "context" or "context:<name>"
+	// Patterns and paths are bytes, not strings: they come from the
+	// Dockerfile and .dockerignore and name files, and neither need be
+	// UTF-8 (proto3 strings must be). bytes and string share a wire type.
+	IncludePatterns [][]byte `protobuf:"bytes,3,rep,name=include_patterns,json=includePatterns,proto3" json:"include_patterns,omitempty"`
+	ExcludePatterns [][]byte `protobuf:"bytes,4,rep,name=exclude_patterns,json=excludePatterns,proto3" json:"exclude_patterns,omitempty"`
+	FollowPaths     [][]byte `protobuf:"bytes,5,rep,name=follow_paths,json=followPaths,proto3" json:"follow_paths,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1084,21 +1108,21 @@ func (x *SyncRequest) GetName() string {
 	return ""
 }
 
-func (x *SyncRequest) GetIncludePatterns() []string {
+func (x *SyncRequest) GetIncludePatterns() [][]byte {
 	if x != nil {
 		return x.IncludePatterns
 	}
 	return nil
 }
 
-func (x *SyncRequest) GetExcludePatterns() []string {
+func (x *SyncRequest) GetExcludePatterns() [][]byte {
 	if x != nil {
 		return x.ExcludePatterns
 	}
 	return nil
 }
 
-func (x *SyncRequest) GetFollowPaths() []string {
+func (x *SyncRequest) GetFollowPaths() [][]byte {
 	if x != nil {
 		return x.FollowPaths
 	}
@@ -1175,15 +1199,16 @@ func (x *SyncStats) GetError() string {
 	return ""
 }
 
+// path and linkname are bytes: file names need not be UTF-8.
 type FileStat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`  // slash-separated, relative to the directory
+	Path          []byte                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`  // slash-separated, relative to the directory
 	Mode          uint32                 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"` // Go fs.FileMode bits
 	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
 	ModTime       int64                  `protobuf:"varint,4,opt,name=mod_time,json=modTime,proto3" json:"mod_time,omitempty"` // unix nanoseconds
 	Uid           uint32                 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
 	Gid           uint32                 `protobuf:"varint,6,opt,name=gid,proto3" json:"gid,omitempty"`
-	Linkname      string                 `protobuf:"bytes,7,opt,name=linkname,proto3" json:"linkname,omitempty"` // symlink target or hard link source path
+	Linkname      []byte                 `protobuf:"bytes,7,opt,name=linkname,proto3" json:"linkname,omitempty"` // symlink target or hard link source path
 	Devmajor      uint32                 `protobuf:"varint,8,opt,name=devmajor,proto3" json:"devmajor,omitempty"`
 	Devminor      uint32                 `protobuf:"varint,9,opt,name=devminor,proto3" json:"devminor,omitempty"`
 	Xattrs        map[string][]byte      `protobuf:"bytes,10,rep,name=xattrs,proto3" json:"xattrs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -1221,11 +1246,11 @@ func (*FileStat) Descriptor() ([]byte, []int) {
 	return file_control_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *FileStat) GetPath() string {
+func (x *FileStat) GetPath() []byte {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return nil
 }
 
 func (x *FileStat) GetMode() uint32 {
@@ -1263,11 +1288,11 @@ func (x *FileStat) GetGid() uint32 {
 	return 0
 }
 
-func (x *FileStat) GetLinkname() string {
+func (x *FileStat) GetLinkname() []byte {
 	if x != nil {
 		return x.Linkname
 	}
-	return ""
+	return nil
 }
 
 func (x *FileStat) GetDevmajor() uint32 {
@@ -4376,7 +4401,7 @@ const file_control_proto_rawDesc = "" +
 	"\x03pid\x18\t \x01(\x05R\x03pid\x12\x1f\n" +
 	"\vconfig_file\x18\n" +
 	" \x01(\tR\n" +
-	"configFile\"\xf4\x01\n" +
+	"configFile\"\xa3\x02\n" +
 	"\n" +
 	"WorkerInfo\x12\x18\n" +
 	"\aruntime\x18\x01 \x01(\tR\aruntime\x12!\n" +
@@ -4386,7 +4411,8 @@ const file_control_proto_rawDesc = "" +
 	"\x0fmax_parallelism\x18\x05 \x01(\x05R\x0emaxParallelism\x12\x1d\n" +
 	"\n" +
 	"cache_size\x18\x06 \x01(\x03R\tcacheSize\x12!\n" +
-	"\fnetwork_mode\x18\a \x01(\tR\vnetworkMode\"\xbe\x02\n" +
+	"\fnetwork_mode\x18\a \x01(\tR\vnetworkMode\x12-\n" +
+	"\x12emulated_platforms\x18\b \x03(\tR\x11emulatedPlatforms\"\xbe\x02\n" +
 	"\x12BuildClientMessage\x121\n" +
 	"\arequest\x18\x01 \x01(\v2\x15.kiln.v1.BuildRequestH\x00R\arequest\x12*\n" +
 	"\x05stats\x18\x02 \x01(\v2\x12.kiln.v1.SyncStatsH\x00R\x05stats\x12'\n" +
@@ -4404,7 +4430,7 @@ const file_control_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\v2\x14.kiln.v1.StatusBatchH\x00R\x06status\x12-\n" +
 	"\x06export\x18\a \x01(\v2\x13.kiln.v1.ExportDataH\x00R\x06export\x12.\n" +
 	"\x06result\x18\b \x01(\v2\x14.kiln.v1.BuildResultH\x00R\x06resultB\x05\n" +
-	"\x03msg\"\xb3\b\n" +
+	"\x03msg\"\xda\b\n" +
 	"\fBuildRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\x12\x1a\n" +
 	"\bfrontend\x18\x02 \x01(\tR\bfrontend\x12\x1e\n" +
@@ -4438,7 +4464,8 @@ const file_control_proto_rawDesc = "" +
 	"\x04tags\x18\x17 \x03(\tR\x04tags\x12\x18\n" +
 	"\anetwork\x18\x18 \x01(\tR\anetwork\x12\x12\n" +
 	"\x04pull\x18\x19 \x01(\bR\x04pull\x12\x1b\n" +
-	"\tadd_hosts\x18\x1a \x03(\tR\baddHosts\x1a<\n" +
+	"\tadd_hosts\x18\x1a \x03(\tR\baddHosts\x12%\n" +
+	"\x0ellb_definition\x18\x1b \x01(\fR\rllbDefinition\x1a<\n" +
 	"\x0eBuildArgsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -4469,22 +4496,22 @@ const file_control_proto_rawDesc = "" +
 	"\vSyncRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
-	"\x10include_patterns\x18\x03 \x03(\tR\x0fincludePatterns\x12)\n" +
-	"\x10exclude_patterns\x18\x04 \x03(\tR\x0fexcludePatterns\x12!\n" +
-	"\ffollow_paths\x18\x05 \x03(\tR\vfollowPaths\"n\n" +
+	"\x10include_patterns\x18\x03 \x03(\fR\x0fincludePatterns\x12)\n" +
+	"\x10exclude_patterns\x18\x04 \x03(\fR\x0fexcludePatterns\x12!\n" +
+	"\ffollow_paths\x18\x05 \x03(\fR\vfollowPaths\"n\n" +
 	"\tSyncStats\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12'\n" +
 	"\x05stats\x18\x02 \x03(\v2\x11.kiln.v1.FileStatR\x05stats\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\bR\x04done\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05error\"\xcb\x02\n" +
 	"\bFileStat\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\fR\x04path\x12\x12\n" +
 	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x19\n" +
 	"\bmod_time\x18\x04 \x01(\x03R\amodTime\x12\x10\n" +
 	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x06 \x01(\rR\x03gid\x12\x1a\n" +
-	"\blinkname\x18\a \x01(\tR\blinkname\x12\x1a\n" +
+	"\blinkname\x18\a \x01(\fR\blinkname\x12\x1a\n" +
 	"\bdevmajor\x18\b \x01(\rR\bdevmajor\x12\x1a\n" +
 	"\bdevminor\x18\t \x01(\rR\bdevminor\x125\n" +
 	"\x06xattrs\x18\n" +

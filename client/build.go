@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/kiln-build/kiln/api"
+	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/filesync"
 )
 
@@ -38,6 +40,9 @@ type BuildOptions struct {
 func (c *Client) Build(ctx context.Context, o BuildOptions) (*api.BuildResult, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	if f := api.InvalidUTF8Field(o.Request); f != "" {
+		return nil, errdefs.Invalidf("%s is not valid UTF-8: the build request carries text as UTF-8", requestField(f))
+	}
 	stream, err := c.ctl.Build(ctx)
 	if err != nil {
 		return nil, c.WrapErr(err)
@@ -82,10 +87,32 @@ type clientBuild struct {
 	wg      sync.WaitGroup
 }
 
+// send sends m with its text made valid UTF-8 (error messages may quote
+// file names that are not).
 func (b *clientBuild) send(m *api.BuildClientMessage) error {
+	api.ValidUTF8(m)
 	b.sendMu.Lock()
 	defer b.sendMu.Unlock()
 	return b.stream.Send(m)
+}
+
+// requestFlags names the kiln build flag behind a BuildRequest field.
+var requestFlags = map[string]string{
+	"build_args": "--build-arg", "labels": "--label", "tags": "--tag", "target": "--target",
+	"dockerfile_name": "--file", "platforms": "--platform", "add_hosts": "--add-host",
+	"no_cache_filter": "--no-cache-filter", "network": "--network", "context_path": "the context path",
+	"secret_ids": "--secret", "ssh_ids": "--ssh",
+}
+
+// requestField describes a BuildRequest field for a message:
+// "--build-arg A (build_args[A])".
+func requestField(f string) string {
+	name, _, _ := strings.Cut(f, "[")
+	name, _, _ = strings.Cut(name, ".")
+	if flag, ok := requestFlags[name]; ok {
+		return flag + " (" + f + ")"
+	}
+	return f
 }
 
 func (b *clientBuild) fail(err error) {

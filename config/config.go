@@ -26,6 +26,7 @@ type Config struct {
 	Worker   Worker   `toml:"worker"`
 	Cache    Cache    `toml:"cache"`
 	Rootless Rootless `toml:"rootless"`
+	Frontend Frontend `toml:"frontend"`
 
 	// Registry holds per-registry settings keyed by host ("docker.io",
 	// "my.registry:5000"). The file may give them as [registry."host"]
@@ -167,6 +168,25 @@ type Rootless struct {
 	// separated ("0:100000:65536").
 	UIDMap string `toml:"uid-map,omitempty"`
 	GIDMap string `toml:"gid-map,omitempty"`
+}
+
+// Frontend configures how build definitions become graphs: which
+// frontend images (gateway frontends) kilnd runs for `# syntax=` lines,
+// the BUILDKIT_SYNTAX build arg and BuildKit's gateway.v0 frontend.
+type Frontend struct {
+	// Gateway enables frontend images; false refuses builds that name one
+	// (built-in frontends keep working).
+	Gateway bool `toml:"gateway"`
+	// Syntax, if set, is the frontend image run instead of whatever a
+	// build names (a vetted copy on a local registry).
+	Syntax string `toml:"syntax,omitempty"`
+	// BuiltinSyntax lists image repositories whose syntax the built-in
+	// Dockerfile frontend implements: builds naming them use it and pull
+	// nothing.
+	BuiltinSyntax []string `toml:"builtin-syntax"`
+	// AllowedRepositories, if set, are the only repositories frontend
+	// images may come from.
+	AllowedRepositories []string `toml:"allowed-repositories"`
 }
 
 // RegistryHost configures one registry host.

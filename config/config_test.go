@@ -37,6 +37,11 @@ func defaultOCI() OCIWorker {
 	}
 }
 
+// defaultFrontend is the [frontend] of default.toml.
+func defaultFrontend() Frontend {
+	return Frontend{Gateway: true, BuiltinSyntax: []string{"docker.io/docker/dockerfile"}, AllowedRepositories: []string{}}
+}
+
 func TestLoadDesignExample(t *testing.T) {
 	t.Parallel()
 	cfg, warns := loadFile(t, "design.toml")
@@ -52,6 +57,7 @@ func TestLoadDesignExample(t *testing.T) {
 			Registry: []CacheRegistry{{Type: "redis", RedisAddr: "redis://localhost:6379"}},
 		},
 		Rootless: Rootless{Enabled: true},
+		Frontend: defaultFrontend(),
 		Registry: map[string]RegistryHost{
 			"docker.io":                {ConfigFile: "/home/user/.docker/config.json"},
 			"my.private.registry:5000": {},
@@ -99,7 +105,8 @@ func TestLoadBuildkitdStyle(t *testing.T) {
 			GID:     intp(1001),
 			TLS:     TLS{Cert: "/etc/buildkit/tls.crt", Key: "/etc/buildkit/tls.key", CA: "/etc/buildkit/tlsca.crt"},
 		},
-		Worker: Worker{OCI: oci},
+		Worker:   Worker{OCI: oci},
+		Frontend: Frontend{Gateway: false, BuiltinSyntax: []string{"docker.io/docker/dockerfile"}, AllowedRepositories: []string{"docker/dockerfile"}},
 		Registry: map[string]RegistryHost{
 			"docker.io": {
 				Mirrors: []string{"yourmirror.local:5000", "core.harbor.domain/proxy.docker.io"},
@@ -223,6 +230,21 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:3: [[cache.registry]] redis-addr: bad redis address http://user:****@cache:6379: scheme must be redis:// or rediss://`,
 		},
 		{
+			name: "bad syntax pin",
+			doc:  "[frontend]\ngateway = true\nsyntax = \"Not A Ref\"\n",
+			want: `kilnd.toml:3: [frontend] syntax: "Not A Ref" is not an image reference (want e.g. registry.local:5000/dockerfile:1)`,
+		},
+		{
+			name: "bad allowed repository",
+			doc:  "[frontend]\nallowed-repositories = [\"ok/repo\", \"BAD REPO\"]\n",
+			want: "kilnd.toml:2: [frontend] allowed-repositories: \"BAD REPO\" is not an image repository: repository can only contain the characters `abcdefghijklmnopqrstuvwxyz0123456789_-./`: BAD REPO",
+		},
+		{
+			name: "gateway given twice",
+			doc:  "[frontend]\ngateway = true\n[frontend.\"gateway.v0\"]\nenabled = false\n",
+			want: `kilnd.toml:4: [frontend."gateway.v0"] enabled: gateway is set too; keep only gateway`,
+		},
+		{
 			name: "unknown runtime",
 			doc:  "[worker.oci]\nbinary = \"youki\"\n",
 			want: `kilnd.toml:2: [worker.oci] binary: unsupported runtime "youki" (supported: runc, crun, or an absolute path to one)`,
@@ -243,9 +265,14 @@ func TestLoadErrors(t *testing.T) {
 			want: `kilnd.toml:2: [registry."docker.io"] mirror: unknown key`,
 		},
 		{
-			name: "registry host configured twice",
-			doc:  "[registry.\"docker.io\"]\nmirrors = [\"m:5000\"]\n[[registry.config]]\nhost = \"docker.io\"\n",
-			want: `kilnd.toml:4: [[registry.config]] host: registry "docker.io" is already configured at line 1`,
+			name: "registry key set twice to different values",
+			doc:  "[registry.\"docker.io\"]\nmirrors = [\"m:5000\"]\nhttp = true\n[[registry.config]]\nhost = \"docker.io\"\nmirrors = [\"other:5000\"]\n",
+			want: `kilnd.toml:6: [[registry.config]] mirrors: registry "docker.io": mirrors is already set to ['m:5000'] at line 2; set it once`,
+		},
+		{
+			name: "registry key set twice in [[registry.config]]",
+			doc:  "[[registry.config]]\nhost = \"r:5000\"\ninsecure = true\n[[registry.config]]\nhost = \"r:5000\"\ninsecure = false\n",
+			want: `kilnd.toml:6: [[registry.config]] insecure: registry "r:5000": insecure is already set to true at line 3; set it once`,
 		},
 		{
 			name: "tls cert without key",

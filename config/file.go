@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -18,7 +20,21 @@ type fileConfig struct {
 	Config
 	Worker   fileWorker     `toml:"worker"`
 	Cache    fileCache      `toml:"cache"`
+	Frontend fileFrontend   `toml:"frontend"`
 	Registry map[string]any `toml:"registry"`
+}
+
+// fileFrontend also takes buildkitd.toml's [frontend."gateway.v0"] and
+// [frontend."dockerfile.v0"] tables.
+type fileFrontend struct {
+	Frontend
+	GatewayV0    *bkFrontend `toml:"gateway.v0"`
+	DockerfileV0 *bkFrontend `toml:"dockerfile.v0"`
+}
+
+type bkFrontend struct {
+	Enabled             *bool    `toml:"enabled"`
+	AllowedRepositories []string `toml:"allowedRepositories"`
 }
 
 type fileWorker struct {
@@ -97,7 +113,34 @@ func (l *loader) convert(fc *fileConfig) *Config {
 		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
 	}
 	cfg.Registry = l.convertRegistry(fc.Registry)
+	l.convertFrontend(&cfg.Frontend, &fc.Frontend)
 	return &cfg
+}
+
+// convertFrontend applies buildkitd.toml's frontend tables.
+func (l *loader) convertFrontend(dst *Frontend, src *fileFrontend) {
+	*dst = src.Frontend
+	base := keyPath{}.key("frontend")
+	if g := src.GatewayV0; g != nil {
+		gp := base.key("gateway.v0")
+		if g.Enabled != nil {
+			if l.pos.has(base.key("gateway")) {
+				l.fail(gp.key("enabled"), "gateway is set too; keep only gateway")
+			} else {
+				dst.Gateway = *g.Enabled
+			}
+		}
+		if len(g.AllowedRepositories) > 0 {
+			if l.pos.has(base.key("allowed-repositories")) {
+				l.fail(gp.key("allowedRepositories"), "allowed-repositories is set too; keep only allowed-repositories")
+			} else {
+				dst.AllowedRepositories = g.AllowedRepositories
+			}
+		}
+	}
+	if d := src.DockerfileV0; d != nil && d.Enabled != nil && !*d.Enabled {
+		l.fail(base.key("dockerfile.v0").key("enabled"), "the built-in Dockerfile frontend cannot be disabled")
+	}
 }
 
 func (l *loader) convertOCI(dst *OCIWorker, src *fileOCI) {
@@ -179,26 +222,63 @@ func (l *loader) convertPolicy(p keyPath, fp fileGCPolicy) GCPolicy {
 }
 
 // convertRegistry merges [registry."host"] tables and [[registry.config]]
-// entries into one map keyed by host.
+// entries into one map keyed by host. Several tables may name the same
+// host (the README says the two forms mix): their keys are merged, and a
+// key set twice to different values is an error at its second line.
 func (l *loader) convertRegistry(raw map[string]any) map[string]RegistryHost {
 	if len(raw) == 0 {
 		return nil
 	}
 	out := map[string]RegistryHost{}
 	l.hosts = map[string]keyPath{}
+	l.hostKeys = map[string]map[string]keyPath{}
 	base := keyPath{}.key("registry")
-	add := func(p keyPath, host string, h RegistryHost) {
-		if first, ok := l.hosts[host]; ok {
-			at := p
-			if p[len(p)-1].index >= 0 {
-				at = p.key("host")
-			}
-			l.errs = append(l.errs, l.located(at, &FieldError{Key: hostKey(at),
-				Err: fmt.Errorf("registry %q is already configured at line %d", host, l.pos.lineOf(first))}))
-			return
+	// merged holds each host's keys so far, with where each was set.
+	type setKey struct {
+		val  any
+		path keyPath
+	}
+	merged := map[string]map[string]setKey{}
+	add := func(p keyPath, host string, val map[string]any) {
+		keys, ok := merged[host]
+		if !ok {
+			keys = map[string]setKey{}
+			merged[host] = keys
+			l.hosts[host] = p
+			l.hostKeys[host] = map[string]keyPath{}
 		}
-		l.hosts[host] = p
-		out[host] = h
+		names := make([]string, 0, len(val))
+		for k := range val {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			if k == "host" {
+				continue
+			}
+			if prev, ok := keys[k]; ok {
+				if !reflect.DeepEqual(prev.val, val[k]) {
+					l.errs = append(l.errs, l.located(p.key(k), &FieldError{Key: p.key(k).Display(),
+						Err: fmt.Errorf("registry %q: %s is already set to %s at line %d; set it once", host, k, tomlValue(prev.val), l.pos.lineOf(prev.path))}))
+				}
+				continue
+			}
+			keys[k] = setKey{val: val[k], path: p.key(k)}
+			l.hostKeys[host][k] = p
+		}
+	}
+	finish := func() {
+		for host, keys := range merged {
+			m := make(map[string]any, len(keys))
+			for k, v := range keys {
+				m[k] = v.val
+			}
+			// Each table was decoded on its own already; the merge of
+			// valid tables decodes.
+			if h, ok := l.decodeHost(l.hosts[host], m, false); ok {
+				out[host] = h.RegistryHost
+			}
+		}
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
@@ -252,9 +332,19 @@ func (l *loader) convertRegistry(raw map[string]any) map[string]RegistryHost {
 			}
 			host = h.Host
 		}
-		add(e.path, host, h.RegistryHost)
+		add(e.path, host, e.val)
 	}
+	finish()
 	return out
+}
+
+// tomlValue shows a TOML value in a message.
+func tomlValue(v any) string {
+	b, err := toml.Marshal(map[string]any{"v": v})
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSpace(strings.TrimPrefix(string(b), "v = "))
 }
 
 // decodeHost decodes one registry table strictly by re-encoding it.
@@ -314,13 +404,4 @@ func stripToml(s string) string {
 		return s[len(prefix):]
 	}
 	return s
-}
-
-// hostKey names a registry entry in messages: the host key of a
-// [[registry.config]] entry, or the [registry."host"] header.
-func hostKey(p keyPath) string {
-	if len(p) > 0 && p[len(p)-1].index < 0 && p[len(p)-1].name == "host" {
-		return p.Display()
-	}
-	return p.Header()
 }

@@ -151,11 +151,17 @@ type loader struct {
 	pos   *positions
 	errs  []error
 	warns []Warning
-	// hosts remembers where each registry host was defined.
-	hosts map[string]keyPath
+	// hosts remembers where each registry host was first defined, and
+	// hostKeys which of its tables set each key.
+	hosts    map[string]keyPath
+	hostKeys map[string]map[string]keyPath
 }
 
-func (l *loader) hostPath(host string) keyPath {
+// hostPath returns the table of host that set key ("" for the first one).
+func (l *loader) hostPath(host, key string) keyPath {
+	if p, ok := l.hostKeys[host][key]; ok {
+		return p
+	}
 	if p, ok := l.hosts[host]; ok {
 		return p
 	}

@@ -73,12 +73,11 @@ func (l *loader) warn(c *Config) {
 	}
 	for _, host := range sortedKeys(c.Registry) {
 		h := c.Registry[host]
-		p := l.hostPath(host)
 		if h.Password != "" {
-			add(p.key("password"), fmt.Sprintf("plaintext password for %s in the config file; anyone who can read the file can use it (prefer config-file or a credential helper)", host))
+			add(l.hostPath(host, "password").key("password"), fmt.Sprintf("plaintext password for %s in the config file; anyone who can read the file can use it (prefer config-file or a credential helper)", host))
 		}
 		if h.HTTP && h.Insecure {
-			add(p.key("insecure"), "http and insecure are both set; http (plain HTTP) wins")
+			add(l.hostPath(host, "insecure").key("insecure"), "http and insecure are both set; http (plain HTTP) wins")
 		}
 	}
 	for i, r := range c.Cache.Registry {

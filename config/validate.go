@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"errors"
 	"fmt"
 	"net"
@@ -35,7 +37,7 @@ type fieldError struct {
 // Validate checks the configuration's values. It returns nil or the
 // problems joined, each a *FieldError naming its key.
 func (c *Config) Validate() error {
-	errs := c.validate(func(h string) keyPath { return keyPath{}.key("registry", h) })
+	errs := c.validate(func(h, _ string) keyPath { return keyPath{}.key("registry", h) })
 	if len(errs) == 0 {
 		return nil
 	}
@@ -63,7 +65,9 @@ func (c *checker) oneOf(p keyPath, what, v string, allowed []string) {
 	}
 }
 
-func (c *Config) validate(hostPath func(string) keyPath) []*fieldError {
+// hostPath(host, key) is the table that set key of a registry host ("" for
+// the host itself).
+func (c *Config) validate(hostPath func(host, key string) keyPath) []*fieldError {
 	var ck checker
 	top := keyPath{}
 	if c.Version != 0 && c.Version != Version {
@@ -94,9 +98,27 @@ func (c *Config) validate(hostPath func(string) keyPath) []*fieldError {
 		}
 	}
 	for _, host := range sortedKeys(c.Registry) {
-		validateHost(&ck, hostPath(host), host, c.Registry[host])
+		validateHost(&ck, func(key string) keyPath { return hostPath(host, key) }, host, c.Registry[host])
 	}
+	c.validateFrontend(&ck)
 	return ck.errs
+}
+
+// validateFrontend checks the image references of [frontend].
+func (c *Config) validateFrontend(ck *checker) {
+	f := keyPath{}.key("frontend")
+	if s := c.Frontend.Syntax; s != "" {
+		if _, err := name.ParseReference(s); err != nil {
+			ck.fail(f.key("syntax"), "%q is not an image reference (want e.g. registry.local:5000/dockerfile:1)", s)
+		}
+	}
+	for key, list := range map[string][]string{"builtin-syntax": c.Frontend.BuiltinSyntax, "allowed-repositories": c.Frontend.AllowedRepositories} {
+		for i, r := range list {
+			if _, err := name.NewRepository(r); err != nil {
+				ck.fail(f.key(key).at(i), "%q is not an image repository: %v", r, err)
+			}
+		}
+	}
 }
 
 func (c *Config) validateGRPC(ck *checker) {
@@ -314,7 +336,8 @@ func checkRedisURL(s string) error {
 	return nil
 }
 
-func validateHost(ck *checker, p keyPath, host string, h RegistryHost) {
+func validateHost(ck *checker, at func(key string) keyPath, host string, h RegistryHost) {
+	p := at("")
 	hostKey := p
 	if len(p) > 0 && p[len(p)-1].index >= 0 {
 		hostKey = p.key("host")
@@ -323,16 +346,16 @@ func validateHost(ck *checker, p keyPath, host string, h RegistryHost) {
 		ck.fail(hostKey, "bad registry host %q: want a host name with an optional port (docker.io, registry.local:5000)", host)
 	}
 	if h.Password != "" && h.Username == "" {
-		ck.fail(p.key("password"), "username is not set: a password needs a username")
+		ck.fail(at("password").key("password"), "username is not set: a password needs a username")
 	}
 	for i, m := range h.Mirrors {
 		if m == "" || strings.Contains(m, "://") {
-			ck.fail(p.key("mirrors").at(i), "bad mirror %q: want host[:port][/path] without a scheme (set http = true on the mirror's own entry for plain HTTP)", m)
+			ck.fail(at("mirrors").key("mirrors").at(i), "bad mirror %q: want host[:port][/path] without a scheme (set http = true on the mirror's own entry for plain HTTP)", m)
 		}
 	}
 	for i, kp := range h.KeyPair {
 		if kp.Key == "" || kp.Cert == "" {
-			kp := p.key("keypair").at(i)
+			kp := at("keypair").key("keypair").at(i)
 			ck.errs = append(ck.errs, &fieldError{FieldError: FieldError{Key: kp.Header(), Err: errors.New("a keypair needs both key and cert")}, path: kp})
 		}
 	}

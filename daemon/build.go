@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moby/buildkit/solver/pb"
 	"io"
 	"sync"
 	"time"
@@ -80,6 +81,13 @@ func engineRequest(r *api.BuildRequest, sess *StreamSession) (engine.Request, er
 		Platforms: r.GetPlatforms(), NoCache: r.GetNoCache(), NoCacheFilter: r.GetNoCacheFilter(), Network: r.GetNetwork(), Pull: r.GetPull(), AddHosts: r.GetAddHosts(),
 		Tags: r.GetTags(), Entitlements: r.GetEntitlements(),
 		ContextPath: r.GetContextPath(), HasContext: r.GetHasContext(),
+	}
+	if b := r.GetLlbDefinition(); len(b) > 0 {
+		def := &pb.Definition{}
+		if err := def.UnmarshalVT(b); err != nil {
+			return req, errdefs.Invalidf("--llb: the file is not a BuildKit LLB definition: %v", err)
+		}
+		req.Definition = def
 	}
 	if r.GetHasDockerignore() {
 		req.Dockerignore = r.GetDockerignore()

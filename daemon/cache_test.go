@@ -23,7 +23,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine/sharedcache"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // sharedCache returns a shared cache over idx, as kilnd wires one from
@@ -36,7 +36,7 @@ func sharedCache(t *testing.T, idx remote.Index) *remote.Shared {
 	}
 	sc, err := remote.NewShared(remote.SharedOptions{
 		Name: "redis", Index: idx, Blobs: blobs, Writer: "test-writer",
-		Importer: remote.NewImporter(nil, nil, nil), Layers: exporter.NewLayers(nil, nil), Local: remote.LocalBlobs(nil, ""),
+		Importer: remote.NewImporter(nil, nil, nil), Layers: layer.NewMaker(nil, nil), Local: remote.LocalBlobs(nil, ""),
 	})
 	if err != nil {
 		t.Fatal(err)

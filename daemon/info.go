@@ -15,6 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/internal/binfmt"
 )
 
 // DetectWorker describes the worker the configuration asks for on this
@@ -63,7 +64,12 @@ func DescribeWorker(cfg *config.Config, snapshotter string) (*api.WorkerInfo, er
 	if w.MaxParallelism <= 0 {
 		w.MaxParallelism = int32(runtime.NumCPU())
 	}
-	w.Platforms = []string{platforms.Format(platforms.DefaultSpec())}
+	native := platforms.Format(platforms.DefaultSpec())
+	w.Platforms = []string{native}
+	// binfmt_misc is only read; a host without it just emulates nothing.
+	if entries, err := binfmt.Read(binfmt.Dir); err == nil {
+		w.EmulatedPlatforms = binfmt.EmulatedPlatforms(entries, native)
+	}
 	for _, p := range o.Platforms {
 		pl, err := platforms.Parse(p)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
@@ -293,6 +294,9 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if err != nil {
 		s.log.Debug("request failed", "method", info.FullMethod, "error", err)
 	}
+	if m, ok := resp.(proto.Message); ok {
+		api.ValidUTF8(m)
+	}
 	return resp, toGRPC(err)
 }
 
@@ -324,6 +328,16 @@ type ctxStream struct {
 }
 
 func (c *ctxStream) Context() context.Context { return c.ctx }
+
+// SendMsg sends m with its text made valid UTF-8: step names, errors and
+// warnings quote Dockerfile text, which need not be UTF-8 (proto3 strings
+// must be; the fields that must keep their bytes are bytes).
+func (c *ctxStream) SendMsg(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		api.ValidUTF8(pm)
+	}
+	return c.ServerStream.SendMsg(m)
+}
 
 // info builds the Info answer.
 func (s *Server) info() *api.InfoResponse {

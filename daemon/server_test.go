@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,8 @@ import (
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/engine/disk"
+	"github.com/kiln-build/kiln/gc"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
@@ -184,7 +187,13 @@ func TestInfoOverUnixSocket(t *testing.T) {
 			MaxParallelism: 3,
 			CacheSize:      10_000_000_000,
 			NetworkMode:    "auto",
+			// The host's binfmt_misc emulators; checked below.
+			EmulatedPlatforms: got.Worker.EmulatedPlatforms,
 		},
+	}
+	if b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err == nil && strings.HasPrefix(string(b), "enabled") && native == "linux/amd64" &&
+		!slices.Contains(got.Worker.EmulatedPlatforms, "linux/arm64") {
+		t.Errorf("qemu-aarch64 is registered but Info's emulated platforms are %v", got.Worker.EmulatedPlatforms)
 	}
 	if diff := cmp.Diff(want, got, cmpProto); diff != "" {
 		t.Errorf("Info (-want +got):\n%s", diff)
@@ -377,11 +386,11 @@ func (f *fakeEngine) Usage(ctx context.Context, req disk.UsageRequest) ([]disk.R
 	if len(req.Filters) > 0 {
 		return nil, errdefs.NotFoundf("no records match %q", req.Filters[0])
 	}
-	return []disk.Record{{ID: "r1", Size: 42}}, nil
+	return []disk.Record{{Item: gc.Item{ID: "r1", Size: 42}}}, nil
 }
 
 func (f *fakeEngine) Prune(ctx context.Context, req disk.PruneRequest, removed func(disk.Record) error) error {
-	return removed(disk.Record{ID: "gone"})
+	return removed(disk.Record{Item: gc.Item{ID: "gone"}})
 }
 
 func TestServicesAndErrorClasses(t *testing.T) {
@@ -523,9 +532,7 @@ func TestStaleSocketIsReplacedLiveOneIsNot(t *testing.T) {
 
 func TestSocketOwner(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("chown of the socket needs root")
-	}
+	testroot.Require(t, "chown of the socket")
 	sock := socketPath(t)
 	cfg := testConfig(t, "unix://"+sock)
 	uid, gid := 4321, 8765

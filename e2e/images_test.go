@@ -252,35 +252,8 @@ func TestImagesBuildRun(t *testing.T) {
 // untar extracts the regular files and directories of a tarball.
 func untar(t *testing.T, file, dir string) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
+	if err := untarPlain(file, dir); err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.FromSlash(hdr.Name))
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			err = os.MkdirAll(p, 0o755)
-		case tar.TypeReg:
-			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
-				var b []byte
-				if b, err = io.ReadAll(tr); err == nil {
-					err = os.WriteFile(p, b, 0o644)
-				}
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 )
 
@@ -37,12 +38,7 @@ func TestMain(m *testing.M) {
 // -short or without root.
 func binaries(t *testing.T) (kilnd, kiln string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: builds kilnd and kiln and runs containers (skipped with -short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end test: kilnd runs containers with runc, which needs root")
-	}
+	testroot.RequireSlow(t, "end-to-end test: builds kilnd and kiln, and kilnd runs containers with runc")
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "kiln-e2e-bin")
 		if buildErr != nil {

@@ -4,18 +4,18 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
-	"github.com/opencontainers/go-digest"
+	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
@@ -26,8 +26,13 @@ import (
 	"github.com/kiln-build/kiln/source/image"
 )
 
+// The puller resolves the frontends' base images.
+var _ frontend.ImageResolver = (*image.Puller)(nil)
+
 // Request is one build, as the client asked for it.
 type Request struct {
+	// Ref names the build (the client picks a unique one): its history
+	// record, and what Status follows.
 	Ref            string
 	Frontend       string
 	Dockerfile     []byte
@@ -43,7 +48,7 @@ type Request struct {
 	Tags           []string
 	Outputs        []Output
 	// Network is the network of RUN steps that ask for none (--network):
-	// "", "default", "none" or "host".
+	// "", "default", "none" or "host" (core/sandbox.ParseNetMode).
 	Network string
 	// Pull resolves base image tags with their registry even when the
 	// image store has them (--pull).
@@ -60,6 +65,18 @@ type Request struct {
 	// checked by remote.ParseImport and remote.ParseExport.
 	CacheFrom []remote.ImportSpec
 	CacheTo   []CacheExport
+
+	// FrontendOpts are BuildKit-style frontend options (buildctl --opt;
+	// for "gateway.v0": "source" is the frontend image) and
+	// FrontendInputs its frontend inputs; both reach the frontend as
+	// they are.
+	FrontendOpts   map[string]string
+	FrontendInputs map[string]*pb.Definition
+	// Definition, if set, is a BuildKit LLB definition to build instead
+	// of running a frontend (frontend/llb converts it); ImageConfig is
+	// then the result's image config (JSON), if it has one.
+	Definition  *pb.Definition
+	ImageConfig []byte
 }
 
 // Output is one --output value. Writer is set for outputs the client
@@ -111,28 +128,22 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		}
 	}()
 
-	name := req.Frontend
-	if name == "" {
-		name = "dockerfile"
+	var (
+		fe    frontend.Frontend
+		fopts map[string]string
+		use   *syntaxUse
+	)
+	if req.Definition == nil {
+		var name string
+		if name, fopts, use, err = e.chooseFrontend(req, pw); err != nil {
+			return nil, err
+		}
+		var ok bool
+		if fe, ok = e.frontends[name]; !ok {
+			return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.frontends), ", "))
+		}
 	}
-	fe, ok := e.frontends[name]
-	if !ok {
-		return nil, errdefs.Invalidf("unknown frontend %q (available: %s)", name, strings.Join(mapKeys(e.frontends), ", "))
-	}
-	switch req.Network {
-	case "", "default", "none", "host":
-	default:
-		return nil, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
-	}
-	hosts, err := ParseAddHosts(req.AddHosts)
-	if err != nil {
-		return nil, err
-	}
-	plats, err := parsePlatforms(req.Platforms)
-	if err != nil {
-		return nil, err
-	}
-	sde, err := sourceDateEpoch(req.BuildArgs)
+	in, err := parseRequest(req)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +153,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		resolver = resolver.WithCredentials(image.SessionCredentials(sess))
 	}
-	exp, err := e.exporters(req, resolver, sde, pw)
+	exp, err := e.exporters(req, resolver, in.epoch, pw)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +169,18 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if sess != nil {
 		puller = puller.WithCredentials(image.SessionCredentials(sess))
 	}
-	fres, err := e.frontend(ctx, fe, req, plats, hosts, puller, pw)
+	br := e.newBridge(req, sess, pw, caches.remotes)
+	var fres *frontend.Result
+	if req.Definition != nil {
+		fres, err = e.definition(ctx, req, in.platforms, br)
+	} else {
+		if err = e.resolveSyntax(ctx, use, puller); err != nil {
+			return nil, err
+		}
+		freq := e.frontendRequest(req, in, puller)
+		freq.Opts, freq.Inputs, freq.Bridge = fopts, req.FrontendInputs, br
+		fres, err = e.frontend(ctx, fe, freq, pw)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -215,19 +237,51 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 
-func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, req Request, plats []ocispec.Platform, hosts []graph.HostIP, r frontend.ImageResolver, pw progress.Writer) (*frontend.Result, error) {
+// parsed is what Build reads from a request's strings, once, before
+// anything runs.
+type parsed struct {
+	platforms []ocispec.Platform
+	network   sandbox.NetMode
+	hosts     []sandbox.HostIP
+	epoch     *time.Time // SOURCE_DATE_EPOCH
+}
+
+func parseRequest(req Request) (parsed, error) {
+	var in parsed
+	var ok bool
+	if in.network, ok = sandbox.ParseNetMode(req.Network); !ok {
+		return in, errdefs.Invalidf("--network %q: want default, none or host", req.Network)
+	}
+	var err error
+	if in.hosts, err = sandbox.ParseHostIPs(req.AddHosts); err != nil {
+		return in, err
+	}
+	if in.platforms, err = parsePlatforms(req.Platforms); err != nil {
+		return in, err
+	}
+	if in.epoch, err = sourceDateEpoch(req.BuildArgs); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+func (e *Engine) frontendRequest(req Request, in parsed, r frontend.ImageResolver) frontend.Request {
 	name := req.DockerfileName
 	if name == "" {
 		name = "Dockerfile"
 	}
-	done := internalStep(pw, "[internal] load build definition from "+name)
-	res, err := fe.Solve(ctx, frontend.Request{
+	return frontend.Request{
 		Dockerfile: req.Dockerfile, DockerfileName: name, Dockerignore: req.Dockerignore,
 		Target: req.Target, BuildArgs: req.BuildArgs, Labels: req.Labels,
-		Platforms: plats, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
-		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: req.Network, ExtraHosts: hosts,
+		Platforms: in.platforms, BuildPlatform: e.platform, NamedContexts: req.NamedContexts,
+		NoCache: req.NoCache, NoCacheFilter: req.NoCacheFilter, Network: in.network, ExtraHosts: in.hosts,
 		ContextName: "context", SharedKeyHint: req.ContextPath, Resolver: r,
-	})
+	}
+}
+
+func (e *Engine) frontend(ctx context.Context, fe frontend.Frontend, freq frontend.Request, pw progress.Writer) (*frontend.Result, error) {
+	done := progress.InternalStep(pw, "[internal] load build definition from "+freq.DockerfileName)
+	res, err := fe.Solve(ctx, freq)
 	done(err)
 	if err != nil {
 		return nil, err
@@ -289,9 +343,9 @@ func (e *Engine) checkEntitlements(roots []*graph.Vertex, asked []string) error 
 		}
 		need := ""
 		switch {
-		case ex.Security == graph.SecurityInsecure:
+		case ex.Security == sandbox.SecurityInsecure:
 			need = EntitlementSecurityInsecure
-		case ex.Network == graph.NetHost:
+		case ex.Network == sandbox.NetHost:
 			need = EntitlementNetworkHost
 		}
 		if need == "" {
@@ -309,22 +363,6 @@ func (e *Engine) checkEntitlements(roots []*graph.Vertex, asked []string) error 
 		}
 		return nil
 	})
-}
-
-// internalStep reports a step that is not a graph vertex (loading the
-// Dockerfile, exporting) and returns the function that completes it.
-func internalStep(pw progress.Writer, name string) func(error) {
-	start := time.Now()
-	d := internalDigest(name)
-	pw.Write(progress.Event{Vertex: &progress.VertexStatus{Digest: d, Name: name, Started: &start}})
-	return func(err error) {
-		now := time.Now()
-		st := &progress.VertexStatus{Digest: d, Name: name, Started: &start, Completed: &now}
-		if err != nil {
-			st.Error = err.Error()
-		}
-		pw.Write(progress.Event{Vertex: st})
-	}
 }
 
 func parsePlatforms(specs []string) ([]ocispec.Platform, error) {
@@ -366,31 +404,4 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// ParseAddHosts reads --add-host values: "host:ip" or "host=ip" (an IPv6
-// address keeps its colons: the host ends at the first one).
-func ParseAddHosts(list []string) ([]graph.HostIP, error) {
-	var out []graph.HostIP
-	for _, s := range list {
-		host, ip, ok := strings.Cut(s, "=")
-		if !ok {
-			host, ip, ok = strings.Cut(s, ":")
-		}
-		host, ip = strings.TrimSpace(host), strings.TrimSpace(ip)
-		addr, err := netip.ParseAddr(strings.Trim(ip, "[]"))
-		switch {
-		case !ok || host == "" || strings.ContainsAny(host, " \t\n"):
-			return nil, errdefs.Invalidf("--add-host %q: want host:ip or host=ip", s)
-		case err != nil:
-			return nil, errdefs.Invalidf("--add-host %q: %q is not an IP address", s, ip)
-		}
-		out = append(out, graph.HostIP{Host: host, IP: addr.String()})
-	}
-	return out, nil
-}
-
-// internalDigest names a progress step that is not a graph vertex.
-func internalDigest(name string) digest.Digest {
-	return digest.FromString("kiln/internal\x00" + name)
 }

@@ -15,9 +15,12 @@ import (
 	"github.com/kiln-build/kiln/engine/images"
 	"github.com/kiln-build/kiln/engine/run"
 	"github.com/kiln-build/kiln/engine/sharedcache"
+	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
+	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/solver"
@@ -49,7 +52,7 @@ type Engine struct {
 	imageStore    *imagestore.Store
 	puller        *image.Puller
 	resolver      *registry.Resolver
-	layers        *exporter.Layers
+	layers        *layer.Maker
 	solver        *solver.Solver
 	cacheImporter *remote.Importer
 	cacheWriter   string
@@ -62,6 +65,15 @@ type Engine struct {
 	history     *history.Service
 	sharedCache *sharedcache.Service
 	running     *running
+
+	// Frontends that build while they convert (gateway frontends) get a
+	// bridge per build: syntax is the `# syntax=` policy; executor and
+	// snapshots run frontend containers; mountDir holds the mounts of the
+	// results they read.
+	syntax    SyntaxPolicy
+	executor  executor.Executor
+	snapshots ops.Snapshots
+	mountDir  string
 
 	closers []func() error
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -36,20 +37,26 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("builds need root")
-	}
-	if testing.Short() {
-		t.Skip("runs real builds; skipped in -short mode")
-	}
+	return newHarnessWith(t, Options{})
+}
+
+// newHarnessWith opens an engine with opts (the root, and unless opts has
+// them, the Dockerfile frontend and the exporters filled in) and a
+// registry holding busybox.
+func newHarnessWith(t *testing.T, opts Options) *harness {
+	t.Helper()
+	testroot.RequireSlow(t, "runs real builds")
 	host := testutil.StartRegistry(t)
 	base := host + "/library/busybox:latest"
 	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	e, err := Open(context.Background(), Options{
-		Root:      t.TempDir(),
-		Frontends: map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
-		Exporters: testExporters(),
-	})
+	opts.Root = t.TempDir()
+	if opts.Frontends == nil {
+		opts.Frontends = map[string]frontend.Frontend{"dockerfile": dockerfile.New()}
+	}
+	if opts.Exporters == nil {
+		opts.Exporters = testExporters()
+	}
+	e, err := Open(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

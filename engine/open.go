@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/engine/images"
@@ -25,8 +26,8 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/gc"
-	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
 	"github.com/kiln-build/kiln/registry"
@@ -71,6 +72,9 @@ type Options struct {
 	Caches         CacheBackends
 	// GC is the automatic gc after builds.
 	GC GCOptions
+	// Syntax says what `# syntax=` and BUILDKIT_SYNTAX do (kilnd.toml
+	// [frontend]).
+	Syntax SyntaxPolicy
 }
 
 // GCOptions configure the automatic gc after builds (disk.Service).
@@ -108,12 +112,12 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		}
 	}()
 
-	var defaultNetwork graph.NetMode
-	switch opts.NetworkMode {
-	case "", "auto", "host":
-	case "none":
-		defaultNetwork = graph.NetNone
-	default:
+	mode := opts.NetworkMode
+	if mode == "auto" {
+		mode = ""
+	}
+	defaultNetwork, ok := sandbox.ParseNetMode(mode)
+	if !ok || mode == "default" {
 		return nil, errdefs.Invalidf("[worker.oci] network-mode %q is not supported by this kilnd (want auto, host or none)", opts.NetworkMode)
 	}
 	dbPath := filepath.Join(root, "metadata.db")
@@ -140,7 +144,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if runtime == "" {
 		runtime = "runc"
 	}
-	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure)}
+	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure), runc.WithLogger(opts.Logger)}
 	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
 		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
 	}
@@ -172,7 +176,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gitCache, err := git.NewCache(filepath.Join(root, "git"))
+	gitCache, err := git.NewCache(filepath.Join(root, "git"), git.WithLogger(opts.Logger))
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +192,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, e.cacheStore.Flush)
-	e.layers = exporter.NewLayers(e.content, e.snapshotter)
+	e.layers = layer.NewMaker(e.content, e.snapshotter)
 	e.cacheImporter = remote.NewImporter(e.content, e.snapshotter, func(ctx context.Context, name string) (ops.Ref, error) {
 		return snaps.Load(ctx, name)
 	})
@@ -221,6 +225,16 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if opts.AllowInsecure {
 		e.allowed = append(e.allowed, EntitlementSecurityInsecure)
 	}
+	if e.syntax, err = normalizeSyntax(opts.Syntax); err != nil {
+		return nil, err
+	}
+	e.executor, e.snapshots = executor, snaps
+	// Results gateway frontends read are mounted under the worker's state
+	// directory, which the worker empties at start.
+	e.mountDir = filepath.Join(root, "steps", "frontend")
+	if err := os.MkdirAll(e.mountDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", e.mountDir, err)
+	}
 
 	// The services the API edges call.
 	e.images = images.New(images.Options{
@@ -229,7 +243,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	e.runs = run.New(run.Options{Images: e.images, Puller: e.puller, Snapshots: snaps, Executor: executor})
 	collector, err := gc.New(gc.Config{
 		Cache: e.cacheStore, Snapshotter: e.snapshotter, Content: e.content, Images: e.imageStore,
-		InUse: snaps.InUse, Contexts: contexts, CacheMounts: cacheMounts,
+		InUse: snaps.InUse, Contexts: gcContexts{contexts}, CacheMounts: gcCacheMounts{cacheMounts},
 	})
 	if err != nil {
 		return nil, err

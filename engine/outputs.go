@@ -64,7 +64,7 @@ func (e *Engine) imageOutput(req Request) bool {
 }
 
 func (e *Engine) export(ctx context.Context, ex exporter.Exporter, r exporter.Result, pw progress.Writer) (exporter.Response, error) {
-	done := internalStep(pw, "exporting to image")
+	done := progress.InternalStep(pw, "exporting to image")
 	resp, err := ex.Export(ctx, r)
 	done(err)
 	return resp, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 )
 
 // Executor runs one process in a container.
@@ -106,37 +106,6 @@ func (m Mount) Validate() error {
 	return nil
 }
 
-// NetMode is the network a process runs with.
-type NetMode string
-
-// The network modes. The empty value is NetDefault.
-const (
-	NetDefault NetMode = ""     // the host's network, as BuildKit's default worker
-	NetNone    NetMode = "none" // an isolated network namespace with loopback only
-	NetHost    NetMode = "host" // explicitly the host's network
-)
-
-// SecurityMode is the privilege level of a process.
-type SecurityMode string
-
-// The security modes. The empty value is SecuritySandbox.
-const (
-	// SecuritySandbox: Docker's default capabilities, its default seccomp
-	// profile, no-new-privileges, masked and read-only /proc paths and a
-	// read-only /sys.
-	SecuritySandbox SecurityMode = ""
-	// SecurityInsecure: all capabilities, no seccomp, the host's devices,
-	// a writable /sys and nothing masked. Executors refuse it unless they
-	// were configured to allow it.
-	SecurityInsecure SecurityMode = "insecure"
-)
-
-// HostIP is one extra line of /etc/hosts (docker build --add-host).
-type HostIP struct {
-	Host string
-	IP   netip.Addr
-}
-
 // Process is what runs in the container.
 type Process struct {
 	// Args is the argv; Args[0] is looked up in PATH if it has no slash.
@@ -156,13 +125,13 @@ type Process struct {
 	// when missing (owned by the user), and stays in the root filesystem.
 	Cwd string
 	// Net and Security select the network and the privilege level.
-	Net      NetMode
-	Security SecurityMode
+	Net      sandbox.NetMode
+	Security sandbox.SecurityMode
 	// Hostname is the container's hostname; the executor picks a default
 	// when empty.
 	Hostname string
 	// ExtraHosts are added to the generated /etc/hosts.
-	ExtraHosts []HostIP
+	ExtraHosts []sandbox.HostIP
 	// Stdin is the process's standard input; nil reads nothing.
 	Stdin io.Reader
 	// Stdout and Stderr receive the process's output while it runs; nil
@@ -179,12 +148,12 @@ func (p Process) Validate() error {
 		return errdefs.Invalidf("working directory %q is not an absolute path", p.Cwd)
 	}
 	switch p.Net {
-	case NetDefault, NetNone, NetHost:
+	case sandbox.NetDefault, sandbox.NetNone, sandbox.NetHost:
 	default:
 		return errdefs.Invalidf("unknown network mode %q (want \"default\", \"none\" or \"host\")", p.Net)
 	}
 	switch p.Security {
-	case SecuritySandbox, SecurityInsecure:
+	case sandbox.SecuritySandbox, sandbox.SecurityInsecure:
 	default:
 		return errdefs.Invalidf("unknown security mode %q (want \"sandbox\" or \"insecure\")", p.Security)
 	}
@@ -194,7 +163,7 @@ func (p Process) Validate() error {
 		}
 	}
 	for _, h := range p.ExtraHosts {
-		if h.Host == "" || !h.IP.IsValid() || strings.ContainsAny(h.Host, " \t\n") {
+		if !h.Valid() {
 			return errdefs.Invalidf("invalid extra host %q=%v", h.Host, h.IP)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 )
 
 func TestExitError(t *testing.T) {
@@ -36,8 +37,8 @@ func TestProcessValidate(t *testing.T) {
 	}{
 		{"minimal", func(*Process) {}, ""},
 		{"all set", func(p *Process) {
-			p.Env, p.SecretEnv, p.Cwd, p.Net, p.Security = []string{"A=1", "B="}, []string{"S=x"}, "/w", NetNone, SecurityInsecure
-			p.ExtraHosts = []HostIP{{Host: "db", IP: netip.MustParseAddr("10.0.0.2")}}
+			p.Env, p.SecretEnv, p.Cwd, p.Net, p.Security = []string{"A=1", "B="}, []string{"S=x"}, "/w", sandbox.NetNone, sandbox.SecurityInsecure
+			p.ExtraHosts = []sandbox.HostIP{{Host: "db", IP: netip.MustParseAddr("10.0.0.2")}}
 		}, ""},
 		{"no args", func(p *Process) { p.Args = nil }, "no command"},
 		{"empty argv0", func(p *Process) { p.Args = []string{""} }, "no command"},
@@ -46,8 +47,8 @@ func TestProcessValidate(t *testing.T) {
 		{"bad security", func(p *Process) { p.Security = "root" }, `unknown security mode "root"`},
 		{"env without name", func(p *Process) { p.Env = []string{"=x"} }, "environment entry without a name"},
 		{"secret env without name is redacted", func(p *Process) { p.SecretEnv = []string{"=topsecret"} }, `"=..."`},
-		{"bad extra host", func(p *Process) { p.ExtraHosts = []HostIP{{Host: "a b", IP: netip.MustParseAddr("10.0.0.1")}} }, "invalid extra host"},
-		{"extra host without IP", func(p *Process) { p.ExtraHosts = []HostIP{{Host: "db"}} }, "invalid extra host"},
+		{"bad extra host", func(p *Process) { p.ExtraHosts = []sandbox.HostIP{{Host: "a b", IP: netip.MustParseAddr("10.0.0.1")}} }, "invalid extra host"},
+		{"extra host without IP", func(p *Process) { p.ExtraHosts = []sandbox.HostIP{{Host: "db"}} }, "invalid extra host"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/labels"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -76,8 +77,8 @@ func (f *fixture) forget(b *testing.B, name string) {
 		b.Fatal(err)
 	}
 	paths := []string{"labels." + labels.DiffID}
-	for _, c := range compressions {
-		if d, err := parseBlobLabel(info.Labels[labels.Blob(c)]); err == nil {
+	for _, c := range layer.Compressions() {
+		if d, err := layer.ParseBlobLabel(info.Labels[labels.Blob(c)]); err == nil {
 			if err := f.cs.Delete(ctx, d.Digest); err != nil {
 				b.Fatal(err)
 			}
@@ -98,7 +99,7 @@ func BenchmarkExportOCITarball200MB(b *testing.B) {
 	res := Result{Images: []Image{{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, Ref: &fakeRef{id: name},
 		Config: ocispec.Image{History: []ocispec.History{{CreatedBy: "COPY . /"}}}}}}
 	ctx := context.Background()
-	for _, comp := range []string{Gzip, Zstd} {
+	for _, comp := range []string{layer.Gzip, layer.Zstd} {
 		deps := f.deps()
 		deps.Writer = func() (io.WriteCloser, error) { return discard{}, nil }
 		e, err := parse(TypeOCI, map[string]string{"dest": "-", "compression": comp}, deps)

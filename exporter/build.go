@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/frontend"
 	"sync"
 	"time"
+
+	"github.com/kiln-build/kiln/layer"
 
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -16,12 +17,13 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 )
 
 // builder builds the images of a result: layer blobs, configs, manifests
 // and, for several platforms, an index, all stored in the content store.
 type builder struct {
-	layers  *Layers
+	layers  *layer.Maker
 	format  ImageFormat
 	epoch   *time.Time // SOURCE_DATE_EPOCH
 	created time.Time  // the config's created time
@@ -44,7 +46,7 @@ type builtImage struct {
 	manifestJSON []byte
 	config       ocispec.Descriptor
 	configJSON   []byte
-	layers       []LayerBlob // Desc carries the manifest's media type
+	layers       []layer.Blob // Desc carries the manifest's media type
 }
 
 // built is the result of builder.build.
@@ -184,17 +186,21 @@ func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink, turn
 	cfg.History = alignHistory(cfg.History, len(layers), b.created, b.epoch)
 	// The Docker form of the config carries Healthcheck, OnBuild and Shell
 	// next to the OCI fields.
-	full := frontend.Image{Config: cfg, ConfigExt: img.ConfigExt}.DockerConfig()
+	full := imageconfig.Docker(cfg, img.ConfigExt)
 	raw, err := json.Marshal(full)
 	if err != nil {
 		return out, fmt.Errorf("export %s: config: %w", platformString(p), err)
 	}
 	if b.inline != nil {
-		cache, err := b.inline.CacheConfig(ctx, img, layers)
+		snapshot := ""
+		if img.Ref != nil {
+			snapshot = img.Ref.ID()
+		}
+		cache, err := b.inline.CacheConfig(ctx, snapshot, layers)
 		if err != nil {
 			return out, fmt.Errorf("export %s: inline cache: %w", platformString(p), err)
 		}
-		raw = withField(raw, InlineCacheKey, cache)
+		raw = withField(raw, imageconfig.InlineCacheKey, cache)
 	}
 	out.config, out.configJSON, err = b.putRaw(ctx, configMediaType(b.format.OCIMediaTypes), raw, sink)
 	if err != nil {
@@ -223,7 +229,7 @@ func (b *builder) buildImage(ctx context.Context, img Image, sink blobSink, turn
 // makeLayers makes the blobs of img's layers in parallel and returns them
 // bottom first with the media types of the format. Once turn is closed,
 // it hands each to sink, in order, as soon as it is ready.
-func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink, turn <-chan struct{}) ([]LayerBlob, error) {
+func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink, turn <-chan struct{}) ([]layer.Blob, error) {
 	if img.Ref == nil {
 		return nil, waitTurn(ctx, turn)
 	}
@@ -235,13 +241,13 @@ func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink, turn
 	if err != nil {
 		return nil, err
 	}
-	opts := BlobOptions{Compression: b.format.Compression}
+	opts := layer.BlobOptions{Compression: b.format.Compression}
 	if !b.format.NoRewriteTimestamp {
 		opts.SourceDateEpoch = b.epoch
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	blobs := make([]LayerBlob, len(chain))
+	blobs := make([]layer.Blob, len(chain))
 	errs := make([]error, len(chain))
 	done := make([]chan struct{}, len(chain))
 	var wg sync.WaitGroup
@@ -251,7 +257,7 @@ func (b *builder) makeLayers(ctx context.Context, img Image, sink blobSink, turn
 		wg.Go(func() {
 			defer close(done[i])
 			lb, err := b.layers.Blob(ctx, n, opts)
-			lb.Desc = ocispec.Descriptor{MediaType: layerMediaType(lb.Compression, b.format.OCIMediaTypes), Digest: lb.Desc.Digest, Size: lb.Desc.Size}
+			lb.Desc = ocispec.Descriptor{MediaType: layer.MediaType(lb.Compression, b.format.OCIMediaTypes), Digest: lb.Desc.Digest, Size: lb.Desc.Size}
 			blobs[i], errs[i] = lb, err
 			if err != nil {
 				cancel(err)

@@ -14,7 +14,7 @@
 // NewTarball and NewFilesystem at this edge; nothing past the factory sees
 // a string map. cmd/kilnd gives the engine its factories by type name.
 //
-//	layers := exporter.NewLayers(cs, sn) // once per daemon
+//	layers := layer.NewMaker(cs, sn) // once per daemon
 //	deps := exporter.Deps{Layers: layers, Images: images, Resolver: resolver.WithCredentials(creds)}
 //	img, err := exporter.ImageFactory().New(map[string]string{"name": "app:1", "push": "true"}, deps)
 //	ociDeps := exporter.Deps{Layers: layers, Writer: openClientStream}
@@ -24,17 +24,12 @@
 //
 // # Layers
 //
-// An image's layers are the snapshot's parent chain, bottom first: each
-// committed snapshot is one layer, the changes it made on its parent.
-// Layers (one per daemon, shared by every export) makes each layer's blob
-// once: it reuses the blob a snapshot's labels (core/labels) name, in the
-// wanted compression or, unless force-compression is set, in any
-// compression; otherwise it converts an existing blob of another
-// compression (base layers keep their diffID) or diffs the snapshot
-// (snapshot.Diff) and compresses the tar, stores the blob in the content
-// store and labels the snapshot. An unchanged layer is thus never diffed or
-// compressed twice, base image layers are exported byte-identical, and
-// concurrent exports of one layer (Multi, or two builds) share the work.
+// An image's layers are the snapshot's parent chain, bottom first; the
+// layer package's Maker (one per daemon, shared by every export and by
+// the remote caches) makes each layer's blob once, so an unchanged layer
+// is never diffed or compressed twice, base image layers are exported
+// byte-identical, and concurrent exports of one layer (Multi, or two
+// builds) share the work.
 //
 // With a SOURCE_DATE_EPOCH (Deps.SourceDateEpoch) the layers the build made
 // are diffed with their timestamps clamped to it, and the config and
@@ -51,6 +46,7 @@
 // repositories, uploads run in parallel and errors name the registry and
 // its HTTP status.
 //
-// This package imports content, snapshot, imagestore, registry, ops and
-// core from Kiln. It must not import the solver, the worker or the engine.
+// This package imports layer, content, snapshot, imagestore, registry, ops
+// and core from Kiln. It must not import the frontend, the solver, the
+// worker or the engine.
 package exporter

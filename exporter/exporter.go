@@ -13,8 +13,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/registry"
 )
@@ -36,21 +37,18 @@ type Result struct {
 	// image.
 	Created time.Time
 	// Inline, when set, adds build cache metadata to each image config
-	// (--cache-to type=inline), under InlineCacheKey.
+	// (--cache-to type=inline), under imageconfig.InlineCacheKey.
 	Inline InlineCache
 }
-
-// InlineCacheKey is the image config field that holds inline build cache
-// metadata.
-const InlineCacheKey = "kiln.cache.v1"
 
 // InlineCache makes the build cache metadata an image config carries
 // (implemented in cache/remote).
 type InlineCache interface {
-	// CacheConfig returns the InlineCacheKey value for the config of img,
-	// whose layers are layers (bottom first, as the manifest lists them),
-	// or nil for none.
-	CacheConfig(ctx context.Context, img Image, layers []LayerBlob) (json.RawMessage, error)
+	// CacheConfig returns the imageconfig.InlineCacheKey value for the
+	// config of an image whose filesystem is the committed snapshot
+	// named snapshot and whose layers are layers (bottom first, as the
+	// manifest lists them), or nil for none.
+	CacheConfig(ctx context.Context, snapshot string, layers []layer.Blob) (json.RawMessage, error)
 }
 
 // created returns r.Created, or now.
@@ -74,7 +72,7 @@ type Image struct {
 	Config ocispec.Image
 	// ConfigExt holds the Docker config fields ocispec.Image lacks
 	// (Healthcheck, OnBuild, Shell); they are written into the config.
-	ConfigExt frontend.ConfigExt
+	ConfigExt imageconfig.ConfigExt
 }
 
 // Response describes what an export made, keyed by the Key* constants.
@@ -105,7 +103,7 @@ type Deps struct {
 	// Layers makes layer blobs. It is required by every image exporter and
 	// should be one value per daemon, so that concurrent exports share
 	// their work.
-	Layers *Layers
+	Layers *layer.Maker
 	// Images stores named images (type=image with store=true).
 	Images ImageStore
 	// Resolver pushes images (push=true); the engine passes the build's

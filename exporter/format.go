@@ -7,12 +7,13 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // ImageFormat says how an image exporter builds images.
 type ImageFormat struct {
 	// Compression of the layer blobs it has to make.
-	Compression Compression
+	Compression layer.Compression
 	// OCIMediaTypes selects OCI media types for manifests, configs,
 	// layers and indexes; false selects Docker's (schema 2, manifest list).
 	OCIMediaTypes bool

@@ -102,23 +102,24 @@ func (e *fsExporter) writeImage(ctx context.Context, tw *tar.Writer, img Image, 
 	case nil:
 		return nil // an empty filesystem
 	case ops.Dir:
-		return e.writeTree(ctx, tw, ref.Dir(), prefix)
+		return e.writeTree(ctx, tw, linkScope{dir: ref.Dir()}, prefix)
 	default:
 		name := ref.ID()
 		if name == "" {
 			return errdefs.Invalidf("the result (a %T) is neither a snapshot nor a directory", ref)
 		}
 		var sn snapshots.Snapshotter = e.deps.Layers.Snapshotter()
-		return snapshot.WithView(ctx, sn, name, func(dir string) error {
-			return e.writeTree(ctx, tw, dir, prefix)
+		return snapshot.WithViewLayers(ctx, sn, name, func(dir string, layers []string) error {
+			return e.writeTree(ctx, tw, linkScope{dir: dir, layers: layers}, prefix)
 		})
 	}
 }
 
-// writeTree writes the tree at dir into tw under prefix, through
+// writeTree writes the tree at scope.dir into tw under prefix, through
 // containerd's tar writer (which handles hard links, devices, xattrs and
-// file capabilities).
-func (e *fsExporter) writeTree(ctx context.Context, tw *tar.Writer, dir, prefix string) error {
+// file capabilities); hard links scope does not keep become copies.
+func (e *fsExporter) writeTree(ctx context.Context, tw *tar.Writer, scope linkScope, prefix string) error {
+	dir := scope.dir
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -127,7 +128,7 @@ func (e *fsExporter) writeTree(ctx context.Context, tw *tar.Writer, dir, prefix 
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	err := e.copyEntries(ctx, tw, pr, prefix)
+	err := e.copyEntries(ctx, tw, pr, prefix, &scope)
 	pr.CloseWithError(errors.New("filesystem tar reader stopped"))
 	if werr := <-done; err == nil {
 		err = werr
@@ -137,7 +138,7 @@ func (e *fsExporter) writeTree(ctx context.Context, tw *tar.Writer, dir, prefix 
 
 // copyEntries copies a tar stream into tw, moving entries under prefix
 // and clamping times to the epoch.
-func (e *fsExporter) copyEntries(ctx context.Context, tw *tar.Writer, r io.Reader, prefix string) error {
+func (e *fsExporter) copyEntries(ctx context.Context, tw *tar.Writer, r io.Reader, prefix string, scope *linkScope) error {
 	tr := tar.NewReader(r)
 	epoch := e.deps.SourceDateEpoch
 	for {
@@ -151,16 +152,26 @@ func (e *fsExporter) copyEntries(ctx context.Context, tw *tar.Writer, r io.Reade
 		if err != nil {
 			return err
 		}
-		hdr.Name = prefix + hdr.Name
+		copyLink := false
 		if hdr.Typeflag == tar.TypeLink {
-			hdr.Linkname = prefix + hdr.Linkname
+			target := scope.link(hdr.Name, hdr.Linkname)
+			copyLink = target == ""
+			hdr.Linkname = prefix + target
 		}
+		name := hdr.Name
+		hdr.Name = prefix + hdr.Name
 		hdr.Uname, hdr.Gname = "", ""
 		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 		if epoch != nil && hdr.ModTime.After(*epoch) {
 			hdr.ModTime = epoch.UTC()
 		}
 		hdr.Format = tar.FormatPAX
+		if copyLink {
+			if err := scope.writeCopy(tw, hdr, name); err != nil {
+				return fmt.Errorf("write %s: %w", hdr.Name, err)
+			}
+			continue
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("write %s: %w", hdr.Name, err)
 		}

@@ -3,6 +3,8 @@ package exporter
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -27,7 +29,9 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/labels"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -45,7 +49,7 @@ type fixture struct {
 	root   string
 	cs     content.Store
 	sn     *snapshot.Snapshotter
-	layers *Layers
+	layers *layer.Maker
 	images *imagestore.Store
 
 	diffs atomic.Int64 // Diff calls
@@ -61,9 +65,7 @@ type fixture struct {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root to mount snapshots")
-	}
+	testroot.Require(t, "mounts snapshots")
 }
 
 // newFixture sets up storage under a fresh root. source is the repository
@@ -82,13 +84,12 @@ func newFixture(t testing.TB, source string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.sn.Close() })
-	f.layers = NewLayers(f.cs, f.sn)
-	f.layers.diffHook = func(name string) {
+	f.layers = layer.NewMaker(f.cs, f.sn, layer.WithDiffHook(func(name string) {
 		f.diffs.Add(1)
 		f.mu.Lock()
 		f.diffd = append(f.diffd, name)
 		f.mu.Unlock()
-	}
+	}))
 	db, err := bolt.Open(filepath.Join(root, "metadata.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -137,11 +138,11 @@ func (f *fixture) unpackBase(t testing.TB, ctx context.Context, source string) {
 		t.Fatal(err)
 	}
 	info := snapshots.Info{Name: f.baseName, Labels: map[string]string{
-		labels.DiffID:     f.baseDiffID.String(),
-		labels.Blob(Gzip): blobLabel(f.baseLayer),
-		labels.Source:     source,
+		labels.DiffID:           f.baseDiffID.String(),
+		labels.Blob(layer.Gzip): layer.BlobLabel(f.baseLayer),
+		labels.Source:           source,
 	}}
-	if _, err := f.sn.Update(ctx, info, "labels."+labels.DiffID, "labels."+labels.Blob(Gzip), "labels."+labels.Source); err != nil {
+	if _, err := f.sn.Update(ctx, info, "labels."+labels.DiffID, "labels."+labels.Blob(layer.Gzip), "labels."+labels.Source); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -365,4 +366,10 @@ func parse(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
 		return nil, errdefs.Invalidf("unknown exporter type %q", typ)
 	}
 	return f.New(attrs, deps)
+}
+
+func randomHex() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/labels"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -42,7 +43,7 @@ func (f *fixture) loadImage(t testing.TB, desc ocispec.Descriptor) (*contentImag
 	}
 	layers := make([]v1.Layer, len(m.Layers))
 	for i, l := range m.Layers {
-		layers[i] = ContentLayer(ctx, f.cs, l, cfg.RootFS.DiffIDs[i])
+		layers[i] = layer.ContentLayer(ctx, f.cs, l, cfg.RootFS.DiffIDs[i])
 	}
 	img, err := newContentImage(raw, desc.MediaType, craw, layers)
 	if err != nil {
@@ -108,16 +109,16 @@ func TestExportImage(t *testing.T) {
 		baseReused    bool // the pulled blob, byte for byte
 		newCompressed string
 	}{
-		{"gzip", nil, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ociGzip, true, Gzip},
+		{"gzip", nil, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ociGzip, true, layer.Gzip},
 		{"zstd keeps the gzip base layer", map[string]string{"compression": "zstd"}, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig,
-			[]string{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd}, true, Zstd},
+			[]string{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd}, true, layer.Zstd},
 		{"zstd forced", map[string]string{"compression": "zstd", "force-compression": "true", "compression-level": "3"}, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig,
-			[]string{ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd}, false, Zstd},
+			[]string{ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerZstd}, false, layer.Zstd},
 		{"uncompressed", map[string]string{"compression": "uncompressed"}, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig,
-			[]string{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayer}, true, Uncompressed},
-		{"gzip level 1", map[string]string{"compression-level": "1"}, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ociGzip, true, Gzip},
+			[]string{ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayer}, true, layer.Uncompressed},
+		{"gzip level 1", map[string]string{"compression-level": "1"}, ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ociGzip, true, layer.Gzip},
 		{"docker media types", map[string]string{"oci-mediatypes": "false"}, mediaDockerManifest, mediaDockerConfig,
-			[]string{mediaDockerLayerGzip, mediaDockerLayerGzip, mediaDockerLayerGzip}, true, Gzip},
+			[]string{layer.DockerLayerGzip, layer.DockerLayerGzip, layer.DockerLayerGzip}, true, layer.Gzip},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,7 +174,7 @@ func TestExportImage(t *testing.T) {
 			if got := m.Layers[0].Digest == f.baseLayer.Digest; got != tc.baseReused {
 				t.Errorf("base layer %s, pulled blob %s: reused=%v, want %v", m.Layers[0].Digest, f.baseLayer.Digest, got, tc.baseReused)
 			}
-			if tc.newCompressed == Uncompressed && m.Layers[1].Digest != wantDiffIDs[1] {
+			if tc.newCompressed == layer.Uncompressed && m.Layers[1].Digest != wantDiffIDs[1] {
 				t.Errorf("uncompressed layer digest %s != diffID %s", m.Layers[1].Digest, wantDiffIDs[1])
 			}
 			checkHistory(t, cfg, []string{f.baseConfig.History[0].CreatedBy, "COPY a.txt /app/", "COPY b.txt /app/"})
@@ -227,7 +228,7 @@ func TestExportReusesLabelledBlobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Labels[labels.DiffID] == "" || info.Labels[labels.Blob(Gzip)] == "" {
+		if info.Labels[labels.DiffID] == "" || info.Labels[labels.Blob(layer.Gzip)] == "" {
 			t.Errorf("snapshot %s not labelled after export: %v", n, info.Labels)
 		}
 	}
@@ -250,7 +251,7 @@ func TestExportReusesLabelledBlobs(t *testing.T) {
 
 	// A blob the content store lost (gc) is made again.
 	info, _ := f.sn.Stat(ctx, news[1])
-	lost, err := parseBlobLabel(info.Labels[labels.Blob(Gzip)])
+	lost, err := layer.ParseBlobLabel(info.Labels[labels.Blob(layer.Gzip)])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestExportEmptyAndMetadataOnly(t *testing.T) {
 
 func TestExportBadResult(t *testing.T) {
 	t.Parallel()
-	deps := Deps{Layers: NewLayers(nil, nil)}
+	deps := Deps{Layers: layer.NewMaker(nil, nil)}
 	host := ocispec.Platform{OS: "linux", Architecture: "amd64"}
 	tests := []struct {
 		name string

@@ -3,10 +3,10 @@ package exporter
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
-	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/attrs"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // Exporter types, as `--output type=` names them.
@@ -117,105 +117,79 @@ func typed(typ string, e Exporter, err error) (Exporter, error) {
 	return e, nil
 }
 
-func parseImage(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
-	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+func parseImage(typ string, a map[string]string, deps Deps) (Exporter, error) {
+	p := attrs.New("type="+typ, a)
 	o := ImageOptions{Store: true, Push: typ == TypeRegistry}
-	p.names(&o.Names)
-	p.boolean("push", &o.Push)
-	p.boolean("push-by-digest", &o.PushByDigest)
-	p.boolean("registry.insecure", &o.Insecure)
-	p.boolean("store", &o.Store)
-	p.boolean("unpack", new(bool)) // snapshots are unpacked already
-	p.format(&o.Format, true)
-	if err := p.parse(); err != nil {
+	bindNames(p, &o.Names)
+	p.Bool("push", &o.Push)
+	p.Bool("push-by-digest", &o.PushByDigest)
+	p.Bool("registry.insecure", &o.Insecure)
+	p.Bool("store", &o.Store)
+	p.Bool("unpack", new(bool)) // snapshots are unpacked already
+	bindFormat(p, &o.Format, true)
+	if err := p.Parse(); err != nil {
 		return nil, err
 	}
 	addNames(&o.Names, deps.Tags)
 	if o.PushByDigest && !o.Push {
-		return nil, p.errorf("push-by-digest=true needs push=true")
+		return nil, p.Errorf("push-by-digest=true needs push=true")
 	}
 	e, err := NewImage(deps, o)
 	return typed(typ, e, err)
 }
 
-func parseTarball(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
-	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+func parseTarball(typ string, a map[string]string, deps Deps) (Exporter, error) {
+	p := attrs.New("type="+typ, a)
 	o := TarballOptions{Docker: typ == TypeDocker, Tar: true}
-	p.names(&o.Names)
-	p.str("dest", &o.Dest)
-	p.boolean("tar", &o.Tar)
-	p.format(&o.Format, typ == TypeOCI)
-	if err := p.parse(); err != nil {
+	bindNames(p, &o.Names)
+	p.String("dest", &o.Dest)
+	p.Bool("tar", &o.Tar)
+	bindFormat(p, &o.Format, typ == TypeOCI)
+	if err := p.Parse(); err != nil {
 		return nil, err
 	}
 	if o.Docker {
 		addNames(&o.Names, deps.Tags)
 	}
 	if typ == TypeOCI && o.Dest == "" {
-		return nil, p.errorf("dest is required (dest=image.tar, or dest=- for stdout)")
+		return nil, p.Errorf("dest is required (dest=image.tar, or dest=- for stdout)")
 	}
 	e, err := NewTarball(deps, o)
 	return typed(typ, e, err)
 }
 
-func parseFilesystem(typ string, attrs map[string]string, deps Deps) (Exporter, error) {
-	p := &attrParser{typ: typ, attrs: attrs, fns: map[string]func(string) error{}}
+func parseFilesystem(typ string, a map[string]string, deps Deps) (Exporter, error) {
+	p := attrs.New("type="+typ, a)
 	var o FilesystemOptions
 	o.Tar = typ == TypeTar
-	p.str("dest", &o.Dest)
-	p.fns["platform-split"] = func(v string) error {
-		b, err := parseBool(v)
+	p.String("dest", &o.Dest)
+	p.Func("platform-split", func(v string) error {
+		b, err := attrs.ParseBool(v)
 		o.PlatformSplit = &b
 		return err
-	}
+	})
 	if typ == TypeLocal {
-		p.boolean("tar", &o.Tar)
+		p.Bool("tar", &o.Tar)
 	}
-	if err := p.parse(); err != nil {
+	if err := p.Parse(); err != nil {
 		return nil, err
 	}
 	if o.Dest == "" {
 		if typ == TypeLocal {
-			return nil, p.errorf("dest is required (dest=DIRECTORY)")
+			return nil, p.Errorf("dest is required (dest=DIRECTORY)")
 		}
-		return nil, p.errorf("dest is required (dest=file.tar, or dest=- for stdout)")
+		return nil, p.Errorf("dest is required (dest=file.tar, or dest=- for stdout)")
 	}
 	e, err := NewFilesystem(deps, o)
 	return typed(typ, e, err)
 }
 
-// attrParser binds attribute names to typed fields, then checks a map
-// against them: one table per type, so a new attribute is one line and a
-// misspelled one is an error that lists the right spellings.
-type attrParser struct {
-	typ         string
-	attrs       map[string]string
-	fns         map[string]func(string) error
-	annotations *[]Annotation
-}
-
-func (p *attrParser) errorf(format string, args ...any) error {
-	return errdefs.Invalidf("type=%s: "+format, append([]any{p.typ}, args...)...)
-}
-
-func (p *attrParser) str(key string, dst *string) {
-	p.fns[key] = func(v string) error { *dst = v; return nil }
-}
-
-func (p *attrParser) boolean(key string, dst *bool) {
-	p.fns[key] = func(v string) error {
-		b, err := parseBool(v)
-		*dst = b
-		return err
-	}
-}
-
-// names binds name: comma-separated image names.
-func (p *attrParser) names(dst *[]string) {
-	p.fns["name"] = func(v string) error {
+// bindNames binds name: comma-separated image names.
+func bindNames(p *attrs.Parser, dst *[]string) {
+	p.Func("name", func(v string) error {
 		addNames(dst, []string{v})
 		return nil
-	}
+	})
 }
 
 // addNames adds the comma-separated image names of each list entry.
@@ -229,91 +203,21 @@ func addNames(dst *[]string, lists []string) {
 	}
 }
 
-// format binds the attributes of image building.
-func (p *attrParser) format(f *ImageFormat, ociDefault bool) {
+// bindFormat binds the attributes of image building.
+func bindFormat(p *attrs.Parser, f *ImageFormat, ociDefault bool) {
 	f.OCIMediaTypes = ociDefault
-	p.fns["compression"] = func(v string) error {
-		f.Compression.Type = v
-		if v == "" {
-			return fmt.Errorf("empty (want %s, %s or %s)", Gzip, Zstd, Uncompressed)
-		}
-		return Compression{Type: v}.Validate()
-	}
-	p.fns["compression-level"] = func(v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("%q is not a number", v)
-		}
-		f.Compression.Level = &n
-		return nil
-	}
-	p.boolean("force-compression", &f.Compression.Force)
-	p.boolean("oci-mediatypes", &f.OCIMediaTypes)
-	p.fns["rewrite-timestamp"] = func(v string) error {
-		b, err := parseBool(v)
+	layer.BindCompression(p, &f.Compression)
+	p.Bool("oci-mediatypes", &f.OCIMediaTypes)
+	p.Func("rewrite-timestamp", func(v string) error {
+		b, err := attrs.ParseBool(v)
 		f.NoRewriteTimestamp = !b
 		return err
-	}
-	p.annotations = &f.Annotations
-}
-
-// parse applies every attribute in key order.
-func (p *attrParser) parse() error {
-	keys := make([]string, 0, len(p.attrs))
-	for k := range p.attrs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := p.attrs[k]
-		if fn, ok := p.fns[k]; ok {
-			if err := fn(v); err != nil {
-				return p.valueError(k, v, err)
-			}
-			continue
+	})
+	p.Other(func(k, v string) (bool, error) {
+		a, ok, err := parseAnnotation(k, v)
+		if ok && err == nil {
+			f.Annotations = append(f.Annotations, a)
 		}
-		if p.annotations != nil {
-			a, ok, err := parseAnnotation(k, v)
-			if err != nil {
-				return fmt.Errorf("type=%s: %w", p.typ, err)
-			}
-			if ok {
-				*p.annotations = append(*p.annotations, a)
-				continue
-			}
-		}
-		return p.errorf("unknown attribute %q (valid: %s)", k, strings.Join(p.valid(), ", "))
-	}
-	return nil
-}
-
-func (p *attrParser) valueError(k, v string, err error) error {
-	if errdefs.IsInvalidArgument(err) {
-		return fmt.Errorf("type=%s: %w", p.typ, err)
-	}
-	return p.errorf("%s=%s: %v", k, v, err)
-}
-
-func (p *attrParser) valid() []string {
-	var keys []string
-	for k := range p.fns {
-		keys = append(keys, k)
-	}
-	if p.annotations != nil {
-		keys = append(keys, "annotation.*", "annotation-<manifest|index|manifest-descriptor|index-descriptor>.*")
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-// parseBool reads a boolean attribute; a bare key (empty value) is true.
-func parseBool(v string) (bool, error) {
-	if v == "" {
-		return true, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("want true or false")
-	}
-	return b, nil
+		return ok, err
+	}, "annotation.*", "annotation-<manifest|index|manifest-descriptor|index-descriptor>.*")
 }

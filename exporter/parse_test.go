@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -24,7 +25,7 @@ func parseDeps(t *testing.T) Deps {
 		t.Fatal(err)
 	}
 	return Deps{
-		Layers:   NewLayers(nil, nil),
+		Layers:   layer.NewMaker(nil, nil),
 		Images:   nopImageStore{},
 		Resolver: r,
 		Writer:   func() (io.WriteCloser, error) { return &bufWriter{}, nil },
@@ -55,6 +56,7 @@ func TestParseErrors(t *testing.T) {
 		{TypeImage, map[string]string{"name": "app@sha256:" + strings.Repeat("a", 64)}, []string{"a tag, not a digest"}},
 		{TypeOCI, nil, []string{"type=oci: dest is required"}},
 		{TypeLocal, nil, []string{"type=local: dest is required (dest=DIRECTORY)"}},
+		{TypeOCI, map[string]string{"dest": ""}, []string{"type=oci: dest is required"}},
 		{TypeTar, map[string]string{"platform-split": "yes"}, []string{"platform-split=yes: want true or false"}},
 		{TypeDocker, map[string]string{"annotation.a": "b"}, []string{"annotation-manifest.a: annotations need OCI media types"}},
 		{TypeImage, map[string]string{"annotation-blob.a": "b"}, []string{`unknown annotation target "blob"`}},
@@ -106,7 +108,7 @@ func TestParseOptions(t *testing.T) {
 			"oci-mediatypes": "true", "rewrite-timestamp": "false",
 		}, ImageOptions{
 			Names: []string{"app:1", "reg.local:5000/app:2"}, Push: true, PushByDigest: true, Insecure: true,
-			Format: ImageFormat{Compression: Compression{Type: Zstd, Level: &three, Force: true}, OCIMediaTypes: true, NoRewriteTimestamp: true},
+			Format: ImageFormat{Compression: layer.Compression{Type: layer.Zstd, Level: &three, Force: true}, OCIMediaTypes: true, NoRewriteTimestamp: true},
 		}},
 		{TypeRegistry, map[string]string{"name": "reg.local/app"}, ImageOptions{Names: []string{"reg.local/app"}, Store: true, Push: true, Format: ImageFormat{OCIMediaTypes: true}}},
 		{TypeImage, map[string]string{
@@ -125,7 +127,7 @@ func TestParseOptions(t *testing.T) {
 			{Target: AnnotateManifest, Platform: &amd64, Key: "p", Value: "3"},
 		}}}},
 		{TypeOCI, map[string]string{"dest": "-", "name": "app", "compression-level": "9"}, TarballOptions{
-			Dest: "-", Tar: true, Names: []string{"app"}, Format: ImageFormat{OCIMediaTypes: true, Compression: Compression{Level: &nine}},
+			Dest: "-", Tar: true, Names: []string{"app"}, Format: ImageFormat{OCIMediaTypes: true, Compression: layer.Compression{Level: &nine}},
 		}},
 		{TypeOCI, map[string]string{"dest": "layout", "tar": "false"}, TarballOptions{Dest: "layout", Format: ImageFormat{OCIMediaTypes: true}}},
 		{TypeDocker, nil, TarballOptions{Docker: true, Tar: true}},
@@ -167,10 +169,10 @@ func TestParseMissingDeps(t *testing.T) {
 		want  string
 	}{
 		{TypeImage, nil, Deps{}, "no layer store"},
-		{TypeRegistry, map[string]string{"name": "app"}, Deps{Layers: NewLayers(nil, nil)}, "push without a registry resolver"},
-		{TypeImage, map[string]string{"name": "app"}, Deps{Layers: NewLayers(nil, nil)}, "store without an image store"},
-		{TypeOCI, map[string]string{"dest": "-"}, Deps{Layers: NewLayers(nil, nil)}, "no output stream"},
-		{TypeLocal, map[string]string{"dest": "d"}, Deps{Layers: NewLayers(nil, nil)}, "no output stream"},
+		{TypeRegistry, map[string]string{"name": "app"}, Deps{Layers: layer.NewMaker(nil, nil)}, "push without a registry resolver"},
+		{TypeImage, map[string]string{"name": "app"}, Deps{Layers: layer.NewMaker(nil, nil)}, "store without an image store"},
+		{TypeOCI, map[string]string{"dest": "-"}, Deps{Layers: layer.NewMaker(nil, nil)}, "no output stream"},
+		{TypeLocal, map[string]string{"dest": "d"}, Deps{Layers: layer.NewMaker(nil, nil)}, "no output stream"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.typ+" "+tc.want, func(t *testing.T) {

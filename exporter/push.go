@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/kiln-build/kiln/content"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -90,7 +91,7 @@ func taggable(ctx context.Context, cs content.Store, b *built, reg string) (remo
 	for i, bi := range b.images {
 		layers := make([]v1.Layer, len(bi.layers))
 		for j, lb := range bi.layers {
-			l := ContentLayer(ctx, cs, lb.Desc, lb.DiffID)
+			l := layer.ContentLayer(ctx, cs, lb.Desc, lb.DiffID)
 			if src := mountSource(lb.Source, reg); src != nil {
 				l = &remote.MountableLayer{Layer: l, Reference: src}
 			}

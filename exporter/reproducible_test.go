@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -71,7 +72,7 @@ func TestSourceDateEpochReproducible(t *testing.T) {
 	}
 	t1 := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 	t2 := time.Date(2026, 7, 9, 17, 30, 5, 0, time.UTC)
-	for _, compression := range []string{Gzip, Zstd} {
+	for _, compression := range []string{layer.Gzip, layer.Zstd} {
 		t.Run(compression, func(t *testing.T) {
 			attrs := map[string]string{"name": "app", "compression": compression}
 			a, fa := build(t1, attrs)
@@ -115,7 +116,7 @@ func TestSourceDateEpochLabelsApart(t *testing.T) {
 	l1 := f.commitAt(t, f.baseName, map[string]string{"a.txt": "a\n"}, late)
 	export := func(epoch *time.Time) ocispec.Descriptor {
 		t.Helper()
-		lb, err := f.layers.Blob(ctx, l1, BlobOptions{SourceDateEpoch: epoch})
+		lb, err := f.layers.Blob(ctx, l1, layer.BlobOptions{SourceDateEpoch: epoch})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"path"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/iox"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	specs "github.com/opencontainers/image-spec/specs-go"

@@ -84,8 +84,32 @@ func NewSyncRequest(id uint32, name string, opts session.SyncOptions) *api.SyncR
 	return &api.SyncRequest{
 		Id:              id,
 		Name:            name,
-		IncludePatterns: opts.IncludePatterns,
-		ExcludePatterns: opts.ExcludePatterns,
-		FollowPaths:     opts.FollowPaths,
+		IncludePatterns: toBytes(opts.IncludePatterns),
+		ExcludePatterns: toBytes(opts.ExcludePatterns),
+		FollowPaths:     toBytes(opts.FollowPaths),
 	}
+}
+
+// toBytes and fromBytes convert the wire form of patterns and paths
+// (bytes: they need not be UTF-8) to and from Go strings.
+func toBytes(ss []string) [][]byte {
+	if ss == nil {
+		return nil
+	}
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
+
+func fromBytes(bs [][]byte) []string {
+	if bs == nil {
+		return nil
+	}
+	out := make([]string, len(bs))
+	for i, b := range bs {
+		out[i] = string(b)
+	}
+	return out
 }

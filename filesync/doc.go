@@ -25,10 +25,12 @@
 // arrives before the client sent its last batch means the daemon gave up:
 // the client stops walking.
 //
-// What crosses the wire: directories, regular files and symbolic links
-// (as links, with their target; never followed). Hard links are sent as
-// independent regular files. Devices, FIFOs and sockets are skipped by the
-// client and refused by the daemon. Owners are sent but not applied: COPY
+// What crosses the wire: directories, regular files, symbolic links (as
+// links, with their target; never followed) and FIFOs. A regular file
+// with a name sent before (a hard link) is sent as that: Linkname set to
+// the earlier path, no data; the daemon links the two once the first is
+// written. Devices and sockets are skipped by the client and refused by
+// the daemon. Owners are sent but not applied: COPY
 // sets its own owner, and the daemon's copy is owned by the daemon's user.
 //
 // # Receiving

@@ -453,3 +453,52 @@ func TestLargeFileMemory(t *testing.T) {
 		t.Errorf("heap in use peaked at %d MiB while streaming a %d MiB file", p>>20, size>>20)
 	}
 }
+
+// TestHardLinksAndFIFOs: a file with two names arrives as one inode with
+// two names (sent once), a FIFO as a FIFO; when the first name is
+// replaced, the next sync links the second to the new file.
+func TestHardLinksAndFIFOs(t *testing.T) {
+	t.Parallel()
+	src, dest := t.TempDir(), filepath.Join(t.TempDir(), "dest")
+	writeTree(t, src, file("a.txt", "shared", 0o644), dir("d", 0o755))
+	if err := os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "d/b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkfifo(filepath.Join(src, "pipe")); err != nil {
+		t.Fatal(err)
+	}
+	same := func(when string) {
+		t.Helper()
+		a, errA := os.Stat(filepath.Join(dest, "a.txt"))
+		b, errB := os.Stat(filepath.Join(dest, "d/b.txt"))
+		if errA != nil || errB != nil || !os.SameFile(a, b) {
+			t.Errorf("%s: a.txt and d/b.txt are not one file (%v, %v)", when, errA, errB)
+		}
+		data, err := os.ReadFile(filepath.Join(dest, "d/b.txt"))
+		want, _ := os.ReadFile(filepath.Join(src, "a.txt"))
+		if err != nil || string(data) != string(want) {
+			t.Errorf("%s: d/b.txt = %q, %v; want %q", when, data, err, want)
+		}
+	}
+	st := syncDirs(t, src, dest, session.SyncOptions{})
+	same("first sync")
+	if st.Transferred != 1 {
+		t.Errorf("transferred %d files, want 1 (the link is not sent as data)", st.Transferred)
+	}
+	if fi, err := os.Lstat(filepath.Join(dest, "pipe")); err != nil || fi.Mode().Type() != fs.ModeNamedPipe {
+		t.Errorf("pipe: %v, %v; want a FIFO", fi, err)
+	}
+
+	// Replace both names with a new file that has them too.
+	for _, p := range []string{"a.txt", "d/b.txt"} {
+		if err := os.Remove(filepath.Join(src, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTree(t, src, file("a.txt", "changed content", 0o644))
+	if err := os.Link(filepath.Join(src, "a.txt"), filepath.Join(src, "d/b.txt")); err != nil {
+		t.Fatal(err)
+	}
+	syncDirs(t, src, dest, session.SyncOptions{})
+	same("after a change")
+}

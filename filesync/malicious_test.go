@@ -35,7 +35,7 @@ func fakeSync(t *testing.T, dest string, stats []*api.FileStat, extra []*api.Fil
 			case r := <-reqs:
 				for _, i := range r.GetIndexes() {
 					select {
-					case files <- &api.FileData{Id: 7, Index: i, Data: []byte(content[stats[i].GetPath()]), Eof: true}:
+					case files <- &api.FileData{Id: 7, Index: i, Data: []byte(content[string(stats[i].GetPath())]), Eof: true}:
 					case <-ctx.Done():
 						return
 					}
@@ -60,11 +60,15 @@ func fakeSync(t *testing.T, dest string, stats []*api.FileStat, extra []*api.Fil
 }
 
 func st(p string, mode fs.FileMode, size int64) *api.FileStat {
-	return &api.FileStat{Path: p, Mode: uint32(mode), Size: size, ModTime: baseTime.UnixNano()}
+	return &api.FileStat{Path: []byte(p), Mode: uint32(mode), Size: size, ModTime: baseTime.UnixNano()}
 }
 
 func lnk(p, target string) *api.FileStat {
-	return &api.FileStat{Path: p, Mode: uint32(fs.ModeSymlink | 0o777), Linkname: target, ModTime: baseTime.UnixNano()}
+	return &api.FileStat{Path: []byte(p), Mode: uint32(fs.ModeSymlink | 0o777), Linkname: []byte(target), ModTime: baseTime.UnixNano()}
+}
+
+func hard(p, target string) *api.FileStat {
+	return &api.FileStat{Path: []byte(p), Mode: 0o644, Linkname: []byte(target), ModTime: baseTime.UnixNano()}
 }
 
 func TestMaliciousClient(t *testing.T) {
@@ -125,6 +129,31 @@ func TestMaliciousClient(t *testing.T) {
 		name:  "device node",
 		stats: func(string) []*api.FileStat { return []*api.FileStat{st("sda", fs.ModeDevice|0o600, 0)} },
 		want:  "unsupported file type",
+	}, {
+		name: "hard link out of the directory",
+		stats: func(o string) []*api.FileStat {
+			return []*api.FileStat{hard("h", o+"/passwd")}
+		},
+		want: "absolute path",
+	}, {
+		name: "hard link climbing out",
+		stats: func(string) []*api.FileStat {
+			return []*api.FileStat{hard("h", "../x")}
+		},
+		want: "path leaves the directory",
+	}, {
+		name: "hard link to a file not sent before",
+		stats: func(string) []*api.FileStat {
+			return []*api.FileStat{hard("h", "later"), st("later", 0o644, 1)}
+		},
+		content: map[string]string{"later": "x"},
+		want:    "not a regular file sent before it",
+	}, {
+		name: "hard link to a symlink",
+		stats: func(o string) []*api.FileStat {
+			return []*api.FileStat{lnk("l", o+"/passwd"), hard("h", "l")}
+		},
+		want: "not a regular file sent before it",
 	}, {
 		name:  "negative size",
 		stats: func(string) []*api.FileStat { return []*api.FileStat{st("f", 0o644, -1)} },

@@ -31,6 +31,7 @@ const (
 	kindDir kind = iota + 1
 	kindFile
 	kindSymlink
+	kindFIFO
 )
 
 // Receive makes dest mirror the client's directory, reading the client's
@@ -97,6 +98,10 @@ type pendingFile struct {
 	size  int64
 }
 
+// hardLink is a regular file the client sent as another name of an
+// earlier one.
+type hardLink struct{ path, target string }
+
 type dirMeta struct {
 	path  string
 	mode  fs.FileMode
@@ -117,6 +122,7 @@ type receiver struct {
 	toReq   []uint32               // found by the current batch
 	dirs    []dirMeta
 	dirty   map[string]bool // directories whose entries changed
+	links   []hardLink      // made once every file is written
 
 	// the file being received
 	cur     *os.File
@@ -197,7 +203,7 @@ func (r *receiver) invalid(p, format string, args ...any) error {
 // apply compares one entry with dest, fixes directories and links at once
 // and queues regular files that differ.
 func (r *receiver) apply(st *api.FileStat) error {
-	p := st.GetPath()
+	p := string(st.GetPath())
 	if err := checkPath(p); err != nil {
 		return r.invalid(p, "%v", err)
 	}
@@ -243,7 +249,7 @@ func (r *receiver) apply(st *api.FileStat) error {
 	case fs.ModeSymlink:
 		r.seen[p] = kindSymlink
 		if have && fi.Mode().Type() == fs.ModeSymlink && fi.ModTime().UnixNano() == st.GetModTime() {
-			if t, err := os.Readlink(full); err == nil && t == st.GetLinkname() {
+			if t, err := os.Readlink(full); err == nil && t == string(st.GetLinkname()) {
 				return nil
 			}
 		}
@@ -251,7 +257,7 @@ func (r *receiver) apply(st *api.FileStat) error {
 		if err != nil {
 			return err
 		}
-		if err := os.Symlink(st.GetLinkname(), filepath.Join(r.dest, tmp)); err != nil {
+		if err := os.Symlink(string(st.GetLinkname()), filepath.Join(r.dest, tmp)); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 		if err := lutimes(filepath.Join(r.dest, tmp), st.GetModTime()); err != nil {
@@ -267,6 +273,19 @@ func (r *receiver) apply(st *api.FileStat) error {
 		}
 		r.touch(p)
 	case 0:
+		if t := string(st.GetLinkname()); t != "" {
+			// Another name of a file sent before: linked in finish,
+			// once that file is written.
+			if err := checkPath(t); err != nil {
+				return r.invalid(p, "hard link to %q: %v", t, err)
+			}
+			if r.seen[t] != kindFile {
+				return r.invalid(p, "hard link to %q, which is not a regular file sent before it", t)
+			}
+			r.seen[p] = kindFile
+			r.links = append(r.links, hardLink{path: p, target: t})
+			return nil
+		}
 		r.seen[p] = kindFile
 		if st.GetSize() < 0 {
 			return r.invalid(p, "negative size")
@@ -283,8 +302,79 @@ func (r *receiver) apply(st *api.FileStat) error {
 		}
 		r.pending[r.index] = pendingFile{path: p, mode: mode, mtime: st.GetModTime(), size: st.GetSize()}
 		r.toReq = append(r.toReq, r.index)
+	case fs.ModeNamedPipe:
+		r.seen[p] = kindFIFO
+		if have && fi.Mode().Type() == fs.ModeNamedPipe && fi.Mode()&modeBits == mode&modeBits &&
+			fi.ModTime().UnixNano() == st.GetModTime() {
+			return nil
+		}
+		return r.makeFIFO(p, mode, st.GetModTime(), have && fi.IsDir())
 	default:
 		return r.invalid(p, "unsupported file type %s", mode.Type())
+	}
+	return nil
+}
+
+// makeFIFO makes the named pipe p in the temporary directory and renames
+// it into place (replacing a directory there when replaceDir is set).
+func (r *receiver) makeFIFO(p string, mode fs.FileMode, mtime int64, replaceDir bool) error {
+	tmp, err := r.tmpName()
+	if err != nil {
+		return err
+	}
+	if err := mkfifo(filepath.Join(r.dest, tmp)); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := r.root.Chmod(tmp, mode&modeBits); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	mt := time.Unix(0, mtime)
+	if err := r.root.Chtimes(tmp, mt, mt); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if replaceDir {
+		if err := r.root.RemoveAll(p); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	if err := r.root.Rename(tmp, p); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	r.touch(p)
+	return nil
+}
+
+// makeLinks makes the hard links the client sent, where dest does not
+// have them already.
+func (r *receiver) makeLinks() error {
+	for _, l := range r.links {
+		target, err := r.root.Lstat(l.target)
+		if err != nil {
+			return fmt.Errorf("sync: hard link %s: %w", l.path, err)
+		}
+		if !target.Mode().IsRegular() {
+			return r.invalid(l.path, "hard link to %q, which is not a regular file", l.target)
+		}
+		have, err := r.root.Lstat(l.path)
+		if err == nil && os.SameFile(have, target) {
+			continue
+		}
+		tmp, err := r.tmpName()
+		if err != nil {
+			return err
+		}
+		if err := r.root.Link(l.target, tmp); err != nil {
+			return fmt.Errorf("sync: hard link %s: %w", l.path, err)
+		}
+		if have != nil && have.IsDir() {
+			if err := r.root.RemoveAll(l.path); err != nil {
+				return fmt.Errorf("sync: %w", err)
+			}
+		}
+		if err := r.root.Rename(tmp, l.path); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		r.touch(l.path)
 	}
 	return nil
 }
@@ -374,6 +464,9 @@ func (r *receiver) write(d *api.FileData) error {
 // modes and times (last, since changing an entry changes its directory's
 // time).
 func (r *receiver) finish() error {
+	if err := r.makeLinks(); err != nil {
+		return err
+	}
 	err := filepath.WalkDir(r.dest, func(full string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err

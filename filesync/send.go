@@ -105,11 +105,11 @@ func (s *sender) walk(ctx context.Context, root string, req *api.SyncRequest) er
 	if !fi.IsDir() {
 		return errdefs.Invalidf("read context %s: %s is not a directory", req.GetName(), root)
 	}
-	include := req.GetIncludePatterns()
-	if len(req.GetFollowPaths()) > 0 {
-		include = append(append([]string(nil), include...), followPaths(root, req.GetFollowPaths())...)
+	include := fromBytes(req.GetIncludePatterns())
+	if follow := fromBytes(req.GetFollowPaths()); len(follow) > 0 {
+		include = append(include, followPaths(root, follow)...)
 	}
-	f, err := newFilter(include, req.GetExcludePatterns())
+	f, err := newFilter(include, fromBytes(req.GetExcludePatterns()))
 	if err != nil {
 		return err
 	}
@@ -121,13 +121,14 @@ func (s *sender) walk(ctx context.Context, root string, req *api.SyncRequest) er
 		batch = make([]*api.FileStat, 0, s.cfg.batchSize)
 		return s.out(&api.BuildClientMessage{Msg: &api.BuildClientMessage_Stats{Stats: m}})
 	}
+	links := map[fileID]string{} // first path of each hard-linked file
 	emit := func(full, rel string, d fs.DirEntry) error {
-		st, ok, err := fileStat(full, rel, d)
+		st, ok, err := fileStat(full, rel, d, links)
 		if err != nil || !ok {
 			return err
 		}
 		s.mu.Lock()
-		s.entries = append(s.entries, sentEntry{path: rel, size: st.Size, regular: d.Type().IsRegular()})
+		s.entries = append(s.entries, sentEntry{path: rel, size: st.Size, regular: d.Type().IsRegular() && len(st.Linkname) == 0})
 		s.mu.Unlock()
 		batch = append(batch, st)
 		if len(batch) >= s.cfg.batchSize {
@@ -208,11 +209,13 @@ func (s *sender) walk(ctx context.Context, root string, req *api.SyncRequest) er
 
 // sendable reports whether entries of type t cross the wire.
 func sendable(t fs.FileMode) bool {
-	return t.IsRegular() || t&fs.ModeSymlink != 0 || t.IsDir()
+	return t.IsRegular() || t&fs.ModeSymlink != 0 || t.IsDir() || t&fs.ModeNamedPipe != 0
 }
 
-// fileStat describes one entry; ok is false if it vanished meanwhile.
-func fileStat(full, rel string, d fs.DirEntry) (*api.FileStat, bool, error) {
+// fileStat describes one entry; ok is false if it vanished meanwhile. A
+// regular file with another name sent before (links records the first
+// name of each) is sent as a hard link to it: Linkname set, no data.
+func fileStat(full, rel string, d fs.DirEntry, links map[fileID]string) (*api.FileStat, bool, error) {
 	fi, err := d.Info()
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
@@ -221,7 +224,7 @@ func fileStat(full, rel string, d fs.DirEntry) (*api.FileStat, bool, error) {
 		return nil, false, err
 	}
 	st := &api.FileStat{
-		Path:    rel,
+		Path:    []byte(rel),
 		Mode:    uint32(wireMode(fi.Mode())),
 		ModTime: fi.ModTime().UnixNano(),
 	}
@@ -229,6 +232,13 @@ func fileStat(full, rel string, d fs.DirEntry) (*api.FileStat, bool, error) {
 	switch {
 	case fi.Mode().IsRegular():
 		st.Size = fi.Size()
+		if id, ok := linkID(fi); ok {
+			if first, seen := links[id]; seen {
+				st.Linkname = []byte(first)
+			} else {
+				links[id] = rel
+			}
+		}
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(full)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -237,7 +247,7 @@ func fileStat(full, rel string, d fs.DirEntry) (*api.FileStat, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		st.Linkname = filepath.ToSlash(target)
+		st.Linkname = []byte(filepath.ToSlash(target))
 	}
 	return st, true, nil
 }

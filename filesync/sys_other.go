@@ -3,11 +3,21 @@
 package filesync
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 )
 
 func owner(fs.FileInfo) (uid, gid uint32) { return 0, 0 }
+
+type fileID struct{ dev, ino uint64 }
+
+// linkID: hard links are not detected here; they are sent as files.
+func linkID(fs.FileInfo) (fileID, bool) { return fileID{}, false }
+
+func mkfifo(path string) error {
+	return &fs.PathError{Op: "mkfifo", Path: path, Err: errors.ErrUnsupported}
+}
 
 // wireMode gives files and directories the permissions Docker gives a
 // context sent from Windows (rwxr-xr-x): Windows has no unix modes.

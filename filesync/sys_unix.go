@@ -18,6 +18,27 @@ func owner(fi fs.FileInfo) (uid, gid uint32) {
 	return 0, 0
 }
 
+// fileID is the identity of a file on its filesystem.
+type fileID struct{ dev, ino uint64 }
+
+// linkID returns the identity of a regular file that has other names
+// (hard links), or false.
+func linkID(fi fs.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.Mode().IsRegular() || st.Nlink < 2 {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, true
+}
+
+// mkfifo makes a named pipe at path.
+func mkfifo(path string) error {
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		return &fs.PathError{Op: "mkfifo", Path: path, Err: err}
+	}
+	return nil
+}
+
 // wireMode is the mode sent for an entry.
 func wireMode(m fs.FileMode) fs.FileMode { return m }
 

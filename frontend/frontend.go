@@ -4,17 +4,21 @@
 // A Frontend is chosen by name from a map built in cmd/kilnd. It reads what
 // it needs from the Request (the Dockerfile bytes, build args, platforms) and
 // asks the ImageResolver for base-image configs; it never touches the
-// network or the daemon's storage itself. It imports graph and core only.
+// network or the daemon's storage itself. A frontend that must build while
+// it converts (the gateway) does so through the request's Bridge. It
+// imports graph and core only (the image config types are
+// core/imageconfig's), and BuildKit's LLB types for frontend inputs.
 package frontend
 
 import (
 	"context"
-	"time"
 
-	digest "github.com/opencontainers/go-digest"
+	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/graph"
 )
 
@@ -47,10 +51,10 @@ type Request struct {
 	NoCache       bool
 	NoCacheFilter []string
 	// Network is the network of RUN steps that do not ask for one
-	// (--network): "" or "default" (the daemon's), "none" or "host".
-	Network string
+	// (--network).
+	Network sandbox.NetMode
 	// ExtraHosts are added to every RUN step's /etc/hosts (--add-host).
-	ExtraHosts []graph.HostIP
+	ExtraHosts []sandbox.HostIP
 	// ContextName is the LocalSource name of the main build context
 	// ("context"); SharedKeyHint is passed on to its LocalSource.
 	ContextName   string
@@ -59,6 +63,19 @@ type Request struct {
 	// Resolver looks up base images. Required unless every stage is FROM
 	// scratch.
 	Resolver ImageResolver
+
+	// Opts are BuildKit-style frontend options (buildctl --opt, BuildKit's
+	// FrontendAttrs: "source", "cmdline", "build-arg:X", ...), for
+	// frontends that take them (the gateway); they win over what the
+	// typed fields above say.
+	Opts map[string]string
+	// Inputs are BuildKit frontend inputs (FrontendInputs): LLB
+	// definitions by name, handed to gateway frontends as they are.
+	Inputs map[string]*pb.Definition
+	// Bridge lets a frontend build while it converts (the gateway runs
+	// its frontend image and solves what that asks for). The engine sets
+	// it for every build; the Dockerfile frontend does not use it.
+	Bridge Bridge
 }
 
 // NamedContext is a --build-context value: a local directory the client
@@ -73,16 +90,7 @@ type NamedContext struct {
 type ImageResolver interface {
 	// ResolveImageConfig returns the digest of the platform's manifest and
 	// the raw image config JSON for ref.
-	ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (ResolvedImage, error)
-}
-
-// ResolvedImage is the answer of an ImageResolver.
-type ResolvedImage struct {
-	// Ref is the normalised reference pinned by digest, e.g.
-	// "docker.io/library/busybox:latest@sha256:...".
-	Ref    string
-	Digest digest.Digest // the manifest digest for the platform
-	Config []byte        // the image config JSON (ocispec.Image)
+	ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (imageconfig.Resolved, error)
 }
 
 // Result is what a frontend produces: one image per platform.
@@ -120,54 +128,15 @@ type Image struct {
 	// ConfigExt holds the Docker image config fields that ocispec.Image
 	// lacks (Healthcheck, OnBuild, Shell). DockerConfig joins both into
 	// the config an exporter writes.
-	ConfigExt ConfigExt
+	ConfigExt imageconfig.ConfigExt
 	// BaseImage is the pinned reference of the image the result's first
 	// stage starts from ("" for FROM scratch); exporters reuse the layer
 	// blobs of the base image as they are.
 	BaseImage string
 }
 
-// ConfigExt holds the fields Docker's image config adds to the OCI image
-// config's "config" object.
-type ConfigExt struct {
-	Healthcheck *HealthConfig `json:"Healthcheck,omitempty"`
-	OnBuild     []string      `json:"OnBuild,omitempty"`
-	Shell       []string      `json:"Shell,omitempty"`
-}
-
-// HealthConfig is Docker's HEALTHCHECK configuration. Zero durations and
-// Retries mean "inherit the default". Field order and names match Docker's,
-// so history lines format the same way.
-type HealthConfig struct {
-	// Test is ["NONE"], ["CMD", argv...] or ["CMD-SHELL", command].
-	Test          []string      `json:",omitempty"`
-	Interval      time.Duration `json:",omitempty"`
-	Timeout       time.Duration `json:",omitempty"`
-	StartPeriod   time.Duration `json:",omitempty"`
-	StartInterval time.Duration `json:",omitempty"`
-	Retries       int           `json:",omitempty"`
-}
-
-// DockerImageConfig is the "config" object of a Docker image config: the
-// OCI fields plus Docker's extensions.
-type DockerImageConfig struct {
-	ocispec.ImageConfig
-	ConfigExt
-}
-
-// DockerImage is an image config in Docker's format: ocispec.Image whose
-// "config" object carries Docker's extensions. Its JSON encoding is the
-// config blob exporters write; decoding one reads both parts.
-type DockerImage struct {
-	ocispec.Image
-	Config DockerImageConfig `json:"config,omitempty"`
-}
-
 // DockerConfig returns the image's config with ConfigExt folded into its
 // "config" object.
-func (im Image) DockerConfig() DockerImage {
-	d := DockerImage{Image: im.Config}
-	d.Config = DockerImageConfig{ImageConfig: im.Config.Config, ConfigExt: im.ConfigExt}
-	d.Image.Config = ocispec.ImageConfig{}
-	return d
+func (im Image) DockerConfig() imageconfig.DockerImage {
+	return imageconfig.Docker(im.Config, im.ConfigExt)
 }

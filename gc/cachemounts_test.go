@@ -219,7 +219,7 @@ func TestPruneCacheMounts(t *testing.T) {
 				tc.adjust(&p, f.sizes)
 			}
 			var removed []string
-			err := f.collector(f.cm).Prune(f.ctx, p, func(it Item) error {
+			err := f.collector(execMounts{f.cm}).Prune(f.ctx, p, func(it Item) error {
 				switch it.Type {
 				case TypeCacheMount:
 					id := it.Description[len("RUN --mount=type=cache,"):]
@@ -246,14 +246,29 @@ func TestPruneCacheMounts(t *testing.T) {
 	}
 }
 
+// execMounts shows ops/exec's cache mounts to the collector, as the
+// engine does.
+type execMounts struct{ m *exec.CacheMounts }
+
+func (e execMounts) List(ctx context.Context) ([]CacheMount, error) {
+	infos, err := e.m.List(ctx)
+	var out []CacheMount
+	for _, i := range infos {
+		out = append(out, CacheMount{Name: i.Name, ID: i.ID, Instance: i.Instance, Size: i.Size, Created: i.Created, LastUsed: i.LastUsed, InUse: i.InUse})
+	}
+	return out, err
+}
+
+func (e execMounts) Remove(ctx context.Context, name string) error { return e.m.Remove(ctx, name) }
+
 // takeAfterList is the cache mounts, where a step takes "go" right after
 // the collector listed them.
 type takeAfterList struct {
 	f *mountFixture
 }
 
-func (m takeAfterList) List(ctx context.Context) ([]exec.CacheMountInfo, error) {
-	infos, err := m.f.cm.List(ctx)
+func (m takeAfterList) List(ctx context.Context) ([]CacheMount, error) {
+	infos, err := execMounts{m.f.cm}.List(ctx)
 	if err == nil {
 		m.f.mount("go", 1, true)
 	}
@@ -288,7 +303,7 @@ func TestPruneSparesCacheMountTakenSinceScan(t *testing.T) {
 func TestUsageCacheMounts(t *testing.T) {
 	t.Parallel()
 	f := newMountFixture(t)
-	items, err := f.collector(f.cm).Usage(f.ctx)
+	items, err := f.collector(execMounts{f.cm}).Usage(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,8 +26,8 @@
 // Cache mounts are pruned with or without Policy.All, as BuildKit prunes
 // exec.cachemount records; with Policy.KeepBytes they join the records in
 // one least-recently-used order (see Policy). Removing one while a step is
-// about to mount it is safe: exec.CacheMounts removes under the lock its
-// Get takes, and the step gets a new, empty directory.
+// about to mount it is safe: the cache mounts (ops/exec's) remove under
+// the lock their Get takes, and the step gets a new, empty directory.
 //
 // Without Policy.All, records whose result is a pulled base image layer
 // stay (BuildKit keeps its "internal" records without --all), so the next
@@ -42,7 +42,8 @@
 // miss and runs the step again (the solver treats a vanished result as a
 // stale record). Prune runs one at a time per Collector.
 //
-// This package imports cache, content, imagestore, ops/exec (for the cache
-// mounts' type), source/local and core from Kiln; the daemon wires it and
-// maps Items to the API.
+// This package imports cache, content, imagestore and core from Kiln; the
+// cache mounts and kept contexts are its own types (CacheMount, Context),
+// which the engine fills from ops/exec and source/local. The engine's disk
+// service wires it and hands its Items to the API edges.
 package gc

@@ -20,8 +20,6 @@ import (
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
-	"github.com/kiln-build/kiln/ops/exec"
-	"github.com/kiln-build/kiln/source/local"
 )
 
 // The kinds of Item, as the API's UsageRecord.type names them (BuildKit's
@@ -42,23 +40,47 @@ type Images interface {
 	List(ctx context.Context) ([]imagestore.Image, error)
 }
 
-// Contexts is the kept build contexts (*local.Store).
+// Contexts is the kept build contexts (source/local's store, adapted by
+// the engine).
 type Contexts interface {
-	Kept(ctx context.Context) ([]local.Kept, error)
-	Prune(ctx context.Context, unusedSince time.Time, removed func(local.Kept) error) error
+	Kept(ctx context.Context) ([]Context, error)
+	Prune(ctx context.Context, unusedSince time.Time, removed func(Context) error) error
 }
 
-var _ Contexts = (*local.Store)(nil)
+// Context is one kept build context.
+type Context struct {
+	// Dir is its directory under the store's root; its base name is the
+	// item's ID.
+	Dir string
+	// Path is the context's directory on the client; Name its sync name
+	// ("context" or "context:<name>").
+	Path, Name string
+	Size       int64
+	LastUsed   time.Time
+	InUse      bool
+}
 
-// CacheMounts is the RUN --mount=type=cache directories
-// (*exec.CacheMounts). Remove must refuse, with
+// CacheMounts is the RUN --mount=type=cache directories (ops/exec's,
+// adapted by the engine). Remove must refuse, with
 // errdefs.ErrFailedPrecondition, a directory a step took since List.
 type CacheMounts interface {
-	List(ctx context.Context) ([]exec.CacheMountInfo, error)
+	List(ctx context.Context) ([]CacheMount, error)
 	Remove(ctx context.Context, name string) error
 }
 
-var _ CacheMounts = (*exec.CacheMounts)(nil)
+// CacheMount is one cache mount directory.
+type CacheMount struct {
+	// Name is what Remove takes.
+	Name string
+	// ID is the cache id it was made for ("" if unknown); Instance is N
+	// for the Nth sharing=private extra directory, else 0.
+	ID       string
+	Instance int
+	Size     int64
+	Created  time.Time
+	LastUsed time.Time
+	InUse    bool
+}
 
 // Config is what a Collector looks at. Cache, Snapshotter, Content and
 // Images are required.
@@ -145,7 +167,7 @@ type state struct {
 	snaps      map[string]*snap
 	records    []cache.Record
 	imageBlobs map[digest.Digest]string // → an image name, for messages
-	mounts     []exec.CacheMountInfo
+	mounts     []CacheMount
 	busy       bool
 }
 
@@ -315,10 +337,10 @@ func (st *state) blobItem(info ctrcontent.Info, labelled map[digest.Digest]bool)
 	return it
 }
 
-func contextItem(k local.Kept) Item {
-	desc := k.Key.Path
-	if k.Key.Name != "" && k.Key.Name != "context" {
-		desc += " (" + k.Key.Name + ")"
+func contextItem(k Context) Item {
+	desc := k.Path
+	if k.Name != "" && k.Name != "context" {
+		desc += " (" + k.Name + ")"
 	}
 	return Item{ID: filepath.Base(k.Dir), Type: TypeContext, Size: k.Size, InUse: k.InUse, LastUsed: k.LastUsed, Description: desc}
 }
@@ -356,7 +378,7 @@ func isLayer(name string) bool {
 }
 
 // cacheMountItem describes a cache mount directory.
-func cacheMountItem(m exec.CacheMountInfo) Item {
+func cacheMountItem(m CacheMount) Item {
 	desc := "RUN --mount=type=cache directory"
 	if m.ID != "" {
 		desc = "RUN --mount=type=cache,id=" + m.ID

@@ -13,8 +13,6 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/ops/exec"
-	"github.com/kiln-build/kiln/source/local"
 )
 
 // Policy selects what Prune removes (kiln prune's flags).
@@ -153,7 +151,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 		return err
 	}
 	if c.c.Contexts != nil && !p.KeepContexts && p.allows(TypeContext) {
-		err := c.c.Contexts.Prune(ctx, cutoff, func(k local.Kept) error { return removed(contextItem(k)) })
+		err := c.c.Contexts.Prune(ctx, cutoff, func(k Context) error { return removed(contextItem(k)) })
 		if err != nil {
 			return err
 		}
@@ -171,14 +169,14 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 // cache mounts, those not in use, not used since cutoff, not base image
 // layers unless p.All, and, with p.KeepBytes, the least recently used ones
 // until the rest fit.
-func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []exec.CacheMountInfo) {
+func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []CacheMount) {
 	var doomed []cache.Record
-	var mounts []exec.CacheMountInfo
+	var mounts []CacheMount
 	// A candidate is a record or a cache mount.
 	type candidate struct {
 		lastUsed time.Time
 		record   *cache.Record
-		mount    *exec.CacheMountInfo
+		mount    *CacheMount
 	}
 	var candidates []candidate
 	sizes := map[string]int64{}
@@ -234,7 +232,7 @@ func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []ex
 
 // removeCacheMounts removes the cache mounts selected and reports each.
 // One a step took since the scan stays.
-func (c *Collector) removeCacheMounts(ctx context.Context, mounts []exec.CacheMountInfo, removed func(Item) error) error {
+func (c *Collector) removeCacheMounts(ctx context.Context, mounts []CacheMount, removed func(Item) error) error {
 	for _, m := range mounts {
 		err := c.c.CacheMounts.Remove(ctx, m.Name)
 		switch {

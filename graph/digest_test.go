@@ -112,3 +112,32 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// Bytes that are not UTF-8 count in the digest: JSON alone would write
+// both as U+FFFD.
+func TestDigestKeepsInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	cp := func(dest string) Op {
+		return Op{File: &FileOp{Actions: []FileAction{{Copy: &CopyAction{Input: 1, Src: []string{"a"}, Dest: dest}}}}}
+	}
+	ex := func(arg string) Op { return Op{Exec: &ExecOp{Args: []string{"/bin/sh", "-c", arg}}} }
+	pairs := []struct {
+		name string
+		a, b Op
+	}{
+		{"copy destination", cp("/caf\xe9"), cp("/caf\xe8")},
+		{"exec arg", ex("echo \xfe"), ex("echo \xff")},
+		{"invalid and U+FFFD", ex("echo \xff"), ex("echo \uFFFD")},
+		{"escaped form written out", ex("echo \xff"), ex("\x00" + `"echo \xff"`)},
+	}
+	for _, p := range pairs {
+		if p.a.Digest() == p.b.Digest() {
+			t.Errorf("%s: the two ops share a digest", p.name)
+		}
+	}
+	orig := ex("echo \xff")
+	_ = orig.Digest()
+	if orig.Exec.Args[2] != "echo \xff" {
+		t.Errorf("Digest modified the op: %q", orig.Exec.Args[2])
+	}
+}

@@ -4,15 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"net/netip"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Op is the definition of one build step. Exactly one of Source, Exec, File
-// and Merge is set. Platform names the platform the step runs for (nil means
+// Op is the definition of one build step. Exactly one of Source, Exec, File,
+// Merge and Diff is set. Platform names the platform the step runs for (nil means
 // the daemon's native platform); it is part of the definition because the
 // same command gives different results on different architectures.
 type Op struct {
@@ -20,11 +18,12 @@ type Op struct {
 	Exec     *ExecOp           `json:"exec,omitempty"`
 	File     *FileOp           `json:"file,omitempty"`
 	Merge    *MergeOp          `json:"merge,omitempty"`
+	Diff     *DiffOp           `json:"diff,omitempty"`
 	Platform *ocispec.Platform `json:"platform,omitempty"`
 }
 
-// Kind names the kind of the op: "source", "exec", "file", "merge" or ""
-// when none is set.
+// Kind names the kind of the op: "source", "exec", "file", "merge", "diff"
+// or "" when none is set.
 func (o Op) Kind() string {
 	switch {
 	case o.Source != nil:
@@ -35,6 +34,8 @@ func (o Op) Kind() string {
 		return "file"
 	case o.Merge != nil:
 		return "merge"
+	case o.Diff != nil:
+		return "diff"
 	}
 	return ""
 }
@@ -43,7 +44,7 @@ func (o Op) Kind() string {
 // in n inputs.
 func (o Op) Validate(n int) error {
 	count := 0
-	for _, set := range []bool{o.Source != nil, o.Exec != nil, o.File != nil, o.Merge != nil} {
+	for _, set := range []bool{o.Source != nil, o.Exec != nil, o.File != nil, o.Merge != nil, o.Diff != nil} {
 		if set {
 			count++
 		}
@@ -71,7 +72,7 @@ func (o Op) Validate(n int) error {
 			return fmt.Errorf("exec op has no command")
 		}
 		for _, h := range o.Exec.ExtraHosts {
-			if _, err := netip.ParseAddr(h.IP); err != nil || h.Host == "" || strings.ContainsAny(h.Host, " \t\n") {
+			if !h.Valid() {
 				return fmt.Errorf("exec op: invalid extra host %q (%q)", h.Host, h.IP)
 			}
 		}
@@ -83,6 +84,9 @@ func (o Op) Validate(n int) error {
 				return err
 			}
 		}
+		if err := o.Exec.validateOutput(); err != nil {
+			return err
+		}
 	case o.File != nil:
 		if err := checkInput("file base", o.File.Base, true); err != nil {
 			return err
@@ -93,10 +97,19 @@ func (o Op) Validate(n int) error {
 					return err
 				}
 			}
+			if a.PathCopy != nil {
+				if err := checkInput("copy source", a.PathCopy.Input, false); err != nil {
+					return err
+				}
+			}
 		}
 	case o.Merge != nil:
 		if n == 0 {
 			return fmt.Errorf("merge op has no inputs")
+		}
+	case o.Diff != nil:
+		if n != 2 {
+			return fmt.Errorf("diff op must have 2 inputs (lower, upper), has %d", n)
 		}
 	}
 	return nil
@@ -114,9 +127,10 @@ const digestPrefix = "kiln/op/v1\x00"
 // Digest returns the stable digest of the op's definition alone: sha256 over
 // a versioned prefix and the op's JSON encoding (struct fields in declaration
 // order, map keys sorted by encoding/json, no pointers or times). Fields that
-// must not affect caching (proxy variables) are cleared first.
+// must not affect caching (proxy variables) are cleared first; strings that
+// are not valid UTF-8 are escaped so that their bytes count (escape.go).
 func (o Op) Digest() digest.Digest {
-	b, err := json.Marshal(o.ForDigest())
+	b, err := json.Marshal(forDigestJSON(o.ForDigest()))
 	if err != nil {
 		// Every type in Op is plain data; marshalling cannot fail.
 		panic(fmt.Sprintf("graph: marshal op: %v", err))

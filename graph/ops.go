@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/core/sandbox"
 )
 
 // SourceOp brings content into the build from outside: an image, the client's
@@ -69,25 +71,6 @@ type HTTPSource struct {
 	GID      int           `json:"gid,omitempty"`
 }
 
-// NetMode is the network an Exec op runs with.
-type NetMode string
-
-// The network modes. The empty value is NetDefault.
-const (
-	NetDefault NetMode = ""     // the host's network (as BuildKit's default worker)
-	NetNone    NetMode = "none" // an isolated namespace with loopback only
-	NetHost    NetMode = "host" // explicitly the host's network
-)
-
-// SecurityMode is the privilege level of an Exec op.
-type SecurityMode string
-
-// The security modes. The empty value is SecuritySandbox.
-const (
-	SecuritySandbox  SecurityMode = ""
-	SecurityInsecure SecurityMode = "insecure" // all capabilities, no seccomp; needs the daemon's permission
-)
-
 // ExecOp runs a command in a container. Its output is the container's root
 // filesystem after the command: the Root input (or an empty filesystem)
 // plus what the command wrote there. Writes to mounts are not part of the
@@ -99,21 +82,32 @@ type ExecOp struct {
 	User string   `json:"user,omitempty"` // name, uid, name:group or uid:gid; resolved in the rootfs
 	// Root is the index of the input that is the root filesystem, or
 	// NoInput for an empty one.
-	Root     int          `json:"root"`
-	Mounts   []Mount      `json:"mounts,omitempty"`
-	Network  NetMode      `json:"network,omitempty"`
-	Security SecurityMode `json:"security,omitempty"`
+	Root     int                  `json:"root"`
+	Mounts   []Mount              `json:"mounts,omitempty"`
+	Network  sandbox.NetMode      `json:"network,omitempty"`
+	Security sandbox.SecurityMode `json:"security,omitempty"`
 	// ExtraHosts are added to the step's /etc/hosts (--add-host).
-	ExtraHosts []HostIP `json:"extraHosts,omitempty"`
+	ExtraHosts []sandbox.HostIP `json:"extraHosts,omitempty"`
 	// ProxyEnv holds HTTP_PROXY and friends. They reach the process but
 	// are not part of the op digest, so changing a proxy re-runs nothing.
 	ProxyEnv []string `json:"proxyEnv,omitempty"`
-}
 
-// HostIP is one /etc/hosts entry of an Exec op: Host resolves to IP.
-type HostIP struct {
-	Host string `json:"host"`
-	IP   string `json:"ip"` // an IPv4 or IPv6 address
+	// The fields below are set by LLB definitions (frontend/llb); the
+	// Dockerfile frontend leaves them empty.
+
+	// Output, if set, is the Target of a writable bind mount whose
+	// filesystem after the command is the op's result instead of the
+	// root's (an LLB exec with several outputs becomes one vertex per
+	// output used).
+	Output string `json:"output,omitempty"`
+	// ReadonlyRoot mounts the root filesystem read-only.
+	ReadonlyRoot bool `json:"readonlyRoot,omitempty"`
+	// Hostname is the container's hostname (the executor's default when
+	// empty).
+	Hostname string `json:"hostname,omitempty"`
+	// ValidExitCodes, if set, are the exit codes that count as success
+	// (default: only 0).
+	ValidExitCodes []int `json:"validExitCodes,omitempty"`
 }
 
 // MountType is the kind of an extra mount of an Exec op.
@@ -185,6 +179,8 @@ type FileAction struct {
 	Mkfile  *MkfileAction  `json:"mkfile,omitempty"`
 	Rm      *RmAction      `json:"rm,omitempty"`
 	Symlink *SymlinkAction `json:"symlink,omitempty"`
+	// PathCopy is a copy with LLB's explicit rules (see PathCopyAction).
+	PathCopy *PathCopyAction `json:"pathCopy,omitempty"`
 }
 
 // Chown is an owner for created files: user and group are names or numeric
@@ -244,6 +240,10 @@ type RmAction struct {
 type SymlinkAction struct {
 	Oldpath string `json:"oldpath"`
 	Newpath string `json:"newpath"`
+	// Chown and Timestamp, if set, are the link's owner and mtime (Unix
+	// seconds); by default root and the current time.
+	Chown     *Chown `json:"chown,omitempty"`
+	Timestamp *int64 `json:"timestamp,omitempty"`
 }
 
 // MergeOp stacks its inputs' filesystems in order, later ones on top, the

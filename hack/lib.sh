@@ -127,3 +127,38 @@ ensure_go_tool_module() {
 	echo "$pkg@$version" >"$dir/.$name.version"
 	say "$name built in $(($(date +%s) - start))s"
 }
+
+# DOCKERFILE_FRONTEND_VERSION pins BuildKit's Dockerfile frontend that the
+# gateway frontend tests run as a `# syntax=` image.
+DOCKERFILE_FRONTEND_VERSION=v0.34.2
+
+# ensure_dockerfile_frontend builds BuildKit's Dockerfile frontend
+# (github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend)
+# at the pinned version, statically, into bin/tools. BuildKit's go.mod has
+# exclude directives, so `go install pkg@version` refuses it: it is built
+# in a scratch module, as buildctl is.
+ensure_dockerfile_frontend() {
+	local dir name=dockerfile-frontend version=$DOCKERFILE_FRONTEND_VERSION
+	dir="$(pwd)/bin/tools"
+	if [ -x "$dir/$name" ] && [ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$version" ]; then
+		return 0
+	fi
+	mkdir -p "$dir"
+	(
+		# One build at a time: tests run in parallel may all ask.
+		exec 9>"$dir/.$name.lock"
+		flock 9
+		if [ -x "$dir/$name" ] && [ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$version" ]; then
+			exit 0
+		fi
+		say "building BuildKit's dockerfile-frontend $version into bin/tools"
+		tmp=$(mktemp -d)
+		trap 'rm -rf "$tmp"' EXIT
+		cd "$tmp"
+		go mod init tools >/dev/null 2>&1
+		go get "github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@$version" >/dev/null
+		CGO_ENABLED=0 go build -trimpath -o "$dir/$name.tmp" github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend
+		mv "$dir/$name.tmp" "$dir/$name"
+		echo "$version" >"$dir/.$name.version"
+	)
+}

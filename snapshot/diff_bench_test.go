@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -66,9 +67,7 @@ func BenchmarkDiffSmallUpperLargeLower(b *testing.B) {
 
 func newBenchSnapshotter(b *testing.B, kind string) *snapshot.Snapshotter {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to mount snapshots")
-	}
+	testroot.Require(b, "mounts snapshots")
 	sn, err := snapshot.New(b.TempDir(), kind)
 	if err != nil {
 		b.Skipf("snapshotter %s: %v", kind, err)

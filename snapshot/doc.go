@@ -31,7 +31,9 @@
 // trees. Apply unpacks a layer tar onto a directory (plain, or an overlay
 // upper directory), and Unpack does prepare, apply and commit under the
 // layer's chain ID for the image puller. No tar entry can write outside the
-// directory it is applied to.
+// directory it is applied to. ViewLayers and LayerFile find, for a
+// read-only overlay view, the layer directory that holds a path (to
+// hard-link a layer file, or to tell which layer a file comes from).
 //
 // This package imports no other Kiln package except core/errdefs.
 package snapshot

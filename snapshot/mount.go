@@ -17,7 +17,14 @@ import (
 // WithView mounts a read-only view of the committed snapshot name, calls
 // fn with the directory it is mounted on, then unmounts it and removes the
 // view, also when fn fails. fn must not keep the directory.
-func WithView(ctx context.Context, sn snapshots.Snapshotter, name string, fn func(dir string) error) (err error) {
+func WithView(ctx context.Context, sn snapshots.Snapshotter, name string, fn func(dir string) error) error {
+	return WithViewLayers(ctx, sn, name, func(dir string, _ []string) error { return fn(dir) })
+}
+
+// WithViewLayers is WithView that also gives fn the view's layer
+// directories, topmost first (ViewLayers; nil when the view is not a
+// plain overlay or bind mount).
+func WithViewLayers(ctx context.Context, sn snapshots.Snapshotter, name string, fn func(dir string, layers []string) error) (err error) {
 	key := tempKey("view")
 	mounts, err := sn.View(ctx, key, name)
 	if err != nil {
@@ -28,7 +35,8 @@ func WithView(ctx context.Context, sn snapshots.Snapshotter, name string, fn fun
 			err = errors.Join(err, fmt.Errorf("remove view of %s: %w", name, classify(rerr)))
 		}
 	}()
-	return withMounts(mountRootOf(sn), mounts, fn)
+	layers := ViewLayers(mounts)
+	return withMounts(mountRootOf(sn), mounts, func(dir string) error { return fn(dir, layers) })
 }
 
 // WithActive mounts the active snapshot key, calls fn with the directory

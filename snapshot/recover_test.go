@@ -10,15 +10,14 @@ import (
 	"github.com/containerd/containerd/v2/core/snapshots"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 )
 
 // TestNewRecoversFromCrash leaves what a killed daemon would leave (a
 // view mounted under mnt/, temporary snapshots) and checks that the next
 // New cleans it up without touching committed snapshots.
 func TestNewRecoversFromCrash(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount snapshots")
-	}
+	testroot.Require(t, "mounts snapshots")
 	for _, kind := range []string{KindOverlay, KindNative} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()

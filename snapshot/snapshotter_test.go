@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/log"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/snapshot/snapshottest"
 )
@@ -21,9 +22,7 @@ func TestMain(m *testing.M) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount snapshots")
-	}
+	testroot.Require(t, "mounts snapshots")
 }
 
 func newKind(kind string) snapshottest.NewFunc {

@@ -13,6 +13,7 @@ import (
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
@@ -364,22 +365,20 @@ type step struct {
 func (b *build) run(ctx context.Context, st step, start time.Time, reason string) (ops.Ref, error) {
 	v := st.v
 	b.status(v, &start, nil, false, "", "", reason)
-	j, _, remove, err := b.s.joinOrStart(st.key, b.pw, func() (jobSpec, error) {
+	ref, err := b.s.jobs.DoLazy(ctx, st.key.String(), func() (flight.Work[ops.Ref], func(), error) {
 		refs, err := b.materialize(ctx, st.inputs)
 		if err != nil {
-			return jobSpec{}, err
+			return nil, nil, err
 		}
-		return jobSpec{
-			op: st.op, inputs: refs, slot: st.cm.UsesExecutor, vertex: v.Digest(),
+		sp := jobSpec{
+			op: st.op, inputs: refs, slot: st.cm.UsesExecutor,
 			record: func(ctx context.Context, ref ops.Ref) error {
 				return b.s.store.Put(ctx, newRecord(v, st.key, st.cm.Digest, st.parts, ref.ID()))
 			},
-		}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	ref, err := b.s.wait(ctx, j, remove)
+		}
+		work := func(ctx context.Context, _ *flight.Call) (ops.Ref, error) { return b.s.runJob(ctx, sp) }
+		return work, func() { releaseAll(context.Background(), refs) }, nil
+	}, flight.WithProgress(b.pw))
 	if err != nil {
 		return nil, err
 	}

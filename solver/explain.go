@@ -169,6 +169,15 @@ func explainFile(old, cur *graph.FileOp) string {
 			if string(oj) != string(cj) {
 				return "COPY options changed (--chown, --chmod, --exclude, ...)"
 			}
+		case ca.PathCopy != nil && oa.PathCopy != nil:
+			if ca.PathCopy.Src != oa.PathCopy.Src || ca.PathCopy.Dest != oa.PathCopy.Dest {
+				return fmt.Sprintf("copy source or destination changed: %s %s → %s %s", oa.PathCopy.Src, oa.PathCopy.Dest, ca.PathCopy.Src, ca.PathCopy.Dest)
+			}
+			oj, _ := json.Marshal(oa.PathCopy)
+			cj, _ := json.Marshal(ca.PathCopy)
+			if string(oj) != string(cj) {
+				return "copy options changed (owner, mode, patterns, ...)"
+			}
 		case ca.Mkfile != nil && oa.Mkfile != nil && string(ca.Mkfile.Data) != string(oa.Mkfile.Data):
 			return fmt.Sprintf("content of %s changed", ca.Mkfile.Path)
 		}

@@ -120,7 +120,13 @@ func resultVertices(roots []*graph.Vertex) map[digest.Digest]bool {
 		op := v.Op
 		switch {
 		case op.Exec != nil:
-			if i := op.Exec.Root; i >= 0 && i < len(v.Inputs) {
+			i := op.Exec.Root
+			for _, m := range op.Exec.Mounts {
+				if op.Exec.Output != "" && m.Target == op.Exec.Output {
+					i = m.Input // the result is this mount's filesystem
+				}
+			}
+			if i >= 0 && i < len(v.Inputs) {
 				visit(v.Inputs[i])
 			}
 		case op.File != nil:

@@ -10,8 +10,11 @@ import (
 	"github.com/kiln-build/kiln/graph"
 )
 
-// keyPrefix versions cache keys. Bump it when the key derivation changes.
-const keyPrefix = "kiln/v1\x00"
+// keyPrefix versions cache keys. Bump it when the key derivation changes,
+// or when an op's result for the same definition and inputs does (v2: COPY
+// as BuildKit, issue 12: owners kept by COPY --from, new directories 0755,
+// hard links of the context kept).
+const keyPrefix = "kiln/v2\x00"
 
 // cacheKey derives a vertex's cache key from its op digest and its inputs'
 // parts (docs/dev/solver.md).

@@ -12,13 +12,12 @@ package solver
 import (
 	"context"
 	"runtime"
-	"sync"
 
-	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/session"
 )
@@ -52,8 +51,7 @@ type Solver struct {
 	remote []RemoteCache
 	export []Exporter
 
-	mu   sync.Mutex
-	jobs map[digest.Digest]*job // in-flight steps by cache key
+	jobs *flight.Group[ops.Ref] // steps in flight, by cache key
 }
 
 // Option configures a Solver.
@@ -84,7 +82,8 @@ func WithExporters(ex ...Exporter) Option {
 
 // New returns a solver running ops of w and recording results in store.
 func New(w Worker, store cache.Store, opts ...Option) *Solver {
-	s := &Solver{worker: w, store: store, jobs: map[digest.Digest]*job{}}
+	s := &Solver{worker: w, store: store}
+	s.jobs = s.newJobs()
 	WithMaxParallelism(0)(s)
 	for _, o := range opts {
 		o(s)

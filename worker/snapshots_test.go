@@ -10,14 +10,13 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
 func newSnapshots(t *testing.T, kind string) *Snapshots {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("snapshots need root")
-	}
+	testroot.Require(t, "mounts snapshots")
 	sn, err := snapshot.New(t.TempDir(), kind)
 	if err != nil {
 		t.Fatal(err)
@@ -112,9 +111,7 @@ func TestSnapshots(t *testing.T) {
 }
 
 func TestLeftoversRemoved(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("snapshots need root")
-	}
+	testroot.Require(t, "mounts snapshots")
 	ctx := context.Background()
 	root := t.TempDir()
 	sn, err := snapshot.New(root, snapshot.KindAuto)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
@@ -34,7 +35,7 @@ type Worker struct {
 	git         GitSource
 	stateDir    string
 	hostname    string
-	network     graph.NetMode
+	network     sandbox.NetMode
 }
 
 // Config holds the worker's parts. Every field but Git is required.
@@ -51,7 +52,7 @@ type Config struct {
 	StateDir string
 	Hostname string
 	// DefaultNetwork is the network of RUN steps that choose none.
-	DefaultNetwork graph.NetMode
+	DefaultNetwork sandbox.NetMode
 }
 
 // New returns a worker. It removes what crashed steps left in StateDir.
@@ -103,6 +104,8 @@ func (w *Worker) Op(v *graph.Vertex, sess session.Session) (ops.Op, error) {
 		return file.New(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
 	case op.Merge != nil:
 		return file.NewMerge(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
+	case op.Diff != nil:
+		return file.NewDiff(v, w.snaps, file.WithMountDir(filepath.Join(w.stateDir, "file")))
 	}
 	return nil, errdefs.Invalidf("vertex %s: unsupported op %q", v.Meta.Name, v.Op.Kind())
 }

@@ -14,7 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/cache"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/session"
 )
@@ -23,7 +23,7 @@ import (
 // for each build.
 type Deps struct {
 	Importer *Importer
-	Layers   *exporter.Layers
+	Layers   *layer.Maker
 	// Local is the daemon's content store (LocalBlobs).
 	Local BlobStore
 	// Resolver reaches registries with the build's credentials.

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"sort"
+
+	"github.com/kiln-build/kiln/internal/iox"
 
 	ctrcontent "github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/snapshots"

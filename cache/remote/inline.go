@@ -13,30 +13,27 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // Inline is the --cache-to type=inline exporter of one build: it keeps the
 // steps whose results are layers of the build result, and the image
-// exporter asks it (exporter.InlineCache) for the records to put into each
+// exporter asks it (exporter.InlineCache, asserted in its tests) for the records to put into each
 // image config. An inline record names its layers by count: the first n
 // layers of the image it is in. `--cache-from type=registry,ref=IMAGE`
 // reads them back.
 type Inline struct {
-	layers *exporter.Layers
+	layers *layer.Maker
 	writer string
 
 	mu    sync.Mutex
 	steps []cache.ExportStep
 }
 
-var (
-	_ cache.Exporter       = (*Inline)(nil)
-	_ exporter.InlineCache = (*Inline)(nil)
-)
+var _ cache.Exporter = (*Inline)(nil)
 
 // NewInline returns the inline cache exporter of one build.
-func NewInline(layers *exporter.Layers, writer string) *Inline {
+func NewInline(layers *layer.Maker, writer string) *Inline {
 	return &Inline{layers: layers, writer: writer}
 }
 
@@ -74,7 +71,8 @@ func (s inlineSession) Discard() {
 	}
 }
 
-// inlineConfig is the value of the image config's InlineCacheKey field.
+// inlineConfig is the value of the image config's
+// imageconfig.InlineCacheKey field.
 type inlineConfig struct {
 	Version int            `json:"version"`
 	Records []inlineRecord `json:"records"`
@@ -90,12 +88,12 @@ type inlineRecord struct {
 }
 
 // CacheConfig implements exporter.InlineCache: the records of the steps
-// whose snapshot chains are a prefix of img's.
-func (i *Inline) CacheConfig(ctx context.Context, img exporter.Image, layers []exporter.LayerBlob) (json.RawMessage, error) {
-	if img.Ref == nil || img.Ref.ID() == "" {
+// whose snapshot chains are a prefix of the image's (snapshot's).
+func (i *Inline) CacheConfig(ctx context.Context, snapshot string, layers []layer.Blob) (json.RawMessage, error) {
+	if snapshot == "" {
 		return nil, nil
 	}
-	chain, err := i.layers.Chain(ctx, img.Ref.ID())
+	chain, err := i.layers.Chain(ctx, snapshot)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +141,7 @@ func (i *Inline) CacheConfig(ctx context.Context, img exporter.Image, layers []e
 }
 
 // DecodeInline reads the inline cache of an image config (the value of
-// exporter.InlineCacheKey) into records over the image's layers and diff
+// imageconfig.InlineCacheKey) into records over the image's layers and diff
 // IDs.
 func DecodeInline(raw json.RawMessage, layers []ocispec.Descriptor, diffIDs []digest.Digest) ([]Record, error) {
 	var cfg inlineConfig

@@ -12,7 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // LocalBlobs returns the daemon's content store as a BlobStore, the source
@@ -50,9 +50,9 @@ func (c contentBlobs) Put(ctx context.Context, desc ocispec.Descriptor, r io.Rea
 }
 
 // resultLayers returns the layers of the committed snapshot id: one blob
-// per snapshot of its chain, made (or reused, see exporter.Layers.Blob)
+// per snapshot of its chain, made (or reused, see layer.Maker.Blob)
 // in the daemon's content store, in parallel.
-func resultLayers(ctx context.Context, lm *exporter.Layers, id string, comp exporter.Compression) ([]Layer, error) {
+func resultLayers(ctx context.Context, lm *layer.Maker, id string, comp layer.Compression) ([]Layer, error) {
 	chain, err := lm.Chain(ctx, id)
 	if err != nil {
 		return nil, err
@@ -61,13 +61,13 @@ func resultLayers(ctx context.Context, lm *exporter.Layers, id string, comp expo
 }
 
 // resultLayersOf returns the layers of the committed snapshots chain.
-func resultLayersOf(ctx context.Context, lm *exporter.Layers, chain []string, comp exporter.Compression) ([]Layer, error) {
+func resultLayersOf(ctx context.Context, lm *layer.Maker, chain []string, comp layer.Compression) ([]Layer, error) {
 	out := make([]Layer, len(chain))
 	errs := make([]error, len(chain))
 	var wg sync.WaitGroup
 	for i, name := range chain {
 		wg.Go(func() {
-			b, err := lm.Blob(ctx, name, exporter.BlobOptions{Compression: comp})
+			b, err := lm.Blob(ctx, name, layer.BlobOptions{Compression: comp})
 			out[i] = Layer{MediaType: b.Desc.MediaType, Digest: b.Desc.Digest, Size: b.Desc.Size, DiffID: b.DiffID}
 			errs[i] = err
 		})

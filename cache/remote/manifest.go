@@ -13,7 +13,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/progress"
 )
 
@@ -103,7 +103,7 @@ type ManifestExporterOptions struct {
 	Name   string
 	Target Target
 	Spec   ExportSpec
-	Layers *exporter.Layers
+	Layers *layer.Maker
 	Local  BlobStore // the daemon's content store (LocalBlobs)
 	Writer string
 	// Recheck, when set, is how long Finish waits after saving before it
@@ -265,7 +265,7 @@ func (s *manifestSession) Finish(ctx context.Context) (err error) {
 	s.done = true
 	s.mu.Unlock()
 	o := s.e.o
-	done := internalStep(s.pw, "exporting cache to "+o.Name)
+	done := progress.InternalStep(s.pw, "exporting cache to "+o.Name)
 	defer func() {
 		if a, ok := o.Target.(Aborter); ok && err != nil {
 			a.Abort()
@@ -359,21 +359,5 @@ func (s *manifestSession) Discard() {
 				a.Abort()
 			}()
 		}
-	}
-}
-
-// internalStep reports a step that is not a graph vertex and returns the
-// function that completes it.
-func internalStep(pw progress.Writer, name string) func(error) {
-	start := time.Now()
-	d := digest.FromString("kiln/internal/" + name)
-	pw.Write(progress.Event{Vertex: &progress.VertexStatus{Digest: d, Name: name, Started: &start}})
-	return func(err error) {
-		now := time.Now()
-		st := &progress.VertexStatus{Digest: d, Name: name, Started: &start, Completed: &now}
-		if err != nil {
-			st.Error = err.Error()
-		}
-		pw.Write(progress.Event{Vertex: st})
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/exporter"
 )
 
 func blobDesc(data string) ocispec.Descriptor {
@@ -325,6 +326,12 @@ func TestParseSpecs(t *testing.T) {
 		{"inline", nil, ExportSpec{Type: "inline", Mode: "min", OCIMediaTypes: true}, ""},
 		{"inline", map[string]string{"mode": "max"}, ExportSpec{}, "mode=min is the only mode"},
 		{"registry", map[string]string{}, ExportSpec{}, "ref is required"},
+		// An empty value is as if the attribute were not given, as in
+		// --output (internal/attrs); an empty compression is an error in
+		// both.
+		{"registry", map[string]string{"ref": ""}, ExportSpec{}, "--cache-to type=registry: ref is required"},
+		{"local", map[string]string{"dest": "/c", "tag": ""}, ExportSpec{Type: "local", Dest: "/c", Tag: "latest", Mode: "min", OCIMediaTypes: true}, ""},
+		{"registry", map[string]string{"ref": "x", "compression": ""}, ExportSpec{}, "compression=: empty (want gzip, zstd or uncompressed)"},
 		{"local", map[string]string{"dest": "/c", "mode": "all"}, ExportSpec{}, "mode=all: want min or max"},
 		{"registry", map[string]string{"ref": "x", "compression": "lz4"}, ExportSpec{}, "unknown compression"},
 		{"registry", map[string]string{"ref": "x", "compression-level": "high"}, ExportSpec{}, `"high" is not a number`},
@@ -448,3 +455,6 @@ func TestStepErrorsForgiveAKeyExportedAgain(t *testing.T) {
 		})
 	}
 }
+
+// The image exporter asks Inline for the records of each image config.
+var _ exporter.InlineCache = (*Inline)(nil)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/progress"
 )
@@ -37,7 +37,7 @@ type Shared struct {
 	blobs    BlobStore
 	local    BlobStore
 	im       *Importer
-	layers   *exporter.Layers
+	layers   *layer.Maker
 	writer   string
 	blobComp string
 	log      *slog.Logger
@@ -74,7 +74,7 @@ type SharedOptions struct {
 	Importer *Importer
 	// Layers makes the blobs of results; Local is the content store they
 	// are made in (LocalBlobs).
-	Layers *exporter.Layers
+	Layers *layer.Maker
 	Local  BlobStore
 	Logger *slog.Logger
 	// Parallel bounds the steps exported at once (default 4).
@@ -277,13 +277,13 @@ func (ss *sharedSession) Finish(ctx context.Context) error {
 		ss.mu.Unlock()
 		if left > 0 {
 			// Say so, as a finished step: the build does not wait.
-			internalStep(ss.pw, fmt.Sprintf("[internal] shared cache %s: writing the last %d steps in the background", ss.s.name, left))(nil)
+			progress.InternalStep(ss.pw, fmt.Sprintf("[internal] shared cache %s: writing the last %d steps in the background", ss.s.name, left))(nil)
 		}
 		return nil
 	}
 	step := func(error) {}
 	if left > 0 {
-		step = internalStep(ss.pw, "[internal] writing to the shared cache "+ss.s.name)
+		step = progress.InternalStep(ss.pw, "[internal] writing to the shared cache "+ss.s.name)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -384,7 +384,7 @@ func (s *Shared) resultLayers(ctx context.Context, id string) ([]Layer, error) {
 
 // imageComp is the compression of blobs made in the content store, for
 // stores that cannot ingest a blob of unknown digest.
-func (s *Shared) imageComp() exporter.Compression { return exporter.Compression{} }
+func (s *Shared) imageComp() layer.Compression { return layer.Compression{} }
 
 func releaseRef(r ops.Ref) {
 	if r != nil {

@@ -3,13 +3,14 @@ package remote
 import (
 	"context"
 	"fmt"
-	"github.com/kiln-build/kiln/internal/iox"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/kiln-build/kiln/internal/iox"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/klauspost/compress/zstd"
@@ -26,7 +27,7 @@ import (
 // sharedBlobLabel records on a snapshot the blob of its layer in a shared
 // blob store ("<media type>|<digest>|<size>"). Such a blob is made for the
 // shared cache only, in the store's compression, straight into the store:
-// it is not in the daemon's content store and exporter.Layers does not
+// it is not in the daemon's content store and layer.Maker does not
 // know it, so images keep the compression they are exported with.
 const sharedBlobLabel = "kiln.io/layer.shared-blob"
 

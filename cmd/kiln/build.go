@@ -46,6 +46,7 @@ type buildFlags struct {
 	labels        []string
 	allow         []string
 	quiet         bool
+	llb           string
 }
 
 func newBuildCmd() *cobra.Command {
@@ -91,6 +92,7 @@ docker buildx build.`,
 	fl.StringArrayVar(&f.labels, "label", nil, "set metadata for an image (KEY=value)")
 	fl.StringArrayVar(&f.allow, "allow", nil, "allow an extra privileged entitlement (network.host, security.insecure)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "suppress the build output and print the image ID on success")
+	fl.StringVar(&f.llb, "llb", "", `build a BuildKit LLB definition (as llb.WriteTo writes it; "-" reads stdin) instead of a Dockerfile; PATH is its local "context"`)
 	return cmd
 }
 
@@ -107,8 +109,21 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 	dirs := map[string]string{}
 
-	// The context and the Dockerfile.
+	// The context and the Dockerfile (or the LLB definition).
 	stdinUsed := false
+	if f.llb != "" {
+		if contextArg == "-" {
+			return errors.New("kiln build --llb: PATH must be a directory (the definition's local \"context\"), not -")
+		}
+		if f.file != "" {
+			return errors.New("kiln build --llb builds a definition, not a Dockerfile: drop -f")
+		}
+		b, err := readLLB(cmd, f.llb)
+		if err != nil {
+			return err
+		}
+		req.LlbDefinition, stdinUsed = b, true // no Dockerfile to read
+	}
 	if contextArg == "-" {
 		if f.file != "" && f.file != "-" {
 			return errors.New("kiln build -: the Dockerfile comes from stdin, so -f cannot name another file")
@@ -140,7 +155,7 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	}
 
 	var err error
-	if req.BuildArgs, err = keyValues(f.buildArgs, "--build-arg", true); err != nil {
+	if req.BuildArgs, err = buildArgs(f.buildArgs, os.LookupEnv); err != nil {
 		return err
 	}
 	if req.Labels, err = keyValues(f.labels, "--label", false); err != nil {
@@ -274,6 +289,26 @@ func runBuild(cmd *cobra.Command, f buildFlags, contextArg string) error {
 	return nil
 }
 
+// readLLB reads the --llb file ("-": stdin).
+func readLLB(cmd *cobra.Command, file string) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	if file == "-" {
+		b, err = io.ReadAll(cmd.InOrStdin())
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--llb: %w", unwrapPathError(err))
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("--llb %s: the definition is empty", file)
+	}
+	return b, nil
+}
+
 // readBuildDockerfile reads -f (default PATH/Dockerfile) and its .dockerignore.
 func readBuildDockerfile(cmd *cobra.Command, file string, req *api.BuildRequest) error {
 	name := file
@@ -335,6 +370,22 @@ func unwrapPathError(err error) error {
 		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
 	}
 	return err
+}
+
+// buildArgs is the --build-arg map, plus SOURCE_DATE_EPOCH from the
+// client's environment when no --build-arg gives it (as buildx does), so
+// that a reproducible-build setup works without repeating it as a flag.
+func buildArgs(list []string, lookupEnv func(string) (string, bool)) (map[string]string, error) {
+	m, err := keyValues(list, "--build-arg", true)
+	if err != nil {
+		return nil, err
+	}
+	if _, given := m["SOURCE_DATE_EPOCH"]; !given {
+		if v, ok := lookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+			m["SOURCE_DATE_EPOCH"] = v
+		}
+	}
+	return m, nil
 }
 
 func keyValues(list []string, flag string, fromEnv bool) (map[string]string, error) {

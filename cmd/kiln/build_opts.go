@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/containerd/containerd/v2/pkg/archive"
 	dockerconfig "github.com/docker/cli/cli/config"
 	digest "github.com/opencontainers/go-digest"
 
@@ -172,45 +170,6 @@ func umask() os.FileMode {
 func (w *fileWriter) CloseWithError(error) error {
 	w.f.Close()
 	return os.Remove(w.f.Name())
-}
-
-// extractor unpacks a tar stream into a directory as it arrives.
-type extractor struct {
-	pw   *io.PipeWriter
-	done chan error
-}
-
-func newExtractor(dir string) (*extractor, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	pr, pw := io.Pipe()
-	e := &extractor{pw: pw, done: make(chan error, 1)}
-	go func() {
-		var opts []archive.ApplyOpt
-		if os.Geteuid() != 0 {
-			opts = append(opts, archive.WithNoSameOwner())
-		}
-		// archive.Apply keeps every entry inside dir (no ../, no absolute
-		// links followed out of it).
-		_, err := archive.Apply(context.Background(), dir, pr, opts...)
-		_, _ = io.Copy(io.Discard, pr)
-		e.done <- err
-	}()
-	return e, nil
-}
-
-func (e *extractor) Write(p []byte) (int, error) { return e.pw.Write(p) }
-
-func (e *extractor) Close() error {
-	e.pw.Close()
-	return <-e.done
-}
-
-func (e *extractor) CloseWithError(err error) error {
-	e.pw.CloseWithError(err)
-	<-e.done
-	return nil
 }
 
 func parseCacheOptions(list []string, flag string) ([]*api.CacheOptions, error) {

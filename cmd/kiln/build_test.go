@@ -137,3 +137,34 @@ func TestParseSSH(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildArgsSourceDateEpoch(t *testing.T) {
+	t.Parallel()
+	env := func(vars map[string]string) func(string) (string, bool) {
+		return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want map[string]string
+	}{
+		{name: "from the environment", env: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}, want: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}},
+		{name: "the flag wins", args: []string{"SOURCE_DATE_EPOCH=5"}, env: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}, want: map[string]string{"SOURCE_DATE_EPOCH": "5"}},
+		{name: "empty flag wins too", args: []string{"SOURCE_DATE_EPOCH="}, env: map[string]string{"SOURCE_DATE_EPOCH": "1700000000"}, want: map[string]string{"SOURCE_DATE_EPOCH": ""}},
+		{name: "unset", args: []string{"A=1"}, want: map[string]string{"A": "1"}},
+		{name: "empty in the environment", env: map[string]string{"SOURCE_DATE_EPOCH": ""}, want: map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := buildArgs(tt.args, env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@ import (
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	"github.com/kiln-build/kiln/daemon"
 	"github.com/kiln-build/kiln/engine/sharedcache"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // startCacheDaemon serves the API in-process on a unix socket with a
@@ -38,7 +38,7 @@ func startCacheDaemon(t *testing.T, redisAddr string) string {
 		}
 		sc, err := remote.NewShared(remote.SharedOptions{
 			Name: "redis", Index: idx, Blobs: blobs, Writer: "kilnd-writer",
-			Importer: remote.NewImporter(nil, nil, nil), Layers: exporter.NewLayers(nil, nil), Local: remote.LocalBlobs(nil, ""),
+			Importer: remote.NewImporter(nil, nil, nil), Layers: layer.NewMaker(nil, nil), Local: remote.LocalBlobs(nil, ""),
 		})
 		if err != nil {
 			t.Fatal(err)

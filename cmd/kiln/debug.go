@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
@@ -62,12 +63,12 @@ stages) and lint warnings are printed to standard error.`,
 			if err != nil {
 				return err
 			}
-			res, err := parser.Parse(src, name)
+			res, err := parser.Parse(cmd.Context(), src, name)
 			if err != nil {
 				return err
 			}
 			if check {
-				df, err := instructions.Parse(src, name)
+				df, err := instructions.Parse(cmd.Context(), src, name)
 				if err != nil {
 					return err
 				}
@@ -148,9 +149,9 @@ platforms.`,
 
 // debugGraphPlatform is one platform in the json output.
 type debugGraphPlatform struct {
-	Platform string               `json:"platform"`
-	Graph    graph.Definition     `json:"graph"`
-	Config   frontend.DockerImage `json:"config"`
+	Platform string                  `json:"platform"`
+	Graph    graph.Definition        `json:"graph"`
+	Config   imageconfig.DockerImage `json:"config"`
 }
 
 func runDebugGraph(cmd *cobra.Command, file string, o debugGraphOptions) error {

@@ -76,6 +76,7 @@ func TestDebugParse(t *testing.T) {
 		return p
 	}
 	good := write("good", "# check=skip=JSONArgsRecommended\nFROM busybox AS Build\nMAINTAINER me\nCMD echo hi\n")
+	secrets := write("secrets", "FROM busybox\nARG NPM_TOKEN\nENV DB_PASSWORD=x\n")
 	badSyntax := write("bad-syntax", "FROM busybox\n\nENV PATH\n")
 	badInstr := write("bad-instr", "FROM busybox\nCOPPY a b\n")
 	tests := []struct {
@@ -96,6 +97,10 @@ func TestDebugParse(t *testing.T) {
 			wantStdout: "(from \"busybox\" \"AS\" \"Build\")\n(maintainer \"me\")\n(cmd \"echo hi\")\n",
 			wantStderr: "warning: " + good + ":2: StageNameCasing: Stage name 'Build' should be lowercase\n" +
 				"warning: " + good + ":3: MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label\n"},
+		{name: "check warns about secrets", args: []string{"debug", "parse", "--check", secrets},
+			wantStdout: "(from \"busybox\")\n(arg \"NPM_TOKEN\")\n(env \"DB_PASSWORD\" \"x\" \"=\")\n",
+			wantStderr: "warning: " + secrets + ":2: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ARG \"NPM_TOKEN\")\n" +
+				"warning: " + secrets + ":3: SecretsUsedInArgOrEnv: Do not use ARG or ENV instructions for sensitive data (ENV \"DB_PASSWORD\")\n"},
 		{name: "missing file", args: []string{"debug", "parse", filepath.Join(dir, "nope")}, wantCode: 1,
 			wantStderr: "error: read Dockerfile: open " + filepath.Join(dir, "nope") + ": no such file or directory\n"},
 		{name: "no file", args: []string{"debug", "parse"}, wantCode: 1, wantStderr: "error: accepts 1 arg(s), received 0\n"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/config"
+	"github.com/kiln-build/kiln/internal/binfmt"
 )
 
 func newInfoCmd() *cobra.Command {
@@ -105,6 +106,11 @@ func printInfoText(w io.Writer, info *api.InfoResponse) error {
 		row("Runtime", rt)
 		row("Snapshotter", wk.Snapshotter)
 		row("Platforms", strings.Join(wk.Platforms, ", "))
+		emulated := "none (" + binfmt.InstallHint + ")"
+		if len(wk.EmulatedPlatforms) > 0 {
+			emulated = strings.Join(wk.EmulatedPlatforms, ", ")
+		}
+		row("Emulated", emulated)
 		row("Max parallelism", fmt.Sprint(wk.MaxParallelism))
 		row("Cache size", config.Size(wk.CacheSize).String())
 		row("Network mode", wk.NetworkMode)

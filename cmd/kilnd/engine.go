@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
+	"github.com/kiln-build/kiln/frontend/gateway"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -71,7 +72,16 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 		MaxParallelism: oci.MaxParallelism,
 		NetworkMode:    oci.NetworkMode,
 		Registry:       hosts,
-		Frontends:      map[string]frontend.Frontend{"dockerfile": dockerfile.New()},
+		Frontends: map[string]frontend.Frontend{
+			engine.FrontendDockerfile: dockerfile.New(),
+			gateway.Name:              gateway.New(),
+		},
+		Syntax: engine.SyntaxPolicy{
+			Disabled:            !cfg.Frontend.Gateway,
+			Pin:                 cfg.Frontend.Syntax,
+			Builtin:             cfg.Frontend.BuiltinSyntax,
+			AllowedRepositories: cfg.Frontend.AllowedRepositories,
+		},
 		Exporters: map[string]exporter.Factory{
 			exporter.TypeImage:    exporter.ImageFactory(),
 			exporter.TypeRegistry: exporter.RegistryFactory(),

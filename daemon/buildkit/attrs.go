@@ -10,6 +10,7 @@ import (
 	controlapi "github.com/moby/buildkit/api/services/control"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/frontend"
 )
@@ -117,14 +118,14 @@ func (o *dockerfileOpts) attr(k, v string, req *engine.Request) error {
 	case "add-hosts":
 		req.AddHosts = append(req.AddHosts, splitList(v)...)
 	case "force-network-mode":
-		switch v {
-		case "", "sandbox", "default":
-			req.Network = "default"
-		case "none", "host":
-			req.Network = v
-		default:
+		if v == "sandbox" { // BuildKit's name for the default network
+			v = ""
+		}
+		m, ok := sandbox.ParseNetMode(v)
+		if !ok {
 			return errdefs.Invalidf("force-network-mode=%q: want sandbox, none or host", v)
 		}
+		req.Network = m.String()
 	case "image-resolve-mode":
 		switch v {
 		case "pull":

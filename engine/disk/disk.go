@@ -18,23 +18,11 @@ import (
 const TypeShared = "shared"
 
 // Record is one thing the daemon stores (a cache record, snapshot, blob,
-// cache mount or kept context; see gc.Item), or one shared cache
-// (TypeShared).
+// cache mount or kept context: gc.Item), or one shared cache
+// (TypeShared: Size is its blob store's, InUse says it has writes
+// pending).
 type Record struct {
-	ID   string
-	Type string
-	// Size is the bytes it takes (for a shared cache, its blob store's).
-	Size int64
-	// InUse: a build or container uses it now (a shared cache: it has
-	// writes pending).
-	InUse bool
-	// Shared: something else needs it too, so pruning it alone frees
-	// nothing.
-	Shared      bool
-	Created     time.Time
-	LastUsed    time.Time
-	Description string
-	Parents     []string
+	gc.Item
 	// UsageCount is a shared cache's record count.
 	UsageCount int64
 	// PendingWrites are a shared cache's steps still being written.
@@ -96,7 +84,7 @@ func (s *Service) Usage(ctx context.Context, req UsageRequest) ([]Record, error)
 	}
 	out := make([]Record, 0, len(items)+len(s.o.Shared))
 	for _, it := range items {
-		out = append(out, record(it))
+		out = append(out, Record{Item: it})
 	}
 	// The shared caches are counted apart: their blobs live outside the
 	// root and other daemons use them too.
@@ -106,9 +94,11 @@ func (s *Service) Usage(ctx context.Context, req UsageRequest) ([]Record, error)
 			s.log.Warn("shared cache usage", slog.Any("error", fmt.Errorf("shared cache %s: %w", u.Index, err)))
 		}
 		out = append(out, Record{
-			ID: u.Name + " " + u.Index, Type: TypeShared, Size: u.BlobBytes, Shared: true,
-			UsageCount: u.Records, PendingWrites: u.Pending, InUse: u.Pending > 0,
-			Description: fmt.Sprintf("%s index at %s: %d keys, %d records; blob store: %d blobs", u.Name, u.Index, u.Keys, u.Records, u.Blobs),
+			Item: gc.Item{
+				ID: u.Name + " " + u.Index, Type: TypeShared, Size: u.BlobBytes, Shared: true, InUse: u.Pending > 0,
+				Description: fmt.Sprintf("%s index at %s: %d keys, %d records; blob store: %d blobs", u.Name, u.Index, u.Keys, u.Records, u.Blobs),
+			},
+			UsageCount: u.Records, PendingWrites: u.Pending,
 		})
 	}
 	return out, nil
@@ -161,7 +151,7 @@ func (s *Service) Prune(ctx context.Context, req PruneRequest, removed func(Reco
 		}
 		p.FreeBytes = s.o.FreeBytes
 	}
-	return s.gc.Prune(ctx, p, func(it gc.Item) error { return removed(record(it)) })
+	return s.gc.Prune(ctx, p, func(it gc.Item) error { return removed(Record{Item: it}) })
 }
 
 // Policies returns the automatic gc's policies, in order: the configured
@@ -174,13 +164,6 @@ func (s *Service) Policies() []gc.Policy {
 		return []gc.Policy{{KeepBytes: s.o.CacheSize, KeepContexts: true}}
 	}
 	return nil
-}
-
-func record(it gc.Item) Record {
-	return Record{
-		ID: it.ID, Type: it.Type, Size: it.Size, InUse: it.InUse, Shared: it.Shared,
-		Created: it.Created, LastUsed: it.LastUsed, Description: it.Description, Parents: it.Parents,
-	}
 }
 
 // autoGCInterval is the least time between two automatic gc runs.

@@ -15,12 +15,12 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // A stored image is read through go-containerregistry views of the
 // content store, so its writers (remote push) do the I/O. Layers are the
-// exporter's content-store layers (exporter.ContentLayer); the manifests
+// content store's layers (layer.ContentLayer); the manifests
 // are read as they are.
 
 // loadedManifest is one platform's manifest and config, read from the
@@ -127,7 +127,7 @@ func (c *storeImageCore) MediaType() (types.MediaType, error) {
 
 func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	if h.String() == c.m.manifest.Config.Digest.String() {
-		return exporter.ContentLayer(c.ctx, c.cs, c.m.manifest.Config, ""), nil
+		return layer.ContentLayer(c.ctx, c.cs, c.m.manifest.Config, ""), nil
 	}
 	for i, l := range c.m.manifest.Layers {
 		if l.Digest.String() == h.String() {
@@ -135,7 +135,7 @@ func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, erro
 			if i < len(c.m.image.RootFS.DiffIDs) {
 				diffID = c.m.image.RootFS.DiffIDs[i]
 			}
-			return exporter.ContentLayer(c.ctx, c.cs, l, diffID), nil
+			return layer.ContentLayer(c.ctx, c.cs, l, diffID), nil
 		}
 	}
 	return nil, errdefs.NotFoundf("image has no blob %s", h)

@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/imagestore"
 	"github.com/kiln-build/kiln/ops"
@@ -182,24 +183,21 @@ func startFailure(err error) (int, bool) {
 }
 
 // runNetwork maps --network.
-func runNetwork(n string) (executor.NetMode, error) {
-	switch n {
-	case "", "default":
-		return executor.NetDefault, nil
-	case "host":
-		return executor.NetHost, nil
-	case "none":
-		return executor.NetNone, nil
-	case "bridge":
+func runNetwork(n string) (sandbox.NetMode, error) {
+	if n == "bridge" {
 		return "", errdefs.Invalidf("--network bridge: kiln run has no bridge networks; use \"host\" (the default, as in builds) or \"none\"")
 	}
-	return "", errdefs.Invalidf("--network %q: want \"default\", \"host\" or \"none\"", n)
+	m, ok := sandbox.ParseNetMode(n)
+	if !ok {
+		return "", errdefs.Invalidf("--network %q: want \"default\", \"host\" or \"none\"", n)
+	}
+	return m, nil
 }
 
 // runProcess merges the image's config with the request, as docker run
 // does: --entrypoint replaces ENTRYPOINT and drops CMD; arguments replace
 // CMD; -e adds to or overrides ENV; --workdir and --user override.
-func runProcess(image string, cfg ocispec.ImageConfig, req Request, net executor.NetMode) (executor.Process, error) {
+func runProcess(image string, cfg ocispec.ImageConfig, req Request, net sandbox.NetMode) (executor.Process, error) {
 	entrypoint, cmd := cfg.Entrypoint, cfg.Cmd
 	if req.HasEntrypoint {
 		entrypoint, cmd = req.Entrypoint, nil

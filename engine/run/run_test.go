@@ -9,6 +9,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 )
 
@@ -69,7 +70,7 @@ func TestRunProcess(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := runProcess("app", tc.cfg, tc.req, executor.NetDefault)
+			got, err := runProcess("app", tc.cfg, tc.req, sandbox.NetDefault)
 			if tc.err != "" {
 				if err == nil || !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want an invalid-argument error containing %q", err, tc.err)
@@ -91,7 +92,7 @@ func TestRunProcess(t *testing.T) {
 
 func TestRunNetwork(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]executor.NetMode{"": executor.NetDefault, "default": executor.NetDefault, "host": executor.NetHost, "none": executor.NetNone} {
+	for in, want := range map[string]sandbox.NetMode{"": sandbox.NetDefault, "default": sandbox.NetDefault, "host": sandbox.NetHost, "none": sandbox.NetNone} {
 		if got, err := runNetwork(in); err != nil || got != want {
 			t.Errorf("runNetwork(%q) = %q, %v; want %q", in, got, err, want)
 		}

@@ -13,7 +13,7 @@ import (
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/exporter"
+	"github.com/kiln-build/kiln/layer"
 )
 
 // sharedCache returns a shared cache over the redis index at addr, as
@@ -30,7 +30,7 @@ func sharedCache(t *testing.T, addr string) (*remote.Shared, *cacheredis.Index) 
 	}
 	sc, err := remote.NewShared(remote.SharedOptions{
 		Name: "redis", Index: idx, Blobs: blobs, Writer: "test-writer",
-		Importer: remote.NewImporter(nil, nil, nil), Layers: exporter.NewLayers(nil, nil), Local: remote.LocalBlobs(nil, ""),
+		Importer: remote.NewImporter(nil, nil, nil), Layers: layer.NewMaker(nil, nil), Local: remote.LocalBlobs(nil, ""),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 )
 
@@ -100,7 +101,7 @@ func removeBundle(dir string) error {
 // etcConfig says how to generate the container's /etc files.
 type etcConfig struct {
 	hostname   string
-	extraHosts []executor.HostIP
+	extraHosts []sandbox.HostIP
 	resolvConf string // host file to start from
 	hostNet    bool   // the container shares the host's network
 }
@@ -153,7 +154,7 @@ func withEtcMounts(mounts []executor.Mount, files etcFiles) []executor.Mount {
 
 // hostsFile is the container's /etc/hosts: localhost and the hostname on the
 // loopback addresses, then the extra hosts in order.
-func hostsFile(hostname string, extra []executor.HostIP) []byte {
+func hostsFile(hostname string, extra []sandbox.HostIP) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "127.0.0.1\tlocalhost %s\n", hostname)
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 )
 
@@ -33,12 +34,7 @@ nogroup:x:65534:
 // requireRoot skips tests that mount and run containers.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping container test in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping container test: needs root (mounts, runc)")
-	}
+	testroot.RequireSlow(t, "runs containers with runc")
 }
 
 // runtimes are the OCI runtimes to test with; crun only when installed.

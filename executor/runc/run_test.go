@@ -115,26 +115,26 @@ func TestRunEnvCwdUser(t *testing.T) {
 			}{{
 				name: "env and defaults",
 				p:    executor.Process{Env: []string{"FOO=bar baz"}, SecretEnv: []string{"TOKEN=s3cret"}},
-				want: "FOO=bar baz\nHOME=/root\nPATH=" + strings.TrimPrefix(defaultPathEnv, "PATH=") + "\nTOKEN=s3cret\nuid=0 gid=0 groups=\ncwd=/\n",
+				want: "FOO=bar baz\nHOME=/root\nPATH=" + strings.TrimPrefix(defaultPathEnv, "PATH=") + "\nTOKEN=s3cret\nuid=0 gid=0 groups=0\ncwd=/\n",
 			}, {
 				name: "user by name",
 				p:    executor.Process{User: "app"},
-				want: "HOME=/home/app\nPATH=" + strings.TrimPrefix(defaultPathEnv, "PATH=") + "\nuid=1000 gid=1000 groups=50\ncwd=/\n",
+				want: "HOME=/home/app\nPATH=" + strings.TrimPrefix(defaultPathEnv, "PATH=") + "\nuid=1000 gid=1000 groups=50,1000\ncwd=/\n",
 			}, {
 				name: "uid:gid without passwd entry",
 				p:    executor.Process{User: "4242:50", Env: []string{"PATH=/bin"}},
-				want: "HOME=/\nPATH=/bin\nuid=4242 gid=50 groups=\ncwd=/\n",
+				want: "HOME=/\nPATH=/bin\nuid=4242 gid=50 groups=50\ncwd=/\n",
 			}, {
 				name: "name:group",
 				p:    executor.Process{User: "app:staff", Env: []string{"PATH=/bin"}},
-				want: "HOME=/home/app\nPATH=/bin\nuid=1000 gid=50 groups=\ncwd=/\n",
+				want: "HOME=/home/app\nPATH=/bin\nuid=1000 gid=50 groups=50\ncwd=/\n",
 			}, {
 				name: "existing cwd",
 				p:    executor.Process{Cwd: "/tmp", Env: []string{"PATH=/bin"}},
-				want: "HOME=/root\nPATH=/bin\nuid=0 gid=0 groups=\ncwd=/tmp\n",
+				want: "HOME=/root\nPATH=/bin\nuid=0 gid=0 groups=0\ncwd=/tmp\n",
 			}}
 			script := `env | grep -v -e '^PWD=' -e '^SHLVL=' -e '^HOSTNAME=' | sort
-echo "uid=$(id -u) gid=$(id -g) groups=$(grep '^Groups:' /proc/self/status | cut -f2 | tr -d ' ')"
+echo "uid=$(id -u) gid=$(id -g) groups=$(grep '^Groups:' /proc/self/status | cut -f2 | tr ' ' ',' | sed 's/,$//')"
 echo "cwd=$(pwd)"`
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {

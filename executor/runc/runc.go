@@ -6,15 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
+	"github.com/kiln-build/kiln/internal/binfmt"
 )
 
 // DefaultHostname is the container's hostname when the Process names none
@@ -49,10 +53,17 @@ type config struct {
 	cgroupParent  string
 	hostname      string
 	uids, gids    []IDMap
+	log           *slog.Logger
 }
 
 // Option configures an Executor.
 type Option func(*config)
+
+// WithLogger is where the runtime's standard error goes, one record per
+// command (the default discards it).
+func WithLogger(log *slog.Logger) Option {
+	return func(c *config) { c.log = log }
+}
 
 // WithRuntime selects the OCI runtime binary: "runc" (the default), "crun"
 // or a path to either.
@@ -60,7 +71,7 @@ func WithRuntime(binary string) Option {
 	return func(c *config) { c.binary = binary }
 }
 
-// WithInsecureAllowed lets processes run with executor.SecurityInsecure
+// WithInsecureAllowed lets processes run with sandbox.SecurityInsecure
 // (kilnd --allow-insecure-entitlement security.insecure). Without it such a
 // Run fails with errdefs.ErrPermissionDenied.
 func WithInsecureAllowed(allowed bool) Option {
@@ -110,7 +121,10 @@ func New(root string, opts ...Option) (*Executor, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDirName), 0o700); err != nil {
 		return nil, fmt.Errorf("create executor directory: %w", err)
 	}
-	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName))
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	rt, err := newRuntime(bin, filepath.Join(dir, stateDirName), cfg.log)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +177,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 			return errdefs.Invalidf("mount destination / is the root filesystem; pass it as root")
 		}
 	}
-	if p.Security == executor.SecurityInsecure && !e.cfg.allowInsecure {
+	if p.Security == sandbox.SecurityInsecure && !e.cfg.allowInsecure {
 		return errdefs.WithClass(errdefs.ErrPermissionDenied,
 			errors.New("security.insecure is not allowed: the daemon must be started with --allow-insecure-entitlement security.insecure"))
 	}
@@ -224,7 +238,7 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 			hostname:   p.Hostname,
 			extraHosts: p.ExtraHosts,
 			resolvConf: e.cfg.resolvConf,
-			hostNet:    p.Net != executor.NetNone,
+			hostNet:    p.Net != sandbox.NetNone,
 		})
 		if err != nil {
 			return err
@@ -254,7 +268,17 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	if err := b.writeSpec(spec); err != nil {
 		return err
 	}
-	return e.rt.run(ctx, id, b, p)
+	// runc reports a program the kernel cannot execute on the process's
+	// stderr ("exec /prog: exec format error") with exit code 1; the tail
+	// of stderr tells, and the root is still mounted to say what the
+	// program is.
+	tail := &tailWriter{w: p.Stderr}
+	p.Stderr = tail
+	err = e.rt.run(ctx, id, b, p)
+	if err != nil && (strings.Contains(err.Error(), execFormat) || tail.contains(execFormat)) {
+		return explainExecFormat(err, b.rootfs(), p, binfmt.Dir)
+	}
+	return err
 }
 
 // newID returns a random container id.

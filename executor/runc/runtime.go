@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/executor"
+	"github.com/kiln-build/kiln/internal/proclog"
 )
 
 // The runtime's command line is small (run, kill, delete, list), so it is
@@ -38,17 +40,18 @@ type runtime struct {
 	bin   string
 	name  string // "runc" or "crun"
 	state string
+	log   *slog.Logger // the runtime's stderr, a record per command (proclog)
 	// hideCgroupV2 starts the runtime in a private mount namespace without
 	// /sys/fs/cgroup/unified (crun on a hybrid host, see the package doc).
 	hideCgroupV2 bool
 }
 
-func newRuntime(bin, state string) (*runtime, error) {
+func newRuntime(bin, state string, log *slog.Logger) (*runtime, error) {
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
 		return nil, fmt.Errorf("OCI runtime %s --version: %w", bin, err)
 	}
-	r := &runtime{bin: bin, name: filepath.Base(bin), state: state}
+	r := &runtime{bin: bin, name: filepath.Base(bin), state: state, log: log}
 	switch first, _, _ := strings.Cut(string(out), "\n"); {
 	case strings.HasPrefix(first, "crun"):
 		r.name = "crun"
@@ -75,13 +78,21 @@ func (r *runtime) output(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
 	cmd := r.command(ctx, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stdout bytes.Buffer
+	stderr := proclog.NewStderr()
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := r.start(cmd); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", r.name, args[0], err)
 	}
-	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("%s %s: %w: %s", r.name, args[0], err, strings.TrimSpace(stderr.String()))
+	err := cmd.Wait()
+	// The runtime's stderr is a record of its own in the daemon's log;
+	// the error carries one line of it.
+	stderr.Log(ctx, r.log, r.name, cmd.Args[1:], err, nil)
+	if err != nil {
+		if b := stderr.Brief(); b != "" {
+			return nil, fmt.Errorf("%s %s: %w: %s", r.name, args[0], err, b)
+		}
+		return nil, fmt.Errorf("%s %s: %w", r.name, args[0], err)
 	}
 	return stdout.Bytes(), nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 )
 
@@ -44,7 +45,7 @@ echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
 			e := newTestExecutor(t, rt, WithInsecureAllowed(true))
 			tests := []struct {
 				name     string
-				security executor.SecurityMode
+				security sandbox.SecurityMode
 				want     map[string]string
 			}{{
 				name: "sandbox",
@@ -54,7 +55,7 @@ echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
 				},
 			}, {
 				name:     "insecure",
-				security: executor.SecurityInsecure,
+				security: sandbox.SecurityInsecure,
 				want: map[string]string{
 					"CapEff": hostCaps, "CapBnd": hostCaps, "CapPrm": hostCaps,
 					"Seccomp": "0", "NoNewPrivs": "0", "sys": "rw", "procsys": "",
@@ -90,7 +91,7 @@ echo proc=$(cat /proc/1/cmdline | tr '\0' ' ')`
 	t.Run("insecure needs permission", func(t *testing.T) {
 		e := newTestExecutor(t, "runc")
 		root, _ := overlayRoot(t, lower)
-		_, _, err := run(t, e, root, nil, executor.Process{Args: sh("true"), Security: executor.SecurityInsecure})
+		_, _, err := run(t, e, root, nil, executor.Process{Args: sh("true"), Security: sandbox.SecurityInsecure})
 		if !errors.Is(err, errdefs.ErrPermissionDenied) || !strings.Contains(err.Error(), "security.insecure") {
 			t.Fatalf("Run = %v, want a permission error naming security.insecure", err)
 		}
@@ -129,7 +130,7 @@ func TestRunEtcFiles(t *testing.T) {
 			"# host\nnameserver 127.0.0.53\nnameserver 10.1.2.3\nnameserver ::1\nsearch example.org\n---\nkilnsandbox\nkilnsandbox\n---\nhosts-ro\n",
 	}, {
 		name: "no network with hostname and extra hosts",
-		p: executor.Process{Net: executor.NetNone, Hostname: "builder", ExtraHosts: []executor.HostIP{
+		p: executor.Process{Net: sandbox.NetNone, Hostname: "builder", ExtraHosts: []sandbox.HostIP{
 			{Host: "db", IP: netip.MustParseAddr("10.0.0.2")},
 			{Host: "v6", IP: netip.MustParseAddr("fd00::1")},
 		}},
@@ -177,7 +178,7 @@ func TestRunNetwork(t *testing.T) {
 	for _, rt := range runtimes(t) {
 		t.Run(rt, func(t *testing.T) {
 			e := newTestExecutor(t, rt)
-			for _, mode := range []executor.NetMode{executor.NetDefault, executor.NetHost, executor.NetNone} {
+			for _, mode := range []sandbox.NetMode{sandbox.NetDefault, sandbox.NetHost, sandbox.NetNone} {
 				t.Run(string(mode)+"-mode", func(t *testing.T) {
 					root, _ := overlayRoot(t, lower)
 					out, errOut, err := run(t, e, root, nil, executor.Process{Args: sh(script), Net: mode})
@@ -185,7 +186,7 @@ func TestRunNetwork(t *testing.T) {
 						t.Fatalf("Run: %v (stderr %q)", err, errOut)
 					}
 					got := parseKV(out)
-					if mode == executor.NetNone {
+					if mode == sandbox.NetNone {
 						if got["ifaces"] != "lo" {
 							t.Errorf("interfaces %q, want only lo", got["ifaces"])
 						}

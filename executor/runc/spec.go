@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
 )
@@ -79,10 +80,10 @@ func generateSpec(ctx context.Context, c specConfig) (*specs.Spec, error) {
 	if c.readonlyRoot {
 		opts = append(opts, oci.WithRootFSReadonly())
 	}
-	if c.proc.Net != executor.NetNone {
+	if c.proc.Net != sandbox.NetNone {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace))
 	}
-	if c.proc.Security == executor.SecurityInsecure {
+	if c.proc.Security == sandbox.SecurityInsecure {
 		opts = append(opts,
 			oci.WithPrivileged, // all current capabilities, no masks, rw /sys and cgroupfs, no seccomp
 			oci.WithAllDevicesAllowed,
@@ -93,7 +94,7 @@ func generateSpec(ctx context.Context, c specConfig) (*specs.Spec, error) {
 		opts = append(opts, oci.WithNoNewPrivileges, withDefaultSeccomp)
 	}
 	if c.userns != nil {
-		opts = append(opts, withUserNamespace(c.userns, c.proc.Net != executor.NetNone))
+		opts = append(opts, withUserNamespace(c.userns, c.proc.Net != sandbox.NetNone))
 	}
 	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: c.id}, opts...)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/user"
 )
@@ -111,19 +112,19 @@ func TestSpecSandbox(t *testing.T) {
 func TestSpecVariants(t *testing.T) {
 	t.Parallel()
 	t.Run("network none", func(t *testing.T) {
-		s := testSpec(t, specConfig{proc: executor.Process{Net: executor.NetNone}})
+		s := testSpec(t, specConfig{proc: executor.Process{Net: sandbox.NetNone}})
 		if !slices.Contains(namespaceTypes(s), specs.NetworkNamespace) {
 			t.Errorf("namespaces %v: want a new network namespace", namespaceTypes(s))
 		}
 	})
 	t.Run("network host", func(t *testing.T) {
-		s := testSpec(t, specConfig{proc: executor.Process{Net: executor.NetHost}})
+		s := testSpec(t, specConfig{proc: executor.Process{Net: sandbox.NetHost}})
 		if slices.Contains(namespaceTypes(s), specs.NetworkNamespace) {
 			t.Errorf("namespaces %v: want the host's network", namespaceTypes(s))
 		}
 	})
 	t.Run("insecure", func(t *testing.T) {
-		s := testSpec(t, specConfig{proc: executor.Process{Security: executor.SecurityInsecure}})
+		s := testSpec(t, specConfig{proc: executor.Process{Security: sandbox.SecurityInsecure}})
 		if s.Linux.Seccomp != nil || s.Process.NoNewPrivileges || len(s.Linux.MaskedPaths) != 0 || len(s.Linux.ReadonlyPaths) != 0 {
 			t.Errorf("seccomp %v, nnp %v, masked %v, readonly %v", s.Linux.Seccomp != nil, s.Process.NoNewPrivileges, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 		}
@@ -160,7 +161,7 @@ func TestSpecVariants(t *testing.T) {
 
 func TestHostsFile(t *testing.T) {
 	t.Parallel()
-	got := string(hostsFile("box", []executor.HostIP{
+	got := string(hostsFile("box", []sandbox.HostIP{
 		{Host: "db", IP: netip.MustParseAddr("10.0.0.2")},
 		{Host: "v6", IP: netip.MustParseAddr("fd00::1")},
 	}))

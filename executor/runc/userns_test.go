@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 )
 
@@ -100,7 +101,7 @@ func TestUserNamespace(t *testing.T) {
 			}
 
 			// With a network namespace of its own, /sys is a sysfs of it.
-			out, errOut, err = run(t, e, rootfs, nil, executor.Process{Net: executor.NetNone, Args: sh("id -u; ls /sys/class/net")})
+			out, errOut, err = run(t, e, rootfs, nil, executor.Process{Net: sandbox.NetNone, Args: sh("id -u; ls /sys/class/net")})
 			if err != nil || !strings.HasPrefix(out, "0\n") || !strings.Contains(out, "lo") {
 				t.Errorf("network none: %q, %v\n%s", out, err, errOut)
 			}

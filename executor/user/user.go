@@ -20,8 +20,11 @@ const maxFileSize = 16 << 20
 type User struct {
 	UID uint32
 	GID uint32
-	// AdditionalGIDs are the supplementary groups from /etc/group, set only
-	// when the spec named no group.
+	// AdditionalGIDs are the supplementary groups of a process: the
+	// primary group, then, when the spec named no group, the user's groups
+	// in /etc/group (as BuildKit gives a step; a process whose
+	// supplementary list leaves its primary group out loses access that
+	// group grants once it changes its gid).
 	AdditionalGIDs []uint32
 	// Home is the home directory from /etc/passwd, "" if the user has no
 	// entry.
@@ -59,9 +62,11 @@ func Resolve(rootfs, spec string) (User, error) {
 		}
 		return User{}, fmt.Errorf("resolve user %q: %w", spec, err)
 	}
-	u := User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), Home: eu.Home}
+	u := User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), Home: eu.Home, AdditionalGIDs: []uint32{uint32(eu.Gid)}}
 	for _, g := range eu.Sgids {
-		u.AdditionalGIDs = append(u.AdditionalGIDs, uint32(g))
+		if uint32(g) != u.GID {
+			u.AdditionalGIDs = append(u.AdditionalGIDs, uint32(g))
+		}
 	}
 	return u, nil
 }

@@ -45,16 +45,18 @@ func TestResolve(t *testing.T) {
 		spec string
 		want User
 	}{
-		{"", User{UID: 0, GID: 0, AdditionalGIDs: []uint32{10}, Home: "/root"}},
-		{"root", User{UID: 0, GID: 0, AdditionalGIDs: []uint32{10}, Home: "/root"}},
-		{"app", User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{50, 10}, Home: "/home/app"}},
-		{"1000", User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{50, 10}, Home: "/home/app"}},
-		{"app:staff", User{UID: 1000, GID: 50, Home: "/home/app"}},
-		{"1000:50", User{UID: 1000, GID: 50, Home: "/home/app"}},
-		{"app:4243", User{UID: 1000, GID: 4243, Home: "/home/app"}},
-		{"4242", User{UID: 4242, GID: 0}},
-		{"4242:4243", User{UID: 4242, GID: 4243}},
-		{"4242:staff", User{UID: 4242, GID: 50}},
+		// The primary group comes first in AdditionalGIDs, as BuildKit
+		// gives a step (issue 12 item 7).
+		{"", User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0, 10}, Home: "/root"}},
+		{"root", User{UID: 0, GID: 0, AdditionalGIDs: []uint32{0, 10}, Home: "/root"}},
+		{"app", User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{1000, 50, 10}, Home: "/home/app"}},
+		{"1000", User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{1000, 50, 10}, Home: "/home/app"}},
+		{"app:staff", User{UID: 1000, GID: 50, AdditionalGIDs: []uint32{50}, Home: "/home/app"}},
+		{"1000:50", User{UID: 1000, GID: 50, AdditionalGIDs: []uint32{50}, Home: "/home/app"}},
+		{"app:4243", User{UID: 1000, GID: 4243, AdditionalGIDs: []uint32{4243}, Home: "/home/app"}},
+		{"4242", User{UID: 4242, GID: 0, AdditionalGIDs: []uint32{0}}},
+		{"4242:4243", User{UID: 4242, GID: 4243, AdditionalGIDs: []uint32{4243}}},
+		{"4242:staff", User{UID: 4242, GID: 50, AdditionalGIDs: []uint32{50}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.spec, func(t *testing.T) {
@@ -104,7 +106,7 @@ func TestResolveWithoutFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("numeric ids need no passwd: %v", err)
 	}
-	if diff := cmp.Diff(User{UID: 1000, GID: 1000}, got); diff != "" {
+	if diff := cmp.Diff(User{UID: 1000, GID: 1000, AdditionalGIDs: []uint32{1000}}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if _, err := Resolve(dir, "app"); err == nil || !strings.Contains(err.Error(), "app") {

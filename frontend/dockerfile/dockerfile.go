@@ -31,7 +31,7 @@ func (Frontend) Solve(ctx context.Context, req frontend.Request) (*frontend.Resu
 	if len(strings.TrimSpace(string(req.Dockerfile))) == 0 {
 		return nil, &errdefs.SourceError{File: name, Err: errdefs.Invalidf("the Dockerfile cannot be empty")}
 	}
-	df, err := instructions.Parse(req.Dockerfile, name)
+	df, err := instructions.Parse(ctx, req.Dockerfile, name)
 	if err != nil {
 		return nil, err
 	}

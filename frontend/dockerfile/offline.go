@@ -5,6 +5,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 )
 
@@ -17,6 +18,6 @@ type OfflineResolver struct{}
 var _ frontend.ImageResolver = OfflineResolver{}
 
 // ResolveImageConfig implements frontend.ImageResolver.
-func (OfflineResolver) ResolveImageConfig(_ context.Context, ref string, _ ocispec.Platform) (frontend.ResolvedImage, error) {
-	return frontend.ResolvedImage{Ref: ref, Config: []byte("{}")}, nil
+func (OfflineResolver) ResolveImageConfig(_ context.Context, ref string, _ ocispec.Platform) (imageconfig.Resolved, error) {
+	return imageconfig.Resolved{Ref: ref, Config: []byte("{}")}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -49,84 +50,80 @@ func imports(t *testing.T) map[string][]string {
 	return pkgs
 }
 
-var knownTop = map[string]bool{
-	"api": true, "cache": true, "client": true, "config": true, "content": true, "daemon": true, "engine": true,
-	"executor": true, "exporter": true, "filesync": true, "frontend": true, "gc": true, "graph": true,
-	"imagestore": true, "ops": true, "progress": true, "registry": true, "session": true, "snapshot": true,
-	"solver": true, "worker": true,
-}
-
 func under(pkg, prefix string) bool { return pkg == prefix || strings.HasPrefix(pkg, prefix+"/") }
 
-func TestImportDirection(t *testing.T) {
+// kiln reports whether an import (module prefix trimmed) is a Kiln
+// package.
+func kiln(pkgs map[string][]string, imp string) bool {
+	_, ok := pkgs[imp]
+	return ok
+}
+
+func TestEveryPackageHasALayer(t *testing.T) {
 	pkgs := imports(t)
-	// Packages that may import only the listed Kiln packages.
-	allowed := map[string][]string{
-		"core/errdefs": nil, "core/labels": nil, "graph": nil, "progress": nil, "session": nil,
-		"ops":                        {"graph", "session", "core/errdefs"},
-		"frontend":                   {"graph", "core/errdefs"},
-		"frontend/dockerfile/shell":  nil,
-		"frontend/dockerfile/parser": {"core/errdefs", "frontend/dockerfile/shell"},
-		"cache":                      {"ops", "progress", "core/errdefs"},
-		"config":                     {"core/errdefs"},
-		"registry":                   {"core/errdefs"},
-		"solver":                     {"cache", "graph", "ops", "progress", "session", "core/errdefs"},
-		"executor":                   {"core/errdefs", "executor/user"},
-		// BuildKit's API is a second edge over the engine, beside daemon's
-		// own; it knows neither Kiln's wire types nor the daemon.
-		"daemon/buildkit":             {"cache/remote", "config", "core/errdefs", "engine", "engine/disk", "engine/history", "exporter", "frontend", "progress", "session"},
-		"frontend/dockerfile/convert": {"core/errdefs", "frontend", "frontend/dockerfile/instructions", "frontend/dockerfile/parser", "frontend/dockerfile/shell", "graph"},
+	table := Table()
+	for pkg := range pkgs {
+		if _, ok := table[pkg]; !ok {
+			t.Errorf("package %s has no row in depcheck's Table: place it in a layer (internal/depcheck/layers.go)", pkg)
+		}
 	}
-	for pkg, ok := range allowed {
-		imps, found := pkgs[pkg]
-		if !found {
-			t.Errorf("package %s does not exist any more: update this test", pkg)
-			continue
+	for pkg := range table {
+		if _, ok := pkgs[pkg]; !ok {
+			t.Errorf("depcheck's Table places %s, which does not exist any more: remove its row", pkg)
+		}
+	}
+}
+
+func TestImportsPointDown(t *testing.T) {
+	pkgs := imports(t)
+	table := Table()
+	for pkg, imps := range pkgs {
+		r, ok := table[pkg]
+		if !ok {
+			continue // TestEveryPackageHasALayer says so
 		}
 		for _, imp := range imps {
-			if !knownTop[strings.SplitN(imp, "/", 2)[0]] && !strings.HasPrefix(imp, "core/") && !strings.HasPrefix(imp, "internal/") {
-				continue // not a Kiln package
+			if !kiln(pkgs, imp) {
+				continue
 			}
-			if !contains(ok, imp) {
-				t.Errorf("%s imports %s; it may import only %v", pkg, imp, ok)
+			if ir, ok := table[imp]; ok && ir.Layer >= r.Layer {
+				t.Errorf("%s (layer %d) imports %s (layer %d): imports point to lower layers only", pkg, r.Layer, imp, ir.Layer)
+			}
+			if r.May != nil && !slices.Contains(r.May, imp) {
+				t.Errorf("%s imports %s; it may import only %v", pkg, imp, r.May)
 			}
 		}
 	}
+}
 
-	// The edge: only these know gRPC, and nothing below the engine
-	// imports the daemon, the client or the engine.
-	edge := []string{"api", "daemon", "client", "cmd", "e2e", "hack", "internal/testutil"}
-	top := []string{"daemon", "client", "engine", "cmd"}
+func TestGRPCAtTheEdge(t *testing.T) {
+	pkgs := imports(t)
+	// Only these know gRPC: the wire contract, the two sides of it, the
+	// gateway (it serves BuildKit's LLBBridge to a frontend container over
+	// the container's stdio), and the binaries and tests around them.
+	edge := []string{"api", "daemon", "client", "frontend/gateway", "cmd", "e2e", "hack", "examples"}
 	for pkg, imps := range pkgs {
-		atEdge := false
-		for _, e := range edge {
-			if under(pkg, e) {
-				atEdge = true
-			}
-		}
+		atEdge := slices.ContainsFunc(edge, func(e string) bool { return under(pkg, e) })
 		for _, imp := range imps {
 			if strings.HasPrefix(imp, "google.golang.org/grpc") && !atEdge {
 				t.Errorf("%s imports %s: gRPC belongs to api, daemon and client", pkg, imp)
 			}
-			if pkg == "engine" || atEdge {
-				continue
-			}
-			for _, tp := range top {
-				if under(imp, tp) {
-					t.Errorf("%s imports %s, which is above it", pkg, imp)
-				}
-			}
 		}
 	}
-	// BuildKit's known tangles, kept out.
+}
+
+func TestBuildKitTanglesStayOut(t *testing.T) {
+	pkgs := imports(t)
 	forbidden := map[string][]string{
 		"cache":    {"solver", "client", "daemon"},
 		"snapshot": {"executor", "solver", "cache"},
 		"content":  {"snapshot", "solver", "cache"},
+		"exporter": {"frontend", "solver", "worker", "engine"},
+		"frontend": {"content", "snapshot", "registry", "solver"},
 	}
 	for pkg, bad := range forbidden {
 		for p, imps := range pkgs {
-			if !under(p, pkg) || (pkg == "cache" && under(p, "cache/remote")) {
+			if !under(p, pkg) {
 				continue
 			}
 			for _, imp := range imps {
@@ -138,13 +135,4 @@ func TestImportDirection(t *testing.T) {
 			}
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

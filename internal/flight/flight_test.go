@@ -19,7 +19,7 @@ func TestDoShares(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := g.Do(context.Background(), "k", func(context.Context) (int, error) {
+			v, err := g.Do(context.Background(), "k", func(context.Context, *Call) (int, error) {
 				calls.Add(1)
 				<-release
 				return 42, nil
@@ -47,7 +47,7 @@ func TestOneWaiterLeavingDoesNotCancel(t *testing.T) {
 	var g Group[string]
 	started := make(chan struct{})
 	finish := make(chan struct{})
-	fn := func(ctx context.Context) (string, error) {
+	fn := func(ctx context.Context, _ *Call) (string, error) {
 		close(started)
 		select {
 		case <-finish:
@@ -79,7 +79,7 @@ func TestLastWaiterLeavingCancels(t *testing.T) {
 	started := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		_, _ = g.Do(ctx, "k", func(ctx context.Context) (int, error) {
+		_, _ = g.Do(ctx, "k", func(ctx context.Context, _ *Call) (int, error) {
 			close(started)
 			<-ctx.Done()
 			cause <- context.Cause(ctx)

@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/mount"
 
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/snapshot"
 )
@@ -28,12 +28,7 @@ type Snapshots struct {
 // test when not root or in -short mode.
 func New(t *testing.T, kind string) *Snapshots {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("snapshots need root")
-	}
-	if testing.Short() {
-		t.Skip("slow: writes snapshots")
-	}
+	testroot.RequireSlow(t, "writes snapshots")
 	sn, err := snapshot.New(t.TempDir(), kind)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 )
 
 type tarEntry struct {
@@ -169,9 +170,7 @@ func TestBusyboxImage(t *testing.T) {
 
 func TestBusyboxImageRuns(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: chroot needs root")
-	}
+	testroot.Require(t, "chroot")
 	img := BusyboxImage(t, HostPlatform())
 	root := t.TempDir()
 	_, entries := layerEntries(t, img)

@@ -21,6 +21,14 @@ import (
 // toolchain running the tests, from the current directory, which must be
 // inside the module (as it is for any test in the repository).
 func BuildCommand(dir, name string) (string, error) {
+	out := filepath.Join(dir, name)
+	return out, GoBuild(out, "github.com/kiln-build/kiln/cmd/"+name)
+}
+
+// GoBuild builds the package pkg into the binary out with the go command
+// of the toolchain running the tests; env adds environment variables
+// ("CGO_ENABLED=0").
+func GoBuild(out, pkg string, env ...string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		// go test runs test binaries with GOROOT set; /usr/local/go is
@@ -30,14 +38,14 @@ func BuildCommand(dir, name string) (string, error) {
 			goBin = filepath.Join(r, "bin", "go")
 		}
 	}
-	out := filepath.Join(dir, name)
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/kiln-build/kiln/cmd/"+name)
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go build cmd/%s: %w\n%s", name, err, stderr.String())
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, stderr.String())
 	}
-	return out, nil
+	return nil
 }
 
 // Daemon is a kilnd process started by StartDaemon on a temporary root.

@@ -10,6 +10,10 @@
 // counterparts without testing.TB (NewBusyboxImage, NewDistribution, NewCA)
 // return errors instead, for the demo and benchmark tools.
 //
-// This package imports no Kiln package except core/errdefs, so any package's
-// tests can use it.
+// From Kiln it imports core/errdefs, session and filesync (Session, the
+// in-process session.Session, syncs directories with filesync.Local) and
+// snapshot (the busybox rootfs is unpacked into a snapshotter). Tests of
+// those packages and of the packages below them cannot use it; their
+// root-only gates are internal/testroot's, their snapshot fixtures
+// internal/snaptest's.
 package testutil

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
@@ -40,7 +40,7 @@ type Deps struct {
 	Hostname string
 	// DefaultNetwork is the network of steps that do not choose one
 	// (kilnd.toml [worker.oci] network-mode); empty is the host's.
-	DefaultNetwork graph.NetMode
+	DefaultNetwork sandbox.NetMode
 }
 
 // Op is an exec step.
@@ -94,44 +94,81 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	}
 	defer active.Discard(context.WithoutCancel(ctx))
 
-	env := &runEnv{deps: o.deps, sess: o.sess}
+	env := &runEnv{deps: o.deps, sess: o.sess, output: o.op.Output, name: o.name}
 	defer env.cleanup()
 	mounts, secretEnv, err := env.mounts(ctx, o.op.Mounts, inputs)
 	if err != nil {
 		return nil, err
 	}
+	if env.outputActive != nil {
+		defer env.outputActive.Discard(context.WithoutCancel(ctx))
+	}
 
 	pw := progress.FromContext(ctx)
-	hosts, err := extraHosts(o.op.ExtraHosts)
-	if err != nil {
-		return nil, err
-	}
 	proc := executor.Process{
-		ExtraHosts: hosts,
+		ExtraHosts: o.op.ExtraHosts,
 		Args:       o.op.Args,
 		Env:        append(append([]string(nil), o.op.Env...), o.op.ProxyEnv...),
 		SecretEnv:  secretEnv,
 		User:       o.op.User,
 		Cwd:        o.op.Cwd,
-		Net:        executor.NetMode(o.network()),
-		Security:   executor.SecurityMode(o.op.Security),
-		Hostname:   o.deps.Hostname,
+		Net:        o.network(),
+		Security:   o.op.Security,
+		Hostname:   o.hostname(),
 		Stdout:     progress.LogWriter(pw, o.vertex, 1),
 		Stderr:     progress.LogWriter(pw, o.vertex, 2),
 	}
 	if env.sshSocket != "" {
 		proc.Env = append(proc.Env, "SSH_AUTH_SOCK="+env.sshTarget)
 	}
-	root := executor.Mount{Dest: "/", Source: active.Mounts()}
-	if err := o.deps.Executor.Run(ctx, root, mounts, proc); err != nil {
+	root := executor.Mount{Dest: "/", Source: active.Mounts(), Readonly: o.op.ReadonlyRoot}
+	if err := o.exitStatus(o.deps.Executor.Run(ctx, root, mounts, proc)); err != nil {
 		return nil, err
+	}
+	if env.outputActive != nil {
+		// The result is the output mount's filesystem; the root's
+		// changes go with the step.
+		return env.outputActive.Commit(ctx)
 	}
 	return active.Commit(ctx)
 }
 
+// hostname is the step's hostname: its own, else the worker's.
+func (o *Op) hostname() string {
+	if o.op.Hostname != "" {
+		return o.op.Hostname
+	}
+	return o.deps.Hostname
+}
+
+// exitStatus applies the op's valid exit codes to the executor's answer:
+// without a list only 0 succeeds; with one, exactly the codes it holds.
+func (o *Op) exitStatus(err error) error {
+	if len(o.op.ValidExitCodes) == 0 {
+		return err
+	}
+	code := 0
+	if err != nil {
+		var ee *executor.ExitError
+		if !errors.As(err, &ee) {
+			return err
+		}
+		code = ee.Code
+	}
+	for _, c := range o.op.ValidExitCodes {
+		if c == code {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w (valid exit codes: %v)", err, o.op.ValidExitCodes)
+	}
+	return fmt.Errorf("process %q exited with 0, which is not one of the valid exit codes %v", strings.Join(o.op.Args, " "), o.op.ValidExitCodes)
+}
+
 // network is the step's network: its own choice, else the daemon's default.
-func (o *Op) network() graph.NetMode {
-	if o.op.Network == graph.NetDefault {
+func (o *Op) network() sandbox.NetMode {
+	if o.op.Network == sandbox.NetDefault {
 		return o.deps.DefaultNetwork
 	}
 	return o.op.Network
@@ -170,17 +207,4 @@ func describeMount(m graph.Mount) string {
 		return fmt.Sprintf("--mount=type=%s,target=%s", m.Type, m.Target)
 	}
 	return fmt.Sprintf("--mount=type=%s", m.Type)
-}
-
-// extraHosts turns the op's /etc/hosts entries into the executor's.
-func extraHosts(hs []graph.HostIP) ([]executor.HostIP, error) {
-	var out []executor.HostIP
-	for _, h := range hs {
-		ip, err := netip.ParseAddr(h.IP)
-		if err != nil {
-			return nil, errdefs.Invalidf("extra host %s: %q is not an IP address", h.Host, h.IP)
-		}
-		out = append(out, executor.HostIP{Host: h.Host, IP: ip})
-	}
-	return out, nil
 }

@@ -13,9 +13,11 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/executor"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
@@ -34,12 +36,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running containers needs root")
-	}
-	if testing.Short() {
-		t.Skip("runs containers; skipped in -short mode")
-	}
+	testroot.RequireSlow(t, "runs containers")
 	ctx := context.Background()
 	root := t.TempDir()
 	sn, err := snapshot.New(root, snapshot.KindAuto)
@@ -350,7 +347,7 @@ func TestCacheMapSelectors(t *testing.T) {
 // host's keeps it.
 func TestDefaultNetwork(t *testing.T) {
 	e := newEnv(t)
-	e.deps.DefaultNetwork = graph.NetNone
+	e.deps.DefaultNetwork = sandbox.NetNone
 	ref, _, err := e.run(t, nil, "ls /sys/class/net > /nets", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +356,7 @@ func TestDefaultNetwork(t *testing.T) {
 		t.Errorf("default network none: interfaces %q, want only lo", got)
 	}
 	v := graph.NewVertex(graph.Op{Exec: &graph.ExecOp{
-		Args: []string{"/bin/sh", "-c", "ls /sys/class/net > /nets"}, Env: []string{testutil.DefaultPathEnv}, Root: 0, Network: graph.NetHost,
+		Args: []string{"/bin/sh", "-c", "ls /sys/class/net > /nets"}, Env: []string{testutil.DefaultPathEnv}, Root: 0, Network: sandbox.NetHost,
 	}}, graph.Meta{Name: "host"})
 	ref, err = exec.New(v, nil, e.deps).Exec(context.Background(), []ops.Ref{e.base})
 	if err != nil {

@@ -30,6 +30,12 @@ type runEnv struct {
 	secretDir string // tmpfs for secret files
 	sshSocket string // host path of the agent socket
 	sshTarget string // its path in the container
+
+	// output is the target of the bind mount that is the step's result
+	// (graph.ExecOp.Output); outputActive is its writable filesystem.
+	output       string
+	outputActive ops.Active
+	name         string
 }
 
 func (e *runEnv) stepDir() (string, error) {
@@ -165,6 +171,9 @@ func (e *runEnv) bind(ctx context.Context, m graph.Mount, inputs []ops.Ref) (*ex
 	if m.Input >= 0 {
 		ref = inputs[m.Input]
 	}
+	if m.Target == e.output && e.output != "" {
+		return e.outputBind(ctx, m, ref)
+	}
 	dir, err := e.inputDir(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -209,6 +218,24 @@ func (e *runEnv) bind(ctx context.Context, m graph.Mount, inputs []ops.Ref) (*ex
 		Type: "overlay", Source: "overlay",
 		Options: []string{"lowerdir=" + src, "upperdir=" + upper, "workdir=" + work},
 	}}}, nil
+}
+
+// outputBind makes the writable filesystem of the output mount: a new
+// snapshot on the mount's input, mounted read-write, committed as the
+// step's result.
+func (e *runEnv) outputBind(ctx context.Context, m graph.Mount, ref ops.Ref) (*executor.Mount, error) {
+	if _, isDir := ref.(ops.Dir); isDir {
+		return nil, errdefs.Invalidf("an output mount cannot be made on a local context")
+	}
+	if m.Selector != "" {
+		return nil, errdefs.Invalidf("an output mount cannot have a selector")
+	}
+	act, err := e.deps.Snapshots.New(ctx, ref, e.name+" (output "+m.Target+")")
+	if err != nil {
+		return nil, err
+	}
+	e.outputActive = act
+	return &executor.Mount{Dest: m.Target, Source: act.Mounts()}, nil
 }
 
 func (e *runEnv) cache(ctx context.Context, m graph.Mount, inputs []ops.Ref) (*executor.Mount, error) {

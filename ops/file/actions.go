@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 )
@@ -235,5 +237,23 @@ func (x *execution) doSymlink(a *graph.SymlinkAction) error {
 	} else if fi != nil {
 		return errdefs.WithClass(errdefs.ErrAlreadyExists, fmt.Errorf("file exists"))
 	}
-	return os.Symlink(a.Oldpath, d.host(target))
+	if err := os.Symlink(a.Oldpath, d.host(target)); err != nil {
+		return err
+	}
+	if a.Chown != nil {
+		uid, gid, err := owner(d, a.Chown)
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(d.host(target), uid, gid); err != nil {
+			return err
+		}
+	}
+	if ts := timestampOf(a.Timestamp); ts != nil {
+		tv := []unix.Timeval{unix.NsecToTimeval(unix.TimespecToNsec(*ts)), unix.NsecToTimeval(unix.TimespecToNsec(*ts))}
+		if err := unix.Lutimes(d.host(target), tv); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -41,21 +41,18 @@ func (x *execution) doCopy(ctx context.Context, ca *copyAction) error {
 
 	// Expand every source first: errors about sources come before any
 	// write, and the count decides whether the destination must be a
-	// directory.
-	var matches []match
-	var empty []string
+	// directory. A wildcard that matches nothing is no error, even alone
+	// (as in BuildKit: "COPY requirements*.txt ./" is how Dockerfiles
+	// copy optional files).
+	groups := make([][]match, 0, len(ca.Src))
+	nMatches := 0
 	for _, s := range ca.Src {
 		ms, err := src.expand(s, ca.Parents)
 		if err != nil {
 			return src.classify(s, err)
 		}
-		if len(ms) == 0 {
-			empty = append(empty, s)
-		}
-		matches = append(matches, ms...)
-	}
-	if len(matches) == 0 && len(empty) > 0 {
-		return errdefs.NotFoundf("no files match %q in %s", empty[0], src.where)
+		groups = append(groups, ms)
+		nMatches += len(ms)
 	}
 
 	dstRel, err := cleanRel(ca.Dest)
@@ -63,19 +60,28 @@ func (x *execution) doCopy(ctx context.Context, ca *copyAction) error {
 		return errdefs.Invalidf("destination %q is outside the root", ca.Dest)
 	}
 	dirDest := isDirPath(ca.Dest) || ca.Parents
-	if (len(ca.Src) > 1 || len(matches) > 1) && !dirDest {
+	if (len(ca.Src) > 1 || nMatches > 1) && !dirDest {
 		return errdefs.Invalidf("%s", errMultiDest)
 	}
-	if !dirDest {
-		if r, err := d.resolve(dstRel); err == nil {
-			if fi, err := os.Lstat(d.host(r)); err == nil && fi.IsDir() {
-				dirDest = true
-			}
+	if !dirDest && dstRel != "" {
+		// A destination that is a link is followed, also when it
+		// dangles, as in BuildKit: the copy lands where it points
+		// (inside the root).
+		r, err := d.resolve(dstRel)
+		if err != nil {
+			return err
+		}
+		dstRel = r
+		if fi, err := os.Lstat(d.host(r)); err == nil && fi.IsDir() {
+			dirDest = true
 		}
 	}
 
-	c := &copier{ctx: ctx, src: src, dst: d, chmod: ca.chmod, exclude: ca.exclude, inodes: map[inode]string{}}
+	c := &copier{ctx: ctx, src: src, dst: d, chmod: ca.chmod, exclude: ca.exclude, dirPerm: 0o755}
 	c.keepXattrs = !src.strict
+	// COPY from a filesystem (a stage, an image) keeps the owners; from a
+	// build context the files become root's, as in BuildKit.
+	c.keepOwner = ca.Chown == nil && !src.strict
 	if ca.Chown != nil {
 		if c.owner.uid, c.owner.gid, err = resolveOwner(d.dir, ca.Chown); err != nil {
 			return err
@@ -85,16 +91,27 @@ func (x *execution) doCopy(ctx context.Context, ca *copyAction) error {
 		t := specTime(*ca.Timestamp)
 		c.mtime = &t
 	}
-	parentAttrs := newDirAttrs{uid: c.owner.uid, gid: c.owner.gid, perm: 0o755, mtime: c.mtime}
+	// The directories the copy creates (the destination and its missing
+	// parents) are 0755, or take an octal --chmod, as in BuildKit.
+	if m, ok := octalMode(ca.Chmod); ok {
+		c.dirPerm = m
+	}
+	parentAttrs := newDirAttrs{uid: c.owner.uid, gid: c.owner.gid, perm: c.dirPerm, mtime: c.mtime}
 	lk := x.linkerFor(ca, src, d)
 	c.link = lk
+	c.linkedInodes = map[inode]int{}
 
-	for _, m := range matches {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		if err := x.copyMatch(ctx, ca, c, m, dstRel, dirDest, parentAttrs); err != nil {
-			return err
+	for gi, ms := range groups {
+		// Hard links are kept within one source, as in BuildKit: "COPY a
+		// b /d/" of two linked files makes two files.
+		c.inodes, c.group = map[inode]string{}, gi
+		for _, m := range ms {
+			if err := ctx.Err(); err != nil {
+				return context.Cause(ctx)
+			}
+			if err := x.copyMatch(ctx, ca, c, m, dstRel, dirDest, parentAttrs); err != nil {
+				return err
+			}
 		}
 	}
 	if lk != nil && lk.hasPending() {
@@ -109,6 +126,18 @@ func (x *execution) doCopy(ctx context.Context, ca *copyAction) error {
 		return d.finishDirs(lk.upper)
 	}
 	return d.finishDirs(d.dir)
+}
+
+// octalMode returns the mode of an octal --chmod.
+func octalMode(s string) (uint32, bool) {
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(v) & modePerm, true
 }
 
 // isDirPath reports whether a destination names a directory by its form:

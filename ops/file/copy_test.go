@@ -45,6 +45,8 @@ var (
 		wdir("run", 0o755), wlink("/run", "var/run"),
 		wfile("file-there", "old", 0o644),
 		wfile("t/x.txt/inner", "in", 0o644),
+		wlink("/file-there", "link-to-file"),
+		wlink("nowhere/deep", "dangling-dest"),
 	}
 )
 
@@ -84,8 +86,29 @@ func TestCopyRules(t *testing.T) {
 			map[string]node{"dst/x.txt": reg(rw, root, "X"), "dst/sub": d(dir, root), "dst/sub/y.txt": reg(rw, root, "Y"),
 				"dst/link": {Mode: "lrwxrwxrwx", Owner: root, Target: "x.txt"}},
 			[]string{"dst/dir"}},
-		{"directory to a new path takes its metadata", cp([]string{"dir"}, "/newdir"),
-			map[string]node{"newdir": d("drwxr-x---", root), "newdir/x.txt": reg(rw, root, "X")}, nil},
+		// BuildKit: the directory a copy creates is 0755 (issue 12 item 2),
+		// or the octal --chmod, also the parents it creates.
+		{"directory to a new path is a new directory", cp([]string{"dir"}, "/newdir"),
+			map[string]node{"newdir": d(dir, root), "newdir/x.txt": reg(rw, root, "X"), "newdir/sub": d(dir, root)}, nil},
+		{"directory to a new path with --chmod", cp([]string{"dir"}, "/p/newdir", chmod("0700")),
+			map[string]node{"p": d("drwx------", root), "p/newdir": d("drwx------", root), "p/newdir/sub": d("drwx------", root)}, nil},
+		{"file into new directories with --chmod", cp([]string{"a.txt"}, "/q/r/", chmod("0640")),
+			map[string]node{"q": d("drw-r-----", root), "q/r": d("drw-r-----", root), "q/r/a.txt": reg("-rw-r-----", root, "A")}, nil},
+		{"symbolic --chmod leaves new directories 0755", cp([]string{"dir"}, "/sym", chmod("go=")),
+			map[string]node{"sym": d(dir, root), "sym/sub": d("drwx------", root)}, nil},
+		{"existing destination directory kept", cp([]string{"dir"}, "/existing", chmod("0600")),
+			map[string]node{"existing": d("drwx------", "5:5"), "existing/x.txt": reg("-rw-------", root, "X")}, nil},
+		{"wildcard matching nothing alone is no error", cp([]string{"nope*"}, "/nothing/"), nil, []string{"nothing"}},
+		{"parents with ** at any depth", cp([]string{"./p/**/*.txt", "**/y.txt"}, "/ds/", parents),
+			map[string]node{"ds/p/q/r.txt": reg(rw, root, "R"), "ds/dir/sub/y.txt": reg(rw, root, "Y")}, []string{"ds/dir/x.txt"}},
+		{"parents with ** from a pivot", cp([]string{"./p/./**/r.txt"}, "/dp/", parents),
+			map[string]node{"dp/q/r.txt": reg(rw, root, "R")}, nil},
+		{"** without parents is *", cp([]string{"p/**/*.txt"}, "/flat/"),
+			map[string]node{"flat/r.txt": reg(rw, root, "R")}, nil},
+		{"destination link to a file is written through", cp([]string{"a.txt"}, "/link-to-file"),
+			map[string]node{"file-there": reg(rw, root, "A"), "link-to-file": {Mode: "lrwxrwxrwx", Owner: root, Target: "/file-there"}}, nil},
+		{"dangling destination link is written through", cp([]string{"a.txt"}, "/dangling-dest"),
+			map[string]node{"nowhere/deep": reg(rw, root, "A"), "dangling-dest": {Mode: "lrwxrwxrwx", Owner: root, Target: "nowhere/deep"}}, nil},
 		{"dot copies the whole context", cp([]string{"."}, "/ctx/"),
 			map[string]node{"ctx/a.txt": reg(rw, root, "A"), "ctx/dir/sub/y.txt": reg(rw, root, "Y"), "ctx": d(dir, root)}, nil},
 		{"star wildcard", cp([]string{"*.txt"}, "/dst/"),
@@ -218,8 +241,6 @@ func TestCopyErrors(t *testing.T) {
 		action  graph.FileAction
 		wantErr string
 	}{
-		{"wildcard matches nothing", cp([]string{"nope*"}, "/x/"),
-			`COPY nope* /x/: no files match "nope*" in the build context`},
 		{"missing plain file", cp([]string{"missing.txt"}, "/x"),
 			`COPY missing.txt /x: "missing.txt" not found in the build context`},
 		{"missing plain file next to a match", cp([]string{"a.txt", "missing.txt"}, "/x/"),
@@ -296,8 +317,8 @@ func TestCacheMap(t *testing.T) {
 }
 
 // TestCopyFromFilesystem copies from a snapshot (COPY --from): links
-// resolve as inside a container with that root, owners become 0:0 and
-// extended attributes stay.
+// resolve as inside a container with that root, owners and extended
+// attributes stay (issue 12 item 1: as in BuildKit).
 func TestCopyFromFilesystem(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
@@ -324,11 +345,15 @@ func TestCopyFromFilesystem(t *testing.T) {
 				want   map[string]node
 			}{
 				{"absolute link followed inside the root", from([]string{"/bin/alias"}, "/out/a"),
-					map[string]node{"out/a": reg("-rwxr-xr-x", root, "REAL")}},
+					map[string]node{"out/a": reg("-rwxr-xr-x", "1000:1000", "REAL")}},
 				{"climbing link stops at the root", from([]string{"/etc/up"}, "/out/u"),
-					map[string]node{"out/u": reg("-rwxr-xr-x", root, "REAL")}},
+					map[string]node{"out/u": reg("-rwxr-xr-x", "1000:1000", "REAL")}},
 				{"path through an absolute link", from([]string{"/abs-usr/bin/real"}, "/out/r"),
-					map[string]node{"out/r": reg("-rwxr-xr-x", root, "REAL")}},
+					map[string]node{"out/r": reg("-rwxr-xr-x", "1000:1000", "REAL")}},
+				{"owners kept in a tree, new destination root's", from([]string{"/usr"}, "/out/tree"),
+					map[string]node{"out/tree": d(dir, root), "out/tree/bin/real": reg("-rwxr-xr-x", "1000:1000", "REAL")}},
+				{"--chown still wins", from([]string{"/usr/bin/real"}, "/out/c", chown("5", "6")),
+					map[string]node{"out/c": reg("-rwxr-xr-x", "5:6", "REAL")}},
 				{"links inside a directory stay links", from([]string{"/bin"}, "/out/bin/"),
 					map[string]node{"out/bin/alias": {Mode: "lrwxrwxrwx", Owner: root, Target: "/usr/bin/real"}}},
 			}

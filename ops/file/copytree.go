@@ -9,6 +9,8 @@ import (
 
 	"github.com/moby/patternmatcher"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // copier copies entries of a source tree into the destination for one
@@ -19,11 +21,19 @@ type copier struct {
 	src *tree
 	dst *dest
 
-	// keepOwner keeps the source's owner (merge); otherwise owner is used.
+	// keepOwner keeps the source's owner (merge, COPY from a filesystem);
+	// otherwise owner is used.
 	keepOwner bool
 	owner     struct{ uid, gid int }
-	chmod     modeFunc       // nil: mode kept
-	mtime     *unix.Timespec // nil: mtime kept
+	// dirPerm is the mode of the directories the copy creates for its
+	// destination (not copies of source directories).
+	dirPerm uint32
+	// stack replaces a link in the way of a directory instead of
+	// following it: layers stacking (merge), where a directory of an
+	// upper layer hides a link of a lower one, as in BuildKit.
+	stack bool
+	chmod modeFunc       // nil: mode kept
+	mtime *unix.Timespec // nil: mtime kept
 	// keepXattrs copies extended attributes (filesystem sources).
 	keepXattrs bool
 	exclude    *patternmatcher.PatternMatcher
@@ -31,8 +41,13 @@ type copier struct {
 	link *linker
 
 	// inodes maps a hard-linked source file to the destination path of
-	// its first copy, so that the copy keeps the link.
+	// its first copy, so that the copy keeps the link; one map per source.
 	inodes map[inode]string
+	// group numbers the source being copied; linkedInodes remembers which
+	// source the fast path linked an inode for, so that two sources do
+	// not end up as one inode.
+	group        int
+	linkedInodes map[inode]int
 }
 
 type inode struct{ dev, ino uint64 }
@@ -164,7 +179,7 @@ func (c *copier) copyNonDir(srcPath string, fi os.FileInfo, dstRel string) error
 	if err != nil {
 		return err
 	}
-	if fi.Mode().IsRegular() && c.link != nil {
+	if fi.Mode().IsRegular() && c.link != nil && c.linkable(st) {
 		if linkSrc, ok := c.linkSource(srcPath); ok && c.link.take(linkSrc, st, dstRel, existing) {
 			return nil
 		}
@@ -222,6 +237,23 @@ func (c *copier) copyNonDir(srcPath string, fi os.FileInfo, dstRel string) error
 	}
 }
 
+// linkable reports whether the fast path may lend the source inode st to
+// the destination: its owner is the one the copy gives, and no other
+// source of the action was linked to it.
+func (c *copier) linkable(st *unix.Stat_t) bool {
+	if !c.keepOwner && (int(st.Uid) != c.owner.uid || int(st.Gid) != c.owner.gid) {
+		return false
+	}
+	key := inode{dev: st.Dev, ino: st.Ino}
+	if g, ok := c.linkedInodes[key]; ok && g != c.group {
+		return false
+	}
+	if c.linkedInodes != nil {
+		c.linkedInodes[key] = c.group
+	}
+	return true
+}
+
 // makeDir makes the destination directory dstRel for the source directory
 // srcPath (stat st), or reuses the directory there, and returns its
 // resolved path. A link there to a directory (inside the destination root)
@@ -230,6 +262,12 @@ func (c *copier) copyNonDir(srcPath string, fi os.FileInfo, dstRel string) error
 // metadata unless it is the action's own destination (top).
 func (c *copier) makeDir(srcPath string, st *unix.Stat_t, dstRel string, top bool) (string, error) {
 	a := c.attrsFor(st, true)
+	if top {
+		// The action's own destination, when the copy creates it, is a
+		// new directory (0755 or the octal --chmod, the copy's owner),
+		// not a copy of the source directory: as in BuildKit.
+		a.uid, a.gid, a.perm = c.owner.uid, c.owner.gid, c.dirPerm
+	}
 	existing, err := c.dst.lookup(dstRel)
 	if err != nil {
 		return "", err
@@ -251,6 +289,10 @@ func (c *copier) makeDir(srcPath string, st *unix.Stat_t, dstRel string, top boo
 		}
 		c.dst.dirTimes = append(c.dst.dirTimes, dirTime{rel: dstRel, t: a.mtime})
 		return dstRel, nil
+	case existing.Mode()&os.ModeSymlink != 0 && c.stack:
+		if err := os.Remove(c.dst.host(dstRel)); err != nil {
+			return "", err
+		}
 	case existing.Mode()&os.ModeSymlink != 0:
 		r, err := c.dst.resolve(dstRel)
 		if err != nil {
@@ -294,5 +336,5 @@ func (c *copier) linkSource(srcPath string) (string, bool) {
 	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 		return "", false
 	}
-	return layerFile(c.src.layers, rel)
+	return snapshot.LayerFile(c.src.layers, rel)
 }

@@ -4,22 +4,30 @@
 //
 // # COPY rules
 //
-// The rules are Docker's and BuildKit's:
+// The rules are BuildKit's (e2e/testdata/compat compares them with
+// BuildKit's results):
 //
 //   - A source directory copies its contents, not itself; wildcards (per
 //     path element, filepath.Match syntax) expand to every match, and a
-//     wildcard that matches nothing is an error unless another source of the
-//     same COPY matched something. A missing plain path is always an error.
+//     wildcard that matches nothing is no error, even alone. A missing
+//     plain path is an error.
 //   - A destination ending in "/" (or an existing directory) receives the
 //     sources inside it; several sources need a destination ending in "/".
-//     Missing parent directories are created (0755, owned by the --chown
-//     user or root).
-//   - Copied entries keep their mode and modification time; the owner is
-//     0:0 unless --chown (names are looked up in the destination's
-//     /etc/passwd and /etc/group); --chmod takes an octal or a chmod(1)
+//     A destination that is a symbolic link is followed, also when it
+//     dangles. The directories a copy creates (the destination and its
+//     missing parents) are 0755, or the octal --chmod, owned by the
+//     --chown user or root; an existing destination directory keeps its
+//     metadata.
+//   - Copied entries keep their mode and modification time. From a build
+//     context the owner is 0:0; from a filesystem (a stage, an image) it is
+//     kept. --chown (names are looked up in the destination's /etc/passwd
+//     and /etc/group) sets it; --chmod takes an octal or a chmod(1)
 //     symbolic mode and applies to the files and directories copied.
-//   - --parents keeps the source path (from a "/./" marker if there is one),
-//     --exclude leaves out what the dockerignore-style patterns match
+//   - Hard links inside one source stay hard links; two sources are copied
+//     separately.
+//   - --parents keeps the source path (from a "/./" marker if there is one)
+//     and "**" matches any number of directories (without --parents it is
+//     "*"); --exclude leaves out what the dockerignore-style patterns match
 //     (relative to each matched source).
 //   - Symbolic links inside a source are copied as links. A top-level source
 //     that is a link is followed when the action says so.
@@ -41,7 +49,8 @@
 // Copying a regular file from a build context (ops.Dir, whose files are only
 // ever replaced by rename) into an overlay snapshot hard-links the context
 // file into the snapshot's upper directory instead of copying its bytes, when
-// the file needs no owner, mode or time change. The links are made while the
+// the file keeps its owner, mode and time (a second source that is the
+// same inode is copied, so that two sources stay two files). The links are made while the
 // overlay is not mounted, after the rest of the action; parent directories
 // the upper directory lacks are created with the metadata the lower layers
 // have for them. Anything unusual (native snapshotter, --chown, --chmod,
@@ -52,5 +61,6 @@
 // paths relative to the input's root (wildcards kept; none when a COPY
 // reads the whole input), for the solver's content checksum.
 //
-// This package imports graph, ops, executor/user and core only.
+// This package imports graph, ops, snapshot (to find the layer files of a
+// view), executor/user and core only.
 package file

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 
 	"github.com/kiln-build/kiln/graph"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/file"
 	"github.com/kiln-build/kiln/snapshot"
@@ -34,9 +35,7 @@ type env struct {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("file ops need root (snapshots, mounts, chown)")
-	}
+	testroot.Require(t, "file ops mount snapshots and chown")
 }
 
 func newEnv(t testing.TB, kind string) *env {

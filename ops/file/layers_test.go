@@ -33,13 +33,15 @@ func (e *env) layer(parent ops.Ref, fn func(dir string) error) ops.Ref {
 }
 
 // copyFrom runs a copy of src from the snapshot from onto base.
-func (e *env) copyFrom(base, from ops.Ref, src []string, dest string) ops.Ref {
+func (e *env) copyFrom(base, from ops.Ref, src []string, dest string, mod ...func(*graph.CopyAction)) ops.Ref {
 	e.t.Helper()
 	img := graph.NewVertex(graph.Op{Source: &graph.SourceOp{Image: &graph.ImageSource{Ref: "docker.io/library/base:latest"}}}, graph.Meta{})
 	stage := graph.NewVertex(graph.Op{Source: &graph.SourceOp{Image: &graph.ImageSource{Ref: "docker.io/library/stage:latest"}}}, graph.Meta{})
-	v := graph.NewVertex(graph.Op{File: &graph.FileOp{Base: 0, Actions: []graph.FileAction{
-		{Copy: &graph.CopyAction{Input: 1, Src: src, Dest: dest, FollowSymlinks: true}},
-	}}}, graph.Meta{}, img, stage)
+	a := &graph.CopyAction{Input: 1, Src: src, Dest: dest, FollowSymlinks: true}
+	for _, m := range mod {
+		m(a)
+	}
+	v := graph.NewVertex(graph.Op{File: &graph.FileOp{Base: 0, Actions: []graph.FileAction{{Copy: a}}}}, graph.Meta{}, img, stage)
 	op, err := file.New(v, e.snaps, file.WithMountDir(e.mnt))
 	if err != nil {
 		e.t.Fatal(err)
@@ -98,19 +100,22 @@ func TestLinkFromSnapshotLayers(t *testing.T) {
 			t.Errorf("%s was copied though the stage deleted it", p)
 		}
 	}
-	if got["out/owned.txt"].Owner != "0:0" {
-		t.Errorf("out/owned.txt owner = %s, want 0:0", got["out/owned.txt"].Owner)
+	// COPY --from keeps owners (as BuildKit), so a file owned by a user
+	// links like any other.
+	if got["out/owned.txt"].Owner != "1000:1000" {
+		t.Errorf("out/owned.txt owner = %s, want 1000:1000 (kept)", got["out/owned.txt"].Owner)
 	}
 	for out, src := range map[string]struct {
 		ref ops.Ref
 		p   string
-	}{"out/a.txt": {lower, "lib/a.txt"}, "out/app": {top, "bin/app"}, "out/dir/new": {top, "lib/dir/new"}} {
+	}{"out/a.txt": {lower, "lib/a.txt"}, "out/app": {top, "bin/app"}, "out/dir/new": {top, "lib/dir/new"}, "out/owned.txt": {lower, "lib/owned.txt"}} {
 		a, b := e.upperFile(res, out), e.upperFile(src.ref, src.p)
 		if a == nil || b == nil || !os.SameFile(a, b) {
 			t.Errorf("%s is not a hard link of the stage's layer file %s", out, src.p)
 		}
 	}
-	if a, b := e.upperFile(res, "out/owned.txt"), e.upperFile(lower, "lib/owned.txt"); a == nil || os.SameFile(a, b) {
-		t.Errorf("a file that changes owner was linked instead of copied")
+	chowned := e.copyFrom(base, top, []string{"lib/a.txt"}, "/c/", chown("7", "7"))
+	if a, b := e.upperFile(chowned, "c/a.txt"), e.upperFile(lower, "lib/a.txt"); a == nil || os.SameFile(a, b) {
+		t.Errorf("a file that changes owner (--chown) was linked instead of copied")
 	}
 }

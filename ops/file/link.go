@@ -45,9 +45,6 @@ func newLinker(root, upper string, lowers []string) *linker {
 // st, to the destination path dstRel whose current entry is existing (nil
 // if none). It returns false when the file must be copied instead.
 func (l *linker) take(src string, st *unix.Stat_t, dstRel string, existing os.FileInfo) bool {
-	if st.Uid != 0 || st.Gid != 0 {
-		return false
-	}
 	if existing != nil && existing.IsDir() {
 		// A directory (perhaps from a lower layer) being replaced by a
 		// file: let the overlay record that.

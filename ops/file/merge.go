@@ -16,7 +16,8 @@ import (
 // every later input's whole filesystem copied on top, in order, the way
 // layers stack. Copies keep owners, modes, times, extended attributes and
 // the hard links inside each input; an entry replaces what is at its path,
-// except that directories merge.
+// except that directories merge. A directory replaces a link of a lower
+// input (layers stack; links are not followed), as in BuildKit.
 type MergeOp struct {
 	dgst  digest.Digest
 	snaps ops.Snapshots
@@ -100,7 +101,7 @@ func (x *execution) mergeInput(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	c := &copier{ctx: ctx, src: src, dst: d, keepOwner: true, keepXattrs: true, inodes: map[inode]string{}}
+	c := &copier{ctx: ctx, src: src, dst: d, keepOwner: true, keepXattrs: true, stack: true, inodes: map[inode]string{}}
 	if err := c.copy(src.dir, fi, "", true); err != nil {
 		return err
 	}

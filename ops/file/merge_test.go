@@ -30,12 +30,14 @@ func TestMerge(t *testing.T) {
 				wfile("a", "base a", 0o644), wfile("keep", "kept", 0o644),
 				wfile("d/base-only", "b", 0o644), wfile("replaced-dir/x", "x", 0o644),
 				wlink("/keep", "lnk"),
+				wdir("real", 0o755), wlink("/real", "dirlink"),
 			)
 			top := e.base(
 				wfile("a", "top a", 0o600), wchown("a", 1234, 99),
 				wfile("d/top-only", "t", 0o640), wchown("d/top-only", 7, 8), wmtime("d/top-only", old),
 				wfile("replaced-dir", "now a file", 0o644),
 				wlink("a", "lnk"),
+				wfile("dirlink/f", "through", 0o644),
 				wfile("hl/one", "H", 0o644), func(dir string) error {
 					return os.Link(filepath.Join(dir, "hl/one"), filepath.Join(dir, "hl/two"))
 				},
@@ -72,7 +74,11 @@ func TestMerge(t *testing.T) {
 				"d/top-only":   reg("-rw-r-----", "7:8", "t"),
 				"replaced-dir": reg(rw, root, "now a file"),
 				"lnk":          {Mode: "lrwxrwxrwx", Owner: root, Target: "a"},
-			}, []string{"replaced-dir/x"})
+				// A directory of an upper layer hides a link of a lower one
+				// (issue 12 item 7: COPY --link over a symlink).
+				"dirlink":   d(dir, root),
+				"dirlink/f": reg(rw, root, "through"),
+			}, []string{"replaced-dir/x", "real/f"})
 			if m := e.mtimes(ref, "d/top-only")["d/top-only"]; m != old.Unix() {
 				t.Errorf("d/top-only mtime %d, want %d", m, old.Unix())
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/graph"
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/snapshot"
 )
 
 // Option configures New and NewMerge.
@@ -82,13 +84,19 @@ func New(v *graph.Vertex, snaps ops.Snapshots, opts ...Option) (*Op, error) {
 	}
 	for i, a := range o.def.Actions {
 		n := 0
-		for _, set := range []bool{a.Copy != nil, a.Mkdir != nil, a.Mkfile != nil, a.Rm != nil, a.Symlink != nil} {
+		for _, set := range []bool{a.Copy != nil, a.Mkdir != nil, a.Mkfile != nil, a.Rm != nil, a.Symlink != nil, a.PathCopy != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 {
 			return nil, errdefs.Invalidf("file op: action %d must have exactly one kind set, has %d", i, n)
+		}
+		if a.PathCopy != nil {
+			if err := checkPathCopy(a.PathCopy); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if a.Copy == nil {
 			continue
@@ -158,18 +166,27 @@ func parseCopy(a *graph.CopyAction, where string) (*copyAction, error) {
 // selectors.
 func (o *Op) CacheMap(context.Context) (*ops.CacheMap, error) {
 	cm := &ops.CacheMap{Digest: o.dgst}
-	if len(o.copies) == 0 {
+	srcs := map[int][]string{}
+	for _, c := range o.copies {
+		srcs[c.Input] = append(srcs[c.Input], c.Src...)
+	}
+	for _, a := range o.def.Actions {
+		if pc := a.PathCopy; pc != nil {
+			// LLB paths are absolute: ".." stops at the root.
+			srcs[pc.Input] = append(srcs[pc.Input], path.Join("/", pc.Src))
+		}
+	}
+	if len(srcs) == 0 {
 		return cm, nil
 	}
 	deps := make([]ops.Dep, o.nIn)
 	whole := make([]bool, o.nIn)
 	seen := make([]map[string]bool, o.nIn)
-	for _, c := range o.copies {
-		i := c.Input
+	for i, list := range srcs {
 		if seen[i] == nil {
 			seen[i] = map[string]bool{}
 		}
-		for _, s := range c.Src {
+		for _, s := range list {
 			rel, _ := cleanRel(s) // checked in New
 			if rel == "" {
 				whole[i] = true
@@ -228,6 +245,8 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (_ ops.Ref, err error) 
 			err = x.rm(a.Rm)
 		case a.Symlink != nil:
 			err = x.symlink(a.Symlink)
+		case a.PathCopy != nil:
+			err = x.pathCopy(ctx, a.PathCopy)
 		}
 		if err != nil {
 			return nil, err
@@ -303,7 +322,7 @@ func (x *execution) source(ctx context.Context, i int) (*tree, error) {
 			return nil, err
 		}
 		x.releases = append(x.releases, func() error { return joinErr(unmount(), unview()) })
-		t = &tree{dir: dir, where: where, layers: viewLayers(mounts)}
+		t = &tree{dir: dir, where: where, layers: snapshot.ViewLayers(mounts)}
 	default:
 		return nil, errdefs.Invalidf("file op: input %d: a %T cannot be read", i, r)
 	}

@@ -38,7 +38,8 @@ func splitPivot(src string) (string, string) {
 // expand returns the paths the source pattern src names in t, in sorted
 // order. A literal path that does not exist is an error in the not-found
 // class; a wildcard that matches nothing returns no matches and no error.
-// parents says whether "/./" marks the kept part.
+// parents says whether "/./" marks the kept part and "**" matches any
+// number of directories (without --parents it is "*", as in BuildKit).
 func (t *tree) expand(src string, parents bool) ([]match, error) {
 	prefix, kept := "", src
 	if parents {
@@ -80,12 +81,27 @@ func (t *tree) expand(src string, parents bool) ([]match, error) {
 			}
 		}
 	}
-	// cands are directories matched so far: (rel as matched, resolved rel).
-	type cand struct{ rel, real string }
 	cands := []cand{{"", ""}}
 	var out []match
 	for i, e := range elems {
 		last := i == len(elems)-1
+		if parents && e == "**" {
+			if last {
+				// "dir/**" is everything below dir: dir itself.
+				for _, c := range cands {
+					if c.rel != "" {
+						out = append(out, match{rel: c.rel, real: c.real, keep: keep(c.rel)})
+					}
+				}
+				break
+			}
+			// With --parents, "**" matches any number of directories,
+			// none included, as in BuildKit.
+			if cands, err = t.descendants(cands); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		var next []cand
 		for _, c := range cands {
 			names := []string{e}
@@ -129,6 +145,46 @@ func (t *tree) expand(src string, parents bool) ([]match, error) {
 		cands = next
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].rel < out[j].rel })
+	return out, nil
+}
+
+// cand is a directory a pattern has matched so far: the path as matched
+// and the path with its links resolved.
+type cand struct{ rel, real string }
+
+// descendants returns the directories cands and every directory below
+// them (links are not followed), each once.
+func (t *tree) descendants(cands []cand) ([]cand, error) {
+	seen := map[string]bool{}
+	var out []cand
+	var walk func(c cand) error
+	walk = func(c cand) error {
+		if seen[c.real] {
+			return nil
+		}
+		seen[c.real] = true
+		out = append(out, c)
+		entries, err := os.ReadDir(t.host(c.real))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				if err := walk(cand{join(c.rel, e.Name()), join(c.real, e.Name())}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, c := range cands {
+		if err := walk(c); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 

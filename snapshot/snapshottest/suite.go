@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/snapshot"
 )
 
@@ -24,9 +25,7 @@ type NewFunc func(t *testing.T, root string) snapshots.Snapshotter
 
 // Run runs the conformance suite against the snapshotters newSn makes.
 func Run(t *testing.T, newSn NewFunc) {
-	if os.Geteuid() != 0 {
-		t.Skip("snapshot conformance suite mounts filesystems and needs root")
-	}
+	testroot.Require(t, "the snapshot conformance suite mounts filesystems")
 	tests := []struct {
 		name string
 		fn   func(ctx context.Context, t *testing.T, sn snapshots.Snapshotter)

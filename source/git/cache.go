@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/kiln-build/kiln/internal/flight"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,7 @@ type Cache struct {
 	bin                        string
 	binErr                     error
 	allowFile                  bool
+	log                        *slog.Logger // git's stderr, a record per command
 
 	mu    sync.Mutex
 	repos map[string]*sync.RWMutex
@@ -50,6 +52,12 @@ type CacheOption func(*Cache)
 // WithGitBinary runs path instead of the git found in PATH.
 func WithGitBinary(path string) CacheOption {
 	return func(c *Cache) { c.bin = path }
+}
+
+// WithLogger is where git's standard error goes, one record per command
+// with credentials scrubbed (the default discards it).
+func WithLogger(log *slog.Logger) CacheOption {
+	return func(c *Cache) { c.log = log }
 }
 
 // WithFileRemotes allows file:// remotes, which read the daemon's own
@@ -126,7 +134,7 @@ func (c *Cache) Resolve(ctx context.Context, remote, ref string, auth Auth) (Res
 		return Resolved{Commit: strings.ToLower(ref)}, nil
 	}
 	key := remote + "\x00" + ref + "\x00" + auth.fingerprint()
-	return c.resolves.Do(ctx, key, func(ctx context.Context) (Resolved, error) {
+	return c.resolves.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (Resolved, error) {
 		return c.resolve(ctx, remote, ref, auth)
 	})
 }
@@ -219,7 +227,7 @@ func parseLsRemote(out []byte) (map[string]string, string) {
 // ensure makes the commit r names present in remote's repository.
 func (c *Cache) ensure(ctx context.Context, remote string, r Resolved, auth Auth) error {
 	key := remote + "\x00" + r.Commit + "\x00" + auth.fingerprint()
-	_, err := c.fetches.Do(ctx, key, func(ctx context.Context) (struct{}, error) {
+	_, err := c.fetches.Do(ctx, key, func(ctx context.Context, _ *flight.Call) (struct{}, error) {
 		repo, unlock, err := c.lockRepo(ctx, remote, true)
 		if err != nil {
 			return struct{}{}, err

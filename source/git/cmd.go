@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/internal/proclog"
 )
 
 // Auth is what a build brings to reach a remote. The zero value is an
@@ -90,11 +91,15 @@ func (c *Cache) run(ctx context.Context, o runOpts, args ...string) ([]byte, err
 	}
 	cmd.Env = env
 	var stdout bytes.Buffer
-	stderr := &limitedBuffer{max: 64 << 10}
+	stderr := proclog.NewStderr()
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	cmd.WaitDelay = waitDelay
 	setProcessGroup(cmd)
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	// git's stderr is a record of its own in the daemon's log, scrubbed
+	// like the error.
+	stderr.Log(ctx, c.log, "git", args, err, func(s string) string { return scrub(s, o.remote) })
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
@@ -240,20 +245,3 @@ func classify(stderr string) error {
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
-
-// limitedBuffer keeps the last max bytes written to it (git's fatal
-// message comes last).
-type limitedBuffer struct {
-	buf []byte
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) String() string { return string(b.buf) }

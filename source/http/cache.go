@@ -134,7 +134,7 @@ func NewCache(dir string, opts ...CacheOption) (*Cache, error) {
 // the status ("404 Not Found"), classed by errdefs (NotFound for 404 and
 // 410, Unavailable for 5xx and 429, ...).
 func (c *Cache) Fetch(ctx context.Context, rawURL string) (Resource, error) {
-	return c.flights.Do(ctx, rawURL, func(ctx context.Context) (Resource, error) {
+	return c.flights.Do(ctx, rawURL, func(ctx context.Context, _ *flight.Call) (Resource, error) {
 		return c.fetch(ctx, rawURL)
 	})
 }

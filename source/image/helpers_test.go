@@ -21,6 +21,7 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
 )
@@ -78,9 +79,7 @@ func newEnvWith(t *testing.T, root string, cs content.Store, hosts map[string]re
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: unpacking layers needs root (overlay snapshots, file owners)")
-	}
+	testroot.Require(t, "unpacking layers mounts overlay snapshots and sets file owners")
 }
 
 // server is the in-process registry behind a handler that counts requests

@@ -18,6 +18,7 @@ import (
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/labels"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/snapshot"
 )
@@ -230,7 +231,7 @@ func (p *Puller) blob(ctx context.Context, t target, desc ocispec.Descriptor, lo
 	if localOnly {
 		return errdefs.NotFoundf("blob %s is not in the content store", desc.Digest)
 	}
-	fetch := func(ctx context.Context, f *flight) error {
+	fetch := func(ctx context.Context, f *flight.Call) error {
 		if ok, err := content.Exists(ctx, p.cs, desc.Digest); err == nil && ok {
 			return nil // another run finished it in between
 		}
@@ -241,7 +242,7 @@ func (p *Puller) blob(ctx context.Context, t target, desc ocispec.Descriptor, lo
 		rc, err := l.Compressed()
 		if err == nil {
 			defer rc.Close()
-			err = content.WriteBlob(ctx, p.cs, "", &countingReader{r: rc, n: &f.current}, desc)
+			err = content.WriteBlob(ctx, p.cs, "", &countingReader{r: rc, c: f}, desc)
 		}
 		if err != nil && ctx.Err() == nil {
 			// Name the registry and classify network failures.
@@ -249,14 +250,12 @@ func (p *Puller) blob(ctx context.Context, t target, desc ocispec.Descriptor, lo
 		}
 		return err
 	}
-	var tick func(*flight)
-	var interval time.Duration
+	var opts []flight.Option
 	if bp != nil {
 		bp.report(StatusDownloading, 0)
-		tick = func(f *flight) { bp.report(StatusDownloading, f.current.Load()) }
-		interval = bp.interval
+		opts = append(opts, flight.WithTick(bp.interval, func(done int64) { bp.report(StatusDownloading, done) }))
 	}
-	if err := p.blobs.doOnce(ctx, desc.Digest.String(), fetch, interval, tick); err != nil {
+	if err := once(ctx, &p.blobs, desc.Digest.String(), fetch, opts...); err != nil {
 		return err
 	}
 	if bp != nil {
@@ -275,16 +274,26 @@ func pullError(t target, what string, err error) error {
 	return fmt.Errorf("pull %s: %s: %w", t, what, err)
 }
 
-// countingReader adds the bytes read to n.
+// countingReader counts the bytes read as c's work done.
 type countingReader struct {
 	r io.Reader
-	n *atomic.Int64
+	c *flight.Call
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.n.Add(int64(n))
+	c.c.Add(int64(n))
 	return n, err
+}
+
+// once runs work for key, once for every caller asking meanwhile; a
+// caller that joined another's run which failed tries once on its own
+// (flight.WithRetryOnce).
+func once(ctx context.Context, g *flight.Group[struct{}], key string, work func(context.Context, *flight.Call) error, opts ...flight.Option) error {
+	_, err := g.Do(ctx, key, func(ctx context.Context, c *flight.Call) (struct{}, error) {
+		return struct{}{}, work(ctx, c)
+	}, append(opts, flight.WithRetryOnce())...)
+	return err
 }
 
 // unpack unpacks layer i (its blob is in the content store) on parent and
@@ -293,7 +302,7 @@ func (p *Puller) unpack(ctx context.Context, r *resolved, img *Image, comps []st
 	name := img.ChainIDs[i]
 	layer := img.Layers[i]
 	diffID := r.config.RootFS.DiffIDs[i]
-	work := func(ctx context.Context, _ *flight) error {
+	work := func(ctx context.Context, _ *flight.Call) error {
 		if p.snapshotExists(ctx, name) {
 			return nil
 		}
@@ -316,7 +325,7 @@ func (p *Puller) unpack(ctx context.Context, r *resolved, img *Image, comps []st
 		}
 		return p.label(ctx, name, r.t.repoName, layer, comps[i], diffID)
 	}
-	return p.unpacks.doOnce(ctx, name, work, 0, nil)
+	return once(ctx, &p.unpacks, name, work)
 }
 
 // label records the layer's diffID, blob and source on its snapshot.

@@ -10,6 +10,7 @@ import (
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/snapshot"
@@ -39,8 +40,8 @@ type shared struct {
 	log       *slog.Logger
 	downloads int
 
-	blobs   flightGroup // by blob digest: downloads into the content store
-	unpacks flightGroup // by chain ID: unpacks into the snapshotter
+	blobs   flight.Group[struct{}] // by blob digest: downloads into the content store
+	unpacks flight.Group[struct{}] // by chain ID: unpacks into the snapshotter
 }
 
 // Option configures a Puller.

@@ -15,12 +15,11 @@ import (
 
 	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/core/errdefs"
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/imagestore"
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/registry"
 )
-
-var _ frontend.ImageResolver = (*Puller)(nil)
 
 // target is an image reference as the puller uses it.
 type target struct {
@@ -85,7 +84,8 @@ type resolved struct {
 	configJSON []byte
 }
 
-// ResolveImageConfig implements frontend.ImageResolver: it returns ref
+// ResolveImageConfig implements frontend.ImageResolver (the engine hands
+// the puller to frontends): it returns ref
 // pinned by the digest of platform's manifest, and that image's config.
 //
 // A tag is looked up in the local image store first (a FROM of an image
@@ -94,12 +94,12 @@ type resolved struct {
 // reference by digest whose manifest and config are in the content store
 // never contacts the registry. Whatever is fetched (index, manifest,
 // config) is kept in the content store.
-func (p *Puller) ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (frontend.ResolvedImage, error) {
+func (p *Puller) ResolveImageConfig(ctx context.Context, ref string, platform ocispec.Platform) (imageconfig.Resolved, error) {
 	r, err := p.resolve(ctx, ref, platform)
 	if err != nil {
-		return frontend.ResolvedImage{}, err
+		return imageconfig.Resolved{}, err
 	}
-	return frontend.ResolvedImage{Ref: r.t.pinned(r.desc.Digest), Digest: r.desc.Digest, Config: r.configJSON}, nil
+	return imageconfig.Resolved{Ref: r.t.pinned(r.desc.Digest), Digest: r.desc.Digest, Config: r.configJSON}, nil
 }
 
 // normalizePlatform fills in the host's platform where p names none.
@@ -311,7 +311,7 @@ func (p *Puller) manifestBlob(ctx context.Context, t target, desc ocispec.Descri
 		if localOnly {
 			return nil, desc, errdefs.NotFoundf("pull %s: manifest %s is not in the content store", t, desc.Digest)
 		}
-		fetch := func(ctx context.Context, _ *flight) error {
+		fetch := func(ctx context.Context, _ *flight.Call) error {
 			ref := t.repo.Digest(desc.Digest.String())
 			got, err := p.reg.Get(ctx, ref)
 			if err != nil {
@@ -324,7 +324,7 @@ func (p *Puller) manifestBlob(ctx context.Context, t target, desc ocispec.Descri
 			d := ocispec.Descriptor{MediaType: manifestMediaType(string(got.MediaType), raw), Digest: desc.Digest, Size: int64(len(raw))}
 			return content.WriteBlob(ctx, p.cs, "", bytes.NewReader(raw), d)
 		}
-		if err := p.blobs.doOnce(ctx, desc.Digest.String(), fetch, 0, nil); err != nil {
+		if err := once(ctx, &p.blobs, desc.Digest.String(), fetch); err != nil {
 			return nil, desc, err
 		}
 	}

@@ -41,7 +41,8 @@ const MaxFiles = 10000
 // bits with setuid/setgid/sticky, link target and file bytes: not mtimes,
 // not owners (COPY sets its own). A selector that matches nothing is an
 // error in the errdefs.ErrNotFound class, as in BuildKit
-// (`"/missing.txt": not found`).
+// (`"/missing.txt": not found`), unless it has wildcards. "**" matches
+// any number of directories (COPY --parents).
 //
 // Checksum reads every selected file; Ref.Checksum remembers the digests of
 // files that did not change.
@@ -159,6 +160,10 @@ func (c *collector) selector(ctx context.Context, sel, rel string) error {
 		return err
 	}
 	if len(matches) == 0 {
+		if hasMagic(rel) {
+			// COPY accepts a wildcard that matches nothing.
+			return nil
+		}
 		return errdefs.NotFoundf("%q: not found", "/"+rel)
 	}
 	for _, m := range matches {
@@ -209,6 +214,15 @@ func (c *collector) expand(sel, rel string) ([]string, error) {
 	bases := []string{""}
 	for i, comp := range comps {
 		var next []string
+		if comp == "**" {
+			// COPY --parents matches "**" at any depth, COPY without it
+			// as "*": select the superset, what "*" matches and every
+			// directory below.
+			for _, b := range bases {
+				next = append(next, c.dirsBelow(b)...)
+			}
+			comp = "*"
+		}
 		for _, b := range bases {
 			if !hasMagic(comp) {
 				next = append(next, path.Join(b, comp))
@@ -238,7 +252,8 @@ func (c *collector) expand(sel, rel string) ([]string, error) {
 					}
 				}
 			}
-			next = resolved
+			slices.Sort(resolved)
+			next = slices.Compact(resolved)
 		} else {
 			existing := next[:0:0]
 			for _, p := range next {
@@ -252,6 +267,23 @@ func (c *collector) expand(sel, rel string) ([]string, error) {
 	}
 	slices.Sort(bases)
 	return slices.Compact(bases), nil
+}
+
+// dirsBelow returns the directory rel and every directory under it,
+// without following links.
+func (c *collector) dirsBelow(rel string) []string {
+	out := []string{rel}
+	_ = filepath.WalkDir(c.abs(rel), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || p == c.abs(rel) {
+			return nil
+		}
+		r, rerr := filepath.Rel(c.root, p)
+		if rerr == nil {
+			out = append(out, filepath.ToSlash(r))
+		}
+		return nil
+	})
+	return out
 }
 
 // walk adds rel and, if it is a directory, everything below it, in lexical

@@ -59,8 +59,9 @@ func (b *build) setGlobals() error {
 		}
 	}
 	for _, a := range b.c.df.MetaArgs {
+		growth := shell.NewExpander(b.c.lex, nil)
 		for _, d := range a.Args {
-			v, set, err := b.argValue(d, a, shell.Map(b.globals), nil)
+			v, set, err := b.argValue(d, a, shell.Map(b.globals), nil, growth)
 			if err != nil {
 				return err
 			}
@@ -74,16 +75,20 @@ func (b *build) setGlobals() error {
 
 // argValue returns the value one ARG declaration gives its name: the
 // --build-arg, else the default expanded with env, else the global value
-// (globals nil for the global ARGs themselves).
-func (b *build) argValue(d instructions.ArgDecl, c *instructions.ArgCommand, env shell.Env, globals map[string]string) (string, bool, error) {
+// (globals nil for the global ARGs themselves). growth counts what
+// expansion adds to the ARG instruction, against shell.MaxExpansion.
+func (b *build) argValue(d instructions.ArgDecl, c *instructions.ArgCommand, env shell.Env, globals map[string]string, growth *shell.Expander) (string, bool, error) {
 	if v, ok := b.c.req.BuildArgs[d.Key]; ok {
 		b.consumed[d.Key] = true
 		return v, true, nil
 	}
 	if d.HasValue {
 		v, err := b.c.lex.ProcessWord(d.Value, env)
+		if err == nil {
+			err = growth.Grow(len(v) - len(d.Value))
+		}
 		if err != nil {
-			return "", false, c.Errorf("ARG %s: %v", d.Key, err)
+			return "", false, c.Errorf("ARG %s: %w", d.Key, err)
 		}
 		return v, true, nil
 	}
@@ -104,8 +109,9 @@ type argDecl struct {
 // stage's scope and returns the history line.
 func (b *build) declareArgs(s *stageState, c *instructions.ArgCommand) (string, error) {
 	var parts []string
+	growth := shell.NewExpander(b.c.lex, nil)
 	for _, d := range c.Args {
-		v, set, err := b.argValue(d, c, s.expandEnv(), b.globals)
+		v, set, err := b.argValue(d, c, s.expandEnv(), b.globals, growth)
 		if err != nil {
 			return "", err
 		}
@@ -130,20 +136,36 @@ func (s *stageState) setArg(a argDecl) {
 	s.args = append(s.args, a)
 }
 
-// expandEnv is the environment words are expanded with: the ARGs in scope,
-// overridden by the config's Env (ENV wins over ARG, as in Docker).
-func (s *stageState) expandEnv() shell.Map {
-	m := shell.Map{}
-	for _, a := range s.args {
-		if a.set {
-			m[a.key] = a.value
+// expandEnv is the environment words are expanded with: the ARGs in
+// scope, overridden by the config's Env (ENV wins over ARG, as in Docker).
+func (s *stageState) expandEnv() shell.Env { return stageEnv{s: s} }
+
+// stageEnv looks variables up in the stage's state as it is at the time of
+// the lookup, rather than copying every variable into a map for each
+// instruction: that copy made a Dockerfile of n ENV and RUN lines cost n²
+// map insertions. hide lists names that read as unset.
+type stageEnv struct {
+	s    *stageState
+	hide []string
+}
+
+// Lookup implements shell.Env.
+func (e stageEnv) Lookup(name string) (string, bool) {
+	if slices.Contains(e.hide, name) {
+		return "", false
+	}
+	env := e.s.img.Config.Env
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == name {
+			return v, true
 		}
 	}
-	for _, kv := range s.img.Config.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		m[k] = v
+	for _, a := range e.s.args {
+		if a.key == name && a.set {
+			return a.value, true
+		}
 	}
-	return m
+	return "", false
 }
 
 // runEnv is the environment of a RUN: the config's Env, then the ARGs in
@@ -186,7 +208,7 @@ func (s *stageState) runHistoryArgs() []string {
 	env := s.expandEnv()
 	var parts []string
 	for _, a := range s.args {
-		v, ok := env[a.key]
+		v, ok := env.Lookup(a.key)
 		if !ok {
 			v = a.value
 		}

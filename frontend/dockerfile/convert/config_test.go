@@ -2,11 +2,13 @@ package convert
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 )
 
@@ -72,7 +74,7 @@ MAINTAINER me@example.com
 ONBUILD RUN echo child
 `
 	img := mustConvert(t, src)
-	var want frontend.DockerImage
+	var want imageconfig.DockerImage
 	want.OS, want.Architecture = "linux", "amd64"
 	want.Author = "me@example.com"
 	want.RootFS.Type = "layers"
@@ -87,7 +89,7 @@ ONBUILD RUN echo child
 	//lint:ignore SA1019 set as Docker sets it
 	want.Config.ArgsEscaped = true
 	want.Config.StopSignal = "SIGINT"
-	want.Config.Healthcheck = &frontend.HealthConfig{Test: []string{"CMD-SHELL", "curl -f http://localhost/"}, Interval: 30 * time.Second, Retries: 3}
+	want.Config.Healthcheck = &imageconfig.HealthConfig{Test: []string{"CMD-SHELL", "curl -f http://localhost/"}, Interval: 30 * time.Second, Retries: 3}
 	want.Config.OnBuild = []string{"RUN echo child"}
 	got := img.DockerConfig()
 	got.History = nil
@@ -141,7 +143,7 @@ MAINTAINER me
 		{"ADD <<EOF /x # buildkit", false},
 		{"WORKDIR /app", false},
 		{"WORKDIR /", true},
-		{"EXPOSE [80/tcp 443/tcp]", true},
+		{"EXPOSE [443/tcp 80/tcp]", true}, // sorted, as BuildKit writes it
 		{"VOLUME [/data]", true},
 		{"USER nobody", true},
 		{`CMD ["cat" "/hello.txt"]`, true},
@@ -149,7 +151,7 @@ MAINTAINER me
 		{"SHELL [/bin/ash -c]", true},
 		{"STOPSIGNAL SIGTERM", true},
 		{"HEALTHCHECK {Test:[NONE] Interval:0s Timeout:0s StartPeriod:0s StartInterval:0s Retries:0}", true},
-		{"ONBUILD COPY . /src", true},
+		// ONBUILD makes no history entry in BuildKit.
 		{"MAINTAINER me", true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -175,11 +177,63 @@ func TestDockerConfigJSON(t *testing.T) {
 			t.Errorf("config JSON lacks %s: %s", k, data)
 		}
 	}
-	var back frontend.DockerImage
+	var back imageconfig.DockerImage
 	if err := json.Unmarshal(data, &back); err != nil || !cmp.Equal(back.Config.Shell, []string{"/bin/ash", "-c"}) {
 		t.Errorf("round trip: %v, shell %q", err, back.Config.Shell)
 	}
 	if back.Platform.OS != "linux" || back.RootFS.Type != "layers" {
 		t.Errorf("round trip lost the OCI fields: %+v", back.Image)
+	}
+}
+
+// TestWorkingDirAsBuildKit checks the working directory and WORKDIR
+// history as BuildKit writes them: "/" for scratch, absolute paths kept as
+// written (trailing slash included), relative ones joined and cleaned.
+func TestWorkingDirAsBuildKit(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, src string
+		want      string
+		history   []string
+		mkdirs    []string
+	}{
+		{"scratch", "FROM scratch\nENV A=1\n", "/", nil, nil},
+		{"image without one", "FROM busybox\n", "", nil, nil},
+		{"trailing slash", "FROM busybox\nWORKDIR /app/\n", "/app/", []string{"WORKDIR /app/"}, []string{"/app"}},
+		{"as written", "FROM busybox\nWORKDIR /x//y/../z\n", "/x//y/../z", []string{"WORKDIR /x//y/../z"}, []string{"/x/z"}},
+		{"relative joined", "FROM busybox\nWORKDIR /a/\nWORKDIR b/\nWORKDIR ./c/.\n", "/a/b/c",
+			[]string{"WORKDIR /a/", "WORKDIR /a/b", "WORKDIR /a/b/c"}, []string{"/a", "/a/b", "/a/b/c"}},
+		{"root makes no layer", "FROM scratch\nWORKDIR /\n", "/", []string{"WORKDIR /"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			img := mustConvert(t, tc.src)
+			if got := img.Config.Config.WorkingDir; got != tc.want {
+				t.Errorf("WorkingDir = %q, want %q", got, tc.want)
+			}
+			var hist []string
+			for _, h := range img.Config.History {
+				if strings.HasPrefix(h.CreatedBy, "WORKDIR") {
+					hist = append(hist, h.CreatedBy)
+				}
+			}
+			if diff := cmp.Diff(tc.history, hist); diff != "" {
+				t.Errorf("WORKDIR history (-want +got):\n%s", diff)
+			}
+			var mkdirs []string
+			for _, v := range vertices(img.Root) {
+				if f := v.Op.File; f != nil {
+					for _, a := range f.Actions {
+						if a.Mkdir != nil {
+							mkdirs = append(mkdirs, a.Mkdir.Path)
+						}
+					}
+				}
+			}
+			if diff := cmp.Diff(tc.mkdirs, mkdirs); diff != "" {
+				t.Errorf("mkdir actions (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/shell"
@@ -27,6 +28,8 @@ type Converter struct {
 	exclude []string // parsed .dockerignore
 	target  int      // index of the target stage
 	images  *resolveCache
+	// maxExecData is MaxExecData unless a test lowers it.
+	maxExecData int
 }
 
 // New checks the request against the Dockerfile (the target stage exists,
@@ -141,6 +144,7 @@ type build struct {
 	context  *graph.Vertex            // the main build context, made on first use
 	locals   map[string]*graph.Vertex // named local contexts by name
 	consumed map[string]bool          // build args some ARG declared
+	execData int                      // bytes of RUN args and env so far (MaxExecData)
 }
 
 // sourceKind says what a FROM, COPY --from or mount from= refers to.
@@ -354,7 +358,7 @@ func (b *build) resolveReachable(ctx context.Context, target *stage) (map[*stage
 		grew := false
 		for _, s := range b.stages {
 			if reach[s] && !s.triggersSet {
-				if err := b.collectTriggers(s); err != nil {
+				if err := b.collectTriggers(ctx, s); err != nil {
 					return nil, err
 				}
 				grew = grew || len(s.triggers) > 0
@@ -459,13 +463,13 @@ func (b *build) finalImage(target *stage) *frontend.Image {
 }
 
 // cloneImage returns a deep copy of an image config.
-func cloneImage(img frontend.DockerImage) frontend.DockerImage {
+func cloneImage(img imageconfig.DockerImage) imageconfig.DockerImage {
 	data, err := json.Marshal(img)
 	if err != nil {
 		// Plain data; marshalling cannot fail.
 		panic(fmt.Sprintf("convert: marshal image config: %v", err))
 	}
-	var out frontend.DockerImage
+	var out imageconfig.DockerImage
 	if err := json.Unmarshal(data, &out); err != nil {
 		panic(fmt.Sprintf("convert: unmarshal image config: %v", err))
 	}

@@ -176,18 +176,20 @@ func (b *build) httpVertex(st *stageState, add *instructions.AddCommand, as inst
 
 func (b *build) dispatchWorkdir(sp step, c *instructions.WorkdirCommand) error {
 	st := sp.st
-	wd := st.resolvePath(c.Path)
-	if wd != "/" {
-		wd = strings.TrimSuffix(wd, "/")
+	// As BuildKit: an absolute path is kept as written (a trailing "/"
+	// included), a relative one is joined to the current directory.
+	wd := c.Path
+	if !path.IsAbs(wd) {
+		wd = path.Join(st.workdir(), wd)
 	}
 	st.img.Config.WorkingDir = wd
-	if wd == "/" {
+	if path.Clean(wd) == "/" {
 		st.step++ // counted, but makes no vertex
 		st.addHistory("WORKDIR "+wd, false)
 		return nil
 	}
 	var in inputs
-	mkdir := &graph.MkdirAction{Path: wd, Mode: 0o755, MakeParents: true, Chown: parseChown(st.img.Config.User)}
+	mkdir := &graph.MkdirAction{Path: path.Clean(wd), Mode: 0o755, MakeParents: true, Chown: parseChown(st.img.Config.User)}
 	op := graph.Op{File: &graph.FileOp{Base: in.add(st.root), Actions: []graph.FileAction{{Mkdir: mkdir}}}, Platform: platformPtr(st.platform)}
 	name := sp.name(b.displayText(st, c.Location))
 	st.root = graph.NewVertex(op, b.stepMeta(st, name, c.Location, sp.key), in.list...)

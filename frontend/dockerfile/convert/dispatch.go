@@ -3,9 +3,10 @@ package convert
 import (
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/shell"
 )
@@ -102,7 +103,7 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command, key string, o
 		st.img.Config.StopSignal = c.Signal
 		st.addHistory("STOPSIGNAL "+c.Signal, false)
 	case *instructions.HealthcheckCommand:
-		hc := &frontend.HealthConfig{Test: append([]string(nil), c.Test...), Interval: c.Interval, Timeout: c.Timeout,
+		hc := &imageconfig.HealthConfig{Test: append([]string(nil), c.Test...), Interval: c.Interval, Timeout: c.Timeout,
 			StartPeriod: c.StartPeriod, StartInterval: c.StartInterval, Retries: c.Retries}
 		st.img.Config.Healthcheck = hc
 		st.addHistory(fmt.Sprintf("HEALTHCHECK %+v", *hc), false)
@@ -110,8 +111,8 @@ func (b *build) dispatch(st *stageState, cmd instructions.Command, key string, o
 		st.img.Author = c.Maintainer
 		st.addHistory("MAINTAINER "+c.Maintainer, false)
 	case *instructions.OnbuildCommand:
+		// BuildKit records no history entry for ONBUILD.
 		st.img.Config.OnBuild = append(st.img.Config.OnBuild, c.Expression)
-		st.addHistory("ONBUILD "+c.Expression, false)
 	default:
 		return cmd.Loc().Errorf("%s is not supported here", cmd.Name())
 	}
@@ -148,6 +149,8 @@ func dispatchExpose(st *stageState, c *instructions.ExposeCommand) error {
 	for _, p := range ports {
 		st.img.Config.ExposedPorts[p] = struct{}{}
 	}
+	// BuildKit's history lists the ports of the instruction sorted.
+	sort.Strings(ports)
 	st.addHistory(fmt.Sprintf("EXPOSE %v", ports), false)
 	return nil
 }
@@ -188,10 +191,7 @@ func uppercaseFirst(s string) string {
 // upper case. hide lists variables whose values must not be shown
 // (secrets given as environment variables).
 func (b *build) displayText(st *stageState, loc instructions.Location, hide ...string) string {
-	env := st.expandEnv()
-	for _, h := range hide {
-		delete(env, h)
-	}
+	env := stageEnv{s: st, hide: hide}
 	lex := b.c.lex
 	lex.RawQuotes, lex.RawEscapes, lex.SkipUnset = true, true, true
 	text := loc.Original

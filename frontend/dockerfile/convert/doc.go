@@ -4,7 +4,7 @@
 //
 // # Using it
 //
-//	df, err := instructions.Parse(src, "Dockerfile")
+//	df, err := instructions.Parse(ctx, src, "Dockerfile")
 //	c, err := convert.New(df, req)               // checks --target, reads .dockerignore
 //	img, warnings, err := c.Convert(ctx, platform) // one per requested platform
 //

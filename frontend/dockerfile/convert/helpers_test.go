@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/graph"
@@ -32,7 +33,7 @@ type fakeResolver struct {
 	calls map[string]int // "ref|platform" -> calls
 }
 
-func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocispec.Platform) (frontend.ResolvedImage, error) {
+func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocispec.Platform) (imageconfig.Resolved, error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
@@ -40,14 +41,14 @@ func (f *fakeResolver) ResolveImageConfig(_ context.Context, ref string, p ocisp
 	f.calls[ref+"|"+platforms.Format(p)]++
 	f.mu.Unlock()
 	if f.fail[ref] {
-		return frontend.ResolvedImage{}, errdefs.NotFoundf("%s: not found", ref)
+		return imageconfig.Resolved{}, errdefs.NotFoundf("%s: not found", ref)
 	}
 	cfg := f.configs[ref]
 	if cfg == "" {
 		cfg = "{}"
 	}
 	d := digest.FromString(ref + "|" + platforms.Format(p))
-	return frontend.ResolvedImage{Ref: ref + "@" + d.String(), Digest: d, Config: []byte(cfg)}, nil
+	return imageconfig.Resolved{Ref: ref + "@" + d.String(), Digest: d, Config: []byte(cfg)}, nil
 }
 
 func (f *fakeResolver) callCount(key string) int {
@@ -92,7 +93,7 @@ func newRequest(opts ...convertOpt) frontend.Request {
 
 // convertErr converts src for platform and returns the error, if any.
 func convertErr(src string, platform ocispec.Platform, opts ...convertOpt) (*frontend.Image, []frontend.Warning, error) {
-	df, err := instructions.Parse([]byte(src), "Dockerfile")
+	df, err := instructions.Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		return nil, nil, err
 	}

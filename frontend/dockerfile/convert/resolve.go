@@ -10,13 +10,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend"
 )
 
 // resolved is one image reference resolved for one platform.
 type resolved struct {
-	ref    string               // pinned reference
-	config frontend.DockerImage // parsed config; clone before changing
+	ref    string                  // pinned reference
+	config imageconfig.DockerImage // parsed config; clone before changing
 }
 
 // resolveCache resolves each (reference, platform) once for the lifetime

@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 	"github.com/kiln-build/kiln/graph"
@@ -66,20 +67,16 @@ func (b *build) dispatchRun(sp step, c *instructions.RunCommand) error {
 		exec.Mounts = append(exec.Mounts, gm)
 	}
 	exec.Env = env
-	exec.ExtraHosts = append([]graph.HostIP(nil), b.c.req.ExtraHosts...)
-	network := c.Network
-	if network == "" || network == instructions.NetworkDefault {
-		network = instructions.NetworkMode(b.c.req.Network)
+	if err := b.chargeExec(c, exec); err != nil {
+		return err
 	}
-	switch network {
-	case instructions.NetworkNone:
-		exec.Network = graph.NetNone
-	case instructions.NetworkHost:
-		exec.Network = graph.NetHost
+	exec.ExtraHosts = append([]sandbox.HostIP(nil), b.c.req.ExtraHosts...)
+	// RUN --network wins over the build's --network.
+	exec.Network = c.Network
+	if exec.Network == sandbox.NetDefault {
+		exec.Network = b.c.req.Network
 	}
-	if c.Security == instructions.SecurityInsecure {
-		exec.Security = graph.SecurityInsecure
-	}
+	exec.Security = c.Security
 	name := b.displayText(st, c.Location, hide...)
 	if summary != "" {
 		name += " (" + summary + ")"
@@ -191,4 +188,28 @@ func intPtr(v *uint32) *int {
 	}
 	i := int(*v)
 	return &i
+}
+
+// MaxExecData bounds the arguments and environment that the RUN steps of
+// one conversion hold together. Every RUN keeps its own copy of the
+// stage's environment, so a few megabytes of alternating ENV and RUN lines
+// would otherwise ask for gigabytes (n steps, each with n variables).
+const MaxExecData = 64 << 20
+
+// chargeExec adds a RUN's arguments and environment to the conversion's
+// total and fails once that passes the limit.
+func (b *build) chargeExec(c *instructions.RunCommand, exec *graph.ExecOp) error {
+	for _, list := range [][]string{exec.Args, exec.Env} {
+		for _, s := range list {
+			b.execData += len(s)
+		}
+	}
+	limit := b.c.maxExecData
+	if limit == 0 {
+		limit = MaxExecData
+	}
+	if b.execData > limit {
+		return c.Errorf("RUN: the RUN steps up to here hold more than %d MiB of arguments and environment together (each step copies the stage's ENV and ARG values), the limit per build", limit>>20)
+	}
+	return nil
 }

@@ -1,10 +1,12 @@
 package convert
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/graph"
 )
@@ -33,7 +35,7 @@ func TestRun(t *testing.T) {
 		{"heredoc with more on the line goes to the shell", "FROM busybox\nRUN cat <<EOF > /x\nhello\nEOF\n",
 			graph.ExecOp{Args: []string{"/bin/sh", "-c", "cat <<EOF > /x\nhello\nEOF"}, Env: []string{path}, Cwd: "/"}},
 		{"network and security", "FROM busybox\nRUN --network=none --security=insecure true\n",
-			graph.ExecOp{Args: []string{"/bin/sh", "-c", "true"}, Env: []string{path}, Cwd: "/", Network: graph.NetNone, Security: graph.SecurityInsecure}},
+			graph.ExecOp{Args: []string{"/bin/sh", "-c", "true"}, Env: []string{path}, Cwd: "/", Network: sandbox.NetNone, Security: sandbox.SecurityInsecure}},
 		{"mounts", "FROM busybox AS tools\nFROM busybox\n" +
 			"RUN --mount=type=bind,from=tools,source=/bin,target=/tools " +
 			"--mount=type=cache,target=cache,id=gomod,sharing=locked,uid=1000,mode=0700 " +
@@ -115,16 +117,16 @@ func TestRunNames(t *testing.T) {
 func TestRunBuildNetwork(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		build, run string
-		want       graph.NetMode
+		build sandbox.NetMode
+		run   string
+		want  sandbox.NetMode
 	}{
 		{"", "", ""},
-		{"default", "", ""},
-		{"none", "", graph.NetNone},
-		{"host", "", graph.NetHost},
-		{"none", "--network=default ", graph.NetNone}, // default is the build's
-		{"none", "--network=host ", graph.NetHost},    // the step's own wins
-		{"host", "--network=none ", graph.NetNone},
+		{"none", "", sandbox.NetNone},
+		{"host", "", sandbox.NetHost},
+		{"none", "--network=default ", sandbox.NetNone}, // default is the build's
+		{"none", "--network=host ", sandbox.NetHost},    // the step's own wins
+		{"host", "--network=none ", sandbox.NetNone},
 	} {
 		img := mustConvert(t, "FROM busybox\nRUN "+tc.run+"true\n", func(r *frontend.Request) { r.Network = tc.build })
 		if got := img.Root.Op.Exec.Network; got != tc.want {
@@ -136,7 +138,7 @@ func TestRunBuildNetwork(t *testing.T) {
 // --add-host entries reach every RUN step (and so its cache key).
 func TestRunExtraHosts(t *testing.T) {
 	t.Parallel()
-	hosts := []graph.HostIP{{Host: "db", IP: "10.0.0.5"}}
+	hosts := []sandbox.HostIP{{Host: "db", IP: netip.MustParseAddr("10.0.0.5")}}
 	with := mustConvert(t, "FROM busybox\nRUN true\n", func(r *frontend.Request) { r.ExtraHosts = hosts })
 	without := mustConvert(t, "FROM busybox\nRUN true\n")
 	if diff := cmp.Diff(hosts, with.Root.Op.Exec.ExtraHosts); diff != "" {

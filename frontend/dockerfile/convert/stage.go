@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -10,7 +11,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/frontend"
+	"github.com/kiln-build/kiln/core/imageconfig"
 	"github.com/kiln-build/kiln/frontend/dockerfile/instructions"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 	"github.com/kiln-build/kiln/graph"
@@ -23,7 +24,7 @@ const historyComment = "buildkit.dockerfile.v0"
 // stageState is a stage while and after it is converted.
 type stageState struct {
 	s        *stage
-	img      frontend.DockerImage
+	img      imageconfig.DockerImage
 	root     *graph.Vertex
 	args     []argDecl
 	baseRef  string // pinned reference of the image the stage chain starts from
@@ -140,16 +141,17 @@ func (b *build) initBase(st *stageState) error {
 }
 
 // emptyImage is the config of FROM scratch.
-func emptyImage(p ocispec.Platform) frontend.DockerImage {
-	var img frontend.DockerImage
+func emptyImage(p ocispec.Platform) imageconfig.DockerImage {
+	var img imageconfig.DockerImage
 	img.OS, img.Architecture, img.Variant = p.OS, p.Architecture, p.Variant
 	img.RootFS.Type = "layers"
+	img.Config.WorkingDir = "/" // as BuildKit writes it
 	return img
 }
 
 // collectTriggers finds the ONBUILD triggers that fire in s: its base
 // stage's ONBUILD instructions, or its base image's config OnBuild.
-func (b *build) collectTriggers(s *stage) error {
+func (b *build) collectTriggers(ctx context.Context, s *stage) error {
 	s.triggersSet = true
 	if s.replaced {
 		return nil
@@ -173,7 +175,7 @@ func (b *build) collectTriggers(s *stage) error {
 			return err
 		}
 		for _, expr := range res.config.Config.OnBuild {
-			t, err := b.parseTrigger(expr, loc)
+			t, err := b.parseTrigger(ctx, expr, loc)
 			if err != nil {
 				return err
 			}
@@ -185,11 +187,11 @@ func (b *build) collectTriggers(s *stage) error {
 
 // parseTrigger parses an ONBUILD trigger of a base image; it is placed at
 // the FROM line of the stage that fires it.
-func (b *build) parseTrigger(expr string, from instructions.Location) (instructions.Command, error) {
+func (b *build) parseTrigger(ctx context.Context, expr string, from instructions.Location) (instructions.Command, error) {
 	bad := func(err error) error {
 		return from.Errorf("ONBUILD trigger %q of the base image: %v", expr, err)
 	}
-	res, err := parser.Parse([]byte(expr), b.c.df.Name)
+	res, err := parser.Parse(ctx, []byte(expr), b.c.df.Name)
 	if err != nil {
 		return nil, bad(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 )
 
@@ -98,30 +99,12 @@ type RunCommand struct {
 	Heredocs []parser.Heredoc
 	// Mounts are the --mount flags, in order.
 	Mounts []*Mount
-	// Network is the --network value; "" means not given (default).
-	Network NetworkMode
-	// Security is the --security value; "" means not given (sandbox).
-	Security SecurityMode
+	// Network is the --network value; NetDefault when not given or
+	// "default" (the build's network).
+	Network sandbox.NetMode
+	// Security is the --security value; SecuritySandbox when not given.
+	Security sandbox.SecurityMode
 }
-
-// NetworkMode is a RUN --network value.
-type NetworkMode string
-
-// The network modes of RUN --network.
-const (
-	NetworkDefault NetworkMode = "default"
-	NetworkNone    NetworkMode = "none"
-	NetworkHost    NetworkMode = "host"
-)
-
-// SecurityMode is a RUN --security value.
-type SecurityMode string
-
-// The security modes of RUN --security.
-const (
-	SecuritySandbox  SecurityMode = "sandbox"
-	SecurityInsecure SecurityMode = "insecure"
-)
 
 // CmdCommand is CMD.
 type CmdCommand struct {

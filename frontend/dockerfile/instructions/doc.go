@@ -9,7 +9,7 @@
 //
 // # Using it (the converter's view)
 //
-//	df, err := instructions.Parse(src, "Dockerfile")
+//	df, err := instructions.Parse(ctx, src, "Dockerfile")
 //	// df.MetaArgs: ARGs before the first FROM; df.Stages: FROM + commands;
 //	// df.Warnings: lint findings (check directive applied).
 //	for _, st := range df.Stages {

@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -124,7 +125,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse([]byte(tt.in), "Dockerfile")
+			_, err := Parse(context.Background(), []byte(tt.in), "Dockerfile")
 			if err == nil {
 				t.Fatalf("Parse succeeded, want %q", tt.want)
 			}

@@ -64,7 +64,7 @@ func errorf(format string, args ...any) error { return fmt.Errorf(format, args..
 
 // expandError places an expansion error at the command's location.
 func expandError(c Command, err error) error {
-	return c.Loc().Errorf("%s: %v", c.Name(), err)
+	return c.Loc().Errorf("%s: %w", c.Name(), err)
 }
 
 // Expand returns c with BaseName and Platform expanded (with the meta-ARGs).
@@ -318,7 +318,7 @@ func (c *RunCommand) Expand(ex Expander) (*RunCommand, error) {
 	for i, m := range c.Mounts {
 		em, err := parseMount(m.Raw, ex.ExpandWord)
 		if err != nil {
-			return nil, c.Errorf("RUN --mount=%s: %v", m.Raw, err)
+			return nil, c.Errorf("RUN --mount=%s: %w", m.Raw, err)
 		}
 		out.Mounts[i] = em
 	}

@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -82,7 +83,7 @@ func TestExpand(t *testing.T) {
 
 func TestExpandFrom(t *testing.T) {
 	t.Parallel()
-	df, err := Parse([]byte("ARG GO=1.22\nFROM --platform=$BUILDPLATFORM golang:${GO}-alpine AS build\n"), "Dockerfile")
+	df, err := Parse(context.Background(), []byte("ARG GO=1.22\nFROM --platform=$BUILDPLATFORM golang:${GO}-alpine AS build\n"), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

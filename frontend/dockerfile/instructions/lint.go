@@ -110,7 +110,14 @@ func lint(df *Dockerfile) []parser.Warning {
 			if !c.JSON && len(c.Args) > 0 && !stageHasShell {
 				ws = append(ws, warn("JSONArgsRecommended", loc.Range, "JSON arguments recommended for ENTRYPOINT to prevent unintended behavior related to OS signals"))
 			}
+		case *ArgCommand:
+			ws = append(ws, lintSecretArgs(c)...)
 		case *EnvCommand:
+			for _, kv := range c.Env {
+				if looksSecret(kv.Key) {
+					ws = append(ws, secretWarning("ENV", kv.Key, loc.Range))
+				}
+			}
 			if c.Legacy {
 				ws = append(ws, warn("LegacyKeyValueFormat", loc.Range, `"ENV key=value" should be used instead of legacy "ENV key value" format`))
 			}
@@ -119,6 +126,9 @@ func lint(df *Dockerfile) []parser.Warning {
 				ws = append(ws, warn("LegacyKeyValueFormat", loc.Range, `"LABEL key=value" should be used instead of legacy "LABEL key value" format`))
 			}
 		}
+	}
+	for _, a := range df.MetaArgs {
+		ws = append(ws, lintSecretArgs(a)...)
 	}
 	for _, s := range df.Stages {
 		f := s.From
@@ -173,6 +183,46 @@ func lintCasing(nodes []*parser.Node) []parser.Warning {
 			ws = append(ws, warn("ConsistentInstructionCasing", n.Range, "Command '%s' should match the case of the command majority (uppercase)", n.Keyword))
 		default:
 			ws = append(ws, warn("ConsistentInstructionCasing", n.Range, "Command '%s' should match the case of the command majority (lowercase)", n.Keyword))
+		}
+	}
+	return ws
+}
+
+// secretWords are the words of a variable name (split at "_", any case)
+// that BuildKit's SecretsUsedInArgOrEnv check takes for a secret, and
+// notSecretWords those that clear the name again (PUBLIC_KEY, SSH_KEY_FILE,
+// API_KEY_VERSION).
+var (
+	secretWords = map[string]bool{
+		"apikey": true, "auth": true, "credential": true, "credentials": true, "key": true,
+		"password": true, "pword": true, "passwd": true, "secret": true, "token": true,
+	}
+	notSecretWords = map[string]bool{"public": true, "file": true, "version": true}
+)
+
+// looksSecret reports whether a build arg or ENV name looks like it holds
+// a secret: one of its "_"-separated words (any case) is a secret word and
+// none is a clearing word.
+func looksSecret(name string) bool {
+	secret := false
+	for _, w := range strings.Split(strings.ToLower(name), "_") {
+		if notSecretWords[w] {
+			return false
+		}
+		secret = secret || secretWords[w]
+	}
+	return secret
+}
+
+func secretWarning(instruction, key string, r errdefs.Range) parser.Warning {
+	return warn("SecretsUsedInArgOrEnv", r, "Do not use ARG or ENV instructions for sensitive data (%s %q)", instruction, key)
+}
+
+func lintSecretArgs(c *ArgCommand) []parser.Warning {
+	var ws []parser.Warning
+	for _, d := range c.Args {
+		if looksSecret(d.Key) {
+			ws = append(ws, secretWarning("ARG", d.Key, c.Loc().Range))
 		}
 	}
 	return ws

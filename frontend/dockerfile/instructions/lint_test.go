@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func TestLint(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			df, err := Parse([]byte(tt.header+src), "Dockerfile")
+			df, err := Parse(context.Background(), []byte(tt.header+src), "Dockerfile")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func TestLint(t *testing.T) {
 			}
 		})
 	}
-	df, err := Parse([]byte("# check=skip=all;error=true\n"+src), "Dockerfile")
+	df, err := Parse(context.Background(), []byte("# check=skip=all;error=true\n"+src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func FuzzParse(f *testing.F) {
 		"COPY --chmod=u+x --from=b <<A /d\nA\nADD --checksum=$X https://h/r.git#main:sub /\nEXPOSE $X\nONBUILD COPY a b\n"))
 	env := shell.Map{"X": "1", "A": "a b"}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		df, err := Parse(src, "Dockerfile")
+		df, err := Parse(context.Background(), src, "Dockerfile")
 		if err != nil {
 			if len(err.Error()) < len("Dockerfile:") || err.Error()[:len("Dockerfile")] != "Dockerfile" {
 				t.Fatalf("error does not name the file: %v", err)

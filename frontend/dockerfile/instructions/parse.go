@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -63,9 +64,9 @@ var reservedStageNames = map[string]bool{"scratch": true, "context": true}
 // Parse parses a whole Dockerfile into meta-ARGs and stages. name is used
 // in messages ("Dockerfile:3: ..."). It stops at the first malformed
 // instruction; errors are *errdefs.SourceError values in the
-// invalid-argument class.
-func Parse(dockerfile []byte, name string) (*Dockerfile, error) {
-	ast, err := parser.Parse(dockerfile, name)
+// invalid-argument class, or the cause of ctx's cancellation.
+func Parse(ctx context.Context, dockerfile []byte, name string) (*Dockerfile, error) {
+	ast, err := parser.Parse(ctx, dockerfile, name)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +75,10 @@ func Parse(dockerfile []byte, name string) (*Dockerfile, error) {
 		return nil, err
 	}
 	var cur *Stage
-	for _, n := range ast.Nodes {
+	for i, n := range ast.Nodes {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("parse %s: %w", name, context.Cause(ctx))
+		}
 		cmd, err := ParseCommand(n, name, ast.Directives.Escape)
 		if err != nil {
 			return nil, err

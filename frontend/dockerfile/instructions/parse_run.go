@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kiln-build/kiln/core/sandbox"
 )
 
 func cmdLine(r *request) CmdLine {
@@ -21,19 +23,15 @@ func parseRun(r *request) (Command, error) {
 		return nil, r.errorf("RUN requires at least one argument")
 	}
 	if f.isSet("network") {
-		c.Network = NetworkMode(f.str("network"))
-		switch c.Network {
-		case NetworkDefault, NetworkNone, NetworkHost:
-		default:
+		var ok bool
+		if c.Network, ok = sandbox.ParseNetMode(f.str("network")); !ok || f.str("network") == "" {
 			return nil, r.loc.WrapError(suggestError(fmt.Sprintf("RUN: unsupported --network value %q; valid values: default, host, none", f.str("network")),
 				f.str("network"), []string{"default", "host", "none"}))
 		}
 	}
 	if f.isSet("security") {
-		c.Security = SecurityMode(f.str("security"))
-		switch c.Security {
-		case SecuritySandbox, SecurityInsecure:
-		default:
+		var ok bool
+		if c.Security, ok = sandbox.ParseSecurityMode(f.str("security")); !ok || f.str("security") == "" {
 			return nil, r.loc.WrapError(suggestError(fmt.Sprintf("RUN: unsupported --security value %q; valid values: insecure, sandbox", f.str("security")),
 				f.str("security"), []string{"insecure", "sandbox"}))
 		}

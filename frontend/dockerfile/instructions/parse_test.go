@@ -1,6 +1,7 @@
 package instructions
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/frontend/dockerfile/parser"
 )
 
@@ -20,7 +22,7 @@ func boolp(v bool) *bool   { return &v }
 // parseStage parses "FROM base\n" + body and returns the stage's commands.
 func parseStage(t *testing.T, body string) []Command {
 	t.Helper()
-	df, err := Parse([]byte("FROM base\n"+body), "Dockerfile")
+	df, err := Parse(context.Background(), []byte("FROM base\n"+body), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +39,7 @@ func TestParseCommands(t *testing.T) {
 		{"run shell", "RUN echo \"$HOME\"  &&  ls", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{`echo "$HOME"  &&  ls`}}}}},
 		{"run exec", `RUN ["echo", "a b"]`, []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"echo", "a b"}, JSON: true}}}},
 		{"run invalid json is shell", `RUN ["echo","hello"]this is invalid`, []Command{&RunCommand{CmdLine: CmdLine{Args: []string{`["echo","hello"]this is invalid`}}}}},
-		{"run flags", "RUN --network=none --security=insecure true", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"true"}}, Network: NetworkNone, Security: SecurityInsecure}}},
+		{"run flags", "RUN --network=none --security=insecure true", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"true"}}, Network: sandbox.NetNone, Security: sandbox.SecurityInsecure}}},
 		{"run heredoc", "RUN <<EOF\necho hi\nEOF", []Command{&RunCommand{CmdLine: CmdLine{Args: []string{"<<EOF"}},
 			Heredocs: []parser.Heredoc{{Name: "EOF", Content: "echo hi\n", Expand: true}}}}},
 		{"cmd empty json", "CMD []", []Command{&CmdCommand{CmdLine: CmdLine{JSON: true}}}},
@@ -160,7 +162,7 @@ func TestParseStages(t *testing.T) {
 		"\n" +
 		"FROM scratch\n" +
 		"COPY --from=build /app /app\n"
-	df, err := Parse([]byte(src), "Dockerfile")
+	df, err := Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func TestParseStages(t *testing.T) {
 func TestEscapeDirective(t *testing.T) {
 	t.Parallel()
 	src := "# escape=`\nFROM base\nCOPY <<EOF C:\\dir\\\n$x\nEOF\n"
-	df, err := Parse([]byte(src), "Dockerfile")
+	df, err := Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

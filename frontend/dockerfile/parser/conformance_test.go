@@ -3,6 +3,7 @@ package parser
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ func TestConformancePositive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Parse(src, "Dockerfile")
+			res, err := Parse(context.Background(), src, "Dockerfile")
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -71,7 +72,7 @@ func TestConformanceNegative(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := Parse(src, "Dockerfile")
+			res, err := Parse(context.Background(), src, "Dockerfile")
 			if err == nil {
 				t.Fatalf("Parse succeeded, want an error; dump:\n%s", res.Dump())
 			}
@@ -96,7 +97,7 @@ func TestConformanceLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Parse(src, "Dockerfile")
+	res, err := Parse(context.Background(), src, "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}

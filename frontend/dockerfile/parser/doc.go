@@ -36,7 +36,7 @@
 //
 // # Example
 //
-//	res, err := parser.Parse([]byte("FROM busybox\nRUN echo hi\n"), "Dockerfile")
+//	res, err := parser.Parse(ctx, []byte("FROM busybox\nRUN echo hi\n"), "Dockerfile")
 //	// res.Nodes[1].Keyword == "RUN", .Args == []string{"echo hi"},
 //	// .Range == errdefs.Range{Start: 2, End: 2}
 //	// res.Dump() == "(from \"busybox\")\n(run \"echo hi\")"

@@ -2,6 +2,7 @@ package parser
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,17 +12,27 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 )
 
-// MaxLineSize is the longest physical line accepted, in bytes.
+// MaxLineSize is the longest line accepted, in bytes: a physical line, and
+// an instruction's continuation lines once joined (which bounds the memory
+// and time one instruction can take; a longer script belongs in a heredoc
+// or a file).
 const MaxLineSize = 65535
+
+// ctxCheckLines is how many lines the parser reads between two looks at
+// its context.
+const ctxCheckLines = 4096
 
 // utf8BOM is the byte-order mark dropped from the start of a file.
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // Parse parses a Dockerfile. name is used only in error messages
 // ("Dockerfile:3: ..."). Errors are *errdefs.SourceError values in the
-// invalid-argument class, naming the lines of the offending instruction.
-func Parse(src []byte, name string) (*Result, error) {
+// invalid-argument class, naming the lines of the offending instruction,
+// or the cause of ctx's cancellation. The time it takes is linear in the
+// size of src.
+func Parse(ctx context.Context, src []byte, name string) (*Result, error) {
 	p := &parser{
+		ctx:   ctx,
 		name:  name,
 		lines: splitLines(bytes.TrimPrefix(src, utf8BOM)),
 		res:   &Result{Directives: Directives{Escape: '\\'}},
@@ -34,6 +45,7 @@ func Parse(src []byte, name string) (*Result, error) {
 
 // parser is the state of one Parse call.
 type parser struct {
+	ctx      context.Context
 	name     string
 	lines    []string // physical lines, line ends removed
 	i        int      // index of the next line to read
@@ -68,6 +80,9 @@ func (p *parser) errorAt(start, end int, err error) error {
 
 // next returns the next physical line and its 1-based number.
 func (p *parser) next() (string, int, error) {
+	if p.i%ctxCheckLines == 0 && p.ctx.Err() != nil {
+		return "", p.i, fmt.Errorf("parse %s: %w", p.name, context.Cause(p.ctx))
+	}
 	l := p.lines[p.i]
 	p.i++
 	if len(l) > MaxLineSize {
@@ -186,7 +201,9 @@ func trimContinuation(line string, esc rune) (string, bool) {
 // heredoc bodies.
 func (p *parser) instruction(first string, start int) error {
 	esc := p.res.Directives.Escape
-	line, cont := trimContinuation(first, esc)
+	body, cont := trimContinuation(first, esc)
+	var joined strings.Builder
+	joined.WriteString(body)
 	emptyContinuation := false
 	for cont && p.i < len(p.lines) {
 		l, _, err := p.next()
@@ -200,10 +217,13 @@ func (p *parser) instruction(first string, start int) error {
 			emptyContinuation = true
 			continue
 		}
-		var body string
 		body, cont = trimContinuation(l, esc)
-		line += body
+		if joined.Len()+len(body) > MaxLineSize {
+			return p.errorAt(start, p.i, fmt.Errorf("instruction greater than max allowed size of %d bytes after joining its continuation lines", MaxLineSize))
+		}
+		joined.WriteString(body)
 	}
+	line := joined.String()
 	end := p.i
 	comments := p.comments
 	p.comments = nil

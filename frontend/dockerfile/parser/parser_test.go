@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -46,7 +47,7 @@ func TestParseDump(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := Parse([]byte(tt.in), "Dockerfile")
+			res, err := Parse(context.Background(), []byte(tt.in), "Dockerfile")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +81,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse([]byte(tt.in), "Dockerfile")
+			_, err := Parse(context.Background(), []byte(tt.in), "Dockerfile")
 			if err == nil {
 				t.Fatal("want an error")
 			}
@@ -115,7 +116,7 @@ func TestNodeFields(t *testing.T) {
 		"  # comment in continuation\n" +
 		"  b\n" +
 		"CMD [\"a\", \"b\"]\n"
-	res, err := Parse([]byte(src), "Dockerfile")
+	res, err := Parse(context.Background(), []byte(src), "Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func TestHeredocs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := Parse([]byte(tt.in), "Dockerfile")
+			res, err := Parse(context.Background(), []byte(tt.in), "Dockerfile")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -284,7 +285,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("FROM a\nCOPY <<-\"EOF\" 3<<X /d\n\tx\nEOF\ny\nX\nONBUILD RUN <<A\nA\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		res, err := Parse(src, "Dockerfile")
+		res, err := Parse(context.Background(), src, "Dockerfile")
 		if err != nil {
 			var se *errdefs.SourceError
 			if !errors.As(err, &se) {
@@ -316,7 +317,7 @@ func BenchmarkParse(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		for _, src := range srcs {
-			if _, err := Parse(src, "Dockerfile"); err != nil {
+			if _, err := Parse(context.Background(), src, "Dockerfile"); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -28,6 +28,13 @@
 //	// r.Words == []string{"hi  there", "world"}
 //	// r.Used == []string{"GREETING", "NAME"}, r.Undefined == nil
 //
+// # Limits
+//
+// Expansion may add at most MaxExpansion (1 MiB) to a word, and to the
+// words of one instruction together (Expander). Past that, expansion stops
+// before allocating more, with an error wrapping ErrExpansionTooLarge, so a
+// few lines of chained ARGs cannot take the daemon's memory.
+//
 // The exact rules (and the conformance corpus they are tested against) are
 // in frontend/dockerfile/testdata/conformance/README.md, section 3.
 //

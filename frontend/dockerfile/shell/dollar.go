@@ -191,7 +191,7 @@ func (x *lexer) replace(name string) (string, error) {
 		return "", fmt.Errorf("invalid pattern (%s) in substitution: %w", pat, err)
 	}
 	if all {
-		return re.ReplaceAllLiteralString(value, repl), nil
+		return replaceAll(re, value, repl, x.limit)
 	}
 	if loc := re.FindStringIndex(value); loc != nil {
 		return value[:loc[0]] + repl + value[loc[1]:], nil

@@ -1,5 +1,7 @@
 package shell
 
+import "fmt"
+
 // Expander expands the words of one instruction against one environment
 // and remembers which variables they used. It satisfies the Expander
 // interface of the instructions package:
@@ -16,6 +18,7 @@ type Expander struct {
 	used      []string
 	undefined []string
 	seen      map[string]bool // names in used; "!"+name for undefined
+	grown     int             // bytes expansion added to the words so far
 }
 
 // NewExpander returns an Expander using lex's escape character and options
@@ -53,6 +56,9 @@ func (e *Expander) process(lex Lex, word string) (Result, error) {
 	if err != nil {
 		return r, err
 	}
+	if err := e.Grow(len(r.Value) - len(word)); err != nil {
+		return Result{}, err
+	}
 	if e.seen == nil {
 		e.seen = map[string]bool{}
 	}
@@ -69,6 +75,21 @@ func (e *Expander) process(lex Lex, word string) (Result, error) {
 		}
 	}
 	return r, nil
+}
+
+// Grow adds n bytes (if positive) to what expansion has added to the
+// instruction's words, and fails once that passes MaxExpansion. Callers
+// that expand an instruction's words with Lex directly report the growth
+// here.
+func (e *Expander) Grow(n int) error {
+	if n <= 0 {
+		return nil
+	}
+	e.grown += n
+	if e.grown > MaxExpansion {
+		return fmt.Errorf("%w: variables add more than 1 MiB (%d bytes) to this instruction, the limit per instruction", ErrExpansionTooLarge, MaxExpansion)
+	}
+	return nil
 }
 
 // Used returns the variables referenced so far, in order of first use.

@@ -84,7 +84,7 @@ func (l Lex) Process(word string, env Env) (Result, error) {
 	if esc == 0 {
 		esc = '\\'
 	}
-	x := &lexer{lex: &l, esc: esc, src: word, env: env}
+	x := &lexer{lex: &l, esc: esc, src: word, env: env, limit: len(word) + MaxExpansion}
 	value, words, err := x.processUntil(eof, l.RawEscapes)
 	if err != nil {
 		return Result{}, fmt.Errorf("failed to process %q: %w", word, err)
@@ -119,6 +119,7 @@ type lexer struct {
 	esc       rune
 	src       string
 	pos       int
+	limit     int // the longest result allowed: len(src) + MaxExpansion
 	env       Env
 	used      []string
 	undefined []string
@@ -217,25 +218,33 @@ func (x *lexer) processUntil(stop rune, rawEscapes bool) (string, []string, erro
 			if err != nil {
 				return "", nil, err
 			}
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addExpanded(s)
 		case ch == '\'' && !x.lex.SkipQuotes:
 			s, err := x.singleQuote()
 			if err != nil {
 				return "", nil, err
 			}
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addRaw(s)
 		case ch == '"' && !x.lex.SkipQuotes:
 			s, err := x.doubleQuote(rawEscapes)
 			if err != nil {
 				return "", nil, err
 			}
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addRaw(s)
 		case ch == x.esc:
 			s, ok := x.escape(rawEscapes)
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addRaw(s)
 			if !ok {
 				return out.String(), w.done(), x.endError(stop)
@@ -254,11 +263,15 @@ func (x *lexer) processUntil(stop rune, rawEscapes bool) (string, []string, erro
 				_, raw := x.next()
 				s += raw
 			}
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addRaw(s)
 		default:
 			r, raw := x.next()
-			out.WriteString(raw)
+			if err := appendBounded(&out, raw, x.limit); err != nil {
+				return "", nil, err
+			}
 			w.addChar(r, raw)
 		}
 	}
@@ -341,7 +354,9 @@ func (x *lexer) doubleQuote(rawEscapes bool) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			out.WriteString(s)
+			if err := appendBounded(&out, s, x.limit); err != nil {
+				return "", err
+			}
 		default:
 			_, raw := x.next()
 			if ch == x.esc {
@@ -357,7 +372,9 @@ func (x *lexer) doubleQuote(rawEscapes bool) (string, error) {
 					raw = next
 				}
 			}
-			out.WriteString(raw)
+			if err := appendBounded(&out, raw, x.limit); err != nil {
+				return "", err
+			}
 		}
 	}
 }
