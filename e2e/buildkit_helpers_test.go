@@ -5,29 +5,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // BuildKit's own clients drive kilnd in these tests: buildctl and docker
 // buildx at the versions hack/test.sh pins and builds into bin/tools.
 
-// bkTool returns the path of a client hack/test.sh built, or skips the
-// test when it is not there (go test run on its own, without the script).
+// bkTool returns the path of a client hack/lib.sh pins and builds into
+// bin/tools (testutil.BuildKitTool).
 func bkTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "bin", "tools", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s is not installed: bash hack/test.sh builds it into bin/tools", name)
-	}
-	return p
+	return testutil.BuildKitTool(t, name)
 }
 
 // bkResult is one buildctl or buildx run.
@@ -64,10 +59,17 @@ func (r bkResult) ranSteps() []string {
 // runTool runs a client binary with env added to the environment.
 func runTool(t *testing.T, env []string, bin string, args ...string) bkResult {
 	t.Helper()
+	return runToolIn(t, env, nil, bin, args...)
+}
+
+// runToolIn is runTool with stdin.
+func runToolIn(t *testing.T, env []string, stdin io.Reader, bin string, args ...string) bkResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/moby/buildkit/client/llb"
 
 	"github.com/kiln-build/kiln/internal/testutil"
 )
@@ -300,28 +299,15 @@ func TestBuildctlUnsupported(t *testing.T) {
 	bad := t.TempDir()
 	writeFiles(t, bad, map[string]string{"Dockerfile": "FROM busybox\nRUN\n"})
 
-	def, err := llb.Image("busybox").Marshal(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var llbDef strings.Builder
-	if err := llb.WriteTo(def, &llbDef); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bkTool(t, "buildctl"), "--addr", e.d.Addr, "build")
-	cmd.Stdin = strings.NewReader(llbDef.String())
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "LLB definitions") {
-		t.Errorf("an LLB definition: want an error naming LLB definitions, got %v\n%s", err, out)
-	}
-
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"gateway frontend", []string{"build", "--frontend", "gateway.v0", "--opt", "source=docker/dockerfile:1", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, "gateway frontend images"},
+		{"gateway without source", []string{"build", "--frontend", "gateway.v0", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, `needs the "source" option`},
+		{"unreachable frontend image", []string{"build", "--frontend", "gateway.v0", "--opt", "source=127.0.0.1:1/nope:1", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, "127.0.0.1:1/nope:1"},
+		{"unknown frontend", []string{"build", "--frontend", "nope.v9", "--local", "context=" + dir, "--local", "dockerfile=" + dir}, `unknown frontend "nope.v9"`},
+		{"gateway option to dockerfile.v0", dfArgs(dir, "--opt", "source=docker/dockerfile:1"), "gateway.v0 frontend's option"},
 		{"unknown exporter", dfArgs(dir, "--output", "type=s3,name=x"), `unknown exporter "s3"`},
 		{"unknown exporter attribute", dfArgs(dir, "--output", "type=image,name=x,colour=blue"), `unknown attribute "colour"`},
 		{"unknown frontend option", dfArgs(dir, "--opt", "colour=blue"), `unknown frontend option "colour"`},

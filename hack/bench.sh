@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 ensure_go
 ensure_apt runc busybox-static docker-registry redis-server
-ensure_go_tool_module buildctl github.com/moby/buildkit/cmd/buildctl v0.34.2
+ensure_buildkit_tools
 say "go run ./hack/bench ${BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 go run ./hack/bench ${BENCH_ARGS:-}

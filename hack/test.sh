@@ -14,13 +14,13 @@ ensure_go
 ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd openssh-client
 ensure_binfmt
 ensure_arm64_busybox
-# BuildKit's own clients drive kilnd in e2e/buildkit_test.go (pinned;
-# built once, then cached in bin/tools).
-ensure_go_tool_module buildctl github.com/moby/buildkit/cmd/buildctl v0.34.2
-ensure_go_tool_module buildx github.com/docker/buildx/cmd/buildx v0.38.2
-# BuildKit's Dockerfile frontend, run by the gateway frontend tests as a
-# `# syntax=` image.
-ensure_dockerfile_frontend
+# BuildKit's clients (buildctl, buildx) and Dockerfile frontend, which the
+# e2e tests run (pinned; cached in bin/tools), build in the background
+# while vet and the tests that do not need them run: on a fresh machine
+# that takes minutes. The tests that need them wait for the build.
+tools_log=$(mktemp)
+ensure_buildkit_tools >"$tools_log" 2>&1 &
+tools_pid=$!
 
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"
@@ -51,3 +51,10 @@ if [ "${KILN_TEST_RACE:-1}" = 0 ]; then
 	race=()
 fi
 go test "${race[@]}" -count=1 -timeout 20m ./...
+
+if ! wait "$tools_pid"; then
+	cat "$tools_log" >&2
+	die "the BuildKit tools could not be built: the tests that use them skipped"
+fi
+cat "$tools_log"
+rm -f "$tools_log"

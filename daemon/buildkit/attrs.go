@@ -159,7 +159,7 @@ func (o *dockerfileOpts) attr(k, v string, req *engine.Request) error {
 			return unimplementedf("frontend subrequests (%s: buildx --call/--check/--print)", v)
 		}
 	case "source":
-		return unimplementedf("gateway frontend images (source=%s): Kiln builds Dockerfiles with its own frontend", v)
+		return errdefs.Invalidf("source=%s is the gateway.v0 frontend's option (buildctl --frontend gateway.v0 --opt source=IMAGE), or name the image on the Dockerfile's # syntax= line", v)
 	default:
 		if strings.HasPrefix(k, "input-metadata:") || strings.HasPrefix(k, "input:") {
 			return unimplementedf("frontend inputs (%s)", k)

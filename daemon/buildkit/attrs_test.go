@@ -65,7 +65,7 @@ func TestParseDockerfileAttrsErrors(t *testing.T) {
 		{"git named context", map[string]string{"context:x": "git@github.com:a/b.git"}, errdefs.ErrUnimplemented},
 		{"oci layout context", map[string]string{"context:x": "oci-layout://dir"}, errdefs.ErrUnimplemented},
 		{"subrequest", map[string]string{"requestid": "frontend.outline"}, errdefs.ErrUnimplemented},
-		{"frontend image", map[string]string{"source": "docker/dockerfile:1"}, errdefs.ErrUnimplemented},
+		{"frontend image option", map[string]string{"source": "docker/dockerfile:1"}, errdefs.ErrInvalidArgument},
 		{"shm-size", map[string]string{"shm-size": "1048576"}, errdefs.ErrUnimplemented},
 		{"frontend input", map[string]string{"input-metadata:context": "{}"}, errdefs.ErrUnimplemented},
 	} {

@@ -13,14 +13,17 @@
 //
 // What maps where:
 //
-//	Control.Solve, dockerfile.v0     engine.Build (attrs.go, outputs.go, cache.go)
-//	Control.Solve, gateway (buildx)  the bridge's Return, then engine.Build (gateway.go)
+//	Control.Solve, dockerfile.v0     engine.Build (attrs.go, outputs.go, cache.go); a
+//	                                 `# syntax=` line makes the engine run that image
+//	Control.Solve, gateway.v0        engine.Build with FrontendOpts (source=IMAGE)
+//	Control.Solve, Definition        engine.Build with Definition (frontend/llb)
+//	Control.Solve, no frontend       the bridge's Return (buildx), then engine.Build (gateway.go)
 //	Control.Status                   progress events as StatusResponse (status.go)
 //	Control.Session                  session.Manager (session.go, filesync.go)
 //	ListWorkers, Info, history, du   worker.go, history.go, du.go
 //
-// Anything Kiln does not do (an LLB definition, a gateway frontend image,
-// an unknown exporter or attribute) is answered with an error that names
+// Anything Kiln does not do (attestations, session exporters, source
+// policies, an unknown exporter or attribute) is answered with an error that names
 // it, in the Unimplemented or InvalidArgument class.
 //
 // The package may import the engine and what the engine's requests name

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"sync"
 
+	controlapi "github.com/moby/buildkit/api/services/control"
 	apitypes "github.com/moby/buildkit/api/types"
 	"github.com/moby/buildkit/client/buildid"
 	gatewayapi "github.com/moby/buildkit/frontend/gateway/pb"
@@ -22,12 +23,13 @@ import (
 
 // bridge is the part of BuildKit's gateway API (LLBBridge) that a client
 // driving a build from its own side uses: docker buildx runs a build
-// function that asks for the dockerfile.v0 frontend's result and returns
-// it for export. Kiln solves lazily, as BuildKit does for an unevaluated
-// result: Solve only checks the options and hands back a reference; the
-// build runs when the Control.Solve of the same build exports the
-// returned reference. Frontend images, LLB definitions and reading files
-// of a result are the gateway frontends' part (not served here).
+// function that asks for a frontend's result (dockerfile.v0, or a frontend
+// image with gateway.v0) or an LLB definition's, and returns it for
+// export. Kiln solves lazily, as BuildKit does for an unevaluated result:
+// Solve only checks the request and hands back a reference; the build
+// runs, through the engine as any other, when the Control.Solve of the
+// same build exports the returned reference. Reading files of a result
+// is the gateway frontends' part (frontend/gateway), not served here.
 type bridge struct {
 	gatewayapi.UnimplementedLLBBridgeServer
 	s *Service
@@ -40,15 +42,18 @@ var _ gatewayapi.LLBBridgeServer = (*bridge)(nil)
 
 // gatewayBuild is one build's gateway state.
 type gatewayBuild struct {
-	results map[string]map[string]string // result ref id → frontend attributes
-	ret     chan gatewayReturn           // the client's Return
+	results  map[string]*solveJob // result ref id → what makes it
+	warnings []*controlapi.VertexWarning
+	ret      chan gatewayReturn // the client's Return
 }
 
-// gatewayReturn is what the client returned: the frontend attributes of
-// the result to export (nil: an empty result) or its error.
+// gatewayReturn is what the client returned: the job making the result to
+// export (nil: an empty result) or its error, and the warnings of its
+// build function.
 type gatewayReturn struct {
-	attrs map[string]string
-	err   error
+	job      *solveJob
+	warnings []*controlapi.VertexWarning
+	err      error
 }
 
 func (g *bridge) build(ref string) *gatewayBuild {
@@ -59,7 +64,7 @@ func (g *bridge) build(ref string) *gatewayBuild {
 	}
 	b, ok := g.builds[ref]
 	if !ok {
-		b = &gatewayBuild{results: map[string]map[string]string{}, ret: make(chan gatewayReturn, 1)}
+		b = &gatewayBuild{results: map[string]*solveJob{}, ret: make(chan gatewayReturn, 1)}
 		g.builds[ref] = b
 	}
 	return b
@@ -85,9 +90,6 @@ func (g *bridge) await(ctx context.Context, ref string) (*gatewayReturn, error) 
 	case r := <-b.ret:
 		if r.err != nil {
 			return nil, r.err
-		}
-		if r.attrs == nil {
-			return nil, nil
 		}
 		return &r, nil
 	case <-ctx.Done():
@@ -121,9 +123,8 @@ func (g *bridge) Ping(context.Context, *gatewayapi.PingRequest) (*gatewayapi.Pon
 
 // llbCaps are BuildKit's LLB capabilities minus those that would make a
 // client add what Kiln does not do (attestations, source policies, network
-// proxies). Kiln takes no LLB definition yet (the gateway's Solve says so);
-// listing the op capabilities lets a client send one and hear that, rather
-// than fail on a missing capability.
+// proxies). What an LLB definition asks for that frontend/llb cannot
+// convert is an error naming it, rather than a missing capability.
 func llbCaps() []*apicapspb.APICap {
 	deny := map[string]bool{
 		string(pb.CapAttestations): true, string(pb.CapSourcePolicySession): true,
@@ -138,36 +139,29 @@ func llbCaps() []*apicapspb.APICap {
 	return out
 }
 
-// Solve accepts a request for the dockerfile.v0 frontend's result.
+// Solve accepts a request for a frontend's result (dockerfile.v0, or a
+// frontend image with gateway.v0) or an LLB definition's.
 func (g *bridge) Solve(ctx context.Context, req *gatewayapi.SolveRequest) (*gatewayapi.SolveResponse, error) {
 	_, b, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case req.Definition != nil && len(req.Definition.Def) > 0:
-		return nil, unimplementedf("LLB definitions sent through the gateway: kilnd builds Dockerfiles (the dockerfile.v0 frontend)")
-	case len(req.FrontendInputs) > 0:
-		return nil, unimplementedf("frontend inputs (LLB states given to the frontend)")
-	case req.Frontend == frontendGateway:
-		return nil, unimplementedf("gateway frontend images (gateway.v0, source=%s)", req.FrontendOpt["source"])
-	case req.Frontend != frontendDockerfile:
-		return nil, errdefs.Invalidf("unknown frontend %q: kilnd has the built-in %s", req.Frontend, frontendDockerfile)
-	case !req.AllowResultReturn:
+	if !req.AllowResultReturn {
 		return nil, unimplementedf("the gateway's old inline-return protocol: use a BuildKit client from v0.4 on")
 	}
+	job := &solveJob{frontend: req.Frontend, attrs: maps.Clone(req.FrontendOpt), inputs: req.FrontendInputs}
+	if req.Definition != nil && len(req.Definition.Def) > 0 {
+		job = &solveJob{def: req.Definition}
+	}
 	// The options are checked now, so that a mistake fails here.
-	if _, err := parseDockerfileAttrs(req.FrontendOpt, &engine.Request{}); err != nil {
+	if _, err := job.request(&engine.Request{}); err != nil {
 		return nil, err
 	}
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	ref := "kiln-" + hex.EncodeToString(id[:])
 	g.mu.Lock()
-	b.results[ref] = maps.Clone(req.FrontendOpt)
-	if b.results[ref] == nil {
-		b.results[ref] = map[string]string{}
-	}
+	b.results[ref] = job
 	g.mu.Unlock()
 	return &gatewayapi.SolveResponse{Result: &gatewayapi.Result{
 		Result:   &gatewayapi.Result_Ref{Ref: &gatewayapi.Ref{Id: ref}},
@@ -184,9 +178,12 @@ func (g *bridge) Return(ctx context.Context, req *gatewayapi.ReturnRequest) (*ga
 	var r gatewayReturn
 	if e := req.Error; e != nil && codes.Code(e.Code) != codes.OK {
 		r.err = status.ErrorProto(e)
-	} else if r.attrs, err = g.resultAttrs(b, req.Result); err != nil {
+	} else if r.job, err = g.resultJob(b, req.Result); err != nil {
 		return nil, err
 	}
+	g.mu.Lock()
+	r.warnings = b.warnings
+	g.mu.Unlock()
 	select {
 	case b.ret <- r:
 	default:
@@ -195,8 +192,8 @@ func (g *bridge) Return(ctx context.Context, req *gatewayapi.ReturnRequest) (*ga
 	return &gatewayapi.ReturnResponse{}, nil
 }
 
-// resultAttrs finds the frontend attributes of the returned reference.
-func (g *bridge) resultAttrs(b *gatewayBuild, res *gatewayapi.Result) (map[string]string, error) {
+// resultJob finds what makes the returned reference.
+func (g *bridge) resultJob(b *gatewayBuild, res *gatewayapi.Result) (*solveJob, error) {
 	ids := map[string]bool{}
 	switch r := res.GetResult().(type) {
 	case *gatewayapi.Result_Ref:
@@ -222,23 +219,25 @@ func (g *bridge) resultAttrs(b *gatewayBuild, res *gatewayapi.Result) (map[strin
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for id := range ids {
-		if attrs, ok := b.results[id]; ok {
-			return attrs, nil
+		if job, ok := b.results[id]; ok {
+			return job, nil
 		}
 		return nil, errdefs.NotFoundf("returned result %q was not made by this build's Solve", id)
 	}
 	return nil, nil
 }
 
-// Warn takes a warning of the client's build function. The build's
-// progress is the engine's, which starts with the export: the warning goes
-// to kilnd's log.
+// Warn takes a warning of the client's build function: it goes out with
+// the build's progress (Status) as the frontend's warnings do.
 func (g *bridge) Warn(ctx context.Context, req *gatewayapi.WarnRequest) (*gatewayapi.WarnResponse, error) {
-	ref, _, err := g.buildOf(ctx)
+	_, b, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}
-	g.s.o.Logger.Warn("build function warning", "ref", ref, "warning", string(req.Short))
+	w := &controlapi.VertexWarning{Vertex: req.Digest, Level: req.Level, Short: req.Short, Detail: req.Detail, Url: req.Url, Info: req.Info, Ranges: req.Ranges}
+	g.mu.Lock()
+	b.warnings = append(b.warnings, w)
+	g.mu.Unlock()
 	return &gatewayapi.WarnResponse{}, nil
 }
 

@@ -3,6 +3,7 @@ package buildkit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,12 +55,37 @@ func TestBridgeSolveReturn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.bridge.Warn(ctx, &gatewayapi.WarnRequest{Digest: "sha256:abc", Level: 1, Short: []byte("careful")}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.bridge.Return(ctx, &gatewayapi.ReturnRequest{Result: res.Result}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.bridge.await(context.Background(), "b1")
-	if err != nil || got == nil || got.attrs["target"] != "test" {
+	if err != nil || got == nil || got.job == nil || got.job.attrs["target"] != "test" {
 		t.Fatalf("await = %+v, %v", got, err)
+	}
+	if len(got.warnings) != 1 || string(got.warnings[0].Short) != "careful" || got.warnings[0].Vertex != "sha256:abc" {
+		t.Errorf("warnings = %v", got.warnings)
+	}
+	// An LLB definition and a frontend image are solved the same way.
+	for _, req := range []*gatewayapi.SolveRequest{
+		{Definition: &pb.Definition{Def: [][]byte{{1}}}, AllowResultReturn: true},
+		{Frontend: frontendGateway, FrontendOpt: map[string]string{"source": "reg/fe:1"}, AllowResultReturn: true},
+	} {
+		id := fmt.Sprintf("b-%s-%d", req.Frontend, len(req.GetDefinition().GetDef()))
+		ctx := buildCtx(id)
+		res, err := s.bridge.Solve(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.bridge.Return(ctx, &gatewayapi.ReturnRequest{Result: res.Result}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.bridge.await(context.Background(), id)
+		if err != nil || got.job == nil || (got.job.def == nil) != (req.Definition == nil) || got.job.frontend != req.Frontend || got.job.attrs["source"] != req.FrontendOpt["source"] {
+			t.Errorf("%s: await = %+v, %v", id, got, err)
+		}
 	}
 	// A second Return of the same build is refused.
 	s.bridge.build("b2")
@@ -72,7 +98,7 @@ func TestBridgeSolveReturn(t *testing.T) {
 	}
 	// An empty result (buildx reading the gateway's capabilities) exports
 	// nothing.
-	if got, err := s.bridge.await(context.Background(), "b2"); got != nil || err != nil {
+	if got, err := s.bridge.await(context.Background(), "b2"); got == nil || got.job != nil || err != nil {
 		t.Errorf("empty result: %+v, %v", got, err)
 	}
 }
@@ -87,8 +113,7 @@ func TestBridgeErrors(t *testing.T) {
 		class error
 	}{
 		{"no build id", context.Background(), &gatewayapi.SolveRequest{Frontend: frontendDockerfile, AllowResultReturn: true}, errdefs.ErrInvalidArgument},
-		{"llb", buildCtx("x"), &gatewayapi.SolveRequest{Definition: &pb.Definition{Def: [][]byte{{1}}}, AllowResultReturn: true}, errdefs.ErrUnimplemented},
-		{"frontend image", buildCtx("x"), &gatewayapi.SolveRequest{Frontend: frontendGateway, AllowResultReturn: true}, errdefs.ErrUnimplemented},
+		{"inputs to the built-in frontend", buildCtx("x"), &gatewayapi.SolveRequest{Frontend: frontendDockerfile, FrontendInputs: map[string]*pb.Definition{"a": {}}, AllowResultReturn: true}, errdefs.ErrUnimplemented},
 		{"unknown frontend", buildCtx("x"), &gatewayapi.SolveRequest{Frontend: "make.v0", AllowResultReturn: true}, errdefs.ErrInvalidArgument},
 		{"old protocol", buildCtx("x"), &gatewayapi.SolveRequest{Frontend: frontendDockerfile}, errdefs.ErrUnimplemented},
 		{"bad option", buildCtx("x"), &gatewayapi.SolveRequest{Frontend: frontendDockerfile, FrontendOpt: map[string]string{"colour": "blue"}, AllowResultReturn: true}, errdefs.ErrInvalidArgument},

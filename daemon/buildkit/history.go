@@ -18,8 +18,8 @@ type History interface {
 	Update(ctx context.Context, ref string, u history.Update) error
 }
 
-// ListenBuildHistory sends the history's records (finished builds, then
-// running ones) and, unless EarlyExit, what happens next until the client
+// ListenBuildHistory sends the history's records (finished builds, the
+// newest Limit of them if Limit is set, then running ones) and, unless EarlyExit, what happens next until the client
 // goes. buildx probes the call to learn that the API exists, and reads a
 // build's record after it.
 func (c *control) ListenBuildHistory(req *controlapi.BuildHistoryRequest, stream grpc.ServerStreamingServer[controlapi.BuildHistoryEvent]) error {
@@ -27,7 +27,7 @@ func (c *control) ListenBuildHistory(req *controlapi.BuildHistoryRequest, stream
 		return unimplementedf("the build history in this kilnd")
 	}
 	ctx := stream.Context()
-	err := c.s.o.History.Listen(ctx, history.ListenOptions{Ref: req.Ref, ActiveOnly: req.ActiveOnly, Follow: !req.EarlyExit}, func(ev history.Event) error {
+	err := c.s.o.History.Listen(ctx, history.ListenOptions{Ref: req.Ref, ActiveOnly: req.ActiveOnly, Follow: !req.EarlyExit, Limit: max(int(req.Limit), 0)}, func(ev history.Event) error {
 		typ := controlapi.BuildHistoryEventType_COMPLETE
 		switch ev.Type {
 		case history.EventStarted:

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 
 	controlapi "github.com/moby/buildkit/api/services/control"
+	"github.com/moby/buildkit/solver/pb"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -41,36 +43,36 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, st *s
 	if err := unsupportedSolve(req); err != nil {
 		return nil, err
 	}
-	attrs := req.FrontendAttrs
-	switch req.Frontend {
-	case frontendDockerfile:
-	case "":
+	job := solveJob{frontend: req.Frontend, attrs: req.FrontendAttrs, inputs: req.FrontendInputs}
+	if req.Definition != nil && len(req.Definition.Def) > 0 {
+		// An LLB definition (buildctl build without --frontend): the
+		// engine converts it (frontend/llb); frontend attributes have no
+		// frontend to go to.
+		job = solveJob{def: req.Definition}
+	} else if req.Frontend == "" {
 		// A client-side build function (docker buildx) drives the build
 		// through the gateway bridge; it returns what to export.
 		ret, err := s.bridge.await(ctx, req.Ref)
 		if err != nil {
 			return nil, err
 		}
-		if ret == nil {
+		if ret.job == nil {
 			return &controlapi.SolveResponse{ExporterResponse: map[string]string{}}, nil
 		}
-		attrs = ret.attrs
-	case frontendGateway:
-		return nil, unimplementedf("gateway frontend images (gateway.v0, source=%s): Kiln builds Dockerfiles with its own frontend (dockerfile.v0)", req.FrontendAttrs["source"])
-	default:
-		return nil, errdefs.Invalidf("unknown frontend %q: kilnd has the built-in %s", req.Frontend, frontendDockerfile)
+		s.solves.setWarnings(st, ret.warnings)
+		job = *ret.job
 	}
 	caller, err := s.caller(ctx, req.Session)
 	if err != nil {
 		return nil, err
 	}
 	sess := newSessionAdapter(req.Ref, caller, s.peer(req.Session))
-	ereq := engine.Request{Ref: req.Ref, Frontend: "dockerfile", HasContext: true, Entitlements: req.Entitlements}
-	o, err := parseDockerfileAttrs(attrs, &ereq)
+	ereq := engine.Request{Ref: req.Ref, HasContext: true, Entitlements: req.Entitlements}
+	o, err := job.request(&ereq)
 	if err != nil {
 		return nil, err
 	}
-	if o.contextDir != "context" {
+	if o != nil && o.contextDir != "context" {
 		sess.names = map[string]string{"context": o.contextDir}
 	}
 	if ereq.Outputs, err = s.outputs(ctx, req, sess); err != nil {
@@ -79,8 +81,10 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, st *s
 	if err := cacheOptions(req, o, &ereq); err != nil {
 		return nil, err
 	}
-	if err := s.readDockerfile(ctx, sess, o, &ereq); err != nil {
-		return nil, err
+	if job.frontend == frontendDockerfile {
+		if err := s.readDockerfile(ctx, sess, o, &ereq); err != nil {
+			return nil, err
+		}
 	}
 	s.solves.markStarted(st)
 	res, err := s.o.Engine.Build(ctx, ereq, sess, nil)
@@ -90,13 +94,46 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, st *s
 	return &controlapi.SolveResponse{ExporterResponse: exporterResponse(res.ExporterResponse)}, nil
 }
 
+// solveJob is what a build runs: an LLB definition, or a frontend with
+// its attributes and inputs.
+type solveJob struct {
+	frontend string
+	attrs    map[string]string
+	inputs   map[string]*pb.Definition
+	def      *pb.Definition
+}
+
+// request fills req for the job. For dockerfile.v0 it returns the
+// frontend's options (the Dockerfile is read from the client next); the
+// Dockerfile's own attributes also go along as they are, for the frontend
+// image its `# syntax=` line may name (the engine picks it).
+func (j solveJob) request(req *engine.Request) (*dockerfileOpts, error) {
+	switch {
+	case j.def != nil:
+		req.Definition = j.def
+		return nil, nil
+	case j.frontend == frontendDockerfile:
+		if len(j.inputs) > 0 {
+			return nil, unimplementedf("frontend inputs for the built-in dockerfile.v0 frontend (LLB states given to it); a frontend image (gateway.v0) takes them")
+		}
+		req.Frontend = engine.FrontendDockerfile
+		req.FrontendOpts = maps.Clone(j.attrs)
+		return parseDockerfileAttrs(j.attrs, req)
+	case j.frontend == frontendGateway:
+		// The frontend image gets the attributes and inputs as they are,
+		// as in BuildKit; the engine checks "source" against kilnd's
+		// frontend policy.
+		req.Frontend = engine.FrontendGateway
+		req.FrontendOpts, req.FrontendInputs = maps.Clone(j.attrs), j.inputs
+		return nil, nil
+	default:
+		return nil, errdefs.Invalidf("unknown frontend %q: kilnd has the built-in %s and %s (a frontend image named by source=IMAGE)", j.frontend, frontendDockerfile, frontendGateway)
+	}
+}
+
 // unsupportedSolve names what a request asks for that Kiln does not do.
 func unsupportedSolve(req *controlapi.SolveRequest) error {
 	switch {
-	case req.Definition != nil && len(req.Definition.Def) > 0:
-		return unimplementedf("LLB definitions (buildctl build without --frontend, or a client's llb.State): kilnd builds Dockerfiles (--frontend dockerfile.v0)")
-	case len(req.FrontendInputs) > 0:
-		return unimplementedf("frontend inputs (LLB states given to the frontend)")
 	case req.EnableSessionExporter:
 		return unimplementedf("session exporters (the client choosing exporters during the build)")
 	case req.SourcePolicy != nil && len(req.SourcePolicy.Rules) > 0, req.SourcePolicySession != "":

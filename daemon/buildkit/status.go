@@ -34,6 +34,9 @@ type solve struct {
 	started  bool          // the engine received the build
 	finished time.Time
 	err      error
+	// warnings are the client's build function's (gateway Warn calls):
+	// Status sends them with the build's first progress.
+	warnings []*controlapi.VertexWarning
 }
 
 func newSolves() *solves { return &solves{m: map[string]*solve{}} }
@@ -78,6 +81,22 @@ func (ss *solves) markStarted(s *solve) {
 	ss.mu.Lock()
 	s.started = true
 	ss.mu.Unlock()
+}
+
+// setWarnings records the warnings of the client's build function.
+func (ss *solves) setWarnings(s *solve, w []*controlapi.VertexWarning) {
+	ss.mu.Lock()
+	s.warnings = w
+	ss.mu.Unlock()
+}
+
+// takeWarnings returns the warnings not sent yet.
+func (ss *solves) takeWarnings(s *solve) []*controlapi.VertexWarning {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	w := s.warnings
+	s.warnings = nil
+	return w
 }
 
 func (ss *solves) end(s *solve, err error) {
@@ -136,7 +155,14 @@ func (c *control) Status(req *controlapi.StatusRequest, stream grpc.ServerStream
 	var t translator
 	for {
 		events, ok := buf.Next(context.Background())
-		for _, m := range t.translate(events) {
+		msgs := t.translate(events)
+		if len(events) > 0 {
+			// The build started: its build function warned before.
+			if w := c.s.solves.takeWarnings(s); len(w) > 0 {
+				msgs = append(msgs, &controlapi.StatusResponse{Warnings: w})
+			}
+		}
+		for _, m := range msgs {
 			if err := stream.Send(m); err != nil {
 				cancel(err)
 				return err
