@@ -14,7 +14,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/kiln-build/kiln/internal/flight"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/content"
@@ -35,8 +36,8 @@ type Importer struct {
 	sn   snapshots.Snapshotter
 	load func(ctx context.Context, name string) (ops.Ref, error)
 
-	fetches singleflight.Group
-	unpacks singleflight.Group
+	fetches flight.Group[struct{}]
+	unpacks flight.Group[struct{}]
 	jobs    int
 }
 
@@ -147,10 +148,10 @@ func (im *Importer) fetch(ctx context.Context, l Layer, src BlobStore) error {
 	if ok, err := content.Exists(ctx, im.cs, l.Digest); err != nil || ok {
 		return err
 	}
-	_, err, _ := im.fetches.Do(l.Digest.String(), func() (any, error) {
+	_, err := im.fetches.Do(ctx, l.Digest.String(), func(ctx context.Context, _ *flight.Call) (struct{}, error) {
 		rc, err := src.Open(ctx, l.Descriptor())
 		if err != nil {
-			return nil, err
+			return struct{}{}, err
 		}
 		defer rc.Close()
 		err = content.WriteBlob(ctx, im.cs, "", rc, l.Descriptor())
@@ -158,9 +159,9 @@ func (im *Importer) fetch(ctx context.Context, l Layer, src BlobStore) error {
 			if rm, ok := src.(BlobRemover); ok {
 				_ = rm.Remove(context.WithoutCancel(ctx), l.Digest)
 			}
-			return nil, fmt.Errorf("the cache's blob is corrupt: %w", err)
+			return struct{}{}, fmt.Errorf("the cache's blob is corrupt: %w", err)
 		}
-		return nil, err
+		return struct{}{}, err
 	})
 	return err
 }
@@ -168,28 +169,28 @@ func (im *Importer) fetch(ctx context.Context, l Layer, src BlobStore) error {
 // unpack unpacks the layer (its blob is in the content store) on parent as
 // the snapshot name, and labels it.
 func (im *Importer) unpack(ctx context.Context, parent string, l Layer, name string) error {
-	_, err, _ := im.unpacks.Do(name, func() (any, error) {
+	_, err := im.unpacks.Do(ctx, name, func(ctx context.Context, _ *flight.Call) (struct{}, error) {
 		if im.exists(ctx, name) {
-			return nil, nil
+			return struct{}{}, nil
 		}
 		ra, err := im.cs.ReaderAt(ctx, l.Descriptor())
 		if err != nil {
-			return nil, fmt.Errorf("read blob: %w", err)
+			return struct{}{}, fmt.Errorf("read blob: %w", err)
 		}
 		defer ra.Close()
 		tr, err := compression.DecompressStream(ctrcontent.NewReader(ra))
 		if err != nil {
-			return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("decompress layer: %w", err))
+			return struct{}{}, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("decompress layer: %w", err))
 		}
 		defer tr.Close()
 		got, err := snapshot.Unpack(ctx, im.sn, parent, tr, snapshot.WithDiffID(l.DiffID))
 		if err != nil {
-			return nil, err
+			return struct{}{}, err
 		}
 		if got != name {
-			return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("unpacked as %s, want chain ID %s", got, name))
+			return struct{}{}, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("unpacked as %s, want chain ID %s", got, name))
 		}
-		return nil, im.label(ctx, name, l)
+		return struct{}{}, im.label(ctx, name, l)
 	})
 	return err
 }
@@ -207,13 +208,13 @@ func streamed(l Layer) bool { return compressionOf(l.MediaType) != CompressionGz
 // right: its tar matched). The snapshot is labelled with its diffID and,
 // when the blob matched, with the shared blob.
 func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, name string, src BlobStore) error {
-	_, err, _ := im.unpacks.Do(name, func() (any, error) {
+	_, err := im.unpacks.Do(ctx, name, func(ctx context.Context, _ *flight.Call) (struct{}, error) {
 		if im.exists(ctx, name) {
-			return nil, nil
+			return struct{}{}, nil
 		}
 		rc, err := src.Open(ctx, l.Descriptor())
 		if err != nil {
-			return nil, err
+			return struct{}{}, err
 		}
 		defer rc.Close()
 		cd := iox.NewDigestWriterFor(io.Discard, l.Digest.Algorithm())
@@ -221,28 +222,28 @@ func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, na
 		tr, err := compression.DecompressStream(body)
 		if err != nil {
 			im.dropCorrupt(ctx, src, l)
-			return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: decompress: %w", err))
+			return struct{}{}, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: decompress: %w", err))
 		}
 		defer tr.Close()
 		got, err := snapshot.Unpack(ctx, im.sn, parent, tr, snapshot.WithDiffID(l.DiffID))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, err
+				return struct{}{}, err
 			}
 			// Whatever broke the unpack, a blob that does not match
 			// its digest is the cause.
 			_, _ = io.Copy(io.Discard, body)
 			if cd.Size() != l.Size || cd.Digest() != l.Digest || errors.Is(err, errdefs.ErrFailedPrecondition) {
 				im.dropCorrupt(ctx, src, l)
-				return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: %w", err))
+				return struct{}{}, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("the cache's blob is corrupt: %w", err))
 			}
-			return nil, err
+			return struct{}{}, err
 		}
 		if got != name {
-			return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("unpacked as %s, want chain ID %s", got, name))
+			return struct{}{}, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("unpacked as %s, want chain ID %s", got, name))
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil {
-			return nil, err
+			return struct{}{}, err
 		}
 		set := map[string]string{labels.DiffID: l.DiffID.String()}
 		if cd.Size() == l.Size && cd.Digest() == l.Digest {
@@ -250,7 +251,7 @@ func (im *Importer) unpackStream(ctx context.Context, parent string, l Layer, na
 		} else {
 			im.dropCorrupt(ctx, src, l)
 		}
-		return nil, im.setLabels(ctx, name, set)
+		return struct{}{}, im.setLabels(ctx, name, set)
 	})
 	return err
 }

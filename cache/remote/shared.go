@@ -11,7 +11,8 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/sync/singleflight"
+
+	"github.com/kiln-build/kiln/internal/flight"
 
 	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -41,7 +42,7 @@ type Shared struct {
 	writer   string
 	blobComp string
 	log      *slog.Logger
-	diffs    singleflight.Group
+	diffs    flight.Group[Layer]
 
 	sync         bool
 	flushTimeout time.Duration

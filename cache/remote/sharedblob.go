@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/internal/iox"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
@@ -157,7 +158,7 @@ func (s *Shared) sharedLayer(ctx context.Context, name string) (Layer, error) {
 		}
 		return ls[0], copyBlobs(ctx, ls, s.local, s.blobs)
 	}
-	v, err, _ := s.diffs.Do(name, func() (any, error) {
+	l, err := s.diffs.Do(ctx, name, func(ctx context.Context, _ *flight.Call) (Layer, error) {
 		if info, err := sn.Stat(ctx, name); err == nil {
 			if l, ok := s.labelledLayer(ctx, info); ok {
 				return l, nil
@@ -185,7 +186,7 @@ func (s *Shared) sharedLayer(ctx context.Context, name string) (Layer, error) {
 	if err != nil {
 		return Layer{}, err
 	}
-	return v.(Layer), nil
+	return l, nil
 }
 
 // labelledLayer returns the layer of a snapshot whose labels name a blob
