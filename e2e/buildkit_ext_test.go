@@ -8,12 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/client/llb"
-
-	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // buildctl builds an LLB definition (written with BuildKit's client/llb,
@@ -92,14 +87,7 @@ func TestBuildctlLLB(t *testing.T) {
 func TestBuildctlGatewayFrontend(t *testing.T) {
 	e := newBldEnv(t)
 	frontendRef := pushFrontendImage(t, e)
-	dir := t.TempDir()
-	files := map[string]string{}
-	for name, data := range testutil.GatewayFixtureFiles() {
-		files[name] = string(data)
-	}
-	files[".dockerignore"] += "Dockerfile\n" // the syntax line stays out of COPY .
-	writeFiles(t, dir, files)
-	fixture := strings.ReplaceAll(testutil.GatewayFixture, "BASE", "busybox")
+	dir, fixture := gatewayFixtureDir(t)
 
 	build := func(tag, dockerfile string, args ...string) pulled {
 		t.Helper()
@@ -125,22 +113,7 @@ func TestBuildctlGatewayFrontend(t *testing.T) {
 		{"syntax", "# syntax=" + frontendRef + "\n" + fixture, []string{"--frontend", "dockerfile.v0"}},
 	} {
 		t.Run(tc.tag, func(t *testing.T) {
-			got := build(tc.tag, tc.dockerfile, tc.args...)
-			if d := cmp.Diff(want.cfg.Config, got.cfg.Config); d != "" {
-				t.Errorf("image config differs (-built-in +%s):\n%s", tc.tag, d)
-			}
-			if d := cmp.Diff(want.cfg.History, got.cfg.History, cmpopts.IgnoreFields(v1.History{}, "Created", "Comment")); d != "" {
-				t.Errorf("history differs (-built-in +%s):\n%s", tc.tag, d)
-			}
-			if len(want.layers) != len(got.layers) {
-				t.Fatalf("built-in image has %d layers, %s %d", len(want.layers), tc.tag, len(got.layers))
-			}
-			for i := range want.layers {
-				if d := cmp.Diff(want.layers[i], got.layers[i]); d != "" {
-					t.Errorf("layer %d differs (-built-in +%s):\n%s", i, tc.tag, d)
-				}
-			}
+			compareImages(t, tc.tag, want, build(tc.tag, tc.dockerfile, tc.args...))
 		})
 	}
-
 }
