@@ -27,6 +27,7 @@ type Config struct {
 	Cache    Cache    `toml:"cache"`
 	Rootless Rootless `toml:"rootless"`
 	Frontend Frontend `toml:"frontend"`
+	Exporter Exporter `toml:"exporter"`
 
 	// Registry holds per-registry settings keyed by host ("docker.io",
 	// "my.registry:5000"). The file may give them as [registry."host"]
@@ -187,6 +188,30 @@ type Frontend struct {
 	// AllowedRepositories, if set, are the only repositories frontend
 	// images may come from.
 	AllowedRepositories []string `toml:"allowed-repositories"`
+}
+
+// Exporter configures outputs beyond the built-in types.
+type Exporter struct {
+	// Plugin lists out-of-process exporters, one per [[exporter.plugin]]
+	// table.
+	Plugin []ExporterPlugin `toml:"plugin"`
+}
+
+// ExporterPlugin is one [[exporter.plugin]]: a program kilnd runs for
+// each `--output type=NAME`, writing the result to its standard input as
+// an OCI image layout tar stream (see docs/extending.md).
+type ExporterPlugin struct {
+	// Name is the output type users give (kiln build -o type=NAME); it
+	// must not be a built-in type.
+	Name string `toml:"name"`
+	// Command is the program and its arguments; the program is an
+	// absolute path, run directly (no shell), as the user kilnd runs as.
+	Command []string `toml:"command"`
+	// Env adds KEY=VALUE variables to the plugin's environment, which
+	// otherwise holds only PATH and the KILN_EXPORTER_* variables.
+	Env []string `toml:"env,omitempty"`
+	// Timeout bounds one export; 0 means no limit beyond the build's.
+	Timeout Duration `toml:"timeout,omitempty"`
 }
 
 // RegistryHost configures one registry host.

@@ -21,6 +21,7 @@ type fileConfig struct {
 	Worker   fileWorker     `toml:"worker"`
 	Cache    fileCache      `toml:"cache"`
 	Frontend fileFrontend   `toml:"frontend"`
+	Exporter fileExporter   `toml:"exporter"`
 	Registry map[string]any `toml:"registry"`
 }
 
@@ -78,6 +79,16 @@ type fileCacheRegistry struct {
 	FlushTimeout any `toml:"flush-timeout"`
 }
 
+type fileExporter struct {
+	Exporter
+	Plugin []fileExporterPlugin `toml:"plugin"`
+}
+
+type fileExporterPlugin struct {
+	ExporterPlugin
+	Timeout any `toml:"timeout"`
+}
+
 // fileRegistryHost is one [registry."host"] table or [[registry.config]]
 // entry.
 type fileRegistryHost struct {
@@ -111,6 +122,19 @@ func (l *loader) convert(fc *fileConfig) *Config {
 			cr.FlushTimeout = d
 		}
 		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
+	}
+	cfg.Exporter = fc.Exporter.Exporter
+	cfg.Exporter.Plugin = nil
+	for i, fp := range fc.Exporter.Plugin {
+		ep := fp.ExporterPlugin
+		if fp.Timeout != nil {
+			d, err := durationOf(fp.Timeout)
+			if err != nil {
+				l.fail(keyPath{}.key("exporter", "plugin").at(i).key("timeout"), "%v", err)
+			}
+			ep.Timeout = d
+		}
+		cfg.Exporter.Plugin = append(cfg.Exporter.Plugin, ep)
 	}
 	cfg.Registry = l.convertRegistry(fc.Registry)
 	l.convertFrontend(&cfg.Frontend, &fc.Frontend)

@@ -43,6 +43,14 @@ func (c *Config) Redacted() *Config {
 	for i := range out.Cache.Registry {
 		out.Cache.Registry[i].RedisAddr = RedactURL(out.Cache.Registry[i].RedisAddr)
 	}
+	out.Exporter.Plugin = append([]ExporterPlugin(nil), c.Exporter.Plugin...)
+	for i, pl := range out.Exporter.Plugin {
+		env := make([]string, len(pl.Env))
+		for j, e := range pl.Env {
+			env[j] = redactEnv(e)
+		}
+		out.Exporter.Plugin[i].Env = env
+	}
 	if c.Registry != nil {
 		out.Registry = maps.Clone(c.Registry)
 		for h, r := range out.Registry {
@@ -87,6 +95,16 @@ func (l *loader) warn(c *Config) {
 			}
 		}
 	}
+}
+
+// redactEnv masks the value of a KEY=VALUE entry: plugin settings are
+// often tokens.
+func redactEnv(e string) string {
+	k, _, ok := strings.Cut(e, "=")
+	if !ok {
+		return masked
+	}
+	return k + "=" + masked
 }
 
 // redactUserinfo masks the password of scheme://user:password@host in a

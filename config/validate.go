@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,7 +102,63 @@ func (c *Config) validate(hostPath func(host, key string) keyPath) []*fieldError
 		validateHost(&ck, func(key string) keyPath { return hostPath(host, key) }, host, c.Registry[host])
 	}
 	c.validateFrontend(&ck)
+	c.validateExporter(&ck)
 	return ck.errs
+}
+
+// BuiltinOutputTypes are the --output types kilnd implements itself
+// (cmd/kilnd registers exactly these); an [[exporter.plugin]] cannot take
+// one of their names.
+func BuiltinOutputTypes() []string {
+	return []string{"image", "registry", "oci", "docker", "local", "tar"}
+}
+
+// ExporterEnvPrefix starts the environment variables kilnd sets for an
+// exporter plugin; [[exporter.plugin]] env cannot set them.
+const ExporterEnvPrefix = "KILN_EXPORTER_"
+
+var (
+	pluginNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	envKeyRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validateExporter checks the [[exporter.plugin]] tables: a name that is
+// a new output type, an absolute program, well-formed env entries.
+func (c *Config) validateExporter(ck *checker) {
+	seen := map[string]int{}
+	for i, pl := range c.Exporter.Plugin {
+		p := keyPath{}.key("exporter", "plugin").at(i)
+		switch {
+		case pl.Name == "":
+			ck.fail(p.key("name"), `missing: the output type users give, e.g. name = "s3" for kiln build -o type=s3`)
+		case !pluginNameRE.MatchString(pl.Name):
+			ck.fail(p.key("name"), "bad name %q: want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit (at most 63)", pl.Name)
+		case slices.Contains(BuiltinOutputTypes(), pl.Name):
+			ck.fail(p.key("name"), "%q is a built-in output type; choose another name (built-in: %s)", pl.Name, strings.Join(BuiltinOutputTypes(), ", "))
+		default:
+			if j, ok := seen[pl.Name]; ok {
+				ck.fail(p.key("name"), "%q is already the name of plugin[%d]", pl.Name, j)
+			}
+			seen[pl.Name] = i
+		}
+		switch {
+		case len(pl.Command) == 0:
+			ck.fail(p.key("command"), `missing: the program and its arguments, e.g. command = ["/usr/local/bin/kiln-export-s3", "--region", "eu-west-1"]`)
+		case !filepath.IsAbs(pl.Command[0]):
+			ck.fail(p.key("command"), "the program must be an absolute path (it runs without a shell or PATH lookup), got %q", pl.Command[0])
+		}
+		for j, e := range pl.Env {
+			k, _, ok := strings.Cut(e, "=")
+			switch {
+			case !ok:
+				ck.fail(p.key("env").at(j), "bad entry (not shown: it may hold a secret): want KEY=VALUE")
+			case !envKeyRE.MatchString(k):
+				ck.fail(p.key("env").at(j), "bad variable name %q: want KEY=VALUE, KEY of letters, digits and '_'", k)
+			case strings.HasPrefix(k, ExporterEnvPrefix):
+				ck.fail(p.key("env").at(j), "%s: variables starting with %s are set by kilnd", k, ExporterEnvPrefix)
+			}
+		}
+	}
 }
 
 // validateFrontend checks the image references of [frontend].

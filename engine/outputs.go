@@ -65,7 +65,9 @@ func (e *Engine) imageOutput(req Request) bool {
 
 func (e *Engine) export(ctx context.Context, ex exporter.Exporter, r exporter.Result, pw progress.Writer) (exporter.Response, error) {
 	done := progress.InternalStep(pw, "exporting to image")
-	resp, err := ex.Export(ctx, r)
+	// Exporters that report progress of their own (exporter plugins'
+	// stderr) find pw in the context.
+	resp, err := ex.Export(progress.WithWriter(ctx, pw), r)
 	done(err)
 	return resp, err
 }

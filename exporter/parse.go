@@ -158,6 +158,31 @@ func parseTarball(typ string, a map[string]string, deps Deps) (Exporter, error) 
 	return typed(typ, e, err)
 }
 
+// LayoutOptions reads, from the attributes of an output served by another
+// program (an exporter plugin), what the type=oci tarball writer applies
+// to the layout it streams: name, compression, compression-level,
+// force-compression, oci-mediatypes, rewrite-timestamp and annotation*.
+// Every other attribute is the program's and is left alone.
+func LayoutOptions(typ string, a map[string]string) (TarballOptions, error) {
+	p := attrs.New("type="+typ, a)
+	o := TarballOptions{Tar: true}
+	bindNames(p, &o.Names)
+	bindFormat(p, &o.Format, true)
+	// bindFormat's catch-all takes annotation*; this one takes those and
+	// lets the program's own attributes through.
+	p.Other(func(k, v string) (bool, error) {
+		ann, ok, err := parseAnnotation(k, v)
+		if ok && err == nil {
+			o.Format.Annotations = append(o.Format.Annotations, ann)
+		}
+		return true, err
+	})
+	if err := p.Parse(); err != nil {
+		return TarballOptions{}, err
+	}
+	return o, nil
+}
+
 func parseFilesystem(typ string, a map[string]string, deps Deps) (Exporter, error) {
 	p := attrs.New("type="+typ, a)
 	var o FilesystemOptions

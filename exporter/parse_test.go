@@ -233,3 +233,48 @@ func TestTagsJoinNames(t *testing.T) {
 		})
 	}
 }
+
+func TestLayoutOptions(t *testing.T) {
+	t.Parallel()
+	three := 3
+	tests := []struct {
+		name  string
+		attrs map[string]string
+		want  TarballOptions
+		err   string
+	}{
+		{name: "none", want: TarballOptions{Tar: true, Format: ImageFormat{OCIMediaTypes: true}}},
+		{
+			name: "format and the program's own",
+			attrs: map[string]string{
+				"name": "app:1,app:2", "compression": "zstd", "compression-level": "3", "oci-mediatypes": "true",
+				"rewrite-timestamp": "false", "annotation.a": "1", "dest": "/srv/app", "bucket": "b",
+			},
+			want: TarballOptions{Tar: true, Names: []string{"app:1", "app:2"}, Format: ImageFormat{
+				Compression: layer.Compression{Type: layer.Zstd, Level: &three}, OCIMediaTypes: true, NoRewriteTimestamp: true,
+				Annotations: []Annotation{{Target: AnnotateManifest, Key: "a", Value: "1"}},
+			}},
+		},
+		{name: "docker media types", attrs: map[string]string{"oci-mediatypes": "false"}, want: TarballOptions{Tar: true}},
+		{name: "bad compression", attrs: map[string]string{"compression": "lz4"}, err: "type=archive: compression=lz4: "},
+		{name: "bad annotation", attrs: map[string]string{"annotation-blob.a": "b"}, err: `unknown annotation target "blob"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := LayoutOptions("archive", tt.attrs)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !errdefs.IsInvalidArgument(err) {
+					t.Fatalf("error %v, want an invalid-argument error containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("options (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

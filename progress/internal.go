@@ -16,7 +16,7 @@ import (
 //	done(err)
 func InternalStep(w Writer, name string) func(err error) {
 	start := time.Now()
-	d := digest.FromString("kiln/internal\x00" + name)
+	d := InternalDigest(name)
 	w.Write(Event{Vertex: &VertexStatus{Digest: d, Name: name, Started: &start}})
 	return func(err error) {
 		now := time.Now()
@@ -26,4 +26,10 @@ func InternalStep(w Writer, name string) func(err error) {
 		}
 		w.Write(Event{Vertex: st})
 	}
+}
+
+// InternalDigest is the digest of the internal step name: the vertex its
+// log lines (Event.Log) are written under.
+func InternalDigest(name string) digest.Digest {
+	return digest.FromString("kiln/internal\x00" + name)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/executor/runc"
-	"github.com/kiln-build/kiln/exporter"
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/frontend/dockerfile"
 	"github.com/kiln-build/kiln/frontend/gateway"
@@ -61,6 +60,10 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 			return nil, err
 		}
 	}
+	outputs, err := exporters(cfg.Exporter)
+	if err != nil {
+		return nil, err
+	}
 	return engine.Open(ctx, engine.Options{
 		UIDMap:         uidMap,
 		GIDMap:         gidMap,
@@ -82,17 +85,10 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 			Builtin:             cfg.Frontend.BuiltinSyntax,
 			AllowedRepositories: cfg.Frontend.AllowedRepositories,
 		},
-		Exporters: map[string]exporter.Factory{
-			exporter.TypeImage:    exporter.ImageFactory(),
-			exporter.TypeRegistry: exporter.RegistryFactory(),
-			exporter.TypeOCI:      exporter.OCIFactory(),
-			exporter.TypeDocker:   exporter.DockerFactory(),
-			exporter.TypeLocal:    exporter.LocalFactory(),
-			exporter.TypeTar:      exporter.TarFactory(),
-		},
-		GC:       gc,
-		Platform: platforms.DefaultSpec(),
-		Logger:   log,
+		Exporters: outputs,
+		GC:        gc,
+		Platform:  platforms.DefaultSpec(),
+		Logger:    log,
 		Caches: engine.CacheBackends{
 			Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
 				return sharedCaches(ctx, cfg.Cache, d)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/exporter"
 )
 
 func TestCheckSupported(t *testing.T) {
@@ -80,4 +81,67 @@ minFreeSpace = "20%"
 	if ps := gcPolicies(cfg, 50_000_000_000, free); ps != nil {
 		t.Errorf("gc = false gave %d policies", len(ps))
 	}
+}
+
+func TestExporters(t *testing.T) {
+	t.Parallel()
+	var names []string
+	for n := range builtinExporters() {
+		names = append(names, n)
+	}
+	exporter.SortTypes(names)
+	if got, want := strings.Join(names, ","), strings.Join(config.BuiltinOutputTypes(), ","); got != want {
+		t.Errorf("built-in exporters %s; config.BuiltinOutputTypes says %s", got, want)
+	}
+
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "plugin")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	notExec := filepath.Join(dir, "data")
+	if err := os.WriteFile(notExec, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		plugins []config.ExporterPlugin
+		want    string // error; "" for success
+	}{
+		{name: "plugin", plugins: []config.ExporterPlugin{{Name: "archive", Command: []string{prog}}}},
+		{name: "missing program", plugins: []config.ExporterPlugin{{Name: "archive", Command: []string{filepath.Join(dir, "nope")}}},
+			want: "[[exporter.plugin]] archive: command: " + filepath.Join(dir, "nope") + " does not exist"},
+		{name: "not executable", plugins: []config.ExporterPlugin{{Name: "archive", Command: []string{notExec}}},
+			want: "[[exporter.plugin]] archive: command: " + notExec + " is not executable"},
+		{name: "directory", plugins: []config.ExporterPlugin{{Name: "archive", Command: []string{dir}}},
+			want: "[[exporter.plugin]] archive: command: " + dir + " is not a file"},
+		{name: "built-in name", plugins: []config.ExporterPlugin{{Name: "oci", Command: []string{prog}}},
+			want: `[[exporter.plugin]] oci: the output type "oci" exists already`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := exporters(config.Exporter{Plugin: tt.plugins})
+			if tt.want != "" {
+				if err == nil || err.Error() != tt.want {
+					t.Fatalf("error %v, want %s", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := got["archive"]; !ok || len(got) != len(builtinExporters())+1 {
+				t.Errorf("exporters %v: want the built-in ones and archive", mapKeys(got))
+			}
+		})
+	}
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

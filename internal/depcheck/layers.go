@@ -104,6 +104,7 @@ func Table() map[string]Rule {
 		"source/image":                {Layer: Parts},
 
 		"worker":                {Layer: Assembly},
+		"exporter/plugin":       {Layer: Assembly, May: []string{"exporter", "progress", "core/errdefs", "internal/proclog"}},
 		"cache/remote/local":    {Layer: Assembly},
 		"cache/remote/redis":    {Layer: Assembly},
 		"cache/remote/registry": {Layer: Assembly},
@@ -117,13 +118,14 @@ func Table() map[string]Rule {
 		"daemon":                {Layer: Edge},
 		// BuildKit's API is a second edge over the engine, beside daemon's
 		// own: it knows neither Kiln's wire types nor the daemon.
-		"daemon/buildkit":   {Layer: Edge, May: []string{"cache/remote", "config", "core/errdefs", "core/sandbox", "engine", "engine/disk", "engine/history", "exporter", "frontend", "progress", "session"}},
-		"cmd/kilnd":         {Layer: Commands},
-		"cmd/kiln":          {Layer: Commands},
-		"e2e":               {Layer: Commands},
-		"hack/bench":        {Layer: Commands},
-		"hack/fixture":      {Layer: Commands},
-		"examples/embed":    {Layer: Commands},
-		"examples/frontend": {Layer: Commands},
+		"daemon/buildkit":          {Layer: Edge, May: []string{"cache/remote", "config", "core/errdefs", "core/sandbox", "engine", "engine/disk", "engine/history", "exporter", "frontend", "progress", "session"}},
+		"cmd/kilnd":                {Layer: Commands},
+		"cmd/kiln":                 {Layer: Commands},
+		"e2e":                      {Layer: Commands},
+		"hack/bench":               {Layer: Commands},
+		"hack/fixture":             {Layer: Commands},
+		"examples/embed":           {Layer: Commands},
+		"examples/frontend":        {Layer: Commands},
+		"examples/exporter-plugin": {Layer: Commands, May: []string{}},
 	}
 }
