@@ -117,8 +117,10 @@ func Table() map[string]Rule {
 		"engine":                {Layer: Engine},
 		"daemon":                {Layer: Edge},
 		// BuildKit's API is a second edge over the engine, beside daemon's
-		// own: it knows neither Kiln's wire types nor the daemon.
-		"daemon/buildkit":          {Layer: Edge, May: []string{"cache/remote", "config", "core/errdefs", "core/sandbox", "engine", "engine/disk", "engine/history", "exporter", "frontend", "progress", "session"}},
+		// own: it does not know the daemon, and of Kiln's wire types only
+		// the sync messages of filesync's receiver (both APIs' contexts go
+		// through it).
+		"daemon/buildkit":          {Layer: Edge, May: []string{"api", "cache/remote", "config", "core/errdefs", "core/sandbox", "engine", "engine/disk", "engine/history", "exporter", "filesync", "frontend", "progress", "session"}},
 		"cmd/kilnd":                {Layer: Commands},
 		"cmd/kiln":                 {Layer: Commands},
 		"e2e":                      {Layer: Commands},
