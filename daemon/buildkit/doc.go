@@ -8,8 +8,9 @@
 // build work of its own. BuildKit's session protocol (a Session stream on
 // which the daemon calls the client's services back) is BuildKit's own
 // code, used as a library (session.Manager, the filesync, secrets,
-// sshforward and auth clients, tonistiigi/fsutil for the directory
-// transfer); sessionAdapter implements Kiln's session.Session over it.
+// sshforward and auth clients, tonistiigi/fsutil's packets for the
+// directory transfer, which Kiln's filesync receiver writes: diffcopy.go);
+// sessionAdapter implements Kiln's session.Session over it.
 //
 // What maps where:
 //
