@@ -21,7 +21,7 @@ func DockerfileFrontend(t testing.TB) string {
 // BuildKitTool returns the path of one of the BuildKit tools hack/lib.sh
 // pins and builds into the repository's bin/tools (buildctl, buildx,
 // dockerfile-frontend), building them with ensure_buildkit_tools when
-// they are missing (a few minutes; hack/test.sh starts it in the
+// they are missing or not the pinned versions (a few minutes; hack/test.sh starts it in the
 // background, and this waits for that build). It skips the test if they
 // cannot be made (no network to the module proxy).
 func BuildKitTool(t testing.TB, name string) string {
@@ -31,9 +31,9 @@ func BuildKitTool(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(root, "bin", "tools", name)
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
+	// ensure_buildkit_tools returns at once when bin/tools holds the
+	// pinned versions; otherwise it builds them, or waits for the build
+	// hack/test.sh started.
 	cmd := exec.Command("bash", "-c", ". hack/lib.sh && ensure_go && ensure_buildkit_tools")
 	cmd.Dir = root
 	var out bytes.Buffer
