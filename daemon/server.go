@@ -32,6 +32,9 @@ type Server struct {
 	rev     string
 	worker  *api.WorkerInfo
 	grace   time.Duration
+	// apis register more gRPC services next to Kiln's own on every
+	// server (BuildKit's API, daemon/buildkit).
+	apis []func(grpc.ServiceRegistrar)
 
 	mu        sync.Mutex
 	listeners []*listener
@@ -47,6 +50,14 @@ type Option func(*Server)
 // WithServices plugs in the engine's services (EngineServices). The RPCs
 // of a service not given answer Unimplemented.
 func WithServices(svc Services) Option { return func(s *Server) { s.svc = svc } }
+
+// WithAPIs registers more gRPC services on every listener, next to Kiln's
+// own API (cmd/kilnd adds BuildKit's Control API this way). They share
+// the interceptors: requests end when kilnd shuts down, panics become
+// Internal errors, and error classes become status codes.
+func WithAPIs(register ...func(grpc.ServiceRegistrar)) Option {
+	return func(s *Server) { s.apis = append(s.apis, register...) }
+}
 
 // WithLogger sets the logger (default: text on stderr at the configured
 // level).
@@ -196,6 +207,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		g := grpc.NewServer(opts...)
 		api.RegisterControlServer(g, svc)
+		for _, r := range s.apis {
+			r(g)
+		}
 		return g
 	}
 	var plain, secure *grpc.Server

@@ -127,16 +127,7 @@ func layerTree(t *testing.T, l v1.Layer) map[string]layerEntry {
 func TestGatewayDockerfileFrontend(t *testing.T) {
 	e := newBldEnv(t)
 	frontendRef := pushFrontendImage(t, e)
-	dir := t.TempDir()
-	files := map[string]string{}
-	for name, data := range testutil.GatewayFixtureFiles() {
-		files[name] = string(data)
-	}
-	// The two builds' Dockerfiles differ by their syntax line: COPY . must
-	// not see them.
-	files[".dockerignore"] += "Dockerfile\n"
-	writeFiles(t, dir, files)
-	fixture := strings.ReplaceAll(testutil.GatewayFixture, "BASE", "busybox")
+	dir, fixture := gatewayFixtureDir(t)
 
 	build := func(tag, dockerfile string) pulled {
 		t.Helper()
@@ -153,22 +144,43 @@ func TestGatewayDockerfileFrontend(t *testing.T) {
 	}
 	want := build("builtin", fixture)
 	got := build("gateway", "# syntax="+frontendRef+"\n"+fixture)
+	compareImages(t, "gateway", want, got)
+}
 
+// gatewayFixtureDir writes testutil.GatewayFixture's context into a new
+// directory and returns it with the fixture on busybox. Builds of it
+// differ by their Dockerfile's syntax line: COPY . must not see it.
+func gatewayFixtureDir(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{}
+	for name, data := range testutil.GatewayFixtureFiles() {
+		files[name] = string(data)
+	}
+	files[".dockerignore"] += "Dockerfile\n"
+	writeFiles(t, dir, files)
+	return dir, strings.ReplaceAll(testutil.GatewayFixture, "BASE", "busybox")
+}
+
+// compareImages reports how got (built by what) differs from the
+// built-in frontend's want: config, history, platform, each layer's files.
+func compareImages(t *testing.T, what string, want, got pulled) {
+	t.Helper()
 	if d := cmp.Diff(want.cfg.Config, got.cfg.Config); d != "" {
-		t.Errorf("image config differs (-built-in +gateway):\n%s", d)
+		t.Errorf("image config differs (-built-in +%s):\n%s", what, d)
 	}
 	if d := cmp.Diff(want.cfg.History, got.cfg.History, cmpopts.IgnoreFields(v1.History{}, "Created", "Comment")); d != "" {
-		t.Errorf("history differs (-built-in +gateway):\n%s", d)
+		t.Errorf("history differs (-built-in +%s):\n%s", what, d)
 	}
 	if want.cfg.OS != got.cfg.OS || want.cfg.Architecture != got.cfg.Architecture {
-		t.Errorf("platform %s/%s, gateway %s/%s", want.cfg.OS, want.cfg.Architecture, got.cfg.OS, got.cfg.Architecture)
+		t.Errorf("platform %s/%s, %s %s/%s", want.cfg.OS, want.cfg.Architecture, what, got.cfg.OS, got.cfg.Architecture)
 	}
 	if len(want.layers) != len(got.layers) {
-		t.Fatalf("built-in image has %d layers, gateway %d", len(want.layers), len(got.layers))
+		t.Fatalf("built-in image has %d layers, %s %d", len(want.layers), what, len(got.layers))
 	}
 	for i := range want.layers {
 		if d := cmp.Diff(want.layers[i], got.layers[i]); d != "" {
-			t.Errorf("layer %d differs (-built-in +gateway):\n%s", i, d)
+			t.Errorf("layer %d differs (-built-in +%s):\n%s", i, what, d)
 		}
 	}
 }

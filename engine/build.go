@@ -232,6 +232,15 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if err := sol.FinishExports(ctx); err != nil {
 		return nil, err
 	}
+	// Some cache exports tell the client what they wrote (a BuildKit
+	// client names a local cache's manifest in its index.json).
+	for _, ce := range caches.exporters {
+		if r, ok := ce.(interface{ ExporterResponse() map[string]string }); ok {
+			for k, v := range r.ExporterResponse() {
+				resp[k] = v
+			}
+		}
+	}
 	return &Result{ExporterResponse: resp, Stats: sol.Stats, Duration: time.Since(start)}, nil
 }
 

@@ -64,6 +64,7 @@ func Receive(ctx context.Context, dest string, conn ReceiveConn, opts ...Option)
 		seen:    map[string]kind{},
 		pending: map[uint32]pendingFile{},
 		dirty:   map[string]bool{},
+		open:    map[uint32]*openFile{},
 		req:     req,
 	}
 	err = r.run(ctx, conn)
@@ -76,8 +77,8 @@ func Receive(ctx context.Context, dest string, conn ReceiveConn, opts ...Option)
 		cancel(err)
 	}
 	req.wait()
-	if r.cur != nil {
-		r.cur.Close()
+	for _, of := range r.open {
+		of.f.Close()
 	}
 	if r.tmpRel != "" {
 		if rerr := os.RemoveAll(filepath.Join(dest, r.tmpRel)); rerr != nil && err == nil {
@@ -89,6 +90,16 @@ func Receive(ctx context.Context, dest string, conn ReceiveConn, opts ...Option)
 	}
 	r.stats.Files = len(r.seen)
 	return r.stats, nil
+}
+
+// maxOpenFiles bounds the files a client may send at once.
+const maxOpenFiles = 64
+
+// openFile is a requested file being written to its temporary name.
+type openFile struct {
+	f       *os.File
+	tmp     string
+	written int64
 }
 
 type pendingFile struct {
@@ -124,11 +135,10 @@ type receiver struct {
 	dirty   map[string]bool // directories whose entries changed
 	links   []hardLink      // made once every file is written
 
-	// the file being received
-	cur     *os.File
-	curIdx  uint32
-	curTmp  string
-	written int64
+	// the files being received, by entry index: Kiln's client sends one
+	// file at a time, BuildKit's (fsutil, through daemon/buildkit) up to
+	// four at once, their chunks interleaved
+	open map[uint32]*openFile
 
 	req   *requester
 	stats session.SyncStats
@@ -413,50 +423,51 @@ func (r *receiver) write(d *api.FileData) error {
 	if d.GetError() != "" {
 		return errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("client: %s", d.GetError()))
 	}
-	if r.cur == nil {
+	of := r.open[d.GetIndex()]
+	if of == nil {
+		if len(r.open) >= maxOpenFiles {
+			return errdefs.Invalidf("sync: data for more than %d files at once", maxOpenFiles)
+		}
 		tmp, err := r.tmpName()
 		if err != nil {
 			return err
 		}
-		r.curTmp = tmp
-		f, err := os.OpenFile(filepath.Join(r.dest, r.curTmp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.OpenFile(filepath.Join(r.dest, tmp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
-		r.cur, r.curIdx, r.written = f, d.GetIndex(), 0
-	} else if r.curIdx != d.GetIndex() {
-		return errdefs.Invalidf("sync: file data for entry %d before entry %d was complete", d.GetIndex(), r.curIdx)
+		of = &openFile{f: f, tmp: tmp}
+		r.open[d.GetIndex()] = of
 	}
-	if r.written+int64(len(d.GetData())) > pf.size {
+	if of.written+int64(len(d.GetData())) > pf.size {
 		return r.invalid(pf.path, "more data than its size (%d bytes)", pf.size)
 	}
-	if _, err := r.cur.Write(d.GetData()); err != nil {
+	if _, err := of.f.Write(d.GetData()); err != nil {
 		return fmt.Errorf("sync: write %s: %w", pf.path, err)
 	}
-	r.written += int64(len(d.GetData()))
+	of.written += int64(len(d.GetData()))
 	if !d.GetEof() {
 		return nil
 	}
-	f := r.cur
-	r.cur = nil
-	err := f.Chmod(pf.mode & modeBits)
-	if cerr := f.Close(); err == nil {
+	delete(r.open, d.GetIndex())
+	err := of.f.Chmod(pf.mode & modeBits)
+	if cerr := of.f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("sync: write %s: %w", pf.path, err)
 	}
 	mt := time.Unix(0, pf.mtime)
-	if err := os.Chtimes(filepath.Join(r.dest, r.curTmp), mt, mt); err != nil {
+	if err := os.Chtimes(filepath.Join(r.dest, of.tmp), mt, mt); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	if err := r.root.Rename(r.curTmp, pf.path); err != nil {
+	if err := r.root.Rename(of.tmp, pf.path); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	r.touch(pf.path)
 	delete(r.pending, d.GetIndex())
 	r.stats.Transferred++
-	r.stats.Bytes += r.written
+	r.stats.Bytes += of.written
 	return nil
 }
 

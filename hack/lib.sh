@@ -100,37 +100,59 @@ ensure_arm64_busybox() {
 	) || say "could not fetch busybox-static:arm64: the arm64 tests will skip"
 }
 
-# DOCKERFILE_FRONTEND_VERSION pins BuildKit's Dockerfile frontend that the
-# gateway frontend tests run as a `# syntax=` image.
-DOCKERFILE_FRONTEND_VERSION=v0.34.2
+# The BuildKit tools the tests run, pinned: BuildKit's client (buildctl)
+# and Dockerfile frontend (run as a `# syntax=` image), and docker buildx
+# (which requires this very BuildKit version).
+BUILDKIT_VERSION=v0.34.2
+BUILDX_VERSION=v0.38.2
+BUILDKIT_TOOLS="github.com/moby/buildkit/cmd/buildctl@$BUILDKIT_VERSION github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@$BUILDKIT_VERSION github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
 
-# ensure_dockerfile_frontend builds BuildKit's Dockerfile frontend
-# (github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend)
-# at the pinned version, statically, into bin/tools. BuildKit's go.mod has
-# exclude directives, so `go install pkg@version` refuses it: it is built
-# in a scratch module, as buildctl is.
-ensure_dockerfile_frontend() {
-	local dir name=dockerfile-frontend version=$DOCKERFILE_FRONTEND_VERSION
+buildkit_tools_current() {
+	local dir=$1 n
+	for n in buildctl buildx dockerfile-frontend; do
+		[ -x "$dir/$n" ] || return 1
+	done
+	[ "$(cat "$dir/.buildkit-tools.version" 2>/dev/null)" = "$BUILDKIT_TOOLS" ]
+}
+
+# ensure_buildkit_tools builds buildctl, buildx and dockerfile-frontend
+# into ./bin/tools, statically, with one `go build` in one scratch module
+# (bin/tools/src/buildkit-tools) so that the dependencies the three share
+# (most of BuildKit, containerd, grpc, otel) are compiled once. BuildKit's
+# and buildx's go.mod have replace and exclude directives, so
+# `go install pkg@version` refuses them. Concurrent callers (parallel
+# tests, the background build of hack/test.sh) wait for one build.
+ensure_buildkit_tools() {
+	local dir
 	dir="$(pwd)/bin/tools"
-	if [ -x "$dir/$name" ] && [ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$version" ]; then
-		return 0
-	fi
+	buildkit_tools_current "$dir" && return 0
 	mkdir -p "$dir"
 	(
-		# One build at a time: tests run in parallel may all ask.
-		exec 9>"$dir/.$name.lock"
+		exec 9>"$dir/.buildkit-tools.lock"
 		flock 9
-		if [ -x "$dir/$name" ] && [ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$version" ]; then
-			exit 0
-		fi
-		say "building BuildKit's dockerfile-frontend $version into bin/tools"
-		tmp=$(mktemp -d)
-		trap 'rm -rf "$tmp"' EXIT
-		cd "$tmp"
+		buildkit_tools_current "$dir" && exit 0
+		start=$(date +%s)
+		say "building buildctl, dockerfile-frontend ($BUILDKIT_VERSION) and buildx ($BUILDX_VERSION) into bin/tools"
+		src="$dir/src/buildkit-tools"
+		rm -rf "$src" "$dir/.new" && mkdir -p "$src" "$dir/.new"
+		cd "$src"
 		go mod init tools >/dev/null 2>&1
-		go get "github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@$version" >/dev/null
-		CGO_ENABLED=0 go build -trimpath -o "$dir/$name.tmp" github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend
-		mv "$dir/$name.tmp" "$dir/$name"
-		echo "$version" >"$dir/.$name.version"
+		# shellcheck disable=SC2086
+		go get $BUILDKIT_TOOLS 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\|finding\) ' || true
+		pkgs=()
+		for p in $BUILDKIT_TOOLS; do
+			pkgs+=("${p%@*}")
+		done
+		CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/.new/" "${pkgs[@]}" 2>&1 ||
+			die "could not build the BuildKit tools"
+		for n in buildctl buildx dockerfile-frontend; do
+			mv "$dir/.new/$n" "$dir/$n"
+		done
+		echo "$BUILDKIT_TOOLS" >"$dir/.buildkit-tools.version"
+		say "BuildKit tools built in $(($(date +%s) - start))s"
 	)
 }
+
+# ensure_dockerfile_frontend builds BuildKit's Dockerfile frontend (with
+# the other BuildKit tools; internal/testutil calls it).
+ensure_dockerfile_frontend() { ensure_buildkit_tools; }

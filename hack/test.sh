@@ -8,16 +8,20 @@ cd "$(dirname "$0")/.."
 . hack/lib.sh
 
 ensure_go
+# BuildKit's clients (buildctl, buildx) and Dockerfile frontend, which the
+# e2e tests run (pinned; cached in bin/tools), build in the background
+# while the packages install and vet and the tests that do not need them
+# run: on a fresh machine that is the longest step (about 570 CPU-seconds,
+# most of it buildx). The tests that need them wait for the build.
+tools_log=$(mktemp)
+ensure_buildkit_tools >"$tools_log" 2>&1 &
+tools_pid=$!
 # runc/crun run build steps, busybox-static is the test base image,
 # redis-server and docker-registry are started by e2e tests on 127.0.0.1,
 # apache2-utils provides htpasswd for the registry auth tests.
-ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd
+ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd openssh-client
 ensure_binfmt
 ensure_arm64_busybox
-# BuildKit's Dockerfile frontend, run by the gateway frontend tests as a
-# `# syntax=` image.
-ensure_dockerfile_frontend
-
 if [ "$(id -u)" != 0 ]; then
 	say "not root: the root-only tests (mounts, runc, socket ownership) will skip"
 fi
@@ -47,3 +51,10 @@ if [ "${KILN_TEST_RACE:-1}" = 0 ]; then
 	race=()
 fi
 go test "${race[@]}" -count=1 -timeout 20m ./...
+
+if ! wait "$tools_pid"; then
+	cat "$tools_log" >&2
+	die "the BuildKit tools could not be built: the tests that use them skipped"
+fi
+cat "$tools_log"
+rm -f "$tools_log"

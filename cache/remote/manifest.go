@@ -127,6 +127,16 @@ func NewManifestExporter(o ManifestExporterOptions) *ManifestExporter {
 	return &ManifestExporter{o: o}
 }
 
+// ExporterResponse returns what the target adds to the build's response
+// once the export is done (a local cache's manifest for BuildKit's
+// clients), when it has something to say.
+func (e *ManifestExporter) ExporterResponse() map[string]string {
+	if r, ok := e.o.Target.(interface{ ExporterResponse() map[string]string }); ok {
+		return r.ExporterResponse()
+	}
+	return nil
+}
+
 // Begin implements cache.Exporter.
 func (e *ManifestExporter) Begin(ctx context.Context, b cache.Build) (cache.ExportSession, error) {
 	pw := b.Progress

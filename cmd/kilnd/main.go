@@ -178,7 +178,8 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	size, free := disk.Space(cfg.Root)
-	eng, err := openEngine(ctx, cfg, log, engine.GCOptions{CacheSize: gcCacheSize(cfg), Policies: gcPolicies(cfg, size, free)})
+	policies := gcPolicies(cfg, size, free)
+	eng, err := openEngine(ctx, cfg, log, engine.GCOptions{CacheSize: gcCacheSize(cfg), Policies: policies})
 	if err != nil {
 		return fmt.Errorf("open root %s: %w", cfg.Root, err)
 	}
@@ -196,7 +197,12 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	bk, err := newBuildKit(cfg, eng, worker, policies, log)
+	if err != nil {
+		return err
+	}
 	srv, err := daemon.New(ctx, cfg,
+		daemon.WithAPIs(bk.Register),
 		daemon.WithWorkerInfo(worker),
 		daemon.WithLogger(log),
 		daemon.WithVersion(version, revision),

@@ -196,3 +196,33 @@ func TestListenReplaysThenFollows(t *testing.T) {
 		t.Errorf("Listen(active only, no follow) = %v, %v; want nothing running", active, err)
 	}
 }
+
+func TestListenLimit(t *testing.T) {
+	t.Parallel()
+	s := open(t)
+	for _, ref := range []string{"a", "b", "c"} {
+		finish(t, s, ref, StatusCompleted)
+	}
+	for _, tc := range []struct {
+		limit int
+		want  []string
+	}{
+		{0, []string{"a", "b", "c"}},
+		{2, []string{"b", "c"}},
+		{5, []string{"a", "b", "c"}},
+	} {
+		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
+			var got []string
+			err := s.Listen(context.Background(), ListenOptions{Limit: tc.limit}, func(ev Event) error {
+				got = append(got, ev.Record.Ref)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("replayed (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

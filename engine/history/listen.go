@@ -43,6 +43,9 @@ type ListenOptions struct {
 	// Follow keeps listening, after the existing records, for builds
 	// that start and finish and records deleted, until ctx ends.
 	Follow bool
+	// Limit, if positive, replays only the newest Limit finished builds
+	// (BuildKit's BuildHistoryRequest.Limit, buildx history ls).
+	Limit int
 }
 
 // Listen calls send with the existing records (finished ones oldest first
@@ -51,7 +54,7 @@ type ListenOptions struct {
 // (it then returns context.Cause(ctx)) or send fails. No event falls in
 // between the two parts.
 func (s *Service) Listen(ctx context.Context, o ListenOptions, send func(Event) error) error {
-	f := Filter{Ref: o.Ref}
+	f := Filter{Ref: o.Ref, Limit: o.Limit}
 	var l *listener
 	s.mu.Lock()
 	var first []Event

@@ -38,6 +38,7 @@ var benchCases = map[string]func(e *env, runs int) ([]row, error){
 	"shared":   sharedCase,
 	"cpu":      cpuCase,
 	"memory":   memoryCase,
+	"buildctl": buildctlCase,
 }
 
 // writeStages writes a Dockerfile of n independent stages s1..sn, each

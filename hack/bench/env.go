@@ -24,6 +24,7 @@ type env struct {
 	dir      string
 	kiln     string
 	kilnd    string
+	buildctl string // BuildKit's client (bin/tools/buildctl), "" when not built
 	registry string // host:port
 	regCmd   *exec.Cmd
 	daemon   *exec.Cmd
@@ -59,6 +60,11 @@ func setup(dir, debugAddr string) (*env, error) {
 		}
 	}
 	e.kiln, e.kilnd = filepath.Join(bin, "kiln"), filepath.Join(bin, "kilnd")
+	if p, err := filepath.Abs(filepath.Join("bin", "tools", "buildctl")); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			e.buildctl = p
+		}
+	}
 	if err := e.startRegistry(); err != nil {
 		return nil, err
 	}

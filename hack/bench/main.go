@@ -5,7 +5,10 @@
 // the kiln client and prints the median wall times and the daemon's memory
 // next to BuildKit v0.32.2's figures on the same kind of machine.
 //
-//	go run ./hack/bench [-runs 5] [-cases hello,parallel,context,chain]
+// The buildctl case runs BuildKit's client (bin/tools/buildctl, which
+// hack/bench.sh builds) beside kiln build on the same daemon.
+//
+//	go run ./hack/bench [-runs 5] [-cases hello,parallel,context,chain,buildctl]
 package main
 
 import (
@@ -22,7 +25,7 @@ import (
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (the median is reported)")
-	cases := flag.String("cases", "hello,parallel,context,chain,export,shared,cpu,memory", "comma-separated cases to run")
+	cases := flag.String("cases", "hello,parallel,context,chain,export,shared,cpu,memory,buildctl", "comma-separated cases to run")
 	keep := flag.Bool("keep", false, "keep the temporary directory")
 	showProgress := flag.Bool("progress", false, "show each build's plain progress on stderr (times include printing it)")
 	memFraction := flag.Float64("memory-fraction", 0.4, "the memory case: the share of the machine's memory each of its 4 steps allocates")

@@ -12,26 +12,34 @@ import (
 
 // DockerfileFrontend returns the path of BuildKit's Dockerfile frontend
 // binary (statically built, pinned by hack/lib.sh) in the repository's
-// bin/tools, building it with hack/lib.sh's ensure_dockerfile_frontend
-// when it is missing (a few minutes; hack/test.sh does it up front). It
-// skips the test if the binary cannot be made (no network to the module
-// proxy).
+// bin/tools; see BuildKitTool.
 func DockerfileFrontend(t testing.TB) string {
+	t.Helper()
+	return BuildKitTool(t, "dockerfile-frontend")
+}
+
+// BuildKitTool returns the path of one of the BuildKit tools hack/lib.sh
+// pins and builds into the repository's bin/tools (buildctl, buildx,
+// dockerfile-frontend), building them with ensure_buildkit_tools when
+// they are missing or not the pinned versions (a few minutes; hack/test.sh starts it in the
+// background, and this waits for that build). It skips the test if they
+// cannot be made (no network to the module proxy).
+func BuildKitTool(t testing.TB, name string) string {
 	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(root, "bin", "tools", "dockerfile-frontend")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	cmd := exec.Command("bash", "-c", ". hack/lib.sh && ensure_go && ensure_dockerfile_frontend")
+	bin := filepath.Join(root, "bin", "tools", name)
+	// ensure_buildkit_tools returns at once when bin/tools holds the
+	// pinned versions; otherwise it builds them, or waits for the build
+	// hack/test.sh started.
+	cmd := exec.Command("bash", "-c", ". hack/lib.sh && ensure_go && ensure_buildkit_tools")
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Skipf("BuildKit's dockerfile-frontend cannot be built (hack/lib.sh ensure_dockerfile_frontend): %v\n%s", err, out.String())
+		t.Skipf("BuildKit's %s cannot be built (hack/lib.sh ensure_buildkit_tools): %v\n%s", name, err, out.String())
 	}
 	return bin
 }

@@ -10,6 +10,12 @@
 // has are skipped, every blob is checked against its name, and index.json
 // is replaced atomically, last.
 //
+// BuildKit's clients (buildctl, docker buildx) expose the directory as an
+// OCI content store on their session instead (ContentStores): the daemon
+// reads the manifest the client resolved from its index.json, and blobs,
+// through it, and writes blobs into it; the client names the new manifest
+// in index.json from the build's response (ManifestKey).
+//
 // The cache manifest is the same as a registry cache's (see
 // cache/remote/registry), named in index.json by the annotation
 // org.opencontainers.image.ref.name = tag.

@@ -34,16 +34,33 @@ func importName(i int) string { return fmt.Sprintf("cache-from:%d", i) }
 func exportName(i int) string { return fmt.Sprintf("cache-to:%d", i) }
 
 // ImportFactory is the remote.ImportFactory of type=local.
-func ImportFactory(_ context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
+func ImportFactory(ctx context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
 	if d.Session == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-from type=local: the build has no client session"))
+	}
+	if cs, ok := d.Session.(ContentStores); ok {
+		store, err := cs.ContentStore(ctx, storeID(s.Src))
+		if err != nil {
+			return nil, fmt.Errorf("--cache-from type=local,src=%s: %w", s.Src, err)
+		}
+		return remote.NewManifestCache(Name, &storeSource{cs: store, label: s.Src, digest: s.Digest}, d.Importer), nil
 	}
 	l := &layout{sess: d.Session, name: importName(s.Index), tmp: d.TempDir, label: s.Src}
 	return remote.NewManifestCache(Name, &source{l: l, tag: s.Tag, digest: s.Digest}, d.Importer), nil
 }
 
 // ExportFactory is the remote.ExportFactory of type=local.
-func ExportFactory(_ context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
+func ExportFactory(ctx context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
+	if cs, ok := d.Session.(ContentStores); ok && d.Output == nil {
+		store, err := cs.ContentStore(ctx, storeID(s.Dest))
+		if err != nil {
+			return nil, fmt.Errorf("--cache-to type=local,dest=%s: %w", s.Dest, err)
+		}
+		t := &storeTarget{blobs: newStoreBlobs(store, s.Dest), tag: s.Tag, oci: s.OCIMediaTypes}
+		return remote.NewManifestExporter(remote.ManifestExporterOptions{
+			Name: "local " + s.Dest, Target: t, Spec: s, Layers: d.Layers, Local: d.Local, Writer: d.Writer,
+		}), nil
+	}
 	if d.Session == nil || d.Output == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-to type=local: the client does not receive the cache (a kiln client writes dest itself)"))
 	}
@@ -285,33 +302,11 @@ func (t *target) Records(ctx context.Context) ([]remote.Record, error) {
 }
 
 func (t *target) Save(ctx context.Context, records []remote.Record) error {
-	cfg, err := remote.EncodeConfig(records)
+	cfgDesc, cfg, mDesc, raw, err := cacheManifest(records, t.oci)
 	if err != nil {
 		return err
 	}
-	cfgDesc := ocispec.Descriptor{MediaType: remote.ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
-	m := ocispec.Manifest{
-		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
-		Config: cfgDesc, Layers: []ocispec.Descriptor{},
-	}
-	if t.oci {
-		m.ArtifactType = remote.ArtifactType
-	}
-	seen := map[digest.Digest]bool{}
-	for _, r := range records {
-		for _, l := range r.Layers {
-			if !seen[l.Digest] {
-				seen[l.Digest] = true
-				m.Layers = append(m.Layers, l.Descriptor())
-			}
-		}
-	}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	mDesc := ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw)),
-		Annotations: map[string]string{ocispec.AnnotationRefName: t.tag, ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}}
+	mDesc.Annotations = map[string]string{ocispec.AnnotationRefName: t.tag, ocispec.AnnotationCreated: time.Now().UTC().Format(time.RFC3339)}
 	t.mu.Lock()
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
 	if t.idx != nil {
@@ -347,6 +342,36 @@ func (t *target) Save(ctx context.Context, records []remote.Record) error {
 		return err
 	}
 	return t.close(nil)
+}
+
+// cacheManifest makes the cache config of records and the manifest naming
+// it and the records' layers.
+func cacheManifest(records []remote.Record, oci bool) (cfgDesc ocispec.Descriptor, cfg []byte, mDesc ocispec.Descriptor, raw []byte, err error) {
+	if cfg, err = remote.EncodeConfig(records); err != nil {
+		return cfgDesc, nil, mDesc, nil, err
+	}
+	cfgDesc = ocispec.Descriptor{MediaType: remote.ConfigMediaType, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))}
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		Config: cfgDesc, Layers: []ocispec.Descriptor{},
+	}
+	if oci {
+		m.ArtifactType = remote.ArtifactType
+	}
+	seen := map[digest.Digest]bool{}
+	for _, r := range records {
+		for _, l := range r.Layers {
+			if !seen[l.Digest] {
+				seen[l.Digest] = true
+				m.Layers = append(m.Layers, l.Descriptor())
+			}
+		}
+	}
+	if raw, err = json.Marshal(m); err != nil {
+		return cfgDesc, nil, mDesc, nil, err
+	}
+	mDesc = ocispec.Descriptor{MediaType: m.MediaType, Digest: digest.FromBytes(raw), Size: int64(len(raw))}
+	return cfgDesc, cfg, mDesc, raw, nil
 }
 
 // Abort implements remote.Aborter: it ends the stream as a valid tar
