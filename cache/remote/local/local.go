@@ -33,21 +33,22 @@ const Name = "local cache"
 func importName(i int) string { return fmt.Sprintf("cache-from:%d", i) }
 func exportName(i int) string { return fmt.Sprintf("cache-to:%d", i) }
 
-// ImportFactory is the remote.ImportFactory of type=local.
+// ImportFactory makes the cache of a --cache-from type=local value
+// (Backend parses it).
 func ImportFactory(_ context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
 	if d.Session == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-from type=local: the build has no client session"))
 	}
-	l := &layout{sess: d.Session, name: importName(s.Index), tmp: d.TempDir, label: s.Src}
+	l := &layout{sess: d.Session, name: importName(d.Index), tmp: d.TempDir, label: s.Src}
 	return remote.NewManifestCache(Name, &source{l: l, tag: s.Tag, digest: s.Digest}, d.Importer), nil
 }
 
-// ExportFactory is the remote.ExportFactory of type=local.
+// ExportFactory makes the exporter of a --cache-to type=local value.
 func ExportFactory(_ context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
 	if d.Session == nil || d.Output == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-to type=local: the client does not receive the cache (a kiln client writes dest itself)"))
 	}
-	l := &layout{sess: d.Session, name: exportName(s.Index), tmp: d.TempDir, label: s.Dest}
+	l := &layout{sess: d.Session, name: exportName(d.Index), tmp: d.TempDir, label: s.Dest}
 	t := &target{l: l, tag: s.Tag, oci: s.OCIMediaTypes, open: d.Output, sent: map[digest.Digest]int64{}}
 	return remote.NewManifestExporter(remote.ManifestExporterOptions{
 		Name: "local " + s.Dest, Target: t, Spec: s, Layers: d.Layers, Local: d.Local, Writer: d.Writer,
