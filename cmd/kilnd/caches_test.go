@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -106,6 +108,47 @@ func TestCheckCaches(t *testing.T) {
 			}
 			if err == nil || err.Error() != tt.want || !errdefs.IsInvalidArgument(err) {
 				t.Errorf("checkCaches = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// kilnd --validate checks the shared cache tables with the backends too,
+// and prints the tables (secrets masked) when they are good.
+func TestValidateCaches(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, doc string
+		code      int
+		want      string // in stdout (code 0) or stderr
+	}{
+		{
+			name: "good",
+			doc:  "[[cache.blob]]\ntype = \"filesystem\"\npath = \"/srv/cache\"\n[[cache.registry]]\ntype = \"redis\"\nredis-addr = \"redis://u:s3cret@cache:6379\"\n",
+			want: "redis-addr = 'redis://u:****@cache:6379'",
+		},
+		{
+			name: "bad key",
+			doc:  "[[cache.blob]]\ntype = \"filesystem\"\npath = \"/srv/cache\"\nsize = 3\n",
+			code: 1,
+			want: `kilnd: kilnd.toml:4: [[cache.blob]] size: unknown key for type "filesystem" (valid: type, path)`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join(t.TempDir(), "kilnd.toml")
+			if err := os.WriteFile(file, []byte(tt.doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr strings.Builder
+			code := run([]string{"--config", file, "--validate"}, &stdout, &stderr)
+			out := stdout.String()
+			if tt.code != 0 {
+				out = strings.ReplaceAll(stderr.String(), file, "kilnd.toml")
+			}
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Errorf("kilnd --validate = %d\nstdout: %s\nstderr: %s\nwant %d and %q", code, stdout.String(), stderr.String(), tt.code, tt.want)
 			}
 		})
 	}
