@@ -2,7 +2,6 @@ package remote
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -137,12 +136,4 @@ func (b Backends) tableBackend(t config.Table, has func(Backend) bool) (Backend,
 		return Backend{}, t.Errorf("type", "unsupported cache type %q (supported: %s)", typ, valid)
 	}
 	return be, nil
-}
-
-// fmtErr keeps errors that say what is wrong on their own as they are.
-func fmtErr(label string, err error) error {
-	if errdefs.IsInvalidArgument(err) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", label, err)
 }
