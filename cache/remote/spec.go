@@ -68,11 +68,15 @@ func NewExportSpec(typ string) ExportSpec {
 	return ExportSpec{Type: typ, Mode: ModeMin, OCIMediaTypes: true}
 }
 
-// BindManifestExport binds to p the attributes every manifest export
-// (ManifestExporter: type=registry, type=local) takes: mode, the
-// compression attributes, oci-mediatypes, image-manifest and
-// ignore-error. CheckManifestExport checks them once p has parsed.
-func BindManifestExport(p *attrs.Parser, s *ExportSpec) {
+// ParseManifestExport parses the attributes of a --cache-to value of a
+// manifest export (ManifestExporter: type=registry, type=local): bind
+// binds the type's own (ref; dest, tag), and every manifest export takes
+// mode, the compression attributes, oci-mediatypes, image-manifest and
+// ignore-error. p is the parser, for the type's own checks after.
+func ParseManifestExport(o Option, bind func(p *attrs.Parser, s *ExportSpec)) (s ExportSpec, p *attrs.Parser, err error) {
+	s = NewExportSpec(o.Type)
+	p = attrs.New(o.String(), o.Attrs)
+	bind(p, &s)
 	p.Bool("ignore-error", &s.IgnoreError)
 	p.Func("mode", func(v string) error {
 		if v != ModeMin && v != ModeMax {
@@ -84,14 +88,13 @@ func BindManifestExport(p *attrs.Parser, s *ExportSpec) {
 	layer.BindCompression(p, &s.Compression)
 	p.Bool("oci-mediatypes", &s.OCIMediaTypes)
 	p.Bool("image-manifest", new(bool)) // Kiln always writes an image manifest
-}
-
-// CheckManifestExport checks what BindManifestExport bound.
-func CheckManifestExport(o Option, s ExportSpec) error {
-	if err := s.Compression.Validate(); err != nil {
-		return fmt.Errorf("%s: %w", o, err)
+	if err := p.Parse(); err != nil {
+		return s, p, err
 	}
-	return nil
+	if err := s.Compression.Validate(); err != nil {
+		return s, p, fmt.Errorf("%s: %w", o, err)
+	}
+	return s, p, nil
 }
 
 // InlineBackend is type=inline: --cache-to writes the records into the

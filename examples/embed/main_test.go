@@ -18,14 +18,7 @@ import (
 
 // The example builds a Dockerfile and an LLB definition in process.
 func TestEmbed(t *testing.T) {
-	testroot.RequireSlow(t, "runs real builds")
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+base+"\nRUN echo from a Dockerfile > /hello.txt\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, base := fixture(t, "RUN echo from a Dockerfile > /hello.txt\n")
 	root := t.TempDir()
 	tests := []struct {
 		name, llb, want string
@@ -54,14 +47,7 @@ func TestEmbed(t *testing.T) {
 // one build exports its steps to a directory, a daemon with an empty root
 // takes them from there.
 func TestEmbedDirCache(t *testing.T) {
-	testroot.RequireSlow(t, "runs real builds")
-	host := testutil.StartRegistry(t)
-	base := host + "/library/busybox:latest"
-	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+base+"\nRUN echo cached in a directory > /hello.txt\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := fixture(t, "RUN echo cached in a directory > /hello.txt\n")
 	cacheDir, empty := t.TempDir(), t.TempDir()
 	// Each step is a build on a root of its own, so only the cache
 	// directory can carry a step from one to the next.
@@ -139,6 +125,21 @@ func TestDirBackendAttrs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fixture skips a test that cannot run builds, pushes busybox to a test
+// registry and writes a context whose Dockerfile is FROM it, then rest.
+func fixture(t *testing.T, rest string) (dir, base string) {
+	t.Helper()
+	testroot.RequireSlow(t, "runs real builds")
+	host := testutil.StartRegistry(t)
+	base = host + "/library/busybox:latest"
+	testutil.PushImage(t, base, testutil.BusyboxImage(t, testutil.HostPlatform()))
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+base+"\n"+rest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, base
 }
 
 func tarFile(t *testing.T, file, name string) string {

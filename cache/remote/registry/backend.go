@@ -36,14 +36,8 @@ func ParseImport(o remote.Option) (remote.ImportSpec, error) {
 
 // ParseExport checks the attributes of a --cache-to value of the type.
 func ParseExport(o remote.Option) (remote.ExportSpec, error) {
-	s := remote.NewExportSpec(o.Type)
-	p := attrs.New(o.String(), o.Attrs)
-	p.String("ref", &s.Ref)
-	remote.BindManifestExport(p, &s)
-	if err := p.Parse(); err != nil {
-		return s, err
-	}
-	if err := remote.CheckManifestExport(o, s); err != nil {
+	s, p, err := remote.ParseManifestExport(o, func(p *attrs.Parser, s *remote.ExportSpec) { p.String("ref", &s.Ref) })
+	if err != nil {
 		return s, err
 	}
 	if s.Ref == "" {
