@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 
 	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/core/errdefs"
@@ -61,6 +62,9 @@ func (b Backends) Shared(indexes, blobs []config.Table) (SharedFunc, error) {
 		}
 		errs = append(errs, err)
 	}
+	// One table's problems are in line order already; tables do not
+	// overlap, so ordering the tables orders them all.
+	sort.SliceStable(errs, func(i, j int) bool { return errLine(errs[i]) < errLine(errs[j]) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, errdefs.WithClass(errdefs.ErrInvalidArgument, err)
 	}
@@ -104,6 +108,15 @@ func (b Backends) Shared(indexes, blobs []config.Table) (SharedFunc, error) {
 		}
 		return out, nil
 	}, nil
+}
+
+// errLine is the line of the first place err names, 0 for none.
+func errLine(err error) int {
+	var se *errdefs.SourceError
+	if errors.As(err, &se) {
+		return se.Range.Start
+	}
+	return 0
 }
 
 // bindShared binds SharedKeys to p.
