@@ -33,7 +33,7 @@ type CacheBackends struct {
 	// Shared, when set, makes more shared caches in Go (tests, embedders
 	// that build an index themselves); d are the daemon's parts a shared
 	// cache works with (no session).
-	Shared func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error)
+	Shared remote.SharedFunc
 }
 
 // CacheImport is one --cache-from value of a request, as the client gave
