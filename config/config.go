@@ -43,6 +43,9 @@ type Config struct {
 	// File is the path the configuration was loaded from; empty when it is
 	// the built-in default.
 	File string `toml:"-"`
+	// src locates the keys of the file the configuration was loaded
+	// from (nil for the defaults), for the errors of CacheTables.
+	src *source
 }
 
 // Log configures kilnd's own log (stderr).
@@ -138,45 +141,27 @@ type GCPolicy struct {
 	MinFreeSpace  DiskSpace `toml:"min-free-space"`
 }
 
-// Cache configures remote build caches.
+// Cache configures the daemon-wide shared cache: indexes
+// ([[cache.registry]]) over blob stores ([[cache.blob]]).
 type Cache struct {
-	Blob     []CacheBlob     `toml:"blob"`
-	Registry []CacheRegistry `toml:"registry"`
+	Blob     []CacheTable `toml:"blob"`
+	Registry []CacheTable `toml:"registry"`
 }
 
-// CacheBlob is one [[cache.blob]]: a store for exported and imported cache
-// blobs.
-type CacheBlob struct {
-	Type string `toml:"type"`           // "filesystem" or "registry"
-	Path string `toml:"path,omitempty"` // filesystem: absolute directory
-	Ref  string `toml:"ref,omitempty"`  // registry: repository reference
-}
+// CacheTable is one [[cache.blob]] or [[cache.registry]] table as written:
+// its keys and their values as TOML decoded them (string, int64, float64,
+// bool, []any, map[string]any). Its "type" names the cache backend that
+// reads the other keys (cache/remote.Backend, registered by name in
+// cmd/kilnd): Load leaves the table to that backend, which checks it
+// through Config.CacheTables (file:line errors).
+type CacheTable map[string]any
 
-// CacheRegistry is one [[cache.registry]]: a shared cache index.
-type CacheRegistry struct {
-	Type string `toml:"type"` // "redis"
-	// RedisAddr is redis://[user:pass@]host:port[/db] or rediss://...
-	RedisAddr string `toml:"redis-addr"`
-	// TTL is how long an entry lives; 0 means forever.
-	TTL Duration `toml:"ttl"`
-	// Export says when builds write their steps to the cache: "async"
-	// (the default: behind the build, which does not wait) or "sync"
-	// (a build finishes once its steps are written).
-	Export string `toml:"export,omitempty"`
-	// FlushTimeout bounds how long a stopping kilnd waits for the steps
-	// still being written to this cache; 0 means the default (30s).
-	FlushTimeout Duration `toml:"flush-timeout,omitempty"`
-	// Compression of the layer blobs this cache makes: "zstd" (the
-	// default: fast, and it passes incompressible data at disk speed),
-	// "gzip" (what every registry client reads) or "uncompressed".
-	Compression string `toml:"compression,omitempty"`
+// Type is the table's type key ("" when it has none or it is not a
+// string).
+func (t CacheTable) Type() string {
+	s, _ := t["type"].(string)
+	return s
 }
-
-// Shared cache export modes ([[cache.registry]] export).
-const (
-	CacheExportAsync = "async"
-	CacheExportSync  = "sync"
-)
 
 // Rootless configures running without root.
 type Rootless struct {

@@ -22,7 +22,6 @@ type fileConfig struct {
 	Debug    any            `toml:"debug"`
 	GRPC     fileGRPC       `toml:"grpc"`
 	Worker   fileWorker     `toml:"worker"`
-	Cache    fileCache      `toml:"cache"`
 	Frontend fileFrontend   `toml:"frontend"`
 	Exporter fileExporter   `toml:"exporter"`
 	Registry map[string]any `toml:"registry"`
@@ -83,17 +82,6 @@ type fileGCPolicy struct {
 	MinFreeSpaceK  any      `toml:"min-free-space"`
 }
 
-type fileCache struct {
-	Cache
-	Registry []fileCacheRegistry `toml:"registry"`
-}
-
-type fileCacheRegistry struct {
-	CacheRegistry
-	TTL          any `toml:"ttl"`
-	FlushTimeout any `toml:"flush-timeout"`
-}
-
 type fileExporter struct {
 	Exporter
 	Plugin []fileExporterPlugin `toml:"plugin"`
@@ -118,28 +106,7 @@ func (l *loader) convert(fc *fileConfig) *Config {
 	l.convertDebug(&cfg, fc)
 	cfg.Worker = fc.Worker.Worker
 	cfg.Worker.OCI = fc.Worker.OCI.OCIWorker
-	cfg.Cache = fc.Cache.Cache
 	l.convertOCI(&cfg.Worker.OCI, &fc.Worker.OCI)
-	cfg.Cache.Registry = nil
-	for i, r := range fc.Cache.Registry {
-		p := keyPath{}.key("cache", "registry").at(i)
-		cr := r.CacheRegistry
-		if r.TTL != nil {
-			d, err := durationOf(r.TTL)
-			if err != nil {
-				l.fail(p.key("ttl"), "%v", err)
-			}
-			cr.TTL = d
-		}
-		if r.FlushTimeout != nil {
-			d, err := durationOf(r.FlushTimeout)
-			if err != nil {
-				l.fail(p.key("flush-timeout"), "%v", err)
-			}
-			cr.FlushTimeout = d
-		}
-		cfg.Cache.Registry = append(cfg.Cache.Registry, cr)
-	}
 	cfg.Exporter = fc.Exporter.Exporter
 	cfg.Exporter.Plugin = nil
 	for i, fp := range fc.Exporter.Plugin {

@@ -134,6 +134,7 @@ func LoadFor(r io.Reader, filename string, e Env) (*Config, []Warning, error) {
 		return nil, nil, l.result()
 	}
 	cfg := l.convert(&fc)
+	cfg.src = &source{file: filename, pos: l.pos}
 	cfg.resolve(e)
 	for _, fe := range cfg.validate(l.hostPath) {
 		l.errs = append(l.errs, l.located(fe.path, &fe.FieldError))

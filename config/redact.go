@@ -40,10 +40,8 @@ func RedactURL(s string) string {
 // passwords and passwords inside redis URLs.
 func (c *Config) Redacted() *Config {
 	out := *c
-	out.Cache.Registry = append([]CacheRegistry(nil), c.Cache.Registry...)
-	for i := range out.Cache.Registry {
-		out.Cache.Registry[i].RedisAddr = RedactURL(out.Cache.Registry[i].RedisAddr)
-	}
+	out.Cache.Blob = redactTables(c.Cache.Blob)
+	out.Cache.Registry = redactTables(c.Cache.Registry)
 	out.Exporter.Plugin = append([]ExporterPlugin(nil), c.Exporter.Plugin...)
 	for i, pl := range out.Exporter.Plugin {
 		env := make([]string, len(pl.Env))
@@ -113,13 +111,43 @@ func (l *loader) warn(c *Config) {
 			}
 		}
 	}
-	for i, r := range c.Cache.Registry {
-		if u, err := url.Parse(r.RedisAddr); err == nil && u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				add(keyPath{}.key("cache", "registry").at(i).key("redis-addr"), "plaintext redis password in the config file; anyone who can read the file can use it")
+	for _, kind := range []string{"blob", "registry"} {
+		for _, t := range c.CacheTables(kind) {
+			for _, k := range sortedKeys(t.Keys) {
+				if s, ok := t.Keys[k].(string); ok && hasPassword(s) {
+					add(t.path.key(k), fmt.Sprintf("plaintext %s password in the config file; anyone who can read the file can use it", t.Type()))
+				}
 			}
 		}
 	}
+}
+
+// redactTables copies cache tables with the passwords inside URLs (a
+// redis address) masked.
+func redactTables(ts []CacheTable) []CacheTable {
+	if ts == nil {
+		return nil
+	}
+	out := make([]CacheTable, len(ts))
+	for i, t := range ts {
+		out[i] = maps.Clone(t)
+		for k, v := range t {
+			if s, ok := v.(string); ok && hasPassword(s) {
+				out[i][k] = RedactURL(s)
+			}
+		}
+	}
+	return out
+}
+
+// hasPassword reports whether s is a URL with a password.
+func hasPassword(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, ok := u.User.Password()
+	return ok
 }
 
 // redactEnv masks the value of a KEY=VALUE entry: plugin settings are

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -19,8 +18,6 @@ import (
 // Supported values, in the order messages list them.
 var (
 	supportedEntitlements = []string{"network.host", "security.insecure"}
-	supportedBlobTypes    = []string{"filesystem", "registry"}
-	supportedIndexTypes   = []string{"redis"}
 	supportedSnapshotters = []string{"auto", "overlayfs", "native"}
 	supportedNetworkModes = []string{"auto", "host", "none", "bridge"}
 	supportedRuntimes     = []string{"auto", "runc", "crun"}
@@ -91,7 +88,6 @@ func (c *Config) validate(hostPath func(host, key string) keyPath) []*fieldError
 	ck.oneOf(top.key("log", "level"), "log level", c.Log.Level, supportedLogLevels)
 	c.validateGRPC(&ck)
 	c.validateWorker(&ck)
-	c.validateCache(&ck)
 	rl := top.key("rootless")
 	if c.Rootless.UIDMap != "" {
 		if _, err := ParseIDMap(c.Rootless.UIDMap); err != nil {
@@ -322,91 +318,6 @@ func GCFilterType(f string) (string, error) {
 		return "", fmt.Errorf("filter %q: unknown type %q (want %s)", f, v, strings.Join(gcFilterTypes, ", "))
 	}
 	return v, nil
-}
-
-func (c *Config) validateCache(ck *checker) {
-	for i, b := range c.Cache.Blob {
-		p := keyPath{}.key("cache", "blob").at(i)
-		if b.Type == "" {
-			ck.fail(p.key("type"), "missing: want one of %s", strings.Join(supportedBlobTypes, ", "))
-			continue
-		}
-		if !slices.Contains(supportedBlobTypes, b.Type) {
-			ck.fail(p.key("type"), "unsupported cache type %q (supported: %s)", b.Type, strings.Join(supportedBlobTypes, ", "))
-			continue
-		}
-		switch b.Type {
-		case "filesystem":
-			if b.Path == "" {
-				ck.fail(p.key("path"), `missing: a filesystem cache needs path = "/var/lib/kiln/cache"`)
-			} else if !filepath.IsAbs(b.Path) {
-				ck.fail(p.key("path"), "must be an absolute path, got %q", b.Path)
-			}
-			if b.Ref != "" {
-				ck.fail(p.key("ref"), "only a registry cache takes ref")
-			}
-		case "registry":
-			if b.Ref == "" {
-				ck.fail(p.key("ref"), `missing: a registry cache needs ref = "registry.example.com/app/cache"`)
-			} else if strings.Contains(b.Ref, "://") {
-				ck.fail(p.key("ref"), "bad reference %q: write it without a scheme (registry.example.com/app/cache)", b.Ref)
-			}
-			if b.Path != "" {
-				ck.fail(p.key("path"), "only a filesystem cache takes path")
-			}
-		}
-	}
-	for i, r := range c.Cache.Registry {
-		p := keyPath{}.key("cache", "registry").at(i)
-		if r.Type == "" {
-			ck.fail(p.key("type"), "missing: want one of %s", strings.Join(supportedIndexTypes, ", "))
-			continue
-		}
-		if !slices.Contains(supportedIndexTypes, r.Type) {
-			ck.fail(p.key("type"), "unsupported cache type %q (supported: %s)", r.Type, strings.Join(supportedIndexTypes, ", "))
-			continue
-		}
-		if r.RedisAddr == "" {
-			ck.fail(p.key("redis-addr"), `missing: a redis cache needs redis-addr = "redis://host:6379"`)
-		} else if err := checkRedisURL(r.RedisAddr); err != nil {
-			ck.fail(p.key("redis-addr"), "%v", err)
-		}
-		switch r.Compression {
-		case "", "zstd", "gzip", "uncompressed":
-		default:
-			ck.fail(p.key("compression"), `unsupported compression %q (want "zstd", "gzip" or "uncompressed")`, r.Compression)
-		}
-		switch r.Export {
-		case "", CacheExportAsync, CacheExportSync:
-		default:
-			ck.fail(p.key("export"), `unsupported export mode %q (want "async": builds do not wait for their steps to be written, or "sync": they do)`, r.Export)
-		}
-	}
-}
-
-// checkRedisURL accepts redis://[user:pass@]host:port[/db] and rediss://.
-func checkRedisURL(s string) error {
-	u, err := url.Parse(s)
-	shown := RedactURL(s)
-	if err != nil {
-		return fmt.Errorf("bad redis address %s: want redis://[user:password@]host:port[/db]", shown)
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("bad redis address %s: scheme must be redis:// or rediss://", shown)
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil || host == "" {
-		return fmt.Errorf("bad redis address %s: want redis://[user:password@]host:port[/db]", shown)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-		return fmt.Errorf("bad redis address %s: port %q is not a number from 1 to 65535", shown, port)
-	}
-	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		if n, err := strconv.Atoi(db); err != nil || n < 0 {
-			return fmt.Errorf("bad redis address %s: database %q is not a number", shown, db)
-		}
-	}
-	return nil
 }
 
 func validateHost(ck *checker, at func(key string) keyPath, host string, h RegistryHost) {

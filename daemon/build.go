@@ -121,24 +121,17 @@ func engineRequest(r *api.BuildRequest, sess *StreamSession) (engine.Request, er
 	return req, nil
 }
 
-// cacheOptions checks the --cache-from and --cache-to values (their types
-// and attributes) and adds them to req. A type=local export is written to
-// the client as a tar stream on the output index after the -o outputs.
+// cacheOptions adds the --cache-from and --cache-to values to req (the
+// engine checks them with the backends of their types). A type=local
+// export is written to the client as a tar stream on the output index
+// after the -o outputs.
 func cacheOptions(req *engine.Request, r *api.BuildRequest, sess *StreamSession) error {
 	for _, c := range r.GetCacheFrom() {
-		spec, err := remote.ParseImport(c.GetType(), c.GetAttrs())
-		if err != nil {
-			return err
-		}
-		req.CacheFrom = append(req.CacheFrom, spec)
+		req.CacheFrom = append(req.CacheFrom, engine.CacheImport{Type: c.GetType(), Attrs: c.GetAttrs()})
 	}
 	for i, c := range r.GetCacheTo() {
-		spec, err := remote.ParseExport(c.GetType(), c.GetAttrs())
-		if err != nil {
-			return err
-		}
-		ce := engine.CacheExport{Spec: spec}
-		if spec.Type == remote.TypeLocal && sess != nil {
+		ce := engine.CacheExport{Type: c.GetType(), Attrs: c.GetAttrs()}
+		if c.GetType() == remote.TypeLocal && sess != nil {
 			ce.Output = sess.exportWriter(uint32(len(r.GetOutputs()) + i))
 		}
 		req.CacheTo = append(req.CacheTo, ce)

@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
 	"github.com/containerd/platforms"
@@ -113,24 +115,25 @@ func lookRuntime(binary string) string {
 	return ""
 }
 
-// cacheBackends describes the configured remote caches for Info, without
-// secrets.
+// cacheBackends describes the configured shared caches for Info, without
+// secrets: each table's type and where it is (the first value that reads
+// as a path, reference or address; only the host of a URL).
 func cacheBackends(c config.Cache) []string {
 	var out []string
-	for _, b := range c.Blob {
-		switch b.Type {
-		case "filesystem":
-			out = append(out, "filesystem:"+b.Path)
-		default:
-			out = append(out, b.Type+":"+b.Ref)
+	for _, t := range append(slices.Clone(c.Blob), c.Registry...) {
+		where := ""
+		for _, k := range slices.Sorted(maps.Keys(t)) {
+			v, ok := t[k].(string)
+			if k == "type" || !ok || !strings.ContainsAny(v, "/:") {
+				continue
+			}
+			where = v
+			if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+				where = u.Host
+			}
+			break
 		}
-	}
-	for _, r := range c.Registry {
-		host := r.RedisAddr
-		if u, err := url.Parse(r.RedisAddr); err == nil {
-			host = u.Host
-		}
-		out = append(out, r.Type+":"+host)
+		out = append(out, t.Type()+":"+where)
 	}
 	return out
 }

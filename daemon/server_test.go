@@ -142,8 +142,8 @@ func TestInfoOverUnixSocket(t *testing.T) {
 	sock := socketPath(t)
 	cfg := testConfig(t, "unix://"+sock)
 	cfg.Worker.OCI.Platforms = []string{"linux/arm64", "linux/arm64"}
-	cfg.Cache.Blob = []config.CacheBlob{{Type: "filesystem", Path: "/var/cache/kiln"}}
-	cfg.Cache.Registry = []config.CacheRegistry{{Type: "redis", RedisAddr: "redis://u:secret@cache:6379/1"}}
+	cfg.Cache.Blob = []config.CacheTable{{"type": "filesystem", "path": "/var/cache/kiln"}}
+	cfg.Cache.Registry = []config.CacheTable{{"type": "redis", "redis-addr": "redis://u:secret@cache:6379/1"}}
 	start(t, cfg)
 
 	fi, err := os.Stat(sock)

@@ -13,7 +13,6 @@ import (
 	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/core/sandbox"
 	"github.com/kiln-build/kiln/engine/history"
@@ -61,9 +60,9 @@ type Request struct {
 	// when there is none (a Dockerfile from stdin).
 	ContextPath string
 	HasContext  bool
-	// CacheFrom and CacheTo are the --cache-from and --cache-to values,
-	// checked by remote.ParseImport and remote.ParseExport.
-	CacheFrom []remote.ImportSpec
+	// CacheFrom and CacheTo are the --cache-from and --cache-to values;
+	// the backends of their types (Options.Caches) check them first.
+	CacheFrom []CacheImport
 	CacheTo   []CacheExport
 
 	// FrontendOpts are BuildKit-style frontend options (buildctl --opt;
@@ -105,6 +104,12 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	start := time.Now()
 	if pw == nil {
 		pw = progress.Discard
+	}
+	// A bad --cache-from or --cache-to fails before the build is
+	// recorded, as a request the daemon could not read.
+	cacheFns, err := e.parseCaches(req)
+	if err != nil {
+		return nil, err
 	}
 	trace := history.NewRecorder()
 	pw = e.running.start(req.Ref, teeWriter{pw, trace})
@@ -164,7 +169,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 	if err != nil {
 		return nil, err
 	}
-	caches, err := e.caches(ctx, req, resolver, sess, pw)
+	caches, err := e.caches(ctx, req, cacheFns, resolver, sess, pw)
 	if err != nil {
 		return nil, err
 	}

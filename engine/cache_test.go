@@ -252,10 +252,10 @@ func committedSnapshots(t *testing.T, h *harness) int {
 }
 
 func registryBackends() CacheBackends {
-	return CacheBackends{
-		Importers: map[string]remote.ImportFactory{remote.TypeRegistry: cacheregistry.ImportFactory},
-		Exporters: map[string]remote.ExportFactory{remote.TypeRegistry: cacheregistry.ExportFactory, remote.TypeInline: remote.InlineFactory},
-	}
+	return CacheBackends{Types: remote.Backends{
+		remote.TypeRegistry: cacheregistry.Backend(),
+		remote.TypeInline:   remote.InlineBackend(),
+	}}
 }
 
 func TestRegistryCacheExportImport(t *testing.T) {
@@ -269,21 +269,15 @@ func TestRegistryCacheExportImport(t *testing.T) {
 	for _, mode := range []string{remote.ModeMax, remote.ModeMin} {
 		t.Run(mode, func(t *testing.T) {
 			ref := host + "/cache/app:" + mode
-			to, err := remote.ParseExport("registry", map[string]string{"ref": ref, "mode": mode})
-			if err != nil {
+			to := CacheExport{Type: "registry", Attrs: map[string]string{"ref": ref, "mode": mode}}
+			if _, err := a.build(t, df, Request{CacheTo: []CacheExport{to}}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := a.build(t, df, Request{CacheTo: []CacheExport{{Spec: to}}}); err != nil {
-				t.Fatal(err)
-			}
-			from, err := remote.ParseImport("registry", map[string]string{"ref": ref})
-			if err != nil {
-				t.Fatal(err)
-			}
+			from := CacheImport{Type: "registry", Attrs: map[string]string{"ref": ref}}
 			before := counter.Hits()
 			b := cacheHarness(t, base, ctxDir, registryBackends())
 			files := map[string]string{}
-			if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
+			if _, err := b.build(t, df, Request{CacheFrom: []CacheImport{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
 				t.Fatal(err)
 			}
 			if files["all"] != "lib v1\napp v1\n" {
@@ -318,17 +312,16 @@ func TestInlineCache(t *testing.T) {
 	a := cacheHarness(t, base, ctxDir, registryBackends())
 	a.write(t, "app.txt", "v1\n")
 	img := host + "/app/inline:1"
-	inline, _ := remote.ParseExport("inline", nil)
 	if _, err := a.build(t, df, Request{
 		Outputs: []Output{{Type: "registry", Attrs: map[string]string{"name": img}}},
-		CacheTo: []CacheExport{{Spec: inline}},
+		CacheTo: []CacheExport{{Type: "inline"}},
 	}); err != nil {
 		t.Fatal(err)
 	}
 	b := cacheHarness(t, base, ctxDir, registryBackends())
-	from, _ := remote.ParseImport("registry", map[string]string{"ref": img})
+	from := CacheImport{Type: "registry", Attrs: map[string]string{"ref": img}}
 	files := map[string]string{}
-	if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
+	if _, err := b.build(t, df, Request{CacheFrom: []CacheImport{from}, Outputs: []Output{tarOutput(files)}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := counter.Hits()["one"]; got != 1 {

@@ -69,8 +69,8 @@ type Options struct {
 	Platform  ocispec.Platform
 	Logger    *slog.Logger
 	// RemoteCaches and CacheExporters are daemon-wide caches given as
-	// they are (tests); Caches makes the configured ones and the
-	// per-build backends.
+	// they are (tests); Caches are the cache backends by name, which make
+	// the per-build caches and the configured shared ones.
 	RemoteCaches   []solver.RemoteCache
 	CacheExporters []solver.Exporter
 	Caches         CacheBackends
@@ -101,6 +101,11 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	}
 	if opts.Platform.OS == "" {
 		opts.Platform = defaultPlatform()
+	}
+	// The shared cache tables are checked before anything is opened.
+	openShared, err := opts.Caches.Types.Shared(opts.Caches.Indexes, opts.Caches.Blobs)
+	if err != nil {
+		return nil, err
 	}
 	root := opts.Root
 	if err := os.MkdirAll(root, 0o711); err != nil {
@@ -219,15 +224,20 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		return nil, fmt.Errorf("clean %s: %w", e.cacheTmp, err)
 	}
 	remotes, exporters := opts.RemoteCaches, opts.CacheExporters
-	if opts.Caches.Shared != nil {
-		if e.shared, err = opts.Caches.Shared(ctx, e.cacheDeps()); err != nil {
+	for _, open := range []remote.SharedFunc{openShared, opts.Caches.Shared} {
+		if open == nil {
+			continue
+		}
+		shared, err := open(ctx, e.cacheDeps())
+		if err != nil {
 			return nil, err
 		}
-		for _, sc := range e.shared {
+		for _, sc := range shared {
 			e.closers = append(e.closers, sc.Close)
 			remotes = append(remotes, sc)
 			exporters = append(exporters, sc)
 		}
+		e.shared = append(e.shared, shared...)
 	}
 	src, err := sched.NewHostSource(executor.Steps())
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
 	"github.com/kiln-build/kiln/cache/remote/redis/redistest"
 	cacheregistry "github.com/kiln-build/kiln/cache/remote/registry"
+	"github.com/kiln-build/kiln/config"
 	"github.com/kiln-build/kiln/engine/disk"
 	"github.com/kiln-build/kiln/internal/testroot"
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -212,24 +213,16 @@ func TestReexportDownloadsNothing(t *testing.T) {
 	a.write(t, "app.txt", "app\n")
 	first, second := host+"/cache/one:max", host+"/cache/two:max"
 	to := func(ref string) CacheExport {
-		s, err := remote.ParseExport("registry", map[string]string{"ref": ref, "mode": "max"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return CacheExport{Spec: s}
+		return CacheExport{Type: "registry", Attrs: map[string]string{"ref": ref, "mode": "max"}}
 	}
-	from := func(ref string) remote.ImportSpec {
-		s, err := remote.ParseImport("registry", map[string]string{"ref": ref})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+	from := func(ref string) CacheImport {
+		return CacheImport{Type: "registry", Attrs: map[string]string{"ref": ref}}
 	}
 	if _, err := a.build(t, df, Request{CacheTo: []CacheExport{to(first)}}); err != nil {
 		t.Fatal(err)
 	}
 	b := cacheHarness(t, base, ctxDir, registryBackends())
-	if _, err := b.build(t, df, Request{CacheFrom: []remote.ImportSpec{from(first)}, CacheTo: []CacheExport{to(second)}}); err != nil {
+	if _, err := b.build(t, df, Request{CacheFrom: []CacheImport{from(first)}, CacheTo: []CacheExport{to(second)}}); err != nil {
 		t.Fatal(err)
 	}
 	if ran, _ := b.runSteps(); len(ran) != 0 {
@@ -241,7 +234,7 @@ func TestReexportDownloadsNothing(t *testing.T) {
 	// The second ref is a complete cache.
 	c := cacheHarness(t, base, ctxDir, registryBackends())
 	files := map[string]string{}
-	if _, err := c.build(t, df, Request{CacheFrom: []remote.ImportSpec{from(second)}, Outputs: []Output{tarOutput(files)}}); err != nil {
+	if _, err := c.build(t, df, Request{CacheFrom: []CacheImport{from(second)}, Outputs: []Output{tarOutput(files)}}); err != nil {
 		t.Fatal(err)
 	}
 	if ran, _ := c.runSteps(); len(ran) != 0 || files["all"] != "lib\napp\n" {
@@ -254,21 +247,17 @@ func TestSharedCacheRegistryBlobStore(t *testing.T) {
 	// registry repository.
 	s := newSharedEnv(t)
 	repo := strings.TrimSuffix(s.base, "/library/busybox:latest") + "/kiln/shared-cache"
-	backends := CacheBackends{Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
-		idx, err := cacheredis.New(cacheredis.Options{Addr: s.redis.Addr})
-		if err != nil {
-			return nil, err
-		}
-		blobs, err := cacheregistry.NewBlobs(d.Resolver, repo)
-		if err != nil {
-			return nil, err
-		}
-		sc, err := remote.NewShared(remote.SharedOptions{
-			Name: "redis", Index: idx, Blobs: blobs, Writer: d.Writer, Importer: d.Importer,
-			Layers: d.Layers, Local: d.Local,
-		})
-		return []*remote.Shared{sc}, err
-	}}
+	// The shared cache comes from kilnd.toml's tables, through the
+	// backends their types name, as kilnd wires it.
+	doc := fmt.Sprintf("[[cache.registry]]\ntype = \"redis\"\nredis-addr = %q\n\n[[cache.blob]]\ntype = \"registry\"\nref = %q\n", s.redis.Addr, repo)
+	cfg, _, err := config.Load(strings.NewReader(doc), "kilnd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backends := CacheBackends{
+		Types:   remote.Backends{cacheredis.Type: cacheredis.Backend(), remote.TypeRegistry: cacheregistry.Backend()},
+		Indexes: cfg.CacheTables("registry"), Blobs: cfg.CacheTables("blob"),
+	}
 	ctxDir := t.TempDir()
 	df := strings.ReplaceAll(multiStage, "COUNTER", s.counter.Addr)
 	a := cacheHarness(t, s.base, ctxDir, backends)

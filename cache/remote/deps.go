@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/session"
@@ -43,17 +41,10 @@ type Deps struct {
 	// made (type=local writes its layout there as a tar stream); nil when
 	// the client receives none.
 	Output func() (io.WriteCloser, error)
-}
-
-// ImportFactory makes the cache of one --cache-from value.
-type ImportFactory func(ctx context.Context, d Deps, s ImportSpec) (cache.RemoteCache, error)
-
-// ExportFactory makes the exporter of one --cache-to value.
-type ExportFactory func(ctx context.Context, d Deps, s ExportSpec) (cache.Exporter, error)
-
-// InlineFactory is the ExportFactory of type=inline.
-func InlineFactory(_ context.Context, d Deps, _ ExportSpec) (cache.Exporter, error) {
-	return NewInline(d.Layers, d.Writer), nil
+	// Index is the position of the --cache-from or --cache-to value
+	// being made among the build's values of its flag (type=local names
+	// the client's directory by it).
+	Index int
 }
 
 // writerIDFile holds a daemon's writer id in its root.

@@ -312,67 +312,6 @@ func TestWriterID(t *testing.T) {
 	}
 }
 
-func TestParseSpecs(t *testing.T) {
-	for _, tt := range []struct {
-		typ   string
-		attrs map[string]string
-		want  ExportSpec
-		err   string
-	}{
-		{"registry", map[string]string{"ref": "r/c:1"}, ExportSpec{Type: "registry", Ref: "r/c:1", Mode: "min", OCIMediaTypes: true}, ""},
-		{"registry", map[string]string{"ref": "r/c:1", "mode": "max", "compression": "zstd", "oci-mediatypes": "false", "ignore-error": "true", "image-manifest": "true"},
-			ExportSpec{Type: "registry", Ref: "r/c:1", Mode: "max", OCIMediaTypes: false, IgnoreError: true}, ""},
-		{"local", map[string]string{"dest": "/c"}, ExportSpec{Type: "local", Dest: "/c", Tag: "latest", Mode: "min", OCIMediaTypes: true}, ""},
-		{"inline", nil, ExportSpec{Type: "inline", Mode: "min", OCIMediaTypes: true}, ""},
-		{"inline", map[string]string{"mode": "max"}, ExportSpec{}, "mode=min is the only mode"},
-		{"registry", map[string]string{}, ExportSpec{}, "ref is required"},
-		// An empty value is as if the attribute were not given, as in
-		// --output (internal/attrs); an empty compression is an error in
-		// both.
-		{"registry", map[string]string{"ref": ""}, ExportSpec{}, "--cache-to type=registry: ref is required"},
-		{"local", map[string]string{"dest": "/c", "tag": ""}, ExportSpec{Type: "local", Dest: "/c", Tag: "latest", Mode: "min", OCIMediaTypes: true}, ""},
-		{"registry", map[string]string{"ref": "x", "compression": ""}, ExportSpec{}, "compression=: empty (want gzip, zstd or uncompressed)"},
-		{"local", map[string]string{"dest": "/c", "mode": "all"}, ExportSpec{}, "mode=all: want min or max"},
-		{"registry", map[string]string{"ref": "x", "compression": "lz4"}, ExportSpec{}, "unknown compression"},
-		{"registry", map[string]string{"ref": "x", "compression-level": "high"}, ExportSpec{}, `"high" is not a number`},
-		{"gha", nil, ExportSpec{}, `unknown cache type "gha" (valid types: inline, local, registry)`},
-	} {
-		got, err := ParseExport(tt.typ, tt.attrs)
-		if tt.err != "" {
-			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseExport(%s, %v) = %v, want %q", tt.typ, tt.attrs, err, tt.err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Errorf("ParseExport(%s, %v): %v", tt.typ, tt.attrs, err)
-			continue
-		}
-		got.Compression = ExportSpec{}.Compression
-		if diff := cmp.Diff(tt.want, got); diff != "" {
-			t.Errorf("ParseExport(%s, %v) (-want +got):\n%s", tt.typ, tt.attrs, diff)
-		}
-	}
-	imp, err := ParseImport("local", map[string]string{"src": "/c", "digest": digest.FromString("m").String()})
-	if err != nil || imp.Tag != "" || imp.Digest == "" {
-		t.Errorf("ParseImport(local, digest) = %+v, %v", imp, err)
-	}
-	for _, tt := range []struct {
-		typ   string
-		attrs map[string]string
-		err   string
-	}{
-		{"local", map[string]string{"src": "/c", "tag": "x", "digest": digest.FromString("m").String()}, "not both"},
-		{"local", map[string]string{"src": "/c", "digest": "nope"}, "digest=nope"},
-		{"registry", map[string]string{"ref": "x", "mode": "max"}, `unknown attribute "mode" (valid: ref)`},
-		{"inline", nil, "use --cache-from type=registry,ref=IMAGE"},
-	} {
-		if _, err := ParseImport(tt.typ, tt.attrs); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tt.err) {
-			t.Errorf("ParseImport(%s, %v) = %v, want %q", tt.typ, tt.attrs, err, tt.err)
-		}
-	}
-}
-
 // memTarget is a Target in memory that can simulate a concurrent writer
 // replacing the manifest right after each save.
 type memTarget struct {

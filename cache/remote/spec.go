@@ -1,21 +1,24 @@
 package remote
 
 import (
+	"context"
 	"fmt"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/kiln-build/kiln/core/errdefs"
+	"github.com/kiln-build/kiln/cache"
 	"github.com/kiln-build/kiln/internal/attrs"
 	"github.com/kiln-build/kiln/layer"
 )
 
-// Cache types, as --cache-from and --cache-to name them (buildx's).
+// The built-in cache types, as --cache-from and --cache-to name them
+// (buildx's), and the shared cache's.
 const (
 	TypeRegistry = "registry" // a cache manifest (or an image with inline cache) in a registry
 	TypeLocal    = "local"    // an OCI layout directory on the client
 	TypeInline   = "inline"   // records in the exported image's config
+	// TypeFilesystem is a [[cache.blob]] directory several daemons share.
+	TypeFilesystem = "filesystem"
 )
 
 // Export modes: min exports the records of the result's layers, max those
@@ -29,7 +32,8 @@ const (
 // none is given (buildx's local cache has no tag; its index has one entry).
 const DefaultTag = "latest"
 
-// ImportSpec is one --cache-from value.
+// ImportSpec is one --cache-from value of the built-in manifest caches
+// (type=registry, type=local), as their backends parsed it.
 type ImportSpec struct {
 	Type string
 	// Ref is the registry reference (type=registry): a cache manifest or
@@ -41,12 +45,9 @@ type ImportSpec struct {
 	// picks a manifest by digest instead.
 	Tag    string
 	Digest digest.Digest
-	// Index is the value's position among the build's --cache-from
-	// values (it names the client directory of a local cache).
-	Index int
 }
 
-// ExportSpec is one --cache-to value.
+// ExportSpec is one --cache-to value of the built-in caches.
 type ExportSpec struct {
 	Type string
 	Ref  string // type=registry
@@ -59,109 +60,89 @@ type ExportSpec struct {
 	OCIMediaTypes bool // OCI (default) or Docker manifest media types
 	// IgnoreError turns an export failure into a warning.
 	IgnoreError bool
-	// Index is the value's position among the build's --cache-to values.
-	Index int
 }
 
-// ImportTypes and ExportTypes list the types Parse* accept.
-func ImportTypes() []string { return []string{TypeLocal, TypeRegistry} }
-
-// ExportTypes lists the --cache-to types.
-func ExportTypes() []string { return []string{TypeInline, TypeLocal, TypeRegistry} }
-
-// ParseImport checks one --cache-from value: its type and its other
-// attributes. An unknown type or attribute, or a missing one, is an
-// invalid-argument error that says what is valid.
-func ParseImport(typ string, a map[string]string) (ImportSpec, error) {
-	s := ImportSpec{Type: typ}
-	p := attrs.New("--cache-from type="+typ, a)
-	switch typ {
-	case TypeRegistry:
-		p.String("ref", &s.Ref)
-		if err := p.Parse(); err != nil {
-			return s, err
-		}
-		if s.Ref == "" {
-			return s, p.Errorf("ref is required (ref=registry/repository:tag)")
-		}
-	case TypeLocal:
-		p.String("src", &s.Src)
-		p.String("tag", &s.Tag)
-		p.Func("digest", func(v string) error {
-			d, err := digest.Parse(v)
-			s.Digest = d
-			return err
-		})
-		if err := p.Parse(); err != nil {
-			return s, err
-		}
-		if s.Src == "" {
-			return s, p.Errorf("src is required (src=DIRECTORY)")
-		}
-		if s.Tag != "" && s.Digest != "" {
-			return s, p.Errorf("give tag or digest, not both")
-		}
-		if s.Tag == "" && s.Digest == "" {
-			s.Tag = DefaultTag
-		}
-	case TypeInline:
-		return s, errdefs.Invalidf("--cache-from type=inline: inline cache is read from the image: use --cache-from type=registry,ref=IMAGE")
-	default:
-		return s, errdefs.Invalidf("--cache-from: unknown cache type %q (valid types: %s)", typ, strings.Join(ImportTypes(), ", "))
-	}
-	return s, nil
+// NewExportSpec returns the defaults of a --cache-to value of type typ:
+// mode=min, OCI media types.
+func NewExportSpec(typ string) ExportSpec {
+	return ExportSpec{Type: typ, Mode: ModeMin, OCIMediaTypes: true}
 }
 
-// ParseExport checks one --cache-to value.
-func ParseExport(typ string, a map[string]string) (ExportSpec, error) {
-	s := ExportSpec{Type: typ, Mode: ModeMin, OCIMediaTypes: true}
-	p := attrs.New("--cache-to type="+typ, a)
+// ParseManifestExport parses the attributes of a --cache-to value of a
+// manifest export (ManifestExporter: type=registry, type=local): bind
+// binds the type's own (ref; dest, tag), and every manifest export takes
+// mode, the compression attributes, oci-mediatypes, image-manifest and
+// ignore-error. p is the parser, for the type's own checks after.
+func ParseManifestExport(o Option, bind func(p *attrs.Parser, s *ExportSpec)) (s ExportSpec, p *attrs.Parser, err error) {
+	s = NewExportSpec(o.Type)
+	p = attrs.New(o.String(), o.Attrs)
+	bind(p, &s)
 	p.Bool("ignore-error", &s.IgnoreError)
-	switch typ {
-	case TypeRegistry, TypeLocal:
-		if typ == TypeRegistry {
-			p.String("ref", &s.Ref)
-		} else {
-			p.String("dest", &s.Dest)
-			p.String("tag", &s.Tag)
+	p.Func("mode", func(v string) error {
+		if v != ModeMin && v != ModeMax {
+			return fmt.Errorf("want %s or %s", ModeMin, ModeMax)
 		}
-		p.Func("mode", func(v string) error {
-			if v != ModeMin && v != ModeMax {
-				return fmt.Errorf("want %s or %s", ModeMin, ModeMax)
-			}
-			s.Mode = v
-			return nil
-		})
-		layer.BindCompression(p, &s.Compression)
-		p.Bool("oci-mediatypes", &s.OCIMediaTypes)
-		p.Bool("image-manifest", new(bool)) // Kiln always writes an image manifest
-		if err := p.Parse(); err != nil {
-			return s, err
-		}
-		if err := s.Compression.Validate(); err != nil {
-			return s, fmt.Errorf("--cache-to type=%s: %w", typ, err)
-		}
-		if typ == TypeRegistry && s.Ref == "" {
-			return s, p.Errorf("ref is required (ref=registry/repository:tag)")
-		}
-		if typ == TypeLocal && s.Dest == "" {
-			return s, p.Errorf("dest is required (dest=DIRECTORY)")
-		}
-		if typ == TypeLocal && s.Tag == "" {
-			s.Tag = DefaultTag
-		}
-	case TypeInline:
-		p.Func("mode", func(v string) error {
-			if v != ModeMin {
-				return fmt.Errorf("inline cache holds only the image's own layers: mode=%s is the only mode", ModeMin)
-			}
-			return nil
-		})
-		if err := p.Parse(); err != nil {
-			return s, err
-		}
-	default:
-		return s, errdefs.Invalidf("--cache-to: unknown cache type %q (valid types: %s)", typ, strings.Join(ExportTypes(), ", "))
+		s.Mode = v
+		return nil
+	})
+	layer.BindCompression(p, &s.Compression)
+	p.Bool("oci-mediatypes", &s.OCIMediaTypes)
+	p.Bool("image-manifest", new(bool)) // Kiln always writes an image manifest
+	if err := p.Parse(); err != nil {
+		return s, p, err
 	}
-	return s, nil
+	if err := s.Compression.Validate(); err != nil {
+		return s, p, fmt.Errorf("%s: %w", o, err)
+	}
+	return s, p, nil
+}
+
+// InlineBackend is type=inline: --cache-to writes the records into the
+// exported image's config; --cache-from reads them with type=registry.
+func InlineBackend() Backend {
+	return Backend{
+		ImportHint: "inline cache is read from the image: use --cache-from type=registry,ref=IMAGE",
+		Export: func(o Option) (ExportFunc, error) {
+			var ignore bool
+			p := attrs.New(o.String(), o.Attrs)
+			p.Bool("ignore-error", &ignore)
+			p.Func("mode", func(v string) error {
+				if v != ModeMin {
+					return fmt.Errorf("inline cache holds only the image's own layers: mode=%s is the only mode", ModeMin)
+				}
+				return nil
+			})
+			if err := p.Parse(); err != nil {
+				return nil, err
+			}
+			return func(_ context.Context, d Deps) (cache.Exporter, error) {
+				return NewInline(d.Layers, d.Writer), nil
+			}, nil
+		},
+	}
+}
+
+// ManifestBackend is the Backend of a manifest cache type (type=registry,
+// type=local): parseImport and parseExport check a value's attributes,
+// makeImport and makeExport make the build's cache from what they parsed.
+func ManifestBackend(
+	parseImport func(Option) (ImportSpec, error), makeImport func(context.Context, Deps, ImportSpec) (cache.RemoteCache, error),
+	parseExport func(Option) (ExportSpec, error), makeExport func(context.Context, Deps, ExportSpec) (cache.Exporter, error),
+) Backend {
+	return Backend{
+		Import: func(o Option) (ImportFunc, error) {
+			s, err := parseImport(o)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, d Deps) (cache.RemoteCache, error) { return makeImport(ctx, d, s) }, nil
+		},
+		Export: func(o Option) (ExportFunc, error) {
+			s, err := parseExport(o)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, d Deps) (cache.Exporter, error) { return makeExport(ctx, d, s) }, nil
+		},
+	}
 }

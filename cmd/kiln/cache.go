@@ -252,8 +252,8 @@ func configIndexAddr(path string) (string, error) {
 		return "", err
 	}
 	for _, r := range cfg.Cache.Registry {
-		if r.Type == "redis" {
-			return r.RedisAddr, nil
+		if addr, ok := r["redis-addr"].(string); ok && r.Type() == "redis" {
+			return addr, nil
 		}
 	}
 	return "", fmt.Errorf("%s has no [[cache.registry]] type = \"redis\" index: pass --redis-addr", path)

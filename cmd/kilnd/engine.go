@@ -4,18 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	ctrdlog "github.com/containerd/log"
 	"github.com/containerd/platforms"
 	"golang.org/x/sys/unix"
 
-	"github.com/kiln-build/kiln/cache/remote"
-	cachelocal "github.com/kiln-build/kiln/cache/remote/local"
-	cacheredis "github.com/kiln-build/kiln/cache/remote/redis"
-	cacheregistry "github.com/kiln-build/kiln/cache/remote/registry"
 	"github.com/kiln-build/kiln/config"
-	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/executor/runc"
 	"github.com/kiln-build/kiln/frontend"
@@ -25,8 +19,9 @@ import (
 	"github.com/kiln-build/kiln/sched"
 )
 
-// openEngine wires the engine from the configuration: the frontends by
-// name, the worker's storage and runtime on the root, the registry hosts.
+// openEngine wires the engine from the configuration: the frontends, the
+// exporters and the cache backends by name, the worker's storage and
+// runtime on the root, the registry hosts.
 func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc engine.GCOptions) (*engine.Engine, error) {
 	// containerd's packages log through a process-wide logrus logger; keep
 	// its noise (fsverity probes) out of kilnd's log.
@@ -98,88 +93,11 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, gc en
 		Platform:  platforms.DefaultSpec(),
 		Logger:    log,
 		Caches: engine.CacheBackends{
-			Shared: func(ctx context.Context, d remote.Deps) ([]*remote.Shared, error) {
-				return sharedCaches(ctx, cfg.Cache, d)
-			},
-			Importers: map[string]remote.ImportFactory{
-				remote.TypeRegistry: cacheregistry.ImportFactory,
-				remote.TypeLocal:    cachelocal.ImportFactory,
-			},
-			Exporters: map[string]remote.ExportFactory{
-				remote.TypeRegistry: cacheregistry.ExportFactory,
-				remote.TypeLocal:    cachelocal.ExportFactory,
-				remote.TypeInline:   remote.InlineFactory,
-			},
+			Types:   cacheBackends(),
+			Indexes: cfg.CacheTables("registry"),
+			Blobs:   cfg.CacheTables("blob"),
 		},
 	})
-}
-
-// sharedCaches makes a shared cache of each [[cache.registry]] index over
-// the [[cache.blob]] stores (read from the first that has a blob, written
-// to all).
-func sharedCaches(ctx context.Context, c config.Cache, d remote.Deps) ([]*remote.Shared, error) {
-	log := d.Logger
-	if len(c.Registry) == 0 {
-		if len(c.Blob) > 0 {
-			log.Warn("[[cache.blob]] is configured without a [[cache.registry]] index: the blob store is not used")
-		}
-		return nil, nil
-	}
-	if len(c.Blob) == 0 {
-		return nil, errdefs.Invalidf("kilnd.toml: [[cache.registry]] needs a [[cache.blob]] to keep the layers its records name (type = \"filesystem\", path = a directory every daemon shares)")
-	}
-	var stores []remote.BlobStore
-	for _, b := range c.Blob {
-		switch b.Type {
-		case "filesystem":
-			fs, err := remote.OpenFileStore(b.Path)
-			if err != nil {
-				return nil, fmt.Errorf("[[cache.blob]] %s: %w", b.Path, err)
-			}
-			stores = append(stores, fs)
-		case "registry":
-			rs, err := cacheregistry.NewBlobs(d.Resolver, b.Ref)
-			if err != nil {
-				return nil, fmt.Errorf("[[cache.blob]] %s: %w", b.Ref, err)
-			}
-			stores = append(stores, rs)
-		default:
-			return nil, errdefs.Invalidf("[[cache.blob]] type %q: unsupported (supported: filesystem, registry)", b.Type)
-		}
-	}
-	blobs := remote.MultiStore(stores...)
-	var out []*remote.Shared
-	for _, r := range c.Registry {
-		if r.Type != "redis" {
-			return nil, errdefs.Invalidf("[[cache.registry]] type %q: unsupported (supported: redis)", r.Type)
-		}
-		idx, err := cacheredis.New(cacheredis.Options{Addr: r.RedisAddr, TTL: time.Duration(r.TTL), Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		// Say at start whether the index answers; builds go on without
-		// it either way.
-		go func() {
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			if err := idx.Ping(pctx); err != nil {
-				log.Warn("shared cache index does not answer; builds use the local cache until it does", "redis", idx.Addr(), "error", err)
-			} else {
-				log.Info("shared cache", "redis", idx.Addr(), "writer", d.Writer)
-			}
-		}()
-		sc, err := remote.NewShared(remote.SharedOptions{
-			Name: "redis", Index: idx, Blobs: blobs, Writer: d.Writer, Importer: d.Importer,
-			Layers: d.Layers, Local: d.Local, Logger: log,
-			Sync: r.Export == config.CacheExportSync, FlushTimeout: time.Duration(r.FlushTimeout),
-			Compression: r.Compression,
-		})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc)
-	}
-	return out, nil
 }
 
 // gcCacheSize is the size the automatic gc keeps the cache under: the

@@ -149,6 +149,9 @@ func serve(cmd *cobra.Command, f flags, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkCaches(cfg); err != nil {
+		return err
+	}
 	euid := os.Geteuid()
 	if f.validate {
 		euid = 0 // checking a file needs no root

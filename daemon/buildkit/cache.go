@@ -13,8 +13,10 @@ import (
 // options, or the frontend's cache-imports) to the engine's. A local cache
 // directory stays on the client: BuildKit's clients expose it as a content
 // store over the session ("local:DIR"), which the local cache backend
-// finds through the session (remote.ClientContentStores).
-func cacheOptions(req *controlapi.SolveRequest, o *dockerfileOpts, ereq *engine.Request) error {
+// finds through the session (remote.ClientContentStores). The engine
+// parses the values with the registered backends' parsers, so an unknown
+// type or attribute fails the build before it starts.
+func cacheOptions(req *controlapi.SolveRequest, o *dockerfileOpts, ereq *engine.Request) {
 	var imports, exports []*controlapi.CacheOptionsEntry
 	if c := req.Cache; c != nil {
 		imports, exports = c.Imports, c.Exports
@@ -40,18 +42,11 @@ func cacheOptions(req *controlapi.SolveRequest, o *dockerfileOpts, ereq *engine.
 			// itself and sends the digest with it.
 			delete(attrs, "tag")
 		}
-		spec, err := remote.ParseImport(c.Type, attrs)
-		if err != nil {
-			return err
-		}
-		ereq.CacheFrom = append(ereq.CacheFrom, spec)
+		// The engine parses the values with the registered cache
+		// backends' own parsers when the build starts.
+		ereq.CacheFrom = append(ereq.CacheFrom, engine.CacheImport{Type: c.Type, Attrs: attrs})
 	}
 	for _, c := range exports {
-		spec, err := remote.ParseExport(c.Type, c.Attrs)
-		if err != nil {
-			return err
-		}
-		ereq.CacheTo = append(ereq.CacheTo, engine.CacheExport{Spec: spec})
+		ereq.CacheTo = append(ereq.CacheTo, engine.CacheExport{Type: c.Type, Attrs: maps.Clone(c.Attrs)})
 	}
-	return nil
 }

@@ -78,9 +78,7 @@ func (s *Service) solve(ctx context.Context, req *controlapi.SolveRequest, st *s
 	if ereq.Outputs, err = s.outputs(ctx, req, sess); err != nil {
 		return nil, err
 	}
-	if err := cacheOptions(req, o, &ereq); err != nil {
-		return nil, err
-	}
+	cacheOptions(req, o, &ereq)
 	if job.frontend == frontendDockerfile {
 		if err := s.readDockerfile(ctx, sess, o, &ereq); err != nil {
 			return nil, err

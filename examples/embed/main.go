@@ -3,10 +3,15 @@
 // pick the frontends you want (Kiln's Dockerfile frontend, the gateway
 // that runs frontend images, your own frontend.Frontend), open an engine
 // on a state directory, and build a Dockerfile or a BuildKit LLB
-// definition written with github.com/moby/buildkit/client/llb.
+// definition written with github.com/moby/buildkit/client/llb. It also
+// registers a cache backend of its own by name (dircache.go: type=dir, a
+// cache kept in a directory), which builds use as --cache-to and
+// --cache-from values.
 //
 //	sudo go run ./examples/embed -root /tmp/kiln-embed -o out.tar examples/hello
 //	sudo go run ./examples/embed -root /tmp/kiln-embed -llb busybox -o out.tar
+//	sudo go run ./examples/embed -root /tmp/a -cache-to /tmp/cache examples/hello
+//	sudo go run ./examples/embed -root /tmp/b -cache-from /tmp/cache examples/hello
 //
 // Steps run in containers through runc, so it needs root (or kilnd's
 // rootless setup), as kilnd does.
@@ -24,6 +29,7 @@ import (
 
 	"github.com/moby/buildkit/client/llb"
 
+	"github.com/kiln-build/kiln/cache/remote"
 	"github.com/kiln-build/kiln/core/errdefs"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/exporter"
@@ -41,6 +47,9 @@ type options struct {
 	out    string // the result as a tar of its filesystem
 	llbRef string // build LLB on this base image instead of a Dockerfile
 	dir    string // the build context (and its Dockerfile)
+	// cacheTo and cacheFrom are type=dir caches: the build exports
+	// every step to cacheTo and reuses what cacheFrom holds.
+	cacheTo, cacheFrom string
 }
 
 func main() {
@@ -48,6 +57,8 @@ func main() {
 	flag.StringVar(&o.root, "root", "/tmp/kiln-embed", "state directory of the engine")
 	flag.StringVar(&o.out, "o", "out.tar", "write the result's filesystem here as a tar")
 	flag.StringVar(&o.llbRef, "llb", "", "build a small LLB definition on this base image instead of DIR/Dockerfile")
+	flag.StringVar(&o.cacheTo, "cache-to", "", "export the build cache to this directory (--cache-to type=dir,dest=DIR,mode=max)")
+	flag.StringVar(&o.cacheFrom, "cache-from", "", "use the build cache in this directory (--cache-from type=dir,src=DIR)")
 	flag.Parse()
 	o.dir = flag.Arg(0)
 	if o.dir == "" {
@@ -71,6 +82,9 @@ func run(ctx context.Context, o options, log io.Writer) error {
 		},
 		// The outputs this program uses, by their --output type.
 		Exporters: map[string]exporter.Factory{exporter.TypeTar: exporter.TarFactory()},
+		// The cache types this program uses, by their --cache-to and
+		// --cache-from type: its own, defined in dircache.go.
+		Caches: engine.CacheBackends{Types: remote.Backends{DirType: dirBackend()}},
 	})
 	if err != nil {
 		return err
@@ -86,6 +100,12 @@ func run(ctx context.Context, o options, log io.Writer) error {
 		Outputs: []engine.Output{{Type: "tar", Attrs: map[string]string{"dest": o.out}, Writer: func() (io.WriteCloser, error) {
 			return os.Create(o.out)
 		}}},
+	}
+	if o.cacheTo != "" {
+		req.CacheTo = []engine.CacheExport{{Type: DirType, Attrs: map[string]string{"dest": o.cacheTo, "mode": "max"}}}
+	}
+	if o.cacheFrom != "" {
+		req.CacheFrom = []engine.CacheImport{{Type: DirType, Attrs: map[string]string{"src": o.cacheFrom}}}
 	}
 	if o.llbRef != "" {
 		// BuildKit's LLB, written with its Go client: Kiln converts it to
@@ -109,6 +129,9 @@ func run(ctx context.Context, o options, log io.Writer) error {
 			state := "DONE"
 			if v.Cached {
 				state = "CACHED"
+				if v.CacheSource != "" && v.CacheSource != "local" {
+					state += " (" + v.CacheSource + ")"
+				}
 			}
 			if v.Error != "" {
 				state = "ERROR " + v.Error

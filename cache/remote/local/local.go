@@ -34,6 +34,7 @@ func importName(i int) string { return fmt.Sprintf("cache-from:%d", i) }
 func exportName(i int) string { return fmt.Sprintf("cache-to:%d", i) }
 
 // ImportFactory is the remote.ImportFactory of type=local.
+// (Backend parses the value.)
 func ImportFactory(ctx context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
 	if d.Session == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-from type=local: the build has no client session"))
@@ -45,7 +46,7 @@ func ImportFactory(ctx context.Context, d remote.Deps, s remote.ImportSpec) (cac
 		}
 		return remote.NewManifestCache(Name, &storeSource{cs: store, label: s.Src, digest: s.Digest}, d.Importer), nil
 	}
-	l := &layout{sess: d.Session, name: importName(s.Index), tmp: d.TempDir, label: s.Src}
+	l := &layout{sess: d.Session, name: importName(d.Index), tmp: d.TempDir, label: s.Src}
 	return remote.NewManifestCache(Name, &source{l: l, tag: s.Tag, digest: s.Digest}, d.Importer), nil
 }
 
@@ -64,7 +65,7 @@ func ExportFactory(ctx context.Context, d remote.Deps, s remote.ExportSpec) (cac
 	if d.Session == nil || d.Output == nil {
 		return nil, errdefs.WithClass(errdefs.ErrFailedPrecondition, fmt.Errorf("--cache-to type=local: the client does not receive the cache (a kiln client writes dest itself)"))
 	}
-	l := &layout{sess: d.Session, name: exportName(s.Index), tmp: d.TempDir, label: s.Dest}
+	l := &layout{sess: d.Session, name: exportName(d.Index), tmp: d.TempDir, label: s.Dest}
 	t := &target{l: l, tag: s.Tag, oci: s.OCIMediaTypes, open: d.Output, sent: map[digest.Digest]int64{}}
 	return remote.NewManifestExporter(remote.ManifestExporterOptions{
 		Name: "local " + s.Dest, Target: t, Spec: s, Layers: d.Layers, Local: d.Local, Writer: d.Writer,

@@ -29,7 +29,8 @@ const Name = "registry"
 // survived concurrent writers.
 const recheck = 500 * time.Millisecond
 
-// ImportFactory is the remote.ImportFactory of type=registry.
+// ImportFactory makes the cache of a --cache-from type=registry value
+// (Backend parses it).
 func ImportFactory(_ context.Context, d remote.Deps, s remote.ImportSpec) (cache.RemoteCache, error) {
 	if d.Resolver == nil {
 		return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("registry cache: no resolver"))
@@ -41,7 +42,7 @@ func ImportFactory(_ context.Context, d remote.Deps, s remote.ImportSpec) (cache
 	return remote.NewManifestCache(Name, &Cache{r: d.Resolver, ref: ref, platform: d.Platform}, d.Importer), nil
 }
 
-// ExportFactory is the remote.ExportFactory of type=registry.
+// ExportFactory makes the exporter of a --cache-to type=registry value.
 func ExportFactory(_ context.Context, d remote.Deps, s remote.ExportSpec) (cache.Exporter, error) {
 	if d.Resolver == nil {
 		return nil, errdefs.WithClass(errdefs.ErrInternal, fmt.Errorf("registry cache: no resolver"))
