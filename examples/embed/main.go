@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 
 	"github.com/moby/buildkit/client/llb"
 
@@ -124,6 +125,10 @@ func run(ctx context.Context, o options, log io.Writer) error {
 		}
 		req.DockerfileName = "Dockerfile"
 	}
+	// The engine writes progress from every step running at the time:
+	// a progress.Writer must be safe for concurrent use, so the lines
+	// this one prints go out one at a time.
+	var mu sync.Mutex
 	res, err := e.Build(ctx, req, &localSession{dirs: map[string]string{"context": dir}}, progress.WriterFunc(func(ev progress.Event) {
 		if v := ev.Vertex; v != nil && v.Completed != nil {
 			state := "DONE"
@@ -136,7 +141,9 @@ func run(ctx context.Context, o options, log io.Writer) error {
 			if v.Error != "" {
 				state = "ERROR " + v.Error
 			}
+			mu.Lock()
 			fmt.Fprintf(log, "%s %s\n", state, v.Name)
+			mu.Unlock()
 		}
 	}))
 	if err != nil {
