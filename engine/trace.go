@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 
+	cachelocal "github.com/kiln-build/kiln/cache/remote/local"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
@@ -32,7 +33,21 @@ func recordSecrets(sess session.Session, trace *history.Recorder) session.Sessio
 	if sess == nil {
 		return nil
 	}
-	return secretRecorder{Session: sess, trace: trace}
+	r := secretRecorder{Session: sess, trace: trace}
+	if cs, ok := sess.(cachelocal.ContentStores); ok {
+		// A BuildKit client's cache directory (--export-cache
+		// type=local) is reached through its session: the wrapper must
+		// not hide it, or the local cache backend finds no client store.
+		return contentStoreRecorder{secretRecorder: r, ContentStores: cs}
+	}
+	return r
+}
+
+// contentStoreRecorder is a secretRecorder over a session that also
+// exposes the client's content stores.
+type contentStoreRecorder struct {
+	secretRecorder
+	cachelocal.ContentStores
 }
 
 // ClientID forwards the session's client identity, which keys the kept

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	cachelocal "github.com/kiln-build/kiln/cache/remote/local"
+	"github.com/kiln-build/kiln/content"
 	"github.com/kiln-build/kiln/engine/history"
 	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/source/local"
@@ -45,5 +47,39 @@ func TestRecordSecretsKeepsClientID(t *testing.T) {
 	}
 	if recordSecrets(nil, history.NewRecorder()) != nil {
 		t.Error("a nil session came back wrapped")
+	}
+}
+
+// storeSession is a BuildKit client's session: it exposes its cache
+// directory as a content store.
+type storeSession struct {
+	session.Session
+}
+
+func (storeSession) ContentStore(context.Context, string) (content.Store, error) { return nil, nil }
+
+// TestRecordSecretsKeepsContentStores: the wrapper exposes a client's
+// content stores exactly when the session does, so buildctl's
+// --export-cache type=local reaches its directory and kiln's sessions
+// still get the daemon-side writer.
+func TestRecordSecretsKeepsContentStores(t *testing.T) {
+	tests := []struct {
+		name string
+		sess session.Session
+		want bool
+	}{
+		{"BuildKit client", storeSession{}, true},
+		{"kiln client", idSession{id: "c"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := recordSecrets(tt.sess, history.NewRecorder())
+			if _, ok := w.(cachelocal.ContentStores); ok != tt.want {
+				t.Errorf("wrapped session is ContentStores = %v, want %v", ok, tt.want)
+			}
+			if _, ok := w.(local.ClientIdentifier); !ok {
+				t.Error("the wrapped session hides ClientID")
+			}
+		})
 	}
 }
