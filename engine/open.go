@@ -176,6 +176,7 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 	if err := executor.Cleanup(ctx); err != nil {
 		return nil, fmt.Errorf("clean up containers of an earlier run: %w", err)
 	}
+	executor.Warm()
 	cacheMounts, err := exec.NewCacheMounts(filepath.Join(root, "cachemounts"))
 	if err != nil {
 		return nil, err

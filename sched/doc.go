@@ -9,8 +9,8 @@
 //   - no other step runs (a build always makes progress); or else
 //   - max-parallelism, when set, is not reached (a hard cap); and
 //   - every running step has been measured: its cgroup was seen running
-//     (with CPU time) in samples at least 50 ms apart (the Scheduler
-//     samples every 10 ms while it waits for that), so a step that fills
+//     (with CPU time) in samples at least 20 ms apart (the Scheduler
+//     samples every 5 ms while it waits for that), so a step that fills
 //     memory is seen growing before another starts beside it. A step
 //     admitted less than 2 s ago whose cgroup has run nothing yet (a
 //     cgroup is made before its container starts) counts as not

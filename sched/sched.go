@@ -60,13 +60,17 @@ const (
 	// measureFor is how long a running step must have been measured
 	// (seen in samples this far apart) before another step starts
 	// beside it: by then a step that fills memory has been seen growing.
+	// (20 ms, not more: every step that starts beside others waits this
+	// long after the one before it, which four sleep steps pay three
+	// times; a step's process runs within a few ms of its cgroup's first
+	// CPU time, and fills memory at hundreds of MB/s if it fills it.)
 	// measureTick is how often the Scheduler samples while it waits for
 	// that. unseenFor is how long after its admission a step whose
 	// cgroup has not run anything yet holds the next one (a step that
 	// prepares its snapshots, or commits them after its container ended,
 	// has no cgroup).
-	measureFor  = 50 * time.Millisecond
-	measureTick = 10 * time.Millisecond
+	measureFor  = 20 * time.Millisecond
+	measureTick = 5 * time.Millisecond
 	unseenFor   = 2 * time.Second
 	// recentFor is how long a finished step's memory counts as what a
 	// new step may need.

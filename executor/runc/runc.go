@@ -51,6 +51,10 @@ type Executor struct {
 	// seccomp holds the seccomp programs crun compiled
 	// (seccompbpf_linux.go).
 	seccomp seccompCache
+	// warmDone is closed when Warm's compilation ends, warmCancel
+	// stops it; nil without one.
+	warmDone   chan struct{}
+	warmCancel context.CancelFunc
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -182,6 +186,10 @@ func New(root string, opts ...Option) (*Executor, error) {
 // Close releases what New set up: the idmapped view of the daemon's
 // storage for a user namespace, and the containers' parent cgroup.
 func (e *Executor) Close() error {
+	if e.warmDone != nil {
+		e.warmCancel()
+		<-e.warmDone
+	}
 	var errs []error
 	if e.cg != nil {
 		errs = append(errs, e.cg.RemoveParent(e.cfg.cgroupParent))

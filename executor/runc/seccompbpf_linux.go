@@ -39,6 +39,34 @@ type seccompCache struct {
 	off bool
 }
 
+// Warm has crun compile, in the background, the seccomp program of a
+// default RUN step, which the first container would otherwise wait for:
+// a daemon's first build starts its steps that much sooner. A step that
+// starts meanwhile waits for the compilation rather than repeat it.
+// Close stops and waits for it. Warm does nothing with runc. Call it
+// after Cleanup, which must not run beside it.
+func (e *Executor) Warm() {
+	if e.rt.name != "crun" {
+		return
+	}
+	spec, err := generateSpec(context.Background(), specConfig{
+		id:     "seccomp-warm",
+		rootfs: filepath.Join(e.dir, "seccomp-warm"),
+		proc:   executor.Process{Args: []string{"/bin/true"}},
+		cwd:    "/",
+		userns: e.userns,
+	})
+	if err != nil {
+		return // the first step compiles it, and reports what fails
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.warmDone, e.warmCancel = make(chan struct{}), cancel
+	go func() {
+		defer close(e.warmDone)
+		e.precompileSeccomp(ctx, spec)
+	}()
+}
+
 // precompileSeccomp replaces s's seccomp profile by the program crun
 // compiled from it, compiling it first if needed. With runc, or when
 // compiling fails, s keeps its profile.
