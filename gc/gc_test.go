@@ -166,7 +166,9 @@ func TestPrune(t *testing.T) {
 		// active: a step is running (an active snapshot exists).
 		active bool
 		// keepRest sets KeepBytes to what RUN step and RUN busy take.
-		keepRest    bool
+		keepRest bool
+		// keepAll sets KeepBytes to what the records' results take.
+		keepAll     bool
 		wantRecords []string
 		wantSnaps   []string
 		// wantRemoved are the removed items as type:description-or-id.
@@ -208,8 +210,22 @@ func TestPrune(t *testing.T) {
 			wantBlobsGone: 1,
 		},
 		{
+			// Under the cap, an unreferenced blob (a base image's
+			// manifest, say) stays for the next build.
 			name:        "keep storage stops once the rest fits",
 			policy:      Policy{All: true, KeepBytes: 1 << 20},
+			wantRecords: []string{"FROM base", "RUN busy", "RUN step"},
+			wantSnaps:   []string{base, img, "kiln-r-busy", "kiln-r-step"},
+			wantRemoved: []string{
+				"regular:gone (result gone)",
+				"snapshot:kiln-r-orphan",
+			},
+			wantBlobsGone: 0,
+		},
+		{
+			name:        "keep storage removes unreferenced blobs that do not fit",
+			policy:      Policy{All: true},
+			keepAll:     true,
 			wantRecords: []string{"FROM base", "RUN busy", "RUN step"},
 			wantSnaps:   []string{base, img, "kiln-r-busy", "kiln-r-step"},
 			wantRemoved: []string{
@@ -288,6 +304,9 @@ func TestPrune(t *testing.T) {
 			policy := tc.policy
 			if tc.keepRest {
 				policy.KeepBytes = f.usage("kiln-r-step") + f.usage("kiln-r-busy")
+			}
+			if tc.keepAll {
+				policy.KeepBytes = f.usage(base) + f.usage("kiln-r-step") + f.usage("kiln-r-busy")
 			}
 			c := f.collector(at)
 			var removed []string

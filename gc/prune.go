@@ -105,7 +105,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 		cutoff = st.now.Add(-p.KeepDuration)
 	}
 
-	doomed, mounts := st.selectVictims(p, cutoff)
+	doomed, mounts, blobBudget := st.selectVictims(p, cutoff)
 	counted := map[string]bool{}
 	var items []Item
 	for _, r := range doomed {
@@ -147,7 +147,7 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 	if err := c.removeCacheMounts(ctx, mounts, removed); err != nil {
 		return err
 	}
-	if err := c.removeBlobs(ctx, st, gone, cutoff, removed); err != nil {
+	if err := c.removeBlobs(ctx, st, gone, cutoff, blobBudget, removed); err != nil {
 		return err
 	}
 	if c.c.Contexts != nil && !p.KeepContexts && p.allows(TypeContext) {
@@ -168,10 +168,9 @@ func (c *Collector) Prune(ctx context.Context, p Policy, removed func(Item) erro
 // records (their result is gone) always; of the other records and the
 // cache mounts, those not in use, not used since cutoff, not base image
 // layers unless p.All, and, with p.KeepBytes, the least recently used ones
-// until the rest fit.
-func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []CacheMount) {
-	var doomed []cache.Record
-	var mounts []CacheMount
+// until the rest fit. blobBudget is what unreferenced blobs may then take
+// within a size-bound policy's target, -1 for a policy without one.
+func (st *state) selectVictims(p Policy, cutoff time.Time) (doomed []cache.Record, mounts []CacheMount, blobBudget int64) {
 	// A candidate is a record or a cache mount.
 	type candidate struct {
 		lastUsed time.Time
@@ -227,7 +226,11 @@ func (st *state) selectVictims(p Policy, cutoff time.Time) ([]cache.Record, []Ca
 			total -= sizes[c.record.Result]
 		}
 	}
-	return doomed, mounts
+	blobBudget = -1
+	if bounded {
+		blobBudget = max(target-total, 0)
+	}
+	return doomed, mounts, blobBudget
 }
 
 // removeCacheMounts removes the cache mounts selected and reports each.
@@ -334,8 +337,12 @@ func (c *Collector) removeSnapshots(ctx context.Context, st *state, doomed []cac
 
 // removeBlobs deletes the blobs no stored image and no remaining
 // snapshot's layer labels reference, unless used since cutoff or, while
-// something runs, within the grace period.
-func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]bool, cutoff time.Time, removed func(Item) error) error {
+// something runs, within the grace period. With a budget (>= 0), only the
+// least recently used of them go, until the rest fit in budget bytes: the
+// gc after every build, under cache-size, leaves the manifests and
+// configs of the base images alone (removing them made every rebuild
+// fetch and write them again, ~20 ms).
+func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]bool, cutoff time.Time, budget int64, removed func(Item) error) error {
 	labelled := st.labelledBlobs(gone)
 	graceCut := st.now.Add(-c.c.Grace)
 	var victims []ctrcontent.Info
@@ -355,6 +362,25 @@ func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]
 	})
 	if err != nil {
 		return fmt.Errorf("list blobs: %w", err)
+	}
+	if budget >= 0 {
+		lastUse := func(i ctrcontent.Info) time.Time {
+			if i.CreatedAt.After(i.UpdatedAt) {
+				return i.CreatedAt
+			}
+			return i.UpdatedAt
+		}
+		sort.SliceStable(victims, func(i, j int) bool { return lastUse(victims[i]).Before(lastUse(victims[j])) })
+		var size int64
+		for _, v := range victims {
+			size += v.Size
+		}
+		n := 0
+		for n < len(victims) && size > budget {
+			size -= victims[n].Size
+			n++
+		}
+		victims = victims[:n]
 	}
 	for _, info := range victims {
 		err := c.c.Content.Delete(ctx, info.Digest)

@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -224,5 +225,117 @@ func TestListenLimit(t *testing.T) {
 				t.Errorf("replayed (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestPinnedBucket: pins live beside the records, so trimming reads keys
+// only; a history written before (pins only inside the records) gets its
+// pins back when opened, and unpinning or deleting a record forgets its
+// pin.
+func TestPinnedBucket(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "metadata.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// An older history: one pinned record, no pinned bucket.
+	err = db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucket(bucket)
+		if err != nil {
+			return err
+		}
+		for i, r := range []Record{{Ref: "old-pinned", Pinned: true, Status: StatusCompleted}, {Ref: "old", Status: StatusCompleted}} {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := bk.Put(key(uint64(i+1)), b); err != nil {
+				return err
+			}
+		}
+		return bk.SetSequence(2)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish(t, s, "unpin-me", StatusCompleted)
+	finish(t, s, "delete-me", StatusCompleted)
+	pin, unpin := true, false
+	for _, u := range []struct {
+		ref string
+		u   Update
+	}{
+		{"unpin-me", Update{Pinned: &pin}},
+		{"unpin-me", Update{Pinned: &unpin}},
+		{"delete-me", Update{Pinned: &pin}},
+		{"delete-me", Update{Delete: true}},
+	} {
+		if err := s.Update(ctx, u.ref, u.u); err != nil {
+			t.Fatalf("Update(%s): %v", u.ref, err)
+		}
+	}
+	for i := 0; i < Limit+3; i++ {
+		finish(t, s, fmt.Sprintf("b%d", i), StatusCompleted)
+	}
+	for _, tt := range []struct {
+		ref  string
+		kept bool
+	}{
+		{"old-pinned", true},
+		{"old", false},
+		{"unpin-me", false},
+		{"b2", false},
+		{"b3", true},
+	} {
+		_, err := s.Get(ctx, tt.ref)
+		if kept := err == nil; kept != tt.kept {
+			t.Errorf("%s kept = %v (%v), want %v", tt.ref, kept, err, tt.kept)
+		}
+	}
+	var pins int
+	if err := db.View(func(tx *bolt.Tx) error {
+		pins = tx.Bucket(pinnedBucket).Stats().KeyN
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pins != 1 {
+		t.Errorf("%d pinned keys, want 1 (old-pinned)", pins)
+	}
+}
+
+// BenchmarkFinishFullHistory is a build's end once the history holds
+// Limit records with traces of 20 steps each: trimming must not decode
+// them (it did, ~7 ms of CPU a build).
+func BenchmarkFinishFullHistory(b *testing.B) {
+	db, err := bolt.Open(filepath.Join(b.TempDir(), "metadata.db"), 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := Open(db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := Record{Ref: "r", Status: StatusCompleted}
+	for i := 0; i < 20; i++ {
+		rec.Trace = append(rec.Trace, Step{Name: fmt.Sprintf("[%d/20] RUN echo step %d >> /steps", i, i), Cached: true})
+	}
+	ctx := context.Background()
+	for i := 0; i < Limit; i++ {
+		if err := s.Finish(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if err := s.Finish(ctx, rec); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
