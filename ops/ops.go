@@ -44,6 +44,10 @@ type CacheMap struct {
 	// UsesExecutor is true for ops that run a container: they take one of
 	// the max-parallelism execution slots while they run.
 	UsesExecutor bool
+	// AdmitsItself, with UsesExecutor, says the op's container asks for
+	// its admission itself (Admit), once it is ready to start, rather
+	// than the whole step waiting for it.
+	AdmitsItself bool
 }
 
 // Dep is what an op reads from one input.

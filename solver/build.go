@@ -371,7 +371,7 @@ func (b *build) run(ctx context.Context, st step, start time.Time, reason string
 			return nil, nil, err
 		}
 		sp := jobSpec{
-			op: st.op, inputs: refs, slot: st.cm.UsesExecutor,
+			op: st.op, inputs: refs, slot: st.cm.UsesExecutor, selfAdmit: st.cm.AdmitsItself,
 			record: func(ctx context.Context, ref ops.Ref) error {
 				return b.s.store.Put(ctx, newRecord(v, st.key, st.cm.Digest, st.parts, ref.ID()))
 			},

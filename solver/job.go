@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/kiln-build/kiln/internal/flight"
 	"github.com/kiln-build/kiln/ops"
@@ -21,6 +22,9 @@ type jobSpec struct {
 	op     ops.Op
 	inputs []ops.Ref
 	slot   bool // takes an execution slot
+	// selfAdmit: the op's container takes the slot itself (ops.Admit)
+	// once it is ready to start.
+	selfAdmit bool
 	// record writes the cache record of a successful result.
 	record func(ctx context.Context, ref ops.Ref) error
 }
@@ -45,7 +49,33 @@ func (s *Solver) newJobs() *flight.Group[ops.Ref] {
 // waiting) and records its result. It releases sp's inputs.
 func (s *Solver) runJob(ctx context.Context, sp jobSpec) (ops.Ref, error) {
 	defer releaseAll(context.Background(), sp.inputs)
-	if sp.slot {
+	switch {
+	case sp.slot && sp.selfAdmit:
+		// The executor admits the container once it is ready to start;
+		// whatever it did not release by the op's end is released here.
+		var (
+			mu       sync.Mutex
+			releases []func()
+		)
+		defer func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range releases {
+				r()
+			}
+		}()
+		ctx = ops.WithAdmit(ctx, func(ctx context.Context) (func(), error) {
+			release, _, err := s.admit.Acquire(ctx)
+			if err != nil {
+				return nil, err
+			}
+			once := sync.OnceFunc(release)
+			mu.Lock()
+			releases = append(releases, once)
+			mu.Unlock()
+			return once, nil
+		})
+	case sp.slot:
 		release, _, err := s.admit.Acquire(ctx)
 		if err != nil {
 			return nil, err

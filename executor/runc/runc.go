@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/executor/user"
 	"github.com/kiln-build/kiln/internal/binfmt"
 	"github.com/kiln-build/kiln/internal/cgroup"
+	"github.com/kiln-build/kiln/ops"
 )
 
 // DefaultHostname is the container's hostname when the Process names none
@@ -200,6 +201,10 @@ func (e *Executor) Close() error {
 	return errors.Join(errs...)
 }
 
+// AdmitsContainers tells ops/exec that Run waits for the step's admission
+// (ops.Admit) itself, once the container is ready to start.
+func (e *Executor) AdmitsContainers() {}
+
 // Runtime returns the name of the OCI runtime in use ("runc" or "crun").
 func (e *Executor) Runtime() string { return e.rt.name }
 
@@ -327,7 +332,14 @@ func (e *Executor) Run(ctx context.Context, root executor.Mount, mounts []execut
 	// program is.
 	tail := &tailWriter{w: p.Stderr}
 	p.Stderr = tail
+	// The step waits for the scheduler only now, its root mounted and
+	// its spec written: preparing it overlapped the steps running.
+	release, err := ops.Admit(ctx)
+	if err != nil {
+		return err
+	}
 	res, err := e.rt.run(ctx, id, b, p, acct.cloneInto)
+	release()
 	err = acct.finish(res, err, p.Usage)
 	if err != nil && (strings.Contains(strings.ToLower(err.Error()), execFormat) || tail.contains(execFormat)) {
 		return explainExecFormat(err, b.rootfs(), p, binfmt.Dir)

@@ -62,7 +62,8 @@ func New(v *graph.Vertex, sess session.Session, deps Deps) *Op {
 
 // CacheMap implements ops.Op.
 func (o *Op) CacheMap(context.Context) (*ops.CacheMap, error) {
-	cm := &ops.CacheMap{Digest: o.digest, UsesExecutor: true}
+	_, admits := o.deps.Executor.(admitter)
+	cm := &ops.CacheMap{Digest: o.digest, UsesExecutor: true, AdmitsItself: admits}
 	// A bind mount of a local context reads exactly its selector.
 	for _, m := range o.op.Mounts {
 		if m.Input < 0 || m.Type != graph.MountBind {
@@ -81,6 +82,10 @@ func (o *Op) CacheMap(context.Context) (*ops.CacheMap, error) {
 	}
 	return cm, nil
 }
+
+// admitter is an executor that waits for the step's admission (ops.Admit)
+// itself, once the container is ready to start.
+type admitter interface{ AdmitsContainers() }
 
 // Exec implements ops.Op.
 func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
