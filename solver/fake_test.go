@@ -31,6 +31,13 @@ type fakeWorker struct {
 	live    map[string]int // handles not yet released, by id
 
 	running, maxRunning atomic.Int32
+	// selfAdmit makes exec steps ask for their admission themselves
+	// (ops.Admit) after a preparation of prepare; forgetRelease makes
+	// them never release it. inExec counts the steps in Exec at all
+	// (preparing or running), maxInExec its peak.
+	selfAdmit, forgetRelease bool
+	prepare                  time.Duration
+	inExec, maxInExec        atomic.Int32
 	// started is signalled when a "block" command starts.
 	started chan string
 	// cancelled records commands whose context ended while running.
@@ -164,7 +171,7 @@ type fakeOp struct {
 func (o *fakeOp) ContentKeyed() bool { return o.v.Op.Source != nil && o.v.Op.Source.Local != nil }
 
 func (o *fakeOp) CacheMap(context.Context) (*ops.CacheMap, error) {
-	cm := &ops.CacheMap{Digest: o.v.Op.Digest(), UsesExecutor: o.v.Op.Exec != nil}
+	cm := &ops.CacheMap{Digest: o.v.Op.Digest(), UsesExecutor: o.v.Op.Exec != nil, AdmitsItself: o.v.Op.Exec != nil && o.w.selfAdmit}
 	if f := o.v.Op.File; f != nil {
 		cm.Deps = make([]ops.Dep, len(o.v.Inputs))
 		for _, a := range f.Actions {
@@ -189,6 +196,18 @@ func (o *fakeOp) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 		o.w.mu.Lock()
 		o.w.execs[cmd]++
 		o.w.mu.Unlock()
+		if o.w.selfAdmit {
+			peak(&o.w.maxInExec, o.w.inExec.Add(1))
+			defer o.w.inExec.Add(-1)
+			time.Sleep(o.w.prepare)
+			release, err := ops.Admit(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !o.w.forgetRelease {
+				defer release()
+			}
+		}
 		n := o.w.running.Add(1)
 		defer o.w.running.Add(-1)
 		for {
@@ -266,4 +285,14 @@ func (s *fakeSession) DialSSH(context.Context, string) (net.Conn, error) {
 }
 func (s *fakeSession) Credentials(context.Context, string) (session.Credential, bool, error) {
 	return session.Credential{}, false, nil
+}
+
+// peak raises m to n if n is higher.
+func peak(m *atomic.Int32, n int32) {
+	for {
+		old := m.Load()
+		if n <= old || m.CompareAndSwap(old, n) {
+			return
+		}
+	}
 }

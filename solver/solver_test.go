@@ -193,6 +193,37 @@ func TestParallelismBound(t *testing.T) {
 	}
 }
 
+// TestSelfAdmission: a step whose executor asks for its admission itself
+// (ops.Admit) prepares beside the running steps but runs within the
+// bound; one that never releases its admission is released when it ends.
+func TestSelfAdmission(t *testing.T) {
+	tests := []struct {
+		name          string
+		forgetRelease bool
+	}{
+		{"executor releases", false},
+		{"solver releases what the executor kept", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newFakeWorker()
+			w.selfAdmit, w.forgetRelease, w.prepare = true, tt.forgetRelease, 20*time.Millisecond
+			s := New(w, memory.New(), WithMaxParallelism(1))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := s.Solve(ctx, []*graph.Vertex{parallelGraph(4, "30ms")}, SolveOpt{Session: &fakeSession{}}); err != nil {
+				t.Fatalf("Solve: %v", err)
+			}
+			if got := w.maxRunning.Load(); got != 1 {
+				t.Errorf("%d steps ran at once, want 1 (max-parallelism 1)", got)
+			}
+			if got := w.maxInExec.Load(); got < 2 {
+				t.Errorf("at most %d steps were in Exec at once: preparing never overlapped a running step", got)
+			}
+		})
+	}
+}
+
 func TestConcurrentBuildsShareSteps(t *testing.T) {
 	w := newFakeWorker()
 	s := New(w, memory.New(), WithMaxParallelism(4))
