@@ -350,10 +350,7 @@ func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]
 		if _, ok := st.imageBlobs[info.Digest]; ok || labelled[info.Digest] {
 			return nil
 		}
-		last := info.UpdatedAt
-		if info.CreatedAt.After(last) {
-			last = info.CreatedAt
-		}
+		last := blobLastUse(info)
 		if last.After(cutoff) || (st.busy && last.After(graceCut)) {
 			return nil
 		}
@@ -364,13 +361,7 @@ func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]
 		return fmt.Errorf("list blobs: %w", err)
 	}
 	if budget >= 0 {
-		lastUse := func(i ctrcontent.Info) time.Time {
-			if i.CreatedAt.After(i.UpdatedAt) {
-				return i.CreatedAt
-			}
-			return i.UpdatedAt
-		}
-		sort.SliceStable(victims, func(i, j int) bool { return lastUse(victims[i]).Before(lastUse(victims[j])) })
+		sort.SliceStable(victims, func(i, j int) bool { return blobLastUse(victims[i]).Before(blobLastUse(victims[j])) })
 		var size int64
 		for _, v := range victims {
 			size += v.Size
@@ -396,4 +387,12 @@ func (c *Collector) removeBlobs(ctx context.Context, st *state, gone map[string]
 		}
 	}
 	return nil
+}
+
+// blobLastUse is when a blob was last written or used.
+func blobLastUse(info ctrcontent.Info) time.Time {
+	if info.CreatedAt.After(info.UpdatedAt) {
+		return info.CreatedAt
+	}
+	return info.UpdatedAt
 }
