@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-
-	"github.com/containerd/platforms"
+	"runtime"
+	"slices"
 
 	"github.com/kiln-build/kiln/api"
 	"github.com/kiln-build/kiln/cache/remote"
@@ -19,19 +19,19 @@ import (
 // newBuildKit makes BuildKit's API over the engine (buildctl and docker
 // buildx with the remote driver), served next to Kiln's own.
 func newBuildKit(cfg *config.Config, eng *engine.Engine, w *api.WorkerInfo, policies []gc.Policy, log *slog.Logger) (*buildkit.Service, error) {
-	plats, err := buildkit.ParsePlatforms(w.Platforms)
+	// The platforms Kiln's own Info reports (native, then those binfmt
+	// emulates), plus those BuildKit's worker lists beside them: 386 on
+	// amd64 (it runs natively) and arm/v6 wherever arm/v7 runs.
+	list := append(slices.Clone(w.Platforms), w.EmulatedPlatforms...)
+	if runtime.GOARCH == "amd64" {
+		list = append(list, "linux/386")
+	}
+	if slices.Contains(list, "linux/arm/v7") {
+		list = append(list, "linux/arm/v6")
+	}
+	plats, err := buildkit.ParsePlatforms(list)
 	if err != nil {
 		return nil, err
-	}
-	have := map[string]bool{}
-	for _, p := range plats {
-		have[platforms.Format(p)] = true
-	}
-	for _, p := range buildkit.EmulatedPlatforms("/proc/sys/fs/binfmt_misc") {
-		if !have[platforms.Format(p)] {
-			have[platforms.Format(p)] = true
-			plats = append(plats, p)
-		}
 	}
 	host, _ := os.Hostname()
 	id, err := remote.WriterID(cfg.Root)
