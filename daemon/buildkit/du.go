@@ -2,6 +2,7 @@ package buildkit
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (c *control) DiskUsage(ctx context.Context, req *controlapi.DiskUsageReques
 	}
 	resp := &controlapi.DiskUsageResponse{}
 	for _, r := range recs {
-		if (len(types) > 0 && !contains(types, r.Type)) || (until > 0 && time.Since(lastUse(r)) < until) {
+		if (len(types) > 0 && !slices.Contains(types, r.Type)) || (until > 0 && time.Since(lastUse(r)) < until) {
 			continue
 		}
 		resp.Record = append(resp.Record, usageRecord(r))
@@ -106,13 +107,4 @@ func lastUse(r disk.Record) time.Time {
 		return r.LastUsed
 	}
 	return r.Created
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

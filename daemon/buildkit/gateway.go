@@ -70,12 +70,12 @@ func (g *bridge) build(ref string) *gatewayBuild {
 	return b
 }
 
-func (g *bridge) buildOf(ctx context.Context) (string, *gatewayBuild, error) {
+func (g *bridge) buildOf(ctx context.Context) (*gatewayBuild, error) {
 	ref := buildid.FromIncomingContext(ctx)
 	if ref == "" {
-		return "", nil, errdefs.Invalidf("gateway call without a build id (the %q metadata)", "buildkit-controlapi-buildid")
+		return nil, errdefs.Invalidf("gateway call without a build id (the %q metadata)", "buildkit-controlapi-buildid")
 	}
-	return ref, g.build(ref), nil
+	return g.build(ref), nil
 }
 
 // await waits for the client's Return of build ref and forgets the build.
@@ -142,7 +142,7 @@ func llbCaps() []*apicapspb.APICap {
 // Solve accepts a request for a frontend's result (dockerfile.v0, or a
 // frontend image with gateway.v0) or an LLB definition's.
 func (g *bridge) Solve(ctx context.Context, req *gatewayapi.SolveRequest) (*gatewayapi.SolveResponse, error) {
-	_, b, err := g.buildOf(ctx)
+	b, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (g *bridge) Solve(ctx context.Context, req *gatewayapi.SolveRequest) (*gate
 
 // Return takes the client's result (or error) for export.
 func (g *bridge) Return(ctx context.Context, req *gatewayapi.ReturnRequest) (*gatewayapi.ReturnResponse, error) {
-	_, b, err := g.buildOf(ctx)
+	b, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func (g *bridge) resultJob(b *gatewayBuild, res *gatewayapi.Result) (*solveJob, 
 // Warn takes a warning of the client's build function: it goes out with
 // the build's progress (Status) as the frontend's warnings do.
 func (g *bridge) Warn(ctx context.Context, req *gatewayapi.WarnRequest) (*gatewayapi.WarnResponse, error) {
-	_, b, err := g.buildOf(ctx)
+	b, err := g.buildOf(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"strings"
 
 	controlapi "github.com/moby/buildkit/api/services/control"
 	"github.com/moby/buildkit/solver/pb"
@@ -35,7 +36,7 @@ func (c *control) Solve(ctx context.Context, req *controlapi.SolveRequest) (*con
 		return nil, err
 	}
 	resp, err := c.s.solve(ctx, req, st)
-	c.s.solves.end(st, err)
+	c.s.solves.end(st)
 	return resp, err
 }
 
@@ -163,14 +164,15 @@ const maxDockerfile = 8 << 20
 // .dockerignore from the context. Both transfers run at once.
 func (s *Service) readDockerfile(ctx context.Context, sess *sessionAdapter, o *dockerfileOpts, req *engine.Request) error {
 	name := path.Clean(o.filename)
-	if path.IsAbs(name) || name == ".." || len(name) > 2 && name[:3] == "../" {
+	if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
 		return errdefs.Invalidf("filename %q: must be a path inside the dockerfile directory", o.filename)
 	}
 	req.DockerfileName = o.filename
 	var (
 		dfDir, ctxDir string
-		ignore        []byte
-		hasIgnore     bool
+		// ignore is nil without a .dockerignore (readSmall returns a
+		// non-nil slice for an empty file).
+		ignore []byte
 	)
 	defer func() {
 		for _, d := range []string{dfDir, ctxDir} {
@@ -199,7 +201,7 @@ func (s *Service) readDockerfile(ctx context.Context, sess *sessionAdapter, o *d
 			return nil // no context: no .dockerignore either
 		}
 		if err == nil {
-			ignore, hasIgnore, err = readSmall(ctxDir, ".dockerignore")
+			ignore, _, err = readSmall(ctxDir, ".dockerignore")
 		}
 		return err
 	})
@@ -217,14 +219,9 @@ func (s *Service) readDockerfile(ctx context.Context, sess *sessionAdapter, o *d
 	if b, ok, err := readSmall(dfDir, name+".dockerignore"); err != nil {
 		return err
 	} else if ok {
-		ignore, hasIgnore = b, true
+		ignore = b
 	}
-	if hasIgnore {
-		req.Dockerignore = ignore
-		if req.Dockerignore == nil {
-			req.Dockerignore = []byte{}
-		}
-	}
+	req.Dockerignore = ignore
 	return nil
 }
 

@@ -33,7 +33,6 @@ type solve struct {
 	done     chan struct{} // closed when the Solve returns
 	started  bool          // the engine received the build
 	finished time.Time
-	err      error
 	// warnings are the client's build function's (gateway Warn calls):
 	// Status sends them with the build's first progress.
 	warnings []*controlapi.VertexWarning
@@ -99,24 +98,11 @@ func (ss *solves) takeWarnings(s *solve) []*controlapi.VertexWarning {
 	return w
 }
 
-func (ss *solves) end(s *solve, err error) {
+func (ss *solves) end(s *solve) {
 	ss.mu.Lock()
-	s.finished, s.err = time.Now(), err
+	s.finished = time.Now()
 	ss.mu.Unlock()
 	close(s.done)
-}
-
-// active lists the Solves running now.
-func (ss *solves) active() []*solve {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	var out []*solve
-	for _, s := range ss.m {
-		if s.req != nil && s.finished.IsZero() {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 func (ss *solves) isStarted(s *solve) bool {
