@@ -112,7 +112,7 @@ func (e *Engine) Build(ctx context.Context, req Request, sess session.Session, p
 		return nil, err
 	}
 	trace := history.NewRecorder()
-	pw = e.running.start(req.Ref, teeWriter{pw, trace})
+	pw = e.running.start(req.Ref, progress.Tee(pw, trace))
 	sess = recordSecrets(sess, trace)
 	rec := history.Record{Ref: req.Ref, Created: start, Target: req.Target, DockerfileName: req.DockerfileName}
 	e.history.Start(ctx, rec)

@@ -5,22 +5,9 @@ import (
 
 	cachelocal "github.com/kiln-build/kiln/cache/remote/local"
 	"github.com/kiln-build/kiln/engine/history"
-	"github.com/kiln-build/kiln/progress"
 	"github.com/kiln-build/kiln/session"
 	"github.com/kiln-build/kiln/source/local"
 )
-
-// teeWriter writes each event to the build's writer and to its history
-// trace.
-type teeWriter struct {
-	pw    progress.Writer
-	trace *history.Recorder
-}
-
-func (t teeWriter) Write(e progress.Event) {
-	t.pw.Write(e)
-	t.trace.Write(e)
-}
 
 // secretRecorder tells the trace every secret the build fetches, so
 // that the history never keeps one (a step may print it).

@@ -96,14 +96,11 @@ func New(ctx context.Context, src Sources) *Metrics {
 		Name: "kiln_step_oom_kills_total", Help: "RUN steps whose container the kernel's OOM killer hit.",
 	})
 	m.reg.MustRegister(m.builds, m.buildDuration, m.steps, m.stepDuration, m.stepCPU, m.stepIO, m.stepMemory, m.oomKills)
-	for _, src := range []struct{ name, help string }{
-		{"local", "Share of the cache lookups of finished builds that the local cache answered."},
-		{"shared", "Share of the cache lookups of finished builds that a remote cache (shared index, --cache-from) answered."},
-	} {
+	for _, cache := range []string{"local", "shared"} {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kiln_cache_hit_ratio", Help: "Share of the cache lookups of finished builds answered by a cache (local, or shared: any remote cache).",
-			ConstLabels: prometheus.Labels{"cache": src.name},
-		}, func() float64 { return m.hitRatio(src.name) }))
+			ConstLabels: prometheus.Labels{"cache": cache},
+		}, func() float64 { return m.hitRatio(cache) }))
 	}
 	if src.Exported != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

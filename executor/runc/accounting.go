@@ -94,7 +94,6 @@ type account struct {
 	cgroupsPath string       // for the spec; "" lets the runtime pick
 	cloneInto   string       // cgroup v2 directory to start the runtime in
 	oomBefore   int64        // /proc/vmstat oom_kill at the start (cgroup v1)
-	totalRAM    int64
 }
 
 func (e *Executor) newAccount(id string) (*account, error) {
@@ -119,10 +118,6 @@ func (e *Executor) newAccount(id string) (*account, error) {
 	if e.cg.Mode() == cgroup.V1 {
 		a.oomBefore = vmstatOOMKills()
 	}
-	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil {
-		a.totalRAM = int64(si.Totalram) * int64(si.Unit)
-	}
 	return a, nil
 }
 
@@ -146,7 +141,13 @@ func (a *account) finish(res runResult, runErr error, usage *executor.Usage) err
 		}
 	}
 	if exit && u.OOMKilled {
-		ee.OOMKilled, ee.MemoryPeak, ee.MemoryTotal = true, u.MemoryPeak, a.totalRAM
+		ee.OOMKilled, ee.MemoryPeak = true, u.MemoryPeak
+		// The machine's memory, for the message; read only when it is
+		// needed.
+		var si unix.Sysinfo_t
+		if unix.Sysinfo(&si) == nil {
+			ee.MemoryTotal = int64(si.Totalram) * int64(si.Unit)
+		}
 	}
 	if usage != nil {
 		*usage = u

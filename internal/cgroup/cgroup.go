@@ -126,16 +126,6 @@ func hasControllers(dir string, names ...string) bool {
 // Mode returns how steps are measured.
 func (h *Hierarchy) Mode() Mode { return h.mode }
 
-// HasPressure reports whether steps' cgroups keep pressure (PSI) figures:
-// a v2 hierarchy is mounted (on a hybrid host too) and the kernel has PSI.
-func (h *Hierarchy) HasPressure() bool {
-	if h.unified == "" {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(h.unified, "cpu.pressure"))
-	return err == nil
-}
-
 // Mounts returns every cgroup mount point of the machine.
 func (h *Hierarchy) Mounts() []string { return slices.Clone(h.mounts) }
 
@@ -213,8 +203,11 @@ func (h *Hierarchy) NewStep(parent, id string) (*Step, error) {
 	}
 	var enable []string
 	if h.mode == V2 {
+		// The controllers the parent offers, read once.
+		data, _ := os.ReadFile(filepath.Join(h.unified, prel, "cgroup.controllers"))
+		have := strings.Fields(string(data))
 		for _, c := range v2Controllers {
-			if hasControllers(filepath.Join(h.unified, prel), c) {
+			if slices.Contains(have, c) {
 				enable = append(enable, c)
 			}
 		}

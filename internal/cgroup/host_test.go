@@ -25,7 +25,7 @@ func TestStepOnHost(t *testing.T) {
 	if h.Mode() == None {
 		t.Skip("no usable cgroup hierarchy")
 	}
-	t.Logf("mode %v, v2 at %q, pressure %v", h.Mode(), h.Unified(), h.HasPressure())
+	t.Logf("mode %v, v2 at %q", h.Mode(), h.Unified())
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	parent := "/kiln-test-" + hex.EncodeToString(b[:])
