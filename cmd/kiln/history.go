@@ -137,11 +137,19 @@ func historyRecord(cmd *cobra.Command, args []string) (*api.BuildRecord, error) 
 	if len(args) > 0 {
 		ref = args[0]
 	}
+	// A full ref, or the newest build, takes one request.
+	recs, err := c.History(ctx, client.HistoryOptions{Ref: ref, Limit: 1, Trace: true})
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 1 {
+		return recs[0], nil
+	}
 	full, err := resolveBuildRef(ctx, c, ref)
 	if err != nil {
 		return nil, err
 	}
-	recs, err := c.History(ctx, client.HistoryOptions{Ref: full, Limit: 1, Trace: true})
+	recs, err = c.History(ctx, client.HistoryOptions{Ref: full, Limit: 1, Trace: true})
 	if err != nil {
 		return nil, err
 	}

@@ -35,10 +35,7 @@ func historyStatus(s string) string {
 
 // buildName names a build in kiln history ls: its Dockerfile and target.
 func buildName(r *api.BuildRecord) string {
-	n := r.GetDockerfileName()
-	if n == "" {
-		n = "Dockerfile"
-	}
+	n := dockerfileName(r)
 	if t := r.GetTarget(); t != "" {
 		n += " (" + t + ")"
 	}
@@ -109,15 +106,20 @@ func printHistory(w io.Writer, recs []*api.BuildRecord, format string, now time.
 	return fmt.Errorf("--format %q: want table or json", format)
 }
 
+// dockerfileName is the Dockerfile a build read ("Dockerfile" unless
+// named).
+func dockerfileName(r *api.BuildRecord) string {
+	if n := r.GetDockerfileName(); n != "" {
+		return n
+	}
+	return "Dockerfile"
+}
+
 // printBuildInspect prints one record as docker buildx history inspect does,
 // with each step's time and cache status.
 func printBuildInspect(w io.Writer, r *api.BuildRecord, kilnPath string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 1, ' ', 0)
-	df := r.GetDockerfileName()
-	if df == "" {
-		df = "Dockerfile"
-	}
-	fmt.Fprintf(tw, "Dockerfile:\t%s\n", df)
+	fmt.Fprintf(tw, "Dockerfile:\t%s\n", dockerfileName(r))
 	if t := r.GetTarget(); t != "" {
 		fmt.Fprintf(tw, "Target:\t%s\n", t)
 	}

@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,11 +41,7 @@ type Options struct {
 	// FreeBytes reads the free space of the root's file system, for
 	// PruneRequest.MinFreeBytes (see Space).
 	FreeBytes func() (int64, error)
-	// Interval is the time-based trigger of the automatic gc: a pass
-	// this often besides the one after every build (0: DefaultInterval;
-	// negative: none).
-	Interval time.Duration
-	Logger   *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Service reports and prunes the daemon's storage. It is safe for
@@ -192,18 +187,19 @@ func (s *Service) Policies() []gc.Policy {
 	return nil
 }
 
-// DefaultInterval is Options.Interval when it is zero.
-const DefaultInterval = time.Minute
+// Interval is the time-based trigger of the automatic gc: a pass this
+// often besides the one after every build.
+const Interval = time.Minute
 
 // autoGCTimeout bounds one automatic gc pass.
 const autoGCTimeout = 10 * time.Minute
 
 // Start starts the time-based trigger of the automatic gc: a pass every
-// Options.Interval, which applies KeepDuration and free-space policies
-// while no build runs. Close stops it.
+// Interval, which applies KeepDuration and free-space policies while no
+// build runs. Close stops it.
 func (s *Service) Start() {
-	if len(s.Policies()) > 0 && s.o.Interval >= 0 {
-		s.auto.every(cmp.Or(s.o.Interval, DefaultInterval))
+	if len(s.Policies()) > 0 {
+		s.auto.every(Interval)
 	}
 }
 

@@ -199,21 +199,39 @@ func trim(tx *bolt.Tx) error {
 	return nil
 }
 
+// decode reads a stored record; without trace, its steps are skipped,
+// not decoded (a trace is up to a few hundred KiB).
+func decode(v []byte, trace bool) (Record, error) {
+	if trace {
+		var r Record
+		err := json.Unmarshal(v, &r)
+		return r, err
+	}
+	var s struct {
+		Record
+		Trace skipJSON `json:"trace"`
+	}
+	err := json.Unmarshal(v, &s)
+	return s.Record, err
+}
+
+// skipJSON decodes any JSON value into nothing.
+type skipJSON struct{}
+
+func (*skipJSON) UnmarshalJSON([]byte) error { return nil }
+
 // List returns finished records, newest first.
 func (s *Service) List(_ context.Context, f Filter) ([]Record, error) {
 	var out []Record
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
+			r, err := decode(v, f.Trace)
+			if err != nil {
 				return err
 			}
 			if !f.match(r) {
 				continue
-			}
-			if !f.Trace {
-				r.Trace = nil
 			}
 			out = append(out, r)
 			if f.Limit > 0 && len(out) >= f.Limit {
