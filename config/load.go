@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -182,12 +183,18 @@ func (l *loader) fail(path keyPath, format string, args ...any) {
 	l.errs = append(l.errs, l.located(path, fe))
 }
 
-func (l *loader) result() error {
-	if len(l.errs) == 0 {
+func (l *loader) result() error { return JoinErrors(l.errs) }
+
+// JoinErrors joins the problems found in a config file, in line order
+// (those without a line first), as one invalid-argument error; nil for
+// none.
+func JoinErrors(errs []error) error {
+	if len(errs) == 0 {
 		return nil
 	}
-	sort.SliceStable(l.errs, func(i, j int) bool { return errLine(l.errs[i]) < errLine(l.errs[j]) })
-	return errdefs.WithClass(errdefs.ErrInvalidArgument, errors.Join(l.errs...))
+	errs = slices.Clone(errs)
+	sort.SliceStable(errs, func(i, j int) bool { return errLine(errs[i]) < errLine(errs[j]) })
+	return errdefs.WithClass(errdefs.ErrInvalidArgument, errors.Join(errs...))
 }
 
 func errLine(err error) int {

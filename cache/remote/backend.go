@@ -32,8 +32,8 @@ type Backend struct {
 	// Export checks one --cache-to value of the type.
 	Export func(o Option) (ExportFunc, error)
 	// Index checks a kilnd.toml [[cache.registry]] table of the type: it
-	// binds its keys to p (the keys every shared index takes, SharedKeys,
-	// are bound already), calls p.Parse, checks what it needs and returns
+	// binds its keys to p (the keys every shared index takes, see
+	// bindShared, are bound already), calls p.Parse, checks what it needs and returns
 	// what makes the daemon's shared index.
 	Index func(p *config.TableParser) (IndexFunc, error)
 	// Blobs checks a [[cache.blob]] table of the type, as Index does,

@@ -2,13 +2,10 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 
 	"github.com/kiln-build/kiln/config"
-	"github.com/kiln-build/kiln/core/errdefs"
 )
 
 // Shared cache export modes (the export key of [[cache.registry]]).
@@ -16,11 +13,6 @@ const (
 	SharedExportAsync = "async"
 	SharedExportSync  = "sync"
 )
-
-// SharedKeys are the keys every [[cache.registry]] table takes, whatever
-// its type: export, flush-timeout and compression. Backends.Shared binds
-// them before the type's Index binds its own.
-var SharedKeys = []string{"export", "flush-timeout", "compression"}
 
 // SharedFunc opens the daemon's shared caches once its parts exist.
 type SharedFunc func(ctx context.Context, d Deps) ([]*Shared, error)
@@ -62,11 +54,8 @@ func (b Backends) Shared(indexes, blobs []config.Table) (SharedFunc, error) {
 		}
 		errs = append(errs, err)
 	}
-	// One table's problems are in line order already; tables do not
-	// overlap, so ordering the tables orders them all.
-	sort.SliceStable(errs, func(i, j int) bool { return errLine(errs[i]) < errLine(errs[j]) })
-	if err := errors.Join(errs...); err != nil {
-		return nil, errdefs.WithClass(errdefs.ErrInvalidArgument, err)
+	if err := config.JoinErrors(errs); err != nil {
+		return nil, err
 	}
 	if len(indexes) > 0 && len(blobs) == 0 {
 		return nil, indexes[0].Errorf("", `needs a [[cache.blob]] to keep the layers its records name (type = "filesystem", path = a directory every daemon shares)`)
@@ -110,16 +99,9 @@ func (b Backends) Shared(indexes, blobs []config.Table) (SharedFunc, error) {
 	}, nil
 }
 
-// errLine is the line of the first place err names, 0 for none.
-func errLine(err error) int {
-	var se *errdefs.SourceError
-	if errors.As(err, &se) {
-		return se.Range.Start
-	}
-	return 0
-}
-
-// bindShared binds SharedKeys to p.
+// bindShared binds the keys every [[cache.registry]] table takes, whatever
+// its type (export, flush-timeout, compression), to p: Backends.Shared
+// binds them before the type's Index binds its own.
 func bindShared(p *config.TableParser, o *SharedOptions) {
 	p.StringFunc("export", func(export string) error {
 		switch export {

@@ -10,8 +10,7 @@ import (
 // Backend is type=local: --cache-from src=DIRECTORY[,tag=|digest=] and
 // --cache-to dest=DIRECTORY[,tag=], an OCI layout on the client.
 func Backend() remote.Backend {
-	b := remote.ManifestBackend(ParseImport, ImportFactory, ParseExport, ExportFactory)
-	return b
+	return remote.ManifestBackend(ParseImport, ImportFactory, ParseExport, ExportFactory)
 }
 
 // ParseImport checks the attributes of a --cache-from value of the type.
