@@ -78,14 +78,17 @@ func (g *bridge) buildOf(ctx context.Context) (*gatewayBuild, error) {
 	return g.build(ref), nil
 }
 
-// await waits for the client's Return of build ref and forgets the build.
+// forget drops the gateway state of build ref.
+func (g *bridge) forget(ref string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.builds, ref)
+}
+
+// await waits for the client's Return of build ref (Solve forgets the
+// build when it ends).
 func (g *bridge) await(ctx context.Context, ref string) (*gatewayReturn, error) {
 	b := g.build(ref)
-	defer func() {
-		g.mu.Lock()
-		delete(g.builds, ref)
-		g.mu.Unlock()
-	}()
 	select {
 	case r := <-b.ret:
 		if r.err != nil {

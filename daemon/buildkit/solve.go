@@ -37,6 +37,9 @@ func (c *control) Solve(ctx context.Context, req *controlapi.SolveRequest) (*con
 	}
 	resp, err := c.s.solve(ctx, req, st)
 	c.s.solves.end(st)
+	// Whatever the Solve did, the build's gateway state goes with it
+	// (also when it ended before waiting for the client's Return).
+	c.s.bridge.forget(req.Ref)
 	return resp, err
 }
 
