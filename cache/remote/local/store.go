@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -98,18 +99,23 @@ func (b storeBlobs) read(ctx context.Context, desc ocispec.Descriptor) ([]byte, 
 	if err := desc.Digest.Validate(); err != nil {
 		return nil, errdefs.Invalidf("%s: blob digest %q: %v", b.label, desc.Digest, err)
 	}
-	if desc.Size == 0 {
-		n, err := b.Stat(ctx, desc.Digest)
-		if err != nil {
-			return nil, err
-		}
-		desc.Size = n
-	}
-	if desc.Size > 16<<20 {
-		return nil, errdefs.Invalidf("%s: blob %s is too large", b.label, desc.Digest)
-	}
-	data, err := content.ReadBlob(ctx, b.cs, desc)
+	// One request for the reader, whose size the client tells: the cap
+	// holds whatever size the descriptor claimed.
+	ra, err := b.cs.ReaderAt(ctx, desc)
 	if err != nil {
+		return nil, b.classify(desc.Digest, err)
+	}
+	defer ra.Close()
+	size := ra.Size()
+	if size > 16<<20 || (desc.Size > 0 && size != desc.Size) {
+		return nil, errdefs.Invalidf("%s: blob %s is too large or not its descriptor's size (%d bytes)", b.label, desc.Digest, size)
+	}
+	data := make([]byte, size)
+	// ReadAt may end a full read at the end of the blob with io.EOF.
+	if n, err := ra.ReadAt(data, 0); int64(n) < size || (err != nil && !errors.Is(err, io.EOF)) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, b.classify(desc.Digest, err)
 	}
 	if digest.FromBytes(data) != desc.Digest {
