@@ -69,11 +69,12 @@ func (s *Solver) runJob(ctx context.Context, sp jobSpec) (ops.Ref, error) {
 			if err != nil {
 				return nil, err
 			}
-			once := sync.OnceFunc(release)
+			// Release may be called again (Admission): by the
+			// executor, then here.
 			mu.Lock()
-			releases = append(releases, once)
+			releases = append(releases, release)
 			mu.Unlock()
-			return once, nil
+			return release, nil
 		})
 	case sp.slot:
 		release, _, err := s.admit.Acquire(ctx)

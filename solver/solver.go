@@ -48,8 +48,8 @@ type Exporter = cache.Exporter
 
 // Admission decides when a step that runs a container may start. Acquire
 // blocks until it may, or ctx ends (the error is then context.Cause(ctx)),
-// and returns how long the step waited and the function to call once,
-// when the step is over. *sched.Scheduler admits by measured pressure.
+// and returns how long the step waited and the function to call when the
+// step is over; calls after the first do nothing. *sched.Scheduler admits by measured pressure.
 type Admission interface {
 	Acquire(ctx context.Context) (release func(), waited time.Duration, err error)
 }
