@@ -27,7 +27,6 @@ import (
 	"github.com/kiln-build/kiln/frontend"
 	"github.com/kiln-build/kiln/gc"
 	"github.com/kiln-build/kiln/imagestore"
-	"github.com/kiln-build/kiln/internal/cgroup"
 	"github.com/kiln-build/kiln/layer"
 	"github.com/kiln-build/kiln/ops"
 	"github.com/kiln-build/kiln/ops/exec"
@@ -154,12 +153,8 @@ func Open(ctx context.Context, opts Options) (_ *Engine, err error) {
 		runtime = "runc"
 	}
 	execOpts := []runc.Option{runc.WithRuntime(runtime), runc.WithInsecureAllowed(opts.AllowInsecure), runc.WithLogger(opts.Logger)}
-	cg, err := cgroup.Detect()
-	if err != nil {
-		opts.Logger.Warn("cannot read the cgroup mounts: steps are not measured", "error", err)
-	} else {
-		execOpts = append(execOpts, runc.WithCgroups(cg))
-	}
+	// The executor finds the cgroup hierarchy itself; Accounting below
+	// says why steps are not measured when it cannot.
 	if len(opts.UIDMap) > 0 || len(opts.GIDMap) > 0 {
 		execOpts = append(execOpts, runc.WithUserNamespace(opts.UIDMap, opts.GIDMap))
 	}
