@@ -110,10 +110,7 @@ func (g *bridge) Ping(context.Context, *gatewayapi.PingRequest) (*gatewayapi.Pon
 		return out
 	}
 	w := g.s.o.Worker
-	rec := &apitypes.WorkerRecord{ID: w.ID, Labels: w.Labels}
-	for _, p := range w.Platforms {
-		rec.Platforms = append(rec.Platforms, &pb.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
-	}
+	rec := &apitypes.WorkerRecord{ID: w.ID, Labels: w.Labels, Platforms: w.pbPlatforms()}
 	return &gatewayapi.PongResponse{
 		FrontendAPICaps: caps(
 			string(gatewayapi.CapSolveBase), string(gatewayapi.CapReturnResult), string(gatewayapi.CapReturnMap),

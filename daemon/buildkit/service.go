@@ -43,6 +43,15 @@ type Worker struct {
 	GCPolicy  []GCPolicy
 }
 
+// pbPlatforms are the worker's platforms as BuildKit's records carry them.
+func (w Worker) pbPlatforms() []*pb.Platform {
+	out := make([]*pb.Platform, 0, len(w.Platforms))
+	for _, p := range w.Platforms {
+		out = append(out, &pb.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+	}
+	return out
+}
+
 // GCPolicy is one automatic gc policy, as BuildKit describes it.
 type GCPolicy struct {
 	All           bool
@@ -126,10 +135,7 @@ var _ controlapi.ControlServer = (*control)(nil)
 // nothing to choose between.
 func (c *control) ListWorkers(context.Context, *controlapi.ListWorkersRequest) (*controlapi.ListWorkersResponse, error) {
 	w := c.s.o.Worker
-	rec := &apitypes.WorkerRecord{ID: w.ID, Labels: w.Labels, BuildkitVersion: c.s.version()}
-	for _, p := range w.Platforms {
-		rec.Platforms = append(rec.Platforms, &pb.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
-	}
+	rec := &apitypes.WorkerRecord{ID: w.ID, Labels: w.Labels, BuildkitVersion: c.s.version(), Platforms: w.pbPlatforms()}
 	for _, p := range w.GCPolicy {
 		rec.GCPolicy = append(rec.GCPolicy, &apitypes.GCPolicy{
 			All: p.All, Filters: p.Filters, KeepDuration: int64(p.KeepDuration),
