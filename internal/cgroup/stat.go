@@ -59,10 +59,15 @@ func (g *Group) Path() string { return g.rel }
 
 // Stat reads the group's totals. In mode None it returns zero Stats.
 func (g *Group) Stat() (Stats, error) {
+	return g.stat(cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO)
+}
+
+// stat reads what mask selects of a v2 group (a v1 group: all of it).
+func (g *Group) stat(mask cgroup2.StatMask) (Stats, error) {
 	var st Stats
 	switch g.h.mode {
 	case V2:
-		m, err := g.v2.StatFiltered(cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO)
+		m, err := g.v2.StatFiltered(mask)
 		if err != nil {
 			return Stats{}, fmt.Errorf("read cgroup %s: %w", g.rel, err)
 		}
@@ -85,7 +90,7 @@ func (g *Group) Stat() (Stats, error) {
 		fromV1(&st, m)
 		if g.v2 != nil {
 			// The hybrid host's v2 half: pressure only.
-			p, err := g.v2.StatFiltered(cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatIO)
+			p, err := g.v2.StatFiltered(mask &^ cgroup2.StatMemoryEvents)
 			if err != nil {
 				return Stats{}, fmt.Errorf("read cgroup %s in %s: %w", g.rel, g.h.unified, err)
 			}
@@ -127,8 +132,9 @@ func workingSet(usage, inactiveFile uint64) int64 {
 }
 
 // Children returns the usage of each cgroup directly below g (the steps
-// running below a parent), by name. A child that goes away while it is
-// read is left out.
+// running below a parent), by name: CPU time, memory and their pressure,
+// what the scheduler samples every few ms (not OOM events or I/O, which
+// Stat reads). A child that goes away while it is read is left out.
 func (g *Group) Children() (map[string]Stats, error) {
 	dir := ""
 	switch g.h.mode {
@@ -162,7 +168,7 @@ func (g *Group) Children() (map[string]Stats, error) {
 				c.v2, _ = cgroup2.Load(c.rel, cgroup2.WithMountpoint(g.h.unified))
 			}
 		}
-		st, err := c.Stat()
+		st, err := c.stat(cgroup2.StatCPU | cgroup2.StatMemory)
 		if err != nil {
 			continue // gone meanwhile
 		}
