@@ -82,9 +82,7 @@ func (h *HostSource) Sample() (Sample, error) {
 			}
 			s.Steps[name] = smp
 		}
-		if st, err := h.steps.Stat(); err == nil && st.PressureKnown {
-			s.CPUStall, s.CPUAvg10, s.StepsCPUStall = st.Pressure.CPU, st.Pressure.CPUAvg10, true
-		}
+		s.CPUStall, s.CPUAvg10, s.StepsCPUStall = h.steps.CPUPressure()
 	}
 	some := func(resource string) (time.Duration, float64, bool) {
 		st, err := h.proc.PSIStatsForResource(resource)

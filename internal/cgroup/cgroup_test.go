@@ -112,6 +112,19 @@ func TestStatV2(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("stats (-want +got):\n%s", d)
 	}
+	// The parent's Children reads the figures the scheduler samples.
+	parent, err := h.Parent("kiln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids, err := parent.Children()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKid := Stats{CPU: want.CPU, Memory: want.Memory, WorkingSet: want.WorkingSet, Pressure: Pressure{CPU: want.Pressure.CPU, CPUAvg10: 1}, PressureKnown: true}
+	if d := cmp.Diff(map[string]Stats{"abc": wantKid}, kids); d != "" {
+		t.Errorf("children (-want +got):\n%s", d)
+	}
 	for _, f := range []string{"cpu.stat", "cpu.pressure", "memory.stat", "memory.current", "memory.peak", "memory.pressure", "memory.events", "io.pressure", "cgroup.controllers", "cgroup.subtree_control"} {
 		os.Remove(filepath.Join(step, f))
 	}
@@ -179,8 +192,17 @@ func TestStatV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want.MemoryPeak = 0 // Stat's only
 	if d := cmp.Diff(map[string]Stats{"abc": want}, kids); d != "" {
 		t.Errorf("children (-want +got):\n%s", d)
+	}
+	// The parent's own CPU pressure, from the v2 half.
+	if _, _, ok := parent.CPUPressure(); ok {
+		t.Error("CPU pressure known without the file")
+	}
+	write(t, filepath.Join(unified, "kiln", "cpu.pressure"), "some avg10=2.50 avg60=0.00 avg300=0.00 total=3000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+	if total, avg10, ok := parent.CPUPressure(); !ok || total != 3*time.Millisecond || avg10 != 2.5 {
+		t.Errorf("parent CPU pressure %v, %v, %v; want 3ms, 2.5, true", total, avg10, ok)
 	}
 }
 
@@ -194,5 +216,35 @@ func TestNewStepRejectsPaths(t *testing.T) {
 	}
 	if _, err := h.Parent("/"); err == nil {
 		t.Error("Parent(/) succeeded")
+	}
+}
+
+func TestPSISome(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in    string
+		total time.Duration
+		avg10 float64
+		ok    bool
+	}{
+		{"some avg10=1.50 avg60=0.50 avg300=0.10 total=250000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=9\n", 250 * time.Millisecond, 1.5, true},
+		{"full avg10=0.00 avg60=0.00 avg300=0.00 total=9\n", 0, 0, false},
+		{"some avg10=0.00 total=x\n", 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		total, avg10, ok := psiSome([]byte(tc.in))
+		if total != tc.total || avg10 != tc.avg10 || ok != tc.ok {
+			t.Errorf("psiSome(%q) = %v, %v, %v; want %v, %v, %v", tc.in, total, avg10, ok, tc.total, tc.avg10, tc.ok)
+		}
+	}
+}
+
+func TestKeyValue(t *testing.T) {
+	t.Parallel()
+	data := []byte("inactive_anon 5\ninactive_file 1024\ntotal_inactive_file 4096\n")
+	for key, want := range map[string]uint64{"inactive_file": 1024, "total_inactive_file": 4096, "inactive": 0, "missing": 0} {
+		if got := keyValue(data, key); got != want {
+			t.Errorf("keyValue(%q) = %d, want %d", key, got, want)
+		}
 	}
 }

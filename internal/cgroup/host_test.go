@@ -3,6 +3,7 @@ package cgroup
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,12 +89,57 @@ head -c 67108864 /dev/zero > ` + shm + `; rm -f ` + shm
 	if pst.CPU < st.CPU {
 		t.Errorf("parent CPU %v < step CPU %v", pst.CPU, st.CPU)
 	}
+	// The scheduler's reading of the same step, from the files directly.
+	kids, err := pg.Children()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Charged memory moves a little between two reads of an empty
+	// cgroup (the kernel's per-CPU charge batches); CPU time does not.
+	near := func(a, b int64) bool { return a > 0 && b > 0 && max(a-b, b-a) < 1<<20 }
+	if k, ok := kids["step"]; !ok || k.CPU != st.CPU || !near(k.Memory, st.Memory) || !near(k.WorkingSet, st.WorkingSet) || k.PressureKnown != st.PressureKnown {
+		t.Errorf("Children()[step] = %+v (found %v); Stat has CPU %v, memory %d, working set %d, pressure known %v", k, ok, st.CPU, st.Memory, st.WorkingSet, st.PressureKnown)
+	}
 	if err := s.Remove(); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range h.mounts {
 		if _, err := os.Stat(filepath.Join(m, parent, "step")); !os.IsNotExist(err) {
 			t.Errorf("step cgroup left in %s: %v", m, err)
+		}
+	}
+}
+
+// BenchmarkChildren measures the scheduler's sample of four idle steps.
+func BenchmarkChildren(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root (creates cgroups)")
+	}
+	h, err := Detect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if h.Mode() == None {
+		b.Skip("no usable cgroup hierarchy")
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	parent := "/kiln-bench-" + hex.EncodeToString(r[:])
+	pg, err := h.Parent(parent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = h.RemoveParent(parent) })
+	for i := range 4 {
+		s, err := h.NewStep(parent, fmt.Sprintf("s%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Remove() })
+	}
+	for b.Loop() {
+		if _, err := pg.Children(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3/cgroup1"
@@ -132,9 +134,17 @@ func workingSet(usage, inactiveFile uint64) int64 {
 }
 
 // Children returns the usage of each cgroup directly below g (the steps
-// running below a parent), by name: CPU time, memory and their pressure,
-// what the scheduler samples every few ms (not OOM events or I/O, which
-// Stat reads). A child that goes away while it is read is left out.
+// running below a parent), by name: CPU time, memory now, working set
+// and CPU pressure, what the scheduler samples every few ms. The other
+// fields are zero (Stat reads them). A child that goes away while it is
+// read is left out.
+//
+// It reads the few files those figures live in itself rather than load
+// each child through containerd/cgroups, whose Stat reads every file of
+// every controller: 1.3 ms for four idle steps on a hybrid host, 0.45 ms
+// this way (BenchmarkChildren), and 3-11 ms against 1-2 ms while steps
+// start beside it, on a path the scheduler takes every 5 ms while steps
+// wait to start.
 func (g *Group) Children() (map[string]Stats, error) {
 	dir := ""
 	switch g.h.mode {
@@ -154,27 +164,139 @@ func (g *Group) Children() (map[string]Stats, error) {
 		if !e.IsDir() {
 			continue
 		}
-		c := &Group{h: g.h, rel: path.Join(g.rel, e.Name())}
-		switch g.h.mode {
-		case V2:
-			if c.v2, err = cgroup2.Load(c.rel, cgroup2.WithMountpoint(g.h.unified)); err != nil {
-				continue
-			}
-		case V1:
-			if c.v1, err = cgroup1.Load(cgroup1.StaticPath(c.rel), cgroup1.WithHierarchy(g.h.v1Subsystems)); err != nil {
-				continue
-			}
-			if g.v2 != nil {
-				c.v2, _ = cgroup2.Load(c.rel, cgroup2.WithMountpoint(g.h.unified))
-			}
-		}
-		st, err := c.stat(cgroup2.StatCPU | cgroup2.StatMemory)
+		st, err := g.h.usage(path.Join(g.rel, e.Name()))
 		if err != nil {
 			continue // gone meanwhile
 		}
 		out[e.Name()] = st
 	}
 	return out, nil
+}
+
+// CPUPressure returns g's PSI "some" CPU total and ten-second average,
+// and whether the kernel keeps them for it (a cgroup v2 hierarchy, or a
+// hybrid host's v2 half, with PSI).
+func (g *Group) CPUPressure() (total time.Duration, avg10 float64, ok bool) {
+	if g.h.unified == "" {
+		return 0, 0, false
+	}
+	data, err := os.ReadFile(filepath.Join(g.h.unified, g.rel, "cpu.pressure"))
+	if err != nil {
+		return 0, 0, false
+	}
+	return psiSome(data)
+}
+
+// usage reads one cgroup's CPU time, memory, working set and CPU
+// pressure from its files (see Children).
+func (h *Hierarchy) usage(rel string) (Stats, error) {
+	var st Stats
+	var memStat []byte
+	switch h.mode {
+	case V2:
+		d := filepath.Join(h.unified, rel)
+		usec, err := readKey(filepath.Join(d, "cpu.stat"), "usage_usec")
+		if err != nil {
+			return Stats{}, err
+		}
+		st.CPU = time.Duration(usec) * time.Microsecond
+		// Without the memory controller the files are missing, and
+		// memory is unknown (zero), as Stat has it.
+		if cur, err := readUint(filepath.Join(d, "memory.current")); err == nil {
+			st.Memory = int64(cur)
+			if memStat, err = os.ReadFile(filepath.Join(d, "memory.stat")); err != nil {
+				return Stats{}, err
+			}
+			st.WorkingSet = workingSet(cur, keyValue(memStat, "inactive_file"))
+		}
+	case V1:
+		ns, err := readUint(filepath.Join(h.v1root, "cpuacct", rel, "cpuacct.usage"))
+		if err != nil {
+			return Stats{}, err
+		}
+		st.CPU = time.Duration(ns)
+		d := filepath.Join(h.v1root, "memory", rel)
+		cur, err := readUint(filepath.Join(d, "memory.usage_in_bytes"))
+		if err != nil {
+			return Stats{}, err
+		}
+		if memStat, err = os.ReadFile(filepath.Join(d, "memory.stat")); err != nil {
+			return Stats{}, err
+		}
+		st.Memory = int64(cur)
+		st.WorkingSet = workingSet(cur, keyValue(memStat, "total_inactive_file"))
+	}
+	if h.unified != "" {
+		// The kernel has PSI per cgroup when the file is there.
+		if data, err := os.ReadFile(filepath.Join(h.unified, rel, "cpu.pressure")); err == nil {
+			if total, avg10, ok := psiSome(data); ok {
+				st.Pressure = Pressure{CPU: total, CPUAvg10: avg10}
+				st.PressureKnown = true
+			}
+		}
+	}
+	return st, nil
+}
+
+// readUint reads a file holding one decimal number.
+func readUint(file string) (uint64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", file, err)
+	}
+	return v, nil
+}
+
+// readKey reads the value of key in a flat-keyed file ("key value"
+// lines), such as cpu.stat.
+func readKey(file, key string) (uint64, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	return keyValue(data, key), nil
+}
+
+// keyValue returns key's value in flat-keyed data, 0 when absent.
+func keyValue(data []byte, key string) uint64 {
+	for line := range strings.Lines(string(data)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if ok && k == key {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// psiSome parses the "some" line of a PSI file ("some avg10=0.00 avg60=0.00
+// avg300=0.00 total=1000"): its total stall (microseconds in the file)
+// and ten-second average.
+func psiSome(data []byte) (total time.Duration, avg10 float64, ok bool) {
+	for line := range strings.Lines(string(data)) {
+		fields := strings.Fields(line)
+		if len(fields) == 0 || fields[0] != "some" {
+			continue
+		}
+		for _, f := range fields[1:] {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "avg10":
+				avg10, _ = strconv.ParseFloat(v, 64)
+			case "total":
+				us, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return 0, 0, false
+				}
+				total, ok = time.Duration(us)*time.Microsecond, true
+			}
+		}
+	}
+	return total, avg10, ok
 }
 
 // isBusy reports whether err is EBUSY (a cgroup still has processes or
