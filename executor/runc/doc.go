@@ -68,6 +68,13 @@
 // and starts it directly in the step's v2 cgroup (clone3
 // CLONE_INTO_CGROUP), where the step's pressure is kept.
 //
+// crun is executed from a copy of its binary that the executor makes once,
+// in a memfd sealed against writes, shrinking and growing
+// (runtime.go, sealedCopy): a container cannot overwrite the runtime
+// through /proc/<pid>/exe (CVE-2019-5736), and crun, which would
+// otherwise make such a copy of itself and re-execute it on every call,
+// sees that it already runs from one (~5 ms less per container).
+//
 // # Accounting
 //
 // Each container gets a cgroup of its own, /kiln/<daemon>/<id>, created
