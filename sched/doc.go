@@ -46,8 +46,10 @@
 // executor reads its cgroup's memory.events).
 //
 // Steps are admitted in the order they asked. While steps wait, the
-// Scheduler samples every interval (50 ms by default) and admits as many
-// as the rules allow; when nothing waits it samples nothing.
+// Scheduler samples every interval (50 ms by default), or every 5 ms
+// while a running step is being measured or a memory hold is less than
+// 250 ms old (a program that starts grows for a moment), and admits as
+// many as the rules allow; when nothing waits it samples nothing.
 //
 // The measurements come from a Source: HostSource reads the steps' cgroups
 // (internal/cgroup), /proc/pressure and /proc/meminfo; tests use a fake.

@@ -72,6 +72,10 @@ const (
 	measureFor  = 20 * time.Millisecond
 	measureTick = 5 * time.Millisecond
 	unseenFor   = 2 * time.Second
+	// memoryTickFor is how long a memory hold is sampled every
+	// measureTick before the Scheduler falls back to its interval (a step
+	// that really fills memory may hold others for long).
+	memoryTickFor = 250 * time.Millisecond
 	// recentFor is how long a finished step's memory counts as what a
 	// new step may need.
 	recentFor = 30 * time.Second
@@ -88,11 +92,14 @@ type Scheduler struct {
 	samples []Sample // oldest first, the last pressureWindow or so
 	// live holds the running steps' admission times: the newest sample's
 	// time when they were admitted (zero until there is a sample).
-	live     map[*waiter]time.Time
-	held     string // why the first waiting step waits now
-	recent   map[string]recentStep
-	sampling bool
-	stats    Stats
+	live map[*waiter]time.Time
+	held string // why the first waiting step waits now
+	// heldSince is when held took its value (wall time): a memory hold
+	// that just began is sampled every measureTick (see loop).
+	heldSince time.Time
+	recent    map[string]recentStep
+	sampling  bool
+	stats     Stats
 }
 
 type waiter struct {
@@ -248,13 +255,18 @@ func (s *Scheduler) stale(now time.Time) bool {
 // dispatchLocked admits waiting steps, first come first served, while
 // the rules allow.
 func (s *Scheduler) dispatchLocked() {
+	held, admitted := s.held, false
 	s.held = ""
 	for len(s.queue) > 0 {
 		if reason := s.reasonLocked(); reason != "" {
 			s.stats.Held[reason]++
 			s.held = reason
+			if reason != held || admitted {
+				s.heldSince = time.Now()
+			}
 			return
 		}
+		admitted = true
 		w := s.queue[0]
 		s.queue = s.queue[1:]
 		w.admitted = true
@@ -270,12 +282,15 @@ func (s *Scheduler) dispatchLocked() {
 }
 
 // loop samples while steps wait: every interval, or every measureTick
-// while the first waiting step waits for a running one to be measured.
+// while the first waiting step waits for a running one to be measured,
+// or has been held for memory less than memoryTickFor (a step that just
+// started grows by its program's pages for a few ms, which can look like
+// filling memory: the hold is then over a few samples later).
 func (s *Scheduler) loop() {
 	for {
 		s.mu.Lock()
 		next := s.cfg.Interval
-		if s.held == ReasonMeasuring {
+		if s.held == ReasonMeasuring || s.held == ReasonMemory && time.Since(s.heldSince) < memoryTickFor {
 			next = min(next, measureTick)
 		}
 		s.mu.Unlock()

@@ -414,3 +414,29 @@ func TestReleaseMeasuresAgain(t *testing.T) {
 	first[0].release()
 	waitFor(t, func() bool { return len(admitted(third)) == 1 })
 }
+
+// TestMemoryHoldResamplesSoon: a memory hold that just began is sampled
+// every measureTick, not every interval, so a step held because the one
+// before it grew for a moment (a program starting) starts as soon as the
+// growth is seen to stop.
+func TestMemoryHoldResamplesSoon(t *testing.T) {
+	t.Parallel()
+	h := newFakeHost()
+	h.steps = map[string]*fakeStep{"a": {cores: 0.1, growth: 1 << 30}}
+	s := New(Config{CPUs: 2, Interval: 5 * time.Second, MemoryReserve: 1 << 30}, h)
+	ch := acquireAsync(t, s, 2)
+	if len(admitted(ch)) != 1 {
+		t.Fatal("the first step did not start")
+	}
+	waitFor(t, func() bool { return s.Stats().Held[ReasonMemory] > 0 })
+	h.set(func(f *fakeHost) { f.steps["a"].growth = 0 })
+	start := time.Now()
+	select {
+	case <-ch:
+	case <-time.After(3 * time.Second):
+		t.Fatalf("the second step still waits (held %v); the scheduler samples every %v", s.Stats().Held, s.cfg.Interval)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the second step started %v after the growth stopped", d)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,47 +63,56 @@ func buildctlCase(e *env, runs int) ([]row, error) {
 				return nil, err
 			}
 		}
-		k, b, err := timePair(runs, m.before, m.kiln, m.bk)
+		k, b, err := timePair(e, runs, m.before, m.kiln, m.bk)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		over := 100 * (float64(b) - float64(k)) / float64(k)
-		rows = append(rows, row{name: m.name + " (buildctl)", kiln: b,
-			note: fmt.Sprintf("(kiln build %s; buildctl %+.1f%%; target < +10%%)", secs(k), over)})
+		over := 100 * (float64(b.wall) - float64(k.wall)) / float64(k.wall)
+		// Where the difference lies: kilnd's CPU per build, and the
+		// client's own.
+		rows = append(rows, row{name: m.name + " (buildctl)", kiln: b.wall,
+			note: fmt.Sprintf("(kiln build %s; buildctl %+.1f%%; target < +10%%; kilnd CPU %s vs %s, client CPU %s vs %s)",
+				secs(k.wall), over, ms(b.daemonCPU), ms(k.daemonCPU), ms(b.clientCPU), ms(k.clientCPU))})
 	}
 	return rows, nil
 }
 
+// pairStats are one client's medians in a timePair: wall time, the CPU
+// kilnd (with the runtime and containers) used, and the client's own CPU.
+type pairStats struct {
+	wall, daemonCPU, clientCPU time.Duration
+}
+
 // timePair runs a and b alternately n times each, calling before (untimed)
-// ahead of every run, and returns both medians.
-func timePair(n int, before func(int) error, a, b func() error) (time.Duration, time.Duration, error) {
-	var as, bs []time.Duration
+// ahead of every run, and returns both clients' medians.
+func timePair(e *env, n int, before func(int) error, a, b func() error) (pairStats, pairStats, error) {
+	var walls, daemon, client [2][]time.Duration
 	for i := 0; i < 2*n; i++ {
 		if before != nil {
 			if err := before(i); err != nil {
-				return 0, 0, err
+				return pairStats{}, pairStats{}, err
 			}
 		}
-		f := a
-		if i%2 == 1 {
+		f, k := a, i%2
+		if k == 1 {
 			f = b
 		}
+		cpu := e.cpuTime()
 		start := time.Now()
 		if err := f(); err != nil {
-			return 0, 0, err
+			return pairStats{}, pairStats{}, err
 		}
-		if i%2 == 0 {
-			as = append(as, time.Since(start))
-		} else {
-			bs = append(bs, time.Since(start))
-		}
+		walls[k] = append(walls[k], time.Since(start))
+		daemon[k] = append(daemon[k], e.cpuTime()-cpu)
+		client[k] = append(client[k], e.clientCPU)
 	}
-	return median(as), median(bs), nil
+	st := func(k int) pairStats { return pairStats{median(walls[k]), median(daemon[k]), median(client[k])} }
+	return st(0), st(1), nil
 }
 
 // bkBuild runs buildctl build with the dockerfile.v0 frontend on dir.
 func (e *env) bkBuild(dir string, args ...string) error {
 	full := append([]string{"--addr", "unix://" + e.sock, "build", "--progress", "quiet", "--frontend", "dockerfile.v0",
 		"--local", "context=" + dir, "--local", "dockerfile=" + dir}, args...)
-	return command(context.Background(), e.buildctl, full...)
+	return e.client(e.buildctl, full...)
 }

@@ -45,6 +45,9 @@ type env struct {
 	// cpuLog is the CPU time kilnd and the processes it ran (runtime,
 	// containers) used in each build so far.
 	cpuLog []time.Duration
+	// clientCPU is the CPU time the last client command (kiln build or
+	// buildctl build) used itself.
+	clientCPU time.Duration
 }
 
 func setup(dir, debugAddr string) (*env, error) {
@@ -211,7 +214,21 @@ func (e *env) build(args ...string) (err error) {
 		return cmd.Run()
 	}
 	full := append([]string{"--addr", "unix://" + e.sock, "build", "--progress", "quiet"}, args...)
-	return command(context.Background(), e.kiln, full...)
+	return e.client(e.kiln, full...)
+}
+
+// client runs a client command and keeps the CPU time it used in
+// clientCPU.
+func (e *env) client(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState != nil {
+		e.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+	return nil
 }
 
 // status reads a field of /proc/<kilnd>/status in bytes.

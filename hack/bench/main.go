@@ -136,6 +136,7 @@ func printTable(rows []row, idle, peak int64) {
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+func ms(d time.Duration) string   { return fmt.Sprintf("%dms", d.Milliseconds()) }
 
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
