@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // The scheduler's cases (docs/architecture.md, sched): steps start by
@@ -21,29 +20,29 @@ const burnCPU = `while :; do read -r l < /proc/$$/stat; set -- $l; [ $((${14}+${
 
 // cpuCase builds 8 independent stages that each burn one CPU-second,
 // cold, with the defaults (steps start by measured CPU use and pressure)
-// and with max-parallelism = nproc, a fixed count that suits this build:
-// the defaults must be no slower.
+// and with max-parallelism = nproc, a fixed count that suits this build
+// (alternately): the defaults must be no slower.
 func cpuCase(e *env, runs int) ([]row, error) {
 	dir := filepath.Join(e.dir, "cpu")
 	if err := writeStages(dir, 8, func(i int) string { return fmt.Sprintf("%s && echo %d > /out", burnCPU, i) }); err != nil {
 		return nil, err
 	}
-	measure := func(worker string) (time.Duration, time.Duration, error) {
-		saved := e.workerConfig
-		e.workerConfig = worker
-		defer func() { e.workerConfig = saved }()
-		d, err := timeIt(runs, func(int) error { return e.restart() }, func() error { return e.build(dir) })
-		return d, e.cpuMedian(runs), err
-	}
-	auto, autoCPU, err := measure("")
-	if err != nil {
-		return nil, err
-	}
+	// The two configurations run alternately, run after run, so that a
+	// slower or faster spell of the machine falls on both alike.
 	n := runtime.NumCPU()
-	capped, cappedCPU, err := measure(fmt.Sprintf("max-parallelism = %d\n", n))
+	saved := e.workerConfig
+	defer func() { e.workerConfig = saved }()
+	configs := []string{"", fmt.Sprintf("max-parallelism = %d\n", n)}
+	restart := func(i int) error {
+		e.workerConfig = configs[i%2]
+		return e.restart()
+	}
+	build := func() error { return e.build(dir) }
+	a, c, err := timePair(e, runs, restart, build, build)
 	if err != nil {
 		return nil, err
 	}
+	auto, autoCPU, capped, cappedCPU := a.wall, a.daemonCPU, c.wall, c.daemonCPU
 	return []row{
 		{name: "cpu 8x1s cold", kiln: auto, cpu: autoCPU, target: capped, note: fmt.Sprintf("(target: max-parallelism = %d)", n)},
 		{name: fmt.Sprintf("cpu 8x1s max-parallelism=%d", n), kiln: capped, cpu: cappedCPU},
