@@ -48,6 +48,14 @@ func runtimes(t testing.TB) []string {
 	return rts
 }
 
+// requireCrun skips tests of crun-only behaviour where crun is missing.
+func requireCrun(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("crun"); err != nil {
+		t.Skip("crun not installed")
+	}
+}
+
 // sharedLower is the busybox root filesystem all tests of the package use
 // as their (never written) lower dir; TestMain removes it.
 var sharedLower struct {

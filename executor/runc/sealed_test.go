@@ -19,13 +19,7 @@ import (
 func TestSealedCopy(t *testing.T) {
 	requireRoot(t)
 	lower := busyboxLower(t)
-	found := false
-	for _, rt := range runtimes(t) {
-		found = found || rt == "crun"
-	}
-	if !found {
-		t.Skip("crun not installed")
-	}
+	requireCrun(t)
 	e := newTestExecutor(t, "crun")
 	if e.rt.sealed == nil {
 		t.Fatal("no sealed copy of crun")

@@ -12,13 +12,7 @@ import (
 // steps of a fresh daemon do not wait for crun to compile it.
 func TestWarm(t *testing.T) {
 	requireRoot(t)
-	found := false
-	for _, rt := range runtimes(t) {
-		found = found || rt == "crun"
-	}
-	if !found {
-		t.Skip("crun not installed")
-	}
+	requireCrun(t)
 	lower := busyboxLower(t)
 	tests := []struct {
 		name string

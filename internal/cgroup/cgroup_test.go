@@ -113,14 +113,7 @@ func TestStatV2(t *testing.T) {
 		t.Errorf("stats (-want +got):\n%s", d)
 	}
 	// The parent's Children reads the figures the scheduler samples.
-	parent, err := h.Parent("kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kids, err := parent.Children()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kids := children(t, h, "kiln")
 	wantKid := Stats{CPU: want.CPU, Memory: want.Memory, WorkingSet: want.WorkingSet, Pressure: Pressure{CPU: want.Pressure.CPU, CPUAvg10: 1}, PressureKnown: true}
 	if d := cmp.Diff(map[string]Stats{"abc": wantKid}, kids); d != "" {
 		t.Errorf("children (-want +got):\n%s", d)
@@ -184,14 +177,7 @@ func TestStatV1(t *testing.T) {
 		t.Errorf("stats (-want +got):\n%s", d)
 	}
 	// The parent sees the step among its children.
-	parent, err := h.Parent("kiln")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kids, err := parent.Children()
-	if err != nil {
-		t.Fatal(err)
-	}
+	parent, kids := children(t, h, "kiln")
 	want.MemoryPeak = 0 // Stat's only
 	if d := cmp.Diff(map[string]Stats{"abc": want}, kids); d != "" {
 		t.Errorf("children (-want +got):\n%s", d)
@@ -247,4 +233,18 @@ func TestKeyValue(t *testing.T) {
 			t.Errorf("keyValue(%q) = %d, want %d", key, got, want)
 		}
 	}
+}
+
+// children returns the parent group rel and what its Children reads.
+func children(t *testing.T, h *Hierarchy, rel string) (*Group, map[string]Stats) {
+	t.Helper()
+	parent, err := h.Parent(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kids, err := parent.Children()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parent, kids
 }
