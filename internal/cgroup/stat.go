@@ -61,11 +61,7 @@ func (g *Group) Path() string { return g.rel }
 
 // Stat reads the group's totals. In mode None it returns zero Stats.
 func (g *Group) Stat() (Stats, error) {
-	return g.stat(cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO)
-}
-
-// stat reads what mask selects of a v2 group (a v1 group: all of it).
-func (g *Group) stat(mask cgroup2.StatMask) (Stats, error) {
+	const mask = cgroup2.StatCPU | cgroup2.StatMemory | cgroup2.StatMemoryEvents | cgroup2.StatIO
 	var st Stats
 	switch g.h.mode {
 	case V2:
@@ -177,10 +173,16 @@ func (g *Group) Children() (map[string]Stats, error) {
 // and whether the kernel keeps them for it (a cgroup v2 hierarchy, or a
 // hybrid host's v2 half, with PSI).
 func (g *Group) CPUPressure() (total time.Duration, avg10 float64, ok bool) {
-	if g.h.unified == "" {
+	return g.h.cpuPressure(g.rel)
+}
+
+// cpuPressure reads the cgroup rel's CPU pressure from the v2 hierarchy.
+func (h *Hierarchy) cpuPressure(rel string) (total time.Duration, avg10 float64, ok bool) {
+	if h.unified == "" {
 		return 0, 0, false
 	}
-	data, err := os.ReadFile(filepath.Join(g.h.unified, g.rel, "cpu.pressure"))
+	// The kernel has PSI per cgroup when the file is there.
+	data, err := os.ReadFile(filepath.Join(h.unified, rel, "cpu.pressure"))
 	if err != nil {
 		return 0, 0, false
 	}
@@ -226,14 +228,8 @@ func (h *Hierarchy) usage(rel string) (Stats, error) {
 		st.Memory = int64(cur)
 		st.WorkingSet = workingSet(cur, keyValue(memStat, "total_inactive_file"))
 	}
-	if h.unified != "" {
-		// The kernel has PSI per cgroup when the file is there.
-		if data, err := os.ReadFile(filepath.Join(h.unified, rel, "cpu.pressure")); err == nil {
-			if total, avg10, ok := psiSome(data); ok {
-				st.Pressure = Pressure{CPU: total, CPUAvg10: avg10}
-				st.PressureKnown = true
-			}
-		}
+	if total, avg10, ok := h.cpuPressure(rel); ok {
+		st.Pressure, st.PressureKnown = Pressure{CPU: total, CPUAvg10: avg10}, true
 	}
 	return st, nil
 }
