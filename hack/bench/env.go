@@ -221,14 +221,11 @@ func (e *env) build(args ...string) (err error) {
 // clientCPU.
 func (e *env) client(name string, args ...string) error {
 	cmd := exec.Command(name, args...)
-	out, err := cmd.CombinedOutput()
+	err := runCmd(cmd)
 	if cmd.ProcessState != nil {
 		e.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return nil
+	return err
 }
 
 // status reads a field of /proc/<kilnd>/status in bytes.

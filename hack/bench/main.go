@@ -164,9 +164,14 @@ func timeIt(n int, before func(i int) error, f func() error) (time.Duration, err
 
 // command runs a command, returning its combined output in the error.
 func command(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return runCmd(exec.CommandContext(ctx, name, args...))
+}
+
+// runCmd runs cmd, returning its combined output in the error.
+func runCmd(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(cmd.Path), strings.Join(cmd.Args[1:], " "), err, out)
 	}
 	return nil
 }
