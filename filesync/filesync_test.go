@@ -63,7 +63,7 @@ func TestFullAndNoChangeSync(t *testing.T) {
 
 	st = syncDirs(t, src, dest, session.SyncOptions{})
 	sameTree(t, src, dest)
-	if diff := cmp.Diff(session.SyncStats{Files: 16}, st); diff != "" {
+	if diff := cmp.Diff(session.SyncStats{Files: 16, Unchanged: true}, st); diff != "" {
 		t.Errorf("no-change sync stats (-want +got):\n%s", diff)
 	}
 }

@@ -89,6 +89,7 @@ func Receive(ctx context.Context, dest string, conn ReceiveConn, opts ...Option)
 		return r.stats, err
 	}
 	r.stats.Files = len(r.seen)
+	r.stats.Unchanged = !r.changed
 	return r.stats, nil
 }
 
@@ -133,6 +134,7 @@ type receiver struct {
 	toReq   []uint32               // found by the current batch
 	dirs    []dirMeta
 	dirty   map[string]bool // directories whose entries changed
+	changed bool            // dest was modified (see SyncStats.Unchanged)
 	links   []hardLink      // made once every file is written
 
 	// the files being received, by entry index: Kiln's client sends one
@@ -404,8 +406,10 @@ func (r *receiver) tmpName() (string, error) {
 	return r.tmpRel + "/" + strconv.Itoa(r.tmpN), nil
 }
 
-// touch records that p's directory changed.
+// touch records that p changed, and so its directory. Every change to
+// dest but a directory's own mode and time goes through here.
 func (r *receiver) touch(p string) {
+	r.changed = true
 	if d := path.Dir(p); d != "." {
 		r.dirty[d] = true
 	}
@@ -510,6 +514,7 @@ func (r *receiver) finish() error {
 		if !d.fix && !r.dirty[d.path] {
 			continue
 		}
+		r.changed = true
 		if err := r.root.Chmod(d.path, d.mode&modeBits); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}

@@ -46,6 +46,10 @@ type SyncStats struct {
 	Transferred int   // files whose content was sent
 	Bytes       int64 // content bytes sent
 	Removed     int   // entries removed from dest
+	// Unchanged reports that dest already mirrored the client: the sync
+	// created, replaced, removed and re-timed nothing. A digest of dest
+	// taken before the sync still holds. False when unknown.
+	Unchanged bool
 }
 
 // Credential is a registry login.

@@ -19,7 +19,9 @@
 //     cache of file digests keyed by inode, birth time, size, mtime and
 //     mode (valid because files in a copy are only ever replaced by
 //     rename), persisted next to the copy so a restarted daemon does not
-//     read every file again.
+//     read every file again. Whole digests are kept per copy and selector
+//     list until a sync changes the copy (session.SyncStats.Unchanged), so
+//     a build whose context did not change does not walk it again.
 //
 // This package imports graph, ops, session, progress and core; it does not
 // import filesync (the session implementation does).

@@ -127,10 +127,10 @@ func (o *Op) Exec(ctx context.Context, inputs []ops.Ref) (ops.Ref, error) {
 	}
 	start := time.Now()
 	var st session.SyncStats
-	ref, err := o.store.Sync(ctx, o.key, func(ctx context.Context, dir string) error {
+	ref, err := o.store.Sync(ctx, o.key, func(ctx context.Context, dir string) (session.SyncStats, error) {
 		var err error
 		st, err = o.sess.SyncDir(ctx, o.src.Name, opts, dir)
-		return err
+		return st, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("transfer %s: %w", o.src.Name, err)

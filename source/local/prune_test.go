@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kiln-build/kiln/session"
 )
 
 // writeSync returns a sync function that writes one file.
-func writeSync(name, data string) func(context.Context, string) error {
-	return func(_ context.Context, dir string) error {
-		return os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
+func writeSync(name, data string) SyncFunc {
+	return func(_ context.Context, dir string) (session.SyncStats, error) {
+		return session.SyncStats{}, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644)
 	}
 }
 

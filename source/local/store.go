@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +16,11 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/ops"
+	"github.com/kiln-build/kiln/session"
 )
+
+// SyncFunc brings dir up to date with the client (Store.Sync).
+type SyncFunc func(ctx context.Context, dir string) (session.SyncStats, error)
 
 // Key identifies one kept context.
 type Key struct {
@@ -107,6 +112,12 @@ type entry struct {
 type gen struct {
 	path    string
 	readers int
+	// sums are the content digests taken of this copy, by selectors
+	// (sumKey); guarded by entry.mu. A sync that changes the copy in
+	// place drops them; one that changes nothing keeps them, and a clone
+	// synced without change takes them over, so an unchanged context is
+	// not walked again.
+	sums map[string]ops.Content
 }
 
 func (s *Store) entry(k Key) (*entry, error) {
@@ -182,14 +193,15 @@ func (e *entry) genPath(n int) string { return filepath.Join(e.dir, "gen-"+strco
 // update, and returns a read handle on the result. Syncs of one key wait
 // for each other (ctx bounds the wait); they never wait for readers.
 // sync must make dir mirror the client and may only replace files by
-// rename (filesync.Receive does). If sync fails the previous copy stays
-// current.
+// rename (filesync.Receive does); its stats' Unchanged keeps the content
+// digests taken of the copy before (Ref.Checksum). If sync fails the
+// previous copy stays current.
 //
 // A key without a ClientID gets a private copy, synced from scratch and
 // removed when released: copies are shared only between builds known to
 // come from the same client, since a sync trusts that a file with the same
 // size, mtime and mode as the copy's has the same content.
-func (s *Store) Sync(ctx context.Context, k Key, sync func(ctx context.Context, dir string) error) (*Ref, error) {
+func (s *Store) Sync(ctx context.Context, k Key, sync SyncFunc) (*Ref, error) {
 	if k.ClientID == "" {
 		return s.syncPrivate(ctx, sync)
 	}
@@ -225,14 +237,27 @@ func (s *Store) Sync(ctx context.Context, k Key, sync func(ctx context.Context, 
 			return nil, fmt.Errorf("prepare context copy: %w", err)
 		}
 	}
-	if err := sync(ctx, target.path); err != nil {
+	st, err := sync(ctx, target.path)
+	if err != nil {
 		if target != cur {
 			_ = os.RemoveAll(target.path)
+		} else {
+			// A failed sync may have changed the copy part of the way.
+			e.mu.Lock()
+			cur.sums = nil
+			e.mu.Unlock()
 		}
 		return nil, err
 	}
 
 	e.mu.Lock()
+	switch {
+	case !st.Unchanged:
+		target.sums = nil
+	case target != cur && cur != nil:
+		// The clone has cur's files (hard links) and directory modes.
+		target.sums = maps.Clone(cur.sums)
+	}
 	old := e.cur
 	e.cur = target
 	target.readers++
@@ -244,7 +269,7 @@ func (s *Store) Sync(ctx context.Context, k Key, sync func(ctx context.Context, 
 	return &Ref{e: e, g: target}, nil
 }
 
-func (s *Store) syncPrivate(ctx context.Context, sync func(ctx context.Context, dir string) error) (*Ref, error) {
+func (s *Store) syncPrivate(ctx context.Context, sync SyncFunc) (*Ref, error) {
 	dir, err := os.MkdirTemp(s.root, privatePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("prepare context copy: %w", err)
@@ -254,7 +279,7 @@ func (s *Store) syncPrivate(ctx context.Context, sync func(ctx context.Context, 
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("prepare context copy: %w", err)
 	}
-	if err := sync(ctx, g.path); err != nil {
+	if _, err := sync(ctx, g.path); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
@@ -313,13 +338,39 @@ func (r *Ref) Release(context.Context) error {
 
 // Checksum is the content digest of the selected paths of the context (see
 // the package function Checksum), using the store's hash cache so that
-// files unchanged since an earlier build are not read again.
+// files unchanged since an earlier build are not read again. A digest of
+// the same selectors taken since the copy last changed is returned as it
+// is (its Files map is shared: callers must not modify it).
 func (r *Ref) Checksum(ctx context.Context, selectors []string) (ops.Content, error) {
+	key := sumKey(selectors)
+	r.e.mu.Lock()
+	c, ok := r.g.sums[key]
+	r.e.mu.Unlock()
+	if ok {
+		return c, nil
+	}
 	c, err := checksum(ctx, r.g.path, selectors, r.e.hashes)
 	// The cache is an optimisation: a failed save costs time, not
 	// correctness, so it does not fail the checksum.
 	_ = r.e.hashes.save()
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	// The copy cannot change while r holds it (a sync changes only a
+	// copy no build reads), so the digest holds until a sync drops it.
+	r.e.mu.Lock()
+	if r.g.sums == nil {
+		r.g.sums = map[string]ops.Content{}
+	}
+	r.g.sums[key] = c
+	r.e.mu.Unlock()
+	return c, nil
+}
+
+// sumKey names a selector list in gen.sums.
+func sumKey(selectors []string) string {
+	b, _ := json.Marshal(selectors) // a []string always marshals
+	return string(b)
 }
 
 // cloneTree copies the tree src to dst (which must not exist): directories

@@ -183,13 +183,13 @@ func TestNewOpErrors(t *testing.T) {
 }
 
 // syncFrom returns a Store.Sync function copying src through the protocol.
-func syncFrom(src string, stats *session.SyncStats) func(context.Context, string) error {
-	return func(ctx context.Context, dir string) error {
+func syncFrom(src string, stats *session.SyncStats) SyncFunc {
+	return func(ctx context.Context, dir string) (session.SyncStats, error) {
 		st, err := (&fakeSession{dirs: map[string]string{"c": src}}).SyncDir(ctx, "c", session.SyncOptions{}, dir)
 		if stats != nil {
 			*stats = st
 		}
-		return err
+		return st, err
 	}
 }
 
@@ -260,10 +260,10 @@ func TestStoreSyncExclusive(t *testing.T) {
 	inFirst, release := make(chan struct{}), make(chan struct{})
 	firstDone := make(chan error, 1)
 	go func() {
-		ref, err := store.Sync(context.Background(), key, func(context.Context, string) error {
+		ref, err := store.Sync(context.Background(), key, func(context.Context, string) (session.SyncStats, error) {
 			close(inFirst)
 			<-release
-			return nil
+			return session.SyncStats{}, nil
 		})
 		if err == nil {
 			_ = ref.Release(context.Background())
@@ -276,9 +276,9 @@ func TestStoreSyncExclusive(t *testing.T) {
 	secondRan := false
 	secondDone := make(chan error, 1)
 	go func() {
-		_, err := store.Sync(ctx, key, func(context.Context, string) error {
+		_, err := store.Sync(ctx, key, func(context.Context, string) (session.SyncStats, error) {
 			secondRan = true
-			return nil
+			return session.SyncStats{}, nil
 		})
 		secondDone <- err
 	}()
@@ -289,7 +289,7 @@ func TestStoreSyncExclusive(t *testing.T) {
 
 	// Another key is independent.
 	other, err := store.Sync(context.Background(), Key{ClientID: "c", Path: "/q", Name: "context"},
-		func(context.Context, string) error { return nil })
+		func(context.Context, string) (session.SyncStats, error) { return session.SyncStats{}, nil })
 	if err != nil {
 		t.Fatalf("sync of another key while the first is busy: %v", err)
 	}
@@ -300,7 +300,7 @@ func TestStoreSyncExclusive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Now free.
-	ref, err := store.Sync(context.Background(), key, func(context.Context, string) error { return nil })
+	ref, err := store.Sync(context.Background(), key, func(context.Context, string) (session.SyncStats, error) { return session.SyncStats{}, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestStoreFailureAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	boom := errors.New("client went away")
-	if _, err := store.Sync(ctx, key, func(context.Context, string) error { return boom }); !errors.Is(err, boom) {
+	if _, err := store.Sync(ctx, key, func(context.Context, string) (session.SyncStats, error) { return session.SyncStats{}, boom }); !errors.Is(err, boom) {
 		t.Fatalf("failed sync: err = %v", err)
 	}
 	if _, err := a.Checksum(ctx, nil); err != nil {
@@ -396,5 +396,106 @@ func TestStorePrivateCopy(t *testing.T) {
 	}
 	if _, err := os.Stat(b.Dir()); !os.IsNotExist(err) {
 		t.Errorf("private copy of a dead process survived a restart (err = %v)", err)
+	}
+}
+
+// A copy's digest is taken once per change: a sync that changes nothing
+// keeps it, in place and in the clone made while a build holds the copy;
+// a sync that changes something, or fails part of the way, drops it. A
+// file written into the copy behind the store's back (which a kept digest
+// does not see and a new walk does) tells the two apart.
+func TestChecksumKeptUntilChange(t *testing.T) {
+	t.Parallel()
+	newContent := func(t *testing.T, src string) { replaceFile(t, filepath.Join(src, "a.txt"), "changed") }
+	newMode := func(t *testing.T, src string) {
+		if err := os.Chmod(filepath.Join(src, "bin/run"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name   string
+		hold   bool                           // a build holds the first copy: the second sync clones it
+		change func(t *testing.T, src string) // the client's change before the second sync
+		fail   bool                           // a sync of the change fails after writing it, before the second sync
+		kept   bool
+	}{
+		{name: "unchanged", kept: true},
+		{name: "unchanged, clone", hold: true, kept: true},
+		{name: "file content", change: newContent},
+		{name: "file content, clone", hold: true, change: newContent},
+		{name: "file mode", change: newMode},
+		{name: "failed sync, then unchanged", change: newContent, fail: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			src := t.TempDir()
+			mkTree(t, src, baseTree()...)
+			store, err := NewStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			key := Key{ClientID: "c", Path: "/p", Name: "context"}
+			sel := []string{"/"}
+			first, err := store.Sync(ctx, key, syncFrom(src, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := first.Checksum(ctx, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.hold {
+				defer first.Release(ctx)
+			} else {
+				_ = first.Release(ctx)
+			}
+			if tt.change != nil {
+				tt.change(t, src)
+			}
+			if tt.fail {
+				boom := errors.New("boom")
+				_, err := store.Sync(ctx, key, func(ctx context.Context, dir string) (session.SyncStats, error) {
+					st, err := syncFrom(src, nil)(ctx, dir)
+					if err != nil {
+						return st, err
+					}
+					return st, boom
+				})
+				if !errors.Is(err, boom) {
+					t.Fatalf("failing sync: err = %v", err)
+				}
+			}
+			second, err := store.Sync(ctx, key, syncFrom(src, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer second.Release(ctx)
+			if tt.hold && second.Dir() == first.Dir() {
+				t.Fatal("a held copy was synced in place")
+			}
+			if err := os.WriteFile(filepath.Join(second.Dir(), "behind-the-back"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := second.Checksum(ctx, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			walked, err := Checksum(ctx, second.Dir(), sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if walked.Digest == before.Digest {
+				t.Fatal("the file written behind the store's back changed nothing: the test cannot tell")
+			}
+			switch {
+			case tt.kept && got.Digest != before.Digest:
+				t.Errorf("digest after the second sync = %s, want the first sync's %s (kept)", got.Digest, before.Digest)
+			case !tt.kept && got.Digest != walked.Digest:
+				t.Errorf("digest after the second sync = %s, want a new walk's %s (first: %s)", got.Digest, walked.Digest, before.Digest)
+			}
+		})
 	}
 }
