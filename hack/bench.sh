@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 ensure_go
 ensure_apt runc crun busybox-static docker-registry redis-server
 ensure_buildkit_tools
+ensure_buildkitd
 say "go run ./hack/bench ${BENCH_ARGS:-}"
 # shellcheck disable=SC2086
 go run ./hack/bench ${BENCH_ARGS:-}

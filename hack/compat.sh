@@ -19,26 +19,8 @@ ensure_go
 ensure_apt runc docker-registry busybox-static
 [ "$(id -u)" = 0 ] || die "run as root: buildkitd runs build steps with runc"
 
-# ensure_buildkit builds buildkitd and buildctl from a scratch module (the
-# repository does not depend on BuildKit's daemon code).
-ensure_buildkit() {
-	local dir
-	dir="$(pwd)/bin/tools"
-	if [ -x "$dir/buildkitd" ] && [ -x "$dir/buildctl" ] && [ "$(cat "$dir/.buildkit.version" 2>/dev/null)" = "$BUILDKIT_VERSION" ]; then
-		return 0
-	fi
-	say "building buildkitd and buildctl $BUILDKIT_VERSION into bin/tools"
-	mkdir -p "$dir/buildkit-mod"
-	(
-		cd "$dir/buildkit-mod"
-		[ -f go.mod ] || go mod init tools >/dev/null
-		go get "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" "github.com/moby/buildkit/cmd/buildctl@$BUILDKIT_VERSION"
-		go build -o "$dir/buildkitd" github.com/moby/buildkit/cmd/buildkitd
-		go build -o "$dir/buildctl" github.com/moby/buildkit/cmd/buildctl
-	)
-	echo "$BUILDKIT_VERSION" >"$dir/.buildkit.version"
-}
-ensure_buildkit
+ensure_buildkit_tools
+ensure_buildkitd
 
 work=$(mktemp -d /tmp/kiln-compat.XXXXXX)
 pids=()

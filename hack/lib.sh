@@ -153,6 +153,32 @@ ensure_buildkit_tools() {
 	)
 }
 
+# ensure_buildkitd builds BuildKit's daemon into ./bin/tools, in its own
+# scratch module. hack/compat.sh writes the goldens with it and make bench
+# runs buildctl on it beside kilnd; the test suite does not need it.
+ensure_buildkitd() {
+	local dir
+	dir="$(pwd)/bin/tools"
+	if [ -x "$dir/buildkitd" ] && [ "$(cat "$dir/.buildkitd.version" 2>/dev/null)" = "$BUILDKIT_VERSION" ]; then
+		return 0
+	fi
+	mkdir -p "$dir"
+	(
+		exec 9>"$dir/.buildkitd.lock"
+		flock 9
+		say "building buildkitd $BUILDKIT_VERSION into bin/tools"
+		src="$dir/src/buildkitd"
+		rm -rf "$src" && mkdir -p "$src"
+		cd "$src"
+		go mod init tools >/dev/null 2>&1
+		go get "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\|finding\) ' || true
+		CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/buildkitd.new" github.com/moby/buildkit/cmd/buildkitd 2>&1 ||
+			die "could not build buildkitd"
+		mv "$dir/buildkitd.new" "$dir/buildkitd"
+		echo "$BUILDKIT_VERSION" >"$dir/.buildkitd.version"
+	)
+}
+
 # ensure_dockerfile_frontend builds BuildKit's Dockerfile frontend (with
 # the other BuildKit tools; internal/testutil calls it).
 ensure_dockerfile_frontend() { ensure_buildkit_tools; }

@@ -25,12 +25,15 @@ type env struct {
 	kiln     string
 	kilnd    string
 	buildctl string // BuildKit's client (bin/tools/buildctl), "" when not built
-	registry string // host:port
-	regCmd   *exec.Cmd
-	daemon   *exec.Cmd
-	sock     string
-	root     string
-	maxPeak  int64 // highest VmHWM of the daemons stopped so far
+	// buildkitd is BuildKit's daemon (bin/tools/buildkitd), "" when not
+	// built: the buildctl case also runs buildctl on it.
+	buildkitd string
+	registry  string // host:port
+	regCmd    *exec.Cmd
+	daemon    *exec.Cmd
+	sock      string
+	root      string
+	maxPeak   int64 // highest VmHWM of the daemons stopped so far
 	// extraConfig is added to the kilnd.toml of daemons started from now
 	// on (the shared case's cache settings); workerConfig to their
 	// [worker.oci] (the cpu case's max-parallelism).
@@ -63,9 +66,11 @@ func setup(dir, debugAddr string) (*env, error) {
 		}
 	}
 	e.kiln, e.kilnd = filepath.Join(bin, "kiln"), filepath.Join(bin, "kilnd")
-	if p, err := filepath.Abs(filepath.Join("bin", "tools", "buildctl")); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			e.buildctl = p
+	for name, dst := range map[string]*string{"buildctl": &e.buildctl, "buildkitd": &e.buildkitd} {
+		if p, err := filepath.Abs(filepath.Join("bin", "tools", name)); err == nil {
+			if _, err := os.Stat(p); err == nil {
+				*dst = p
+			}
 		}
 	}
 	if err := e.startRegistry(); err != nil {

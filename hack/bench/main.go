@@ -6,7 +6,9 @@
 // next to BuildKit v0.32.2's figures on the same kind of machine.
 //
 // The buildctl case runs BuildKit's client (bin/tools/buildctl, which
-// hack/bench.sh builds) beside kiln build on the same daemon.
+// hack/bench.sh builds) beside kiln build on the same daemon, and on
+// BuildKit's own daemon (bin/tools/buildkitd, also built there) in the
+// warm rows.
 //
 //	go run ./hack/bench [-runs 5] [-cases hello,parallel,context,chain,buildctl]
 package main

@@ -38,10 +38,11 @@ func cpuCase(e *env, runs int) ([]row, error) {
 		return e.restart()
 	}
 	build := func() error { return e.build(dir) }
-	a, c, err := timePair(e, runs, restart, build, build)
+	st, err := timeClients(e, runs, restart, build, build)
 	if err != nil {
 		return nil, err
 	}
+	a, c := st[0], st[1]
 	auto, autoCPU, capped, cappedCPU := a.wall, a.daemonCPU, c.wall, c.daemonCPU
 	return []row{
 		{name: "cpu 8x1s cold", kiln: auto, cpu: autoCPU, target: capped, note: fmt.Sprintf("(target: max-parallelism = %d)", n)},
