@@ -7,9 +7,11 @@
 // converts BuildKit's wire types to engine requests and back, and does no
 // build work of its own. BuildKit's session protocol (a Session stream on
 // which the daemon calls the client's services back) is BuildKit's own
-// code, used as a library (session.Manager, the filesync, secrets,
-// sshforward and auth clients, tonistiigi/fsutil's packets for the
-// directory transfer, which Kiln's filesync receiver writes: diffcopy.go);
+// code on the client, and on kilnd's side BuildKit's packages used as
+// libraries (the filesync, secrets, sshforward and auth clients,
+// tonistiigi/fsutil's packets for the directory transfer, which Kiln's
+// filesync receiver writes: diffcopy.go) over a connection kilnd opens
+// itself (sessions.go: session.Manager's job, with large HTTP/2 windows);
 // sessionAdapter implements Kiln's session.Session over it.
 //
 // What maps where:
@@ -20,7 +22,7 @@
 //	Control.Solve, Definition        engine.Build with Definition (frontend/llb)
 //	Control.Solve, no frontend       the bridge's Return (buildx), then engine.Build (gateway.go)
 //	Control.Status                   progress events as StatusResponse (status.go)
-//	Control.Session                  session.Manager (session.go, filesync.go)
+//	Control.Session                  sessions (sessions.go, session.go, filesync.go)
 //	ListWorkers, Info, history, du   worker.go, history.go, du.go
 //
 // Anything Kiln does not do (attestations, session exporters, source

@@ -99,10 +99,7 @@ func connect(t testing.TB, a bksession.Attachable) *sessionAdapter {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	sm, err := bksession.NewManager()
-	if err != nil {
-		t.Fatal(err)
-	}
+	sm := newSessions()
 	sess, err := bksession.NewSession(ctx, "key")
 	if err != nil {
 		t.Fatal(err)
@@ -111,13 +108,13 @@ func connect(t testing.TB, a bksession.Attachable) *sessionAdapter {
 	go func() {
 		_ = sess.Run(ctx, func(ctx context.Context, _ string, meta map[string][]string) (net.Conn, error) {
 			client, daemon := net.Pipe()
-			go func() { _ = sm.HandleConn(ctx, daemon, meta) }()
+			go func() { _ = sm.serve(ctx, daemon, meta) }()
 			return client, nil
 		})
 	}()
 	gctx, gcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer gcancel()
-	c, err := sm.Get(gctx, sess.ID(), false)
+	c, err := sm.get(gctx, sess.ID())
 	if err != nil {
 		t.Fatal(err)
 	}

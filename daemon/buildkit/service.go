@@ -12,7 +12,6 @@ import (
 	controlapi "github.com/moby/buildkit/api/services/control"
 	apitypes "github.com/moby/buildkit/api/types"
 	gatewayapi "github.com/moby/buildkit/frontend/gateway/pb"
-	bksession "github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver/pb"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"google.golang.org/grpc"
@@ -85,7 +84,7 @@ type Options struct {
 // servers.
 type Service struct {
 	o        Options
-	sessions *bksession.Manager
+	sessions *sessions
 	solves   *solves
 	bridge   *bridge
 	peers    sync.Map // session id → peerID of its connection
@@ -108,11 +107,7 @@ func New(o Options) (*Service, error) {
 	if err := os.MkdirAll(o.ScratchDir, 0o700); err != nil {
 		return nil, fmt.Errorf("buildkit: %w", err)
 	}
-	sm, err := bksession.NewManager()
-	if err != nil {
-		return nil, fmt.Errorf("buildkit: session manager: %w", err)
-	}
-	s := &Service{o: o, sessions: sm, solves: newSolves()}
+	s := &Service{o: o, sessions: newSessions(), solves: newSolves()}
 	s.bridge = &bridge{s: s}
 	return s, nil
 }

@@ -44,16 +44,12 @@ func (s *Service) serveSession(stream grpc.BidiStreamingServer[controlapi.BytesM
 		case <-ctx.Done():
 		}
 	}()
-	if ids := metadata.MD(md).Get(sessionIDHeader); len(ids) == 1 {
+	if ids := metadata.MD(md).Get(headerSessionID); len(ids) == 1 {
 		s.peers.Store(ids[0], peerID(stream.Context()))
 		defer s.peers.Delete(ids[0])
 	}
-	return s.sessions.HandleConn(ctx, conn, md)
+	return s.sessions.serve(ctx, conn, md)
 }
-
-// sessionIDHeader is the metadata key of a session's id (BuildKit's
-// session package sets it on the Session call).
-const sessionIDHeader = "x-docker-expose-session-uuid"
 
 // peer returns who opened session id.
 func (s *Service) peer(id string) string {
@@ -91,7 +87,7 @@ func (s *Service) caller(ctx context.Context, id string) (bksession.Caller, erro
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, sessionWait, fmt.Errorf("the client's session %s did not connect within %s", id, sessionWait))
 	defer cancel()
-	c, err := s.sessions.Get(ctx, id, false)
+	c, err := s.sessions.get(ctx, id)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil {
 			return nil, errdefs.WithClass(errdefs.ErrDeadlineExceeded, cause)
