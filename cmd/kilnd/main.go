@@ -18,6 +18,10 @@ import (
 	"strings"
 	"syscall"
 
+	// BuildKit's protobuf codec: its messages (the session's tunnelled
+	// bytes, fsutil's packets, Status) marshal through their generated
+	// vtproto code instead of reflection, as in buildkitd.
+	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/config"
