@@ -3,7 +3,6 @@ package buildkit
 import (
 	"context"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,21 +99,10 @@ func connect(t testing.TB, a bksession.Attachable) *sessionAdapter {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	sm := newSessions()
-	sess, err := bksession.NewSession(ctx, "key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess.Allow(a)
-	go func() {
-		_ = sess.Run(ctx, func(ctx context.Context, _ string, meta map[string][]string) (net.Conn, error) {
-			client, daemon := net.Pipe()
-			go func() { _ = sm.serve(ctx, daemon, meta) }()
-			return client, nil
-		})
-	}()
+	id := startSession(t, ctx, sm, a)
 	gctx, gcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer gcancel()
-	c, err := sm.get(gctx, sess.ID())
+	c, err := sm.get(gctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 // startSession runs a BuildKit client session (BuildKit's own session
 // package) with the attachables against m, as Control.Session does over a
 // real stream, and returns its id.
-func startSession(t *testing.T, ctx context.Context, m *sessions, a ...bksession.Attachable) string {
+func startSession(t testing.TB, ctx context.Context, m *sessions, a ...bksession.Attachable) string {
 	t.Helper()
 	sess, err := bksession.NewSession(ctx, "shared key é")
 	if err != nil {
