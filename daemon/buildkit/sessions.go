@@ -107,7 +107,10 @@ func (m *sessions) serve(ctx context.Context, conn net.Conn, md map[string][]str
 		c.methods[strings.ToLower(meth)] = true
 	}
 	m.mu.Lock()
-	if _, dup := m.byID[id]; dup {
+	// A client whose stream broke may come back with its session id
+	// before the old stream's end is seen: the new one takes over from
+	// an ended session, not from a live one.
+	if old, dup := m.byID[id]; dup && old.ctx.Err() == nil {
 		m.mu.Unlock()
 		return fmt.Errorf("session %s is open already", id)
 	}
@@ -117,7 +120,9 @@ func (m *sessions) serve(ctx context.Context, conn net.Conn, md map[string][]str
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
-		delete(m.byID, id)
+		if m.byID[id] == c {
+			delete(m.byID, id)
+		}
 		m.mu.Unlock()
 	}()
 
@@ -129,7 +134,7 @@ func (m *sessions) serve(ctx context.Context, conn net.Conn, md map[string][]str
 // get returns session id, waiting for it to arrive until ctx ends. An id
 // may carry a prefix ("prefix:id"), as BuildKit's vertexes name sessions.
 func (m *sessions) get(ctx context.Context, id string) (bksession.Caller, error) {
-	if p, rest, ok := strings.Cut(id, ":"); ok && p != "" && rest != "" {
+	if _, rest, ok := strings.Cut(id, ":"); ok && rest != "" {
 		id = rest
 	}
 	for {

@@ -173,3 +173,49 @@ func (s oneSecret) GetSecret(_ context.Context, req *secrets.GetSecretRequest) (
 	}
 	return &secrets.GetSecretResponse{Data: []byte(s.value)}, nil
 }
+
+// A client that comes back with the id of a session that has ended gets
+// it, and the old session's end does not remove the new one.
+func TestSessionsTakeOver(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := newSessions()
+	md := map[string][]string{headerSessionID: {"again"}}
+	serve := func(ctx context.Context) chan error {
+		client, daemon := net.Pipe()
+		t.Cleanup(func() { client.Close() })
+		done := make(chan error, 1)
+		go func() { done <- m.serve(ctx, daemon, md) }()
+		return done
+	}
+	get := func() bksession.Caller {
+		gctx, gcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer gcancel()
+		c, err := m.get(gctx, "again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ctx1, cancel1 := context.WithCancel(ctx)
+	done1 := serve(ctx1)
+	first := get()
+	cancel1()
+	done2 := serve(ctx)
+	if err := <-done1; err != nil {
+		t.Fatalf("first session: %v", err)
+	}
+	second := get()
+	if second == first {
+		t.Fatal("get returned the ended session")
+	}
+	select {
+	case err := <-done2:
+		t.Fatalf("the second session with the id ended: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if get() != second {
+		t.Error("the first session's end removed the second")
+	}
+}
