@@ -400,6 +400,48 @@ func TestBuildxRemoteDriver(t *testing.T) {
 	}
 }
 
+// buildx build --load (remote driver on kilnd) loads the image into a
+// Docker engine (Debian's dockerd, started here): the engine holds the
+// image kiln build makes from the same inputs, and runs it.
+func TestBuildxLoad(t *testing.T) {
+	e := newBldEnv(t)
+	buildx := bkTool(t, "buildx")
+	dk := testutil.StartDockerd(t)
+	cfg := t.TempDir()
+	env := []string{"BUILDX_CONFIG=" + filepath.Join(cfg, "buildx"), "DOCKER_CONFIG=" + filepath.Join(cfg, "docker"), "DOCKER_HOST=" + dk.Host}
+	bx := func(args ...string) bkResult { return runTool(t, env, buildx, args...) }
+	docker := func(args ...string) bkResult { return runTool(t, env, dk.Docker, args...) }
+	if r := bx("create", "--name", "kiln", "--driver", "remote", e.d.Addr); r.err != nil {
+		t.Fatalf("buildx create: %s", r)
+	}
+
+	dir, out := t.TempDir(), t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM busybox\nRUN echo \"Hello, Kiln!\" > /hello.txt\nCMD [\"cat\", \"/hello.txt\"]\n"})
+	// --load exports a Docker image (Docker media types): so does kiln
+	// build's type=docker.
+	e.kilnBuild("--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-o", "type=docker,dest="+filepath.Join(out, "kiln.tar"),
+		"--metadata-file", filepath.Join(out, "kiln.json"), dir)
+	const tag = "kiln-e2e/hello:load"
+	r := bx("--builder", "kiln", "build", "--progress", "rawjson", "--load", "-t", tag,
+		"--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--metadata-file", filepath.Join(out, "bx.json"), dir)
+	if r.err != nil {
+		t.Fatalf("buildx build --load: %s", r)
+	}
+	if kd, bd := metadataDigest(t, filepath.Join(out, "kiln.json")), metadataDigest(t, filepath.Join(out, "bx.json")); kd != bd {
+		t.Errorf("image digest: kiln build %s, buildx --load %s", kd, bd)
+	}
+	// The engine's image id is the config's digest.
+	config, _ := readMetadata(t, filepath.Join(out, "kiln.json"))["containerimage.config.digest"].(string)
+	r = docker("image", "inspect", "--format", "{{.Id}}", tag)
+	if r.err != nil || strings.TrimSpace(r.stdout) != config || config == "" {
+		t.Errorf("docker image inspect %s: want id %q; got %s", tag, config, r)
+	}
+	r = docker("run", "--rm", "--network", "none", tag)
+	if r.err != nil || r.stdout != "Hello, Kiln!\n" {
+		t.Errorf("docker run %s: %s", tag, r)
+	}
+}
+
 // --opt platform builds each platform (foreign ones through QEMU) into one
 // index, as kiln build --platform does.
 func TestBuildctlPlatforms(t *testing.T) {

@@ -18,8 +18,10 @@ ensure_buildkit_tools >"$tools_log" 2>&1 &
 tools_pid=$!
 # runc/crun run build steps, busybox-static is the test base image,
 # redis-server and docker-registry are started by e2e tests on 127.0.0.1,
-# apache2-utils provides htpasswd for the registry auth tests.
-ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd openssh-client
+# apache2-utils provides htpasswd for the registry auth tests, docker.io
+# the Docker engine buildx --load loads into (TestBuildxLoad starts its
+# own dockerd).
+ensure_apt runc crun busybox-static redis-server docker-registry git apache2-utils xz-utils bzip2 zstd openssh-client docker.io
 ensure_binfmt
 ensure_arm64_busybox
 if [ "$(id -u)" != 0 ]; then

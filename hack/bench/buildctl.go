@@ -5,11 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // buildctlCase measures BuildKit's client on kilnd (the compatibility
@@ -184,7 +183,7 @@ func (e *env) startBuildkitd() (string, func(), error) {
 		_ = cmd.Wait()
 		logf.Close()
 		// buildkitd may leave overlay mounts under its root.
-		_ = unmountUnder(filepath.Join(dir, "root"))
+		testutil.UnmountUnder(filepath.Join(dir, "root"))
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -195,17 +194,4 @@ func (e *env) startBuildkitd() (string, func(), error) {
 	}
 	stop()
 	return "", nil, fmt.Errorf("buildkitd did not start; see %s", logf.Name())
-}
-
-// unmountUnder unmounts what is mounted below dir, deepest first.
-func unmountUnder(dir string) error {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return err
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-	for _, m := range ms {
-		_ = syscall.Unmount(m.Mountpoint, syscall.MNT_DETACH)
-	}
-	return nil
 }
