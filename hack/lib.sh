@@ -107,77 +107,64 @@ BUILDKIT_VERSION=v0.34.2
 BUILDX_VERSION=v0.38.2
 BUILDKIT_TOOLS="github.com/moby/buildkit/cmd/buildctl@$BUILDKIT_VERSION github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend@$BUILDKIT_VERSION github.com/docker/buildx/cmd/buildx@$BUILDX_VERSION"
 
-buildkit_tools_current() {
-	local dir=$1 n
-	for n in buildctl buildx dockerfile-frontend; do
-		[ -x "$dir/$n" ] || return 1
+# go_tools_current reports whether bin/tools (DIR) holds the binary of
+# every package in SPECS ("pkg@version ..."), built from exactly SPECS
+# (recorded in DIR/.NAME.version).
+go_tools_current() {
+	local dir=$1 name=$2 specs=$3 p
+	for p in $specs; do
+		p=${p%@*}
+		[ -x "$dir/${p##*/}" ] || return 1
 	done
-	[ "$(cat "$dir/.buildkit-tools.version" 2>/dev/null)" = "$BUILDKIT_TOOLS" ]
+	[ "$(cat "$dir/.$name.version" 2>/dev/null)" = "$specs" ]
 }
 
-# ensure_buildkit_tools builds buildctl, buildx and dockerfile-frontend
-# into ./bin/tools, statically, with one `go build` in one scratch module
-# (bin/tools/src/buildkit-tools) so that the dependencies the three share
-# (most of BuildKit, containerd, grpc, otel) are compiled once. BuildKit's
-# and buildx's go.mod have replace and exclude directives, so
+# ensure_go_tools NAME SPECS builds the packages SPECS names
+# ("pkg@version ...") into ./bin/tools, statically, with one `go build` in
+# one scratch module (bin/tools/src/NAME) so that the dependencies they
+# share (most of BuildKit, containerd, grpc, otel) are compiled once.
+# BuildKit's and buildx's go.mod have replace and exclude directives, so
 # `go install pkg@version` refuses them. Concurrent callers (parallel
 # tests, the background build of hack/test.sh) wait for one build.
-ensure_buildkit_tools() {
-	local dir
+ensure_go_tools() {
+	local name=$1 specs=$2 dir
 	dir="$(pwd)/bin/tools"
-	buildkit_tools_current "$dir" && return 0
+	go_tools_current "$dir" "$name" "$specs" && return 0
 	mkdir -p "$dir"
 	(
-		exec 9>"$dir/.buildkit-tools.lock"
+		exec 9>"$dir/.$name.lock"
 		flock 9
-		buildkit_tools_current "$dir" && exit 0
+		go_tools_current "$dir" "$name" "$specs" && exit 0
 		start=$(date +%s)
-		say "building buildctl, dockerfile-frontend ($BUILDKIT_VERSION) and buildx ($BUILDX_VERSION) into bin/tools"
-		src="$dir/src/buildkit-tools"
-		rm -rf "$src" "$dir/.new" && mkdir -p "$src" "$dir/.new"
+		pkgs=()
+		for p in $specs; do
+			pkgs+=("${p%@*}")
+		done
+		say "building $specs into bin/tools"
+		src="$dir/src/$name"
+		rm -rf "$src" "$dir/.new-$name" && mkdir -p "$src" "$dir/.new-$name"
 		cd "$src"
 		go mod init tools >/dev/null 2>&1
 		# shellcheck disable=SC2086
-		go get $BUILDKIT_TOOLS 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\|finding\) ' || true
-		pkgs=()
-		for p in $BUILDKIT_TOOLS; do
-			pkgs+=("${p%@*}")
+		go get $specs 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\|finding\) ' || true
+		CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/.new-$name/" "${pkgs[@]}" 2>&1 ||
+			die "could not build $specs"
+		for p in "${pkgs[@]}"; do
+			mv "$dir/.new-$name/${p##*/}" "$dir/${p##*/}"
 		done
-		CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/.new/" "${pkgs[@]}" 2>&1 ||
-			die "could not build the BuildKit tools"
-		for n in buildctl buildx dockerfile-frontend; do
-			mv "$dir/.new/$n" "$dir/$n"
-		done
-		echo "$BUILDKIT_TOOLS" >"$dir/.buildkit-tools.version"
-		say "BuildKit tools built in $(($(date +%s) - start))s"
+		echo "$specs" >"$dir/.$name.version"
+		say "$name built in $(($(date +%s) - start))s"
 	)
 }
 
-# ensure_buildkitd builds BuildKit's daemon into ./bin/tools, in its own
-# scratch module. hack/compat.sh writes the goldens with it and make bench
-# runs buildctl on it beside kilnd; the test suite does not need it.
-ensure_buildkitd() {
-	local dir
-	dir="$(pwd)/bin/tools"
-	if [ -x "$dir/buildkitd" ] && [ "$(cat "$dir/.buildkitd.version" 2>/dev/null)" = "$BUILDKIT_VERSION" ]; then
-		return 0
-	fi
-	mkdir -p "$dir"
-	(
-		exec 9>"$dir/.buildkitd.lock"
-		flock 9
-		say "building buildkitd $BUILDKIT_VERSION into bin/tools"
-		src="$dir/src/buildkitd"
-		rm -rf "$src" && mkdir -p "$src"
-		cd "$src"
-		go mod init tools >/dev/null 2>&1
-		go get "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION" 2>&1 | grep -v '^go: \(added\|downloading\|upgraded\|finding\) ' || true
-		CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$dir/buildkitd.new" github.com/moby/buildkit/cmd/buildkitd 2>&1 ||
-			die "could not build buildkitd"
-		mv "$dir/buildkitd.new" "$dir/buildkitd"
-		echo "$BUILDKIT_VERSION" >"$dir/.buildkitd.version"
-	)
-}
+# ensure_buildkit_tools builds buildctl, buildx and dockerfile-frontend
+# (BUILDKIT_TOOLS) into ./bin/tools.
+ensure_buildkit_tools() { ensure_go_tools buildkit-tools "$BUILDKIT_TOOLS"; }
+
+# ensure_buildkitd builds BuildKit's daemon into ./bin/tools. hack/compat.sh
+# writes the goldens with it and make bench runs buildctl on it beside
+# kilnd; the test suite does not need it.
+ensure_buildkitd() { ensure_go_tools buildkitd "github.com/moby/buildkit/cmd/buildkitd@$BUILDKIT_VERSION"; }
 
 # ensure_dockerfile_frontend builds BuildKit's Dockerfile frontend (with
 # the other BuildKit tools; internal/testutil calls it).
