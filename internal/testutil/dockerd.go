@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
+	"github.com/containerd/containerd/v2/core/mount"
+	"golang.org/x/sys/unix"
 )
 
 // Dockerd is a Docker engine started for a test (Debian's docker.io
@@ -102,16 +102,11 @@ func StartDockerd(t testing.TB) *Dockerd {
 	return nil
 }
 
-// UnmountUnder unmounts (lazily) what is mounted below dir, deepest
+// UnmountUnder unmounts (lazily) what is mounted at or below dir, deepest
 // first: what a killed daemon left.
 func UnmountUnder(dir string) {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-	for _, m := range ms {
-		_ = syscall.Unmount(m.Mountpoint, syscall.MNT_DETACH)
+	if _, err := os.Stat(dir); err == nil {
+		_ = mount.UnmountRecursive(dir, unix.MNT_DETACH)
 	}
 }
 
