@@ -106,16 +106,16 @@ func buildctlCase(e *env, runs int) ([]row, error) {
 	return rows, nil
 }
 
-// pairStats are one client's medians in a timePair: wall time, the CPU
+// clientStats are one client's medians in timeClients: wall time, the CPU
 // kilnd (with the runtime and containers) used, and the client's own CPU.
-type pairStats struct {
+type clientStats struct {
 	wall, daemonCPU, clientCPU time.Duration
 }
 
 // timeClients runs the clients in turn n times each, calling before
 // (untimed) ahead of every run, and returns each client's medians. The
 // daemon CPU is kilnd's.
-func timeClients(e *env, n int, before func(int) error, clients ...func() error) ([]pairStats, error) {
+func timeClients(e *env, n int, before func(int) error, clients ...func() error) ([]clientStats, error) {
 	walls := make([][]time.Duration, len(clients))
 	daemon := make([][]time.Duration, len(clients))
 	client := make([][]time.Duration, len(clients))
@@ -135,9 +135,9 @@ func timeClients(e *env, n int, before func(int) error, clients ...func() error)
 		daemon[k] = append(daemon[k], e.cpuTime()-cpu)
 		client[k] = append(client[k], e.clientCPU)
 	}
-	st := make([]pairStats, len(clients))
+	st := make([]clientStats, len(clients))
 	for k := range clients {
-		st[k] = pairStats{median(walls[k]), median(daemon[k]), median(client[k])}
+		st[k] = clientStats{median(walls[k]), median(daemon[k]), median(client[k])}
 	}
 	return st, nil
 }
